@@ -1,0 +1,238 @@
+/* cli.c - shared command-line handling for the mf-* tools (see cli.h). */
+#include "cli.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <omp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mf/log.h"
+
+#ifndef MF_VERSION_STRING
+#define MF_VERSION_STRING "0.0.0"
+#endif
+
+enum { OPT_HELP = -100, OPT_VERSION, OPT_THREADS, OPT_QUIET, OPT_PROGRESS };
+
+static const mf_cli_opt common_opts[] = {
+    {"threads", 'j', "N", "use N threads (default: all cores)", OPT_THREADS},
+    {"quiet", 'q', NULL, "print errors only", OPT_QUIET},
+    {"progress", 0, NULL, "show the progress bar even when stderr is not a terminal",
+     OPT_PROGRESS},
+    {"help", 'h', NULL, "show this help and exit", OPT_HELP},
+    {"version", 0, NULL, "show the version and exit", OPT_VERSION},
+    {0},
+};
+
+mf_cli_common mf_cli;
+static const char *tool_name = "mfkit";
+
+const char *mf_cli_name(void) { return tool_name; }
+
+static void vmessage(const char *kind, const char *fmt, va_list ap)
+{
+    char msg[2048];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    if (kind)
+        fprintf(stderr, "%s: %s: %s\n", tool_name, kind, msg);
+    else
+        fprintf(stderr, "%s: %s\n", tool_name, msg);
+}
+
+void mf_cli_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vmessage("error", fmt, ap);
+    va_end(ap);
+}
+
+void mf_cli_warn(const char *fmt, ...)
+{
+    if (mf_cli.quiet)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vmessage("warning", fmt, ap);
+    va_end(ap);
+}
+
+void mf_cli_info(const char *fmt, ...)
+{
+    if (mf_cli.quiet)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vmessage(NULL, fmt, ap);
+    va_end(ap);
+}
+
+void mf_cli_usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vmessage("error", fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "Try '%s --help' for more information.\n", tool_name);
+    exit(MF_EXIT_USAGE);
+}
+
+static void print_opt(const mf_cli_opt *o)
+{
+    char left[64];
+    int n = o->short_name ? snprintf(left, sizeof left, "  -%c, --%s", o->short_name, o->long_name)
+                          : snprintf(left, sizeof left, "      --%s", o->long_name);
+    if (o->arg_name && n > 0 && (size_t)n < sizeof left)
+        snprintf(left + n, sizeof left - (size_t)n, " %s", o->arg_name);
+    if (strlen(left) > 28)
+        printf("%s\n%30s%s\n", left, "", o->help);
+    else
+        printf("%-30s%s\n", left, o->help);
+}
+
+static void print_help(const mf_cli_tool *t)
+{
+    printf("Usage: %s %s\n\n%s\n\nOptions:\n", t->name, t->usage, t->summary);
+    for (const mf_cli_opt *o = t->opts; o && o->long_name; o++)
+        print_opt(o);
+    printf("\nCommon options:\n");
+    for (const mf_cli_opt *o = common_opts; o->long_name; o++)
+        print_opt(o);
+    if (t->description)
+        printf("\n%s\n", t->description);
+    printf("\nExit status: 0 success, 1 failure, 2 usage error, 3 finished with skipped "
+           "inputs.\n");
+}
+
+static size_t count_opts(const mf_cli_opt *o)
+{
+    size_t n = 0;
+    while (o && o[n].long_name)
+        n++;
+    return n;
+}
+
+/* Build getopt_long's tables from the tool's options followed by the common ones. */
+static void build_tables(const mf_cli_tool *t, const mf_cli_opt **all, struct option *lo,
+                         char *so)
+{
+    size_t n = 0, s = 0;
+    so[s++] = ':'; /* report a missing value as ':' rather than '?' */
+    for (int pass = 0; pass < 2; pass++) {
+        const mf_cli_opt *src = pass == 0 ? t->opts : common_opts;
+        for (size_t i = 0; src && src[i].long_name; i++, n++) {
+            all[n] = &src[i];
+            lo[n].name = src[i].long_name;
+            lo[n].has_arg = src[i].arg_name ? required_argument : no_argument;
+            lo[n].flag = NULL;
+            lo[n].val = 256 + (int)n; /* index into `all` */
+            if (src[i].short_name) {
+                so[s++] = src[i].short_name;
+                if (src[i].arg_name)
+                    so[s++] = ':';
+            }
+        }
+    }
+    memset(&lo[n], 0, sizeof lo[n]);
+    so[s] = '\0';
+}
+
+static const mf_cli_opt *find_short(const mf_cli_opt **all, size_t n, int c)
+{
+    for (size_t i = 0; i < n; i++)
+        if (all[i]->short_name == c)
+            return all[i];
+    return NULL;
+}
+
+int mf_cli_parse(const mf_cli_tool *t, int argc, char **argv, mf_cli_on_option cb, void *ctx)
+{
+    tool_name = t->name;
+    mf_log_set_program(t->name);
+    size_t n = count_opts(t->opts) + count_opts(common_opts);
+    const mf_cli_opt **all = calloc(n + 1, sizeof *all);
+    struct option *lo = calloc(n + 1, sizeof *lo);
+    char *so = calloc(2 * n + 3, 1);
+    if (!all || !lo || !so) {
+        mf_cli_error("out of memory");
+        exit(MF_EXIT_FAILURE);
+    }
+    build_tables(t, all, lo, so);
+    opterr = 0;
+    int c, longidx;
+    while ((c = getopt_long(argc, argv, so, lo, &longidx)) != -1) {
+        const mf_cli_opt *o = NULL;
+        if (c == '?') {
+            if (optopt && optopt < 256)
+                mf_cli_usage_error("unknown option '-%c'", optopt);
+            mf_cli_usage_error("unknown option '%s'", argv[optind - 1]);
+        }
+        if (c == ':')
+            mf_cli_usage_error("option '%s' needs a value", argv[optind - 1]);
+        o = c >= 256 ? all[c - 256] : find_short(all, n, c);
+        if (!o)
+            mf_cli_usage_error("unknown option '%s'", argv[optind - 1]);
+        switch (o->id) {
+        case OPT_HELP:
+            print_help(t);
+            exit(mf_cli_finish(MF_EXIT_OK));
+        case OPT_VERSION:
+            printf("%s (mfkit) %s\n", t->name, MF_VERSION_STRING);
+            exit(mf_cli_finish(MF_EXIT_OK));
+        case OPT_THREADS:
+            mf_cli.threads = (int)mf_cli_parse_int("--threads", optarg, 0, 1024);
+            break;
+        case OPT_QUIET:
+            mf_cli.quiet = 1;
+            mf_log_set_level(MF_LOG_ERROR);
+            break;
+        case OPT_PROGRESS:
+            mf_cli.progress = 1;
+            break;
+        default:
+            if (cb && cb(o->id, optarg, ctx) != 0)
+                mf_cli_usage_error("invalid value for --%s: '%s'", o->long_name,
+                                   optarg ? optarg : "");
+        }
+    }
+    if (mf_cli.threads > 0)
+        omp_set_num_threads(mf_cli.threads);
+    free(all);
+    free(lo);
+    free(so);
+    return optind;
+}
+
+long long mf_cli_parse_int(const char *opt, const char *s, long long min, long long max)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < min || v > max)
+        mf_cli_usage_error("%s expects an integer in [%lld, %lld], got '%s'", opt, min, max, s);
+    return v;
+}
+
+double mf_cli_parse_double(const char *opt, const char *s, double min, double max)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(v) || v < min || v > max)
+        mf_cli_usage_error("%s expects a number in [%g, %g], got '%s'", opt, min, max, s);
+    return v;
+}
+
+int mf_cli_finish(int code)
+{
+    if (fflush(stdout) != 0 || ferror(stdout) || fclose(stdout) != 0) {
+        if (errno != EPIPE)
+            mf_cli_error("cannot write to standard output: %s", strerror(errno));
+        return code ? code : MF_EXIT_FAILURE;
+    }
+    return code;
+}

@@ -1,0 +1,82 @@
+/* cli.h - what every mf-* tool shares: one option table per tool that drives both
+ * parsing and --help, the common options, exit codes and message format.
+ *
+ *     static const mf_cli_opt opts[] = {
+ *         {"output", 'o', "FILE", "write the result to FILE", OPT_OUTPUT},
+ *         {"json", 0, NULL, "print JSON instead of text", OPT_JSON},
+ *         {0}};
+ *     static const mf_cli_tool tool = {"mf-inspect", "[options] <store>",
+ *         "Summarise an embedding store.", NULL, opts};
+ *     int first = mf_cli_parse(&tool, argc, argv, on_option, &cfg);
+ *
+ * Common options handled here for every tool: -h/--help (usage on stdout, exit 0),
+ * --version, -j/--threads N, -q/--quiet, --progress. Messages go to stderr as
+ * "mf-tool: error: ...". Exit codes follow DESIGN.md. */
+#ifndef MF_CLI_H
+#define MF_CLI_H
+
+#include <stdint.h>
+
+enum {
+    MF_EXIT_OK = 0,      /* success */
+    MF_EXIT_FAILURE = 1, /* I/O error, bad data */
+    MF_EXIT_USAGE = 2,   /* bad command line */
+    MF_EXIT_PARTIAL = 3, /* finished, but some inputs were skipped (each recorded) */
+};
+
+typedef struct mf_cli_opt {
+    const char *long_name; /* without the dashes */
+    char short_name;       /* 0 if none */
+    const char *arg_name;  /* NULL for a flag, else shown in --help ("FILE") */
+    const char *help;      /* one line */
+    int id;                /* passed to the callback; any value >= 1000 is fine */
+} mf_cli_opt;
+
+typedef struct mf_cli_tool {
+    const char *name;        /* "mf-inspect" */
+    const char *usage;       /* "[options] <store>" */
+    const char *summary;     /* one sentence */
+    const char *description; /* paragraphs after the options (examples, notes) or NULL */
+    const mf_cli_opt *opts;  /* terminated by an all-zero entry */
+} mf_cli_tool;
+
+/* Options every tool accepts, filled in by mf_cli_parse. */
+typedef struct mf_cli_common {
+    int threads;  /* -j; 0 = all cores */
+    int quiet;    /* -q */
+    int progress; /* --progress: show the bar even when stderr is not a terminal */
+} mf_cli_common;
+
+extern mf_cli_common mf_cli;
+
+/* Return 0 to accept, nonzero to reject the option (the callback has printed why via
+ * mf_cli_usage_error, or mf_cli_parse prints a generic message). */
+typedef int (*mf_cli_on_option)(int id, const char *arg, void *ctx);
+
+/* Parse argv; returns the index of the first operand. Exits 0 after --help/--version,
+ * exits 2 on an unknown option, a missing argument or a rejected value. Also sets the
+ * log program name and applies -j to OpenMP. */
+int mf_cli_parse(const mf_cli_tool *tool, int argc, char **argv, mf_cli_on_option cb,
+                 void *ctx);
+
+/* Print "<tool>: error: <msg>" (and for usage errors a hint to --help). */
+void mf_cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void mf_cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Informational line on stderr unless -q. */
+void mf_cli_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Print a usage error and exit 2. */
+void mf_cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+/* Strict number parsing for option values: the whole string must be a number within
+ * [min, max], else a usage error naming the option (exit 2). */
+long long mf_cli_parse_int(const char *opt, const char *s, long long min, long long max);
+double mf_cli_parse_double(const char *opt, const char *s, double min, double max);
+
+/* Close stdout and report a write error (full disk, closed pipe): returns the exit code
+ * to use (the given one, or MF_EXIT_FAILURE if stdout failed). Call last in main. */
+int mf_cli_finish(int code);
+
+/* Name of the running tool (for messages). */
+const char *mf_cli_name(void);
+
+#endif
