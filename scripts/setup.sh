@@ -16,12 +16,12 @@ deps="$root/.deps"
 
 packages=(
   build-essential cmake pkg-config dpkg-dev
-  libhdf5-dev libarchive-dev libcriterion-dev
+  libhdf5-dev libarchive-dev libcriterion-dev libssl-dev
   libfaiss-dev libopenblas-dev
   libturbojpeg0-dev libjpeg62-turbo-dev libpng-dev
   libigraph-dev
   # references and fixtures for the tests (run with /usr/bin/python3)
-  python3-numpy python3-torch python3-h5py python3-faiss
+  python3-numpy python3-torch python3-h5py python3-faiss python3-opencv
 )
 
 missing=()
