@@ -175,7 +175,8 @@ int pth_zip_read(pth_file *f, const uint8_t *buf, size_t len)
     int rc = 0;
     archive_read_support_format_zip_seekable(z.a);
     if (archive_read_open_memory(z.a, buf, len) != ARCHIVE_OK) {
-        rc = zip_fail(&z, "cannot open");
+        /* It starts like a zip, so a missing central directory means a cut file. */
+        rc = zip_fail(&z, "truncated or damaged archive");
         goto out;
     }
     struct archive_entry *e;
