@@ -137,6 +137,9 @@ int mf_store_copy_failed(mf_store *dst, mf_store *src);
  * that name (e.g. "cluster", "label" after a relabel). */
 int mf_store_write_column_int64(mf_store *s, const char *name, const int64_t *values);
 
+/* The same for a float32 column (e.g. a per-row score). */
+int mf_store_write_column_float(mf_store *s, const char *name, const float *values);
+
 /* Set a root string attribute (e.g. "mf_filter" = the rules and counts as JSON). */
 int mf_store_set_attr(mf_store *s, const char *name, const char *value);
 
