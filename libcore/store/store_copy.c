@@ -275,3 +275,59 @@ int mf_store_write_column_float(mf_store *s, const char *name, const float *valu
 {
     return write_column(s, name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, H5T_FLOAT, values);
 }
+
+/* ---- label names (/labels/name) ------------------------------------------------------ */
+
+int mf_store_write_label_names(mf_store *s, const char *const *names, size_t n)
+{
+    if (!s->writable)
+        return mf_set_error(MF_ERR_ARG, "'%s' is not open for writing", s->path);
+    if (H5Lexists(s->file, "labels", H5P_DEFAULT) > 0)
+        H5Ldelete(s->file, "labels", H5P_DEFAULT);
+    hid_t g = H5Gcreate2(s->file, "labels", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t str = mf_h5_vlen_str_type();
+    hid_t ds = g < 0 ? -1 : mf_store_create_dataset(g, "name", str, 0, 1024);
+    int rc = ds < 0 ? mf_set_error(MF_ERR_IO, "cannot create '/labels/name': %s",
+                                   mf_h5_reason())
+                    : mf_store_extend(ds, n);
+    if (rc == 0 && n)
+        rc = rw_block(ds, str, 0, n, 0, (void *)names, 1);
+    if (ds >= 0)
+        H5Dclose(ds);
+    if (g >= 0)
+        H5Gclose(g);
+    H5Tclose(str);
+    return rc < 0 ? mf_wrap_error(rc, "'%s'", s->path) : 0;
+}
+
+uint64_t mf_store_label_name_count(const mf_store *s)
+{
+    if (H5Lexists(s->file, "labels", H5P_DEFAULT) <= 0 ||
+        H5Lexists(s->file, "labels/name", H5P_DEFAULT) <= 0)
+        return 0;
+    hid_t ds = H5Dopen2(s->file, "labels/name", H5P_DEFAULT);
+    uint64_t n = ds < 0 ? 0 : mf_store_length(ds);
+    if (ds >= 0)
+        H5Dclose(ds);
+    return n;
+}
+
+char *mf_store_label_name(mf_store *s, uint64_t label)
+{
+    if (label >= mf_store_label_name_count(s))
+        return NULL;
+    hid_t ds = H5Dopen2(s->file, "labels/name", H5P_DEFAULT);
+    hid_t str = mf_h5_vlen_str_type();
+    char *v = NULL, *copy = NULL;
+    if (ds >= 0 && rw_block(ds, str, label, 1, 0, &v, 0) == 0) {
+        copy = strdup(v ? v : "");
+        hsize_t one = 1;
+        hid_t ms = H5Screate_simple(1, &one, NULL);
+        H5Dvlen_reclaim(str, ms, H5P_DEFAULT, &v);
+        H5Sclose(ms);
+    }
+    H5Tclose(str);
+    if (ds >= 0)
+        H5Dclose(ds);
+    return copy;
+}
