@@ -74,13 +74,13 @@ void mf_conv_im2col(float *out, const float *in, const float *wp, const mf_conv_
     {
         float *b = scratch + (size_t)omp_get_thread_num() * depth * MF_NR;
         float t[MF_MR * MF_NR];
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 1)
         for (long task = 0; task < tasks; task++) {
             size_t t0 = (size_t)task * MF_NR;
             int nt = total - t0 < MF_NR ? (int)(total - t0) : MF_NR;
             pack_columns(b, in, s, t0, nt);
             for (int k0 = 0; k0 < s->cout; k0 += MF_MR) {
-                mf_kernel(depth, wp + (size_t)k0 * depth, b, t);
+                mf_kernel(depth, wp + (size_t)k0 * depth, b, t, MF_NR);
                 for (int r = 0; r < MF_MR && k0 + r < s->cout; r++) {
                     size_t row = (size_t)(k0 + r) * total + t0;
                     for (int l = 0; l < nt; l++)
@@ -116,93 +116,136 @@ void mf_winograd_weights(float *dst, const float *g, int k, int c)
         }
 }
 
+#define MAX_LANES (4 * MF_NR)
+
+/* A task's tiles, as runs along tile rows: the transforms are vectorised along a run. */
 typedef struct wino_task {
     const mf_conv_shape *s;
-    int tw, tpi, panels, lanes, nt, kp;
+    int tw, tpi, panels, lanes, nt, kp, nseg;
     size_t t0;
-    size_t off[4 * MF_NR]; /* input offset of each tile's top-left (may be "negative") */
-    int ty[4 * MF_NR], tx[4 * MF_NR], n[4 * MF_NR], inside[4 * MF_NR];
+    struct { int n, ty, tx0, len, lane0; } seg[MAX_LANES];
 } wino_task;
 
-static void wino_tiles(wino_task *w)
+static void wino_segments(wino_task *w)
 {
-    const mf_conv_shape *s = w->s;
-    for (int l = 0; l < w->nt; l++) {
+    w->nseg = 0;
+    for (int l = 0; l < w->nt;) {
         size_t t = w->t0 + l, r = t % w->tpi;
-        w->n[l] = (int)(t / w->tpi), w->ty[l] = (int)(r / w->tw), w->tx[l] = (int)(r % w->tw);
-        int y0 = 2 * w->ty[l] - 1, x0 = 2 * w->tx[l] - 1;
-        w->inside[l] = y0 >= 0 && y0 + 3 < s->h && x0 >= 0 && x0 + 3 < s->w;
-        w->off[l] = (size_t)w->n[l] * s->h * s->w + (size_t)(y0 * s->w + x0);
+        int tx0 = (int)(r % w->tw), len = w->tw - tx0 < w->nt - l ? w->tw - tx0 : w->nt - l;
+        w->seg[w->nseg++] = (typeof(w->seg[0])){(int)(t / w->tpi), (int)(r / w->tw), tx0, len, l};
+        l += len;
     }
 }
 
-/* V[e][panel][c][24] = B^T d B of each tile's 4x4 input window d (after x*a+b; zero
- * outside the image), B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]. */
+/* Input rows 2ty-1 .. 2ty+2, columns 2tx0-1 .. 2(tx0+len), as x*a+b, zero outside. */
+static void wino_rows(float d[4][2 * MAX_LANES + 2], const float *src, const mf_conv_shape *s,
+                      int ty, int tx0, int len, float a, float b)
+{
+    int x0 = 2 * tx0 - 1, width = 2 * len + 2;
+    int p0 = x0 < 0 ? -x0 : 0, p1 = s->w - x0 < width ? s->w - x0 : width;
+    for (int i = 0; i < 4; i++) {
+        int y = 2 * ty - 1 + i;
+        float *row = d[i];
+        if (y < 0 || y >= s->h) {
+            memset(row, 0, width * sizeof(float));
+            continue;
+        }
+        const float *in = src + (size_t)y * s->w + x0;
+        for (int p = 0; p < p0; p++)
+            row[p] = 0.0f;
+        for (int p = p0; p < p1; p++)
+            row[p] = in[p] * a + b;
+        for (int p = p1 < p0 ? p0 : p1; p < width; p++)
+            row[p] = 0.0f;
+    }
+}
+
+/* V[e][panel][c][24] = B^T d B for each tile's 4x4 window d, B^T = [1 0 -1 0; 0 1 1 0;
+ * 0 -1 1 0; 0 1 0 -1]: the vertical pass runs over whole rows, its results are split
+ * into even and odd columns, and the horizontal pass is then contiguous along the run. */
 static void wino_input(float *v, const float *in, const wino_task *w, const float *in_a,
                        const float *in_b)
 {
     const mf_conv_shape *s = w->s;
     size_t plane = (size_t)s->n * s->h * s->w, estride = (size_t)w->panels * s->cin * MF_NR;
-    for (int c = 0; c < s->cin; c++) {
-        const float *src = in + (size_t)c * plane;
-        float a = in_a ? in_a[c] : 1.0f, b = in_b ? in_b[c] : 0.0f;
-        for (int l = 0; l < w->lanes; l++) {
-            float d[4][4], t[4][4];
-            if (l >= w->nt) {
-                memset(d, 0, sizeof d);
-            } else if (w->inside[l]) {
-                const float *p = src + w->off[l];
-                for (int i = 0; i < 4; i++)
-                    for (int j = 0; j < 4; j++)
-                        d[i][j] = p[i * s->w + j] * a + b;
-            } else {
-                int y0 = 2 * w->ty[l] - 1, x0 = 2 * w->tx[l] - 1;
-                const float *p = src + (size_t)w->n[l] * s->h * s->w;
-                for (int i = 0; i < 4; i++)
-                    for (int j = 0; j < 4; j++) {
-                        int y = y0 + i, x = x0 + j;
-                        d[i][j] = y >= 0 && y < s->h && x >= 0 && x < s->w
-                                      ? p[(size_t)y * s->w + x] * a + b : 0.0f;
+    float d[4][2 * MAX_LANES + 2], ev[4][MAX_LANES + 1], od[4][MAX_LANES + 1];
+    if (w->nt < w->lanes) /* the padding lanes of the last task multiply as zeros */
+        for (int e = 0; e < 16; e++)
+            for (int c = 0; c < s->cin; c++)
+                for (int l = w->nt; l < w->lanes; l++)
+                    v[e * estride + ((size_t)(l / MF_NR) * s->cin + c) * MF_NR + l % MF_NR] = 0;
+    for (int g = 0; g < w->nseg; g++) {
+        int len = w->seg[g].len;
+        for (int c = 0; c < s->cin; c++) {
+            const float *src = in + (size_t)c * plane + (size_t)w->seg[g].n * s->h * s->w;
+            wino_rows(d, src, s, w->seg[g].ty, w->seg[g].tx0, len, in_a ? in_a[c] : 1.0f,
+                      in_b ? in_b[c] : 0.0f);
+            for (int j = 0; j <= len; j++) {
+                ev[0][j] = d[0][2 * j] - d[2][2 * j], od[0][j] = d[0][2 * j + 1] - d[2][2 * j + 1];
+                ev[1][j] = d[1][2 * j] + d[2][2 * j], od[1][j] = d[1][2 * j + 1] + d[2][2 * j + 1];
+                ev[2][j] = d[2][2 * j] - d[1][2 * j], od[2][j] = d[2][2 * j + 1] - d[1][2 * j + 1];
+                ev[3][j] = d[1][2 * j] - d[3][2 * j], od[3][j] = d[1][2 * j + 1] - d[3][2 * j + 1];
+            }
+            for (int x = 0; x < len;) {
+                int lane = w->seg[g].lane0 + x, run = MF_NR - lane % MF_NR;
+                run = run < len - x ? run : len - x;
+                float *o = v + ((size_t)(lane / MF_NR) * s->cin + c) * MF_NR + lane % MF_NR;
+                for (int i = 0; i < 4; i++) {
+                    float *o0 = o + (i * 4) * estride, *o1 = o0 + estride, *o2 = o1 + estride;
+                    float *o3 = o2 + estride;
+                    const float *E = ev[i] + x, *O = od[i] + x;
+                    for (int k = 0; k < run; k++) {
+                        o0[k] = E[k] - E[k + 1], o1[k] = O[k] + E[k + 1];
+                        o2[k] = E[k + 1] - O[k], o3[k] = O[k] - O[k + 1];
                     }
-            }
-            for (int j = 0; j < 4; j++) {
-                t[0][j] = d[0][j] - d[2][j], t[1][j] = d[1][j] + d[2][j];
-                t[2][j] = d[2][j] - d[1][j], t[3][j] = d[1][j] - d[3][j];
-            }
-            float *o = v + ((size_t)(l / MF_NR) * s->cin + c) * MF_NR + l % MF_NR;
-            for (int i = 0; i < 4; i++) {
-                o[(size_t)(i * 4 + 0) * estride] = t[i][0] - t[i][2];
-                o[(size_t)(i * 4 + 1) * estride] = t[i][1] + t[i][2];
-                o[(size_t)(i * 4 + 2) * estride] = t[i][2] - t[i][1];
-                o[(size_t)(i * 4 + 3) * estride] = t[i][1] - t[i][3];
+                }
+                x += run;
             }
         }
     }
 }
 
-/* Y = A^T m A with A^T = [1 1 1 0; 0 1 -1 -1]; m[e][k][lane] are the 16 products. */
+/* Y = A^T m A with A^T = [1 1 1 0; 0 1 -1 -1]; m[e][k][lane] are the 16 products. The
+ * transform runs over all lanes of a channel at once, then runs are written out. */
 static void wino_output(float *out, const float *m, const wino_task *w, const mf_epilogue *ep)
 {
     const mf_conv_shape *s = w->s;
     size_t hw = (size_t)s->h * s->w, estride = (size_t)w->kp * w->lanes;
-    for (int k = 0; k < s->cout; k++)
+    float y[4][MAX_LANES];
+    for (int k = 0; k < s->cout; k++) {
+        const float *q = m + (size_t)k * w->lanes;
+        float bias = ep->bias ? ep->bias[k] : 0.0f;
         for (int l = 0; l < w->nt; l++) {
-            const float *p = m + (size_t)k * w->lanes + l;
-            float q[4][4], r[2][4];
-            for (int e = 0; e < 16; e++)
-                q[e / 4][e % 4] = p[e * estride];
-            for (int j = 0; j < 4; j++)
-                r[0][j] = q[0][j] + q[1][j] + q[2][j], r[1][j] = q[1][j] - q[2][j] - q[3][j];
-            int oy = 2 * w->ty[l], ox = 2 * w->tx[l];
-            size_t at = ((size_t)k * s->n + w->n[l]) * hw;
+            float r0[4], r1[4];
+            for (int j = 0; j < 4; j++) {
+                float q0 = q[j * estride + l], q1 = q[(4 + j) * estride + l];
+                float q2 = q[(8 + j) * estride + l], q3 = q[(12 + j) * estride + l];
+                r0[j] = q0 + q1 + q2, r1[j] = q1 - q2 - q3;
+            }
+            y[0][l] = r0[0] + r0[1] + r0[2] + bias, y[1][l] = r0[1] - r0[2] - r0[3] + bias;
+            y[2][l] = r1[0] + r1[1] + r1[2] + bias, y[3][l] = r1[1] - r1[2] - r1[3] + bias;
+        }
+        if (ep->prelu)
+            for (int i = 0; i < 4; i++)
+                for (int l = 0; l < w->nt; l++)
+                    y[i][l] = y[i][l] < 0.0f ? y[i][l] * ep->prelu[k] : y[i][l];
+        for (int g = 0; g < w->nseg; g++) {
+            int oy = 2 * w->seg[g].ty, ox = 2 * w->seg[g].tx0, len = w->seg[g].len;
+            int l0 = w->seg[g].lane0, cols = 2 * len < s->w - ox ? 2 * len : s->w - ox;
+            size_t at = ((size_t)k * s->n + w->seg[g].n) * hw + (size_t)oy * s->w + ox;
             for (int i = 0; i < 2 && oy + i < s->h; i++) {
-                float y[2] = {r[i][0] + r[i][1] + r[i][2], r[i][1] - r[i][2] - r[i][3]};
-                for (int j = 0; j < 2 && ox + j < s->w; j++) {
-                    size_t idx = at + (size_t)(oy + i) * s->w + ox + j;
-                    out[idx] = finish(y[j], k, ep, idx);
-                }
+                float *o = out + at + (size_t)i * s->w;
+                const float *res = ep->residual ? ep->residual + at + (size_t)i * s->w : NULL;
+                const float *ya = y[2 * i] + l0, *yb = y[2 * i + 1] + l0;
+                if (res)
+                    for (int x = 0; x < cols; x++)
+                        o[x] = (x & 1 ? yb[x >> 1] : ya[x >> 1]) + res[x];
+                else
+                    for (int x = 0; x < cols; x++)
+                        o[x] = x & 1 ? yb[x >> 1] : ya[x >> 1];
             }
         }
+    }
 }
 
 void mf_conv_winograd(float *out, const float *in, const float *wp, const mf_conv_shape *s,
@@ -217,23 +260,19 @@ void mf_conv_winograd(float *out, const float *in, const float *wp, const mf_con
 #pragma omp parallel num_threads(threads)
     {
         float *v = scratch + (size_t)omp_get_thread_num() * (vsize + msize), *m = v + vsize;
-        float t[MF_MR * MF_NR];
         wino_task w = {.s = s, .tw = tw, .tpi = tpi, .panels = panels, .lanes = lanes, .kp = kp};
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 1)
         for (long task = 0; task < tasks; task++) {
             w.t0 = (size_t)task * lanes;
             w.nt = total - w.t0 < (size_t)lanes ? (int)(total - w.t0) : lanes;
-            wino_tiles(&w);
+            wino_segments(&w);
             wino_input(v, in, &w, in_a, in_b);
             for (int e = 0; e < 16; e++)
                 for (int k0 = 0; k0 < kp; k0 += MF_MR)
-                    for (int p = 0; p < panels; p++) {
+                    for (int p = 0; p < panels; p++)
                         mf_kernel(s->cin, wp + e * one + (size_t)k0 * s->cin,
-                                  v + ((size_t)e * panels + p) * s->cin * MF_NR, t);
-                        for (int r = 0; r < MF_MR; r++)
-                            memcpy(m + ((size_t)e * kp + k0 + r) * lanes + p * MF_NR,
-                                   t + r * MF_NR, MF_NR * sizeof(float));
-                    }
+                                  v + ((size_t)e * panels + p) * s->cin * MF_NR,
+                                  m + ((size_t)e * kp + k0) * lanes + p * MF_NR, lanes);
             wino_output(out, m, &w, ep);
         }
     }

@@ -7,7 +7,8 @@
 
 /* 4 x 24 outputs in 12 ymm accumulators; per depth step 3 loads of b, 4 broadcasts of a
  * and 12 FMAs, so the loop is FMA-bound while the panels stay in L1/L2. */
-void mf_kernel(int depth, const float *restrict a, const float *restrict b, float *restrict c)
+void mf_kernel(int depth, const float *restrict a, const float *restrict b, float *restrict c,
+               size_t ldc)
 {
     __m256 c00 = _mm256_setzero_ps(), c01 = c00, c02 = c00, c10 = c00, c11 = c00, c12 = c00;
     __m256 c20 = c00, c21 = c00, c22 = c00, c30 = c00, c31 = c00, c32 = c00;
@@ -28,9 +29,12 @@ void mf_kernel(int depth, const float *restrict a, const float *restrict b, floa
         c32 = _mm256_fmadd_ps(x, b2, c32);
     }
     _mm256_storeu_ps(c + 0, c00), _mm256_storeu_ps(c + 8, c01), _mm256_storeu_ps(c + 16, c02);
-    _mm256_storeu_ps(c + 24, c10), _mm256_storeu_ps(c + 32, c11), _mm256_storeu_ps(c + 40, c12);
-    _mm256_storeu_ps(c + 48, c20), _mm256_storeu_ps(c + 56, c21), _mm256_storeu_ps(c + 64, c22);
-    _mm256_storeu_ps(c + 72, c30), _mm256_storeu_ps(c + 80, c31), _mm256_storeu_ps(c + 88, c32);
+    c += ldc;
+    _mm256_storeu_ps(c + 0, c10), _mm256_storeu_ps(c + 8, c11), _mm256_storeu_ps(c + 16, c12);
+    c += ldc;
+    _mm256_storeu_ps(c + 0, c20), _mm256_storeu_ps(c + 8, c21), _mm256_storeu_ps(c + 16, c22);
+    c += ldc;
+    _mm256_storeu_ps(c + 0, c30), _mm256_storeu_ps(c + 8, c31), _mm256_storeu_ps(c + 16, c32);
 }
 
 size_t mf_pack_a_size(int m, int depth)
@@ -62,10 +66,10 @@ void mf_fc(float *out, const float *in, const float *ap, const float *bias, int 
             for (int j = 0; j < MF_NR; j++)
                 scratch[(size_t)p * MF_NR + j] = j < nc ? in[(size_t)(n0 + j) * depth + p] : 0.0f;
         int panels = (m + MF_MR - 1) / MF_MR;
-#pragma omp parallel for num_threads(threads) schedule(static)
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 4)
         for (int i = 0; i < panels; i++) {
             float t[MF_MR * MF_NR];
-            mf_kernel(depth, ap + (size_t)i * MF_MR * depth, scratch, t);
+            mf_kernel(depth, ap + (size_t)i * MF_MR * depth, scratch, t, MF_NR);
             for (int r = 0; r < MF_MR && i * MF_MR + r < m; r++)
                 for (int j = 0; j < nc; j++)
                     out[(size_t)(n0 + j) * m + i * MF_MR + r] =

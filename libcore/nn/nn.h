@@ -34,8 +34,9 @@ typedef struct mf_epilogue {
     const float *residual; /* laid out like the output */
 } mf_epilogue;
 
-/* c (MF_MR x MF_NR, row-major) = sum over depth of a-panel column x b-panel row. */
-void mf_kernel(int depth, const float *a, const float *b, float *c);
+/* c (MF_MR rows of MF_NR, row stride ldc) = sum over depth of a-panel column x b-panel
+ * row. */
+void mf_kernel(int depth, const float *a, const float *b, float *c, size_t ldc);
 
 /* Pack a row-major (m, depth) matrix into A panels; dst holds mf_pack_a_size() floats. */
 size_t mf_pack_a_size(int m, int depth);
