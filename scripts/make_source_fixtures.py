@@ -15,7 +15,10 @@ Also a RecordIO reader written from the format, used by the tests to read what t
 writer produced:  make_source_fixtures.py --dump-rec FILE.rec  prints one line per record:
 `key flag label|labels image_size`.
 
-Usage: /usr/bin/python3 scripts/make_source_fixtures.py [--dump-rec FILE]
+--cv2-refs DIR writes OpenCV reference decodes and alignments for test_image (run at
+test time, so nothing derived from OpenCV is committed).
+
+Usage: /usr/bin/python3 scripts/make_source_fixtures.py [--dump-rec FILE | --cv2-refs DIR]
 """
 import io
 import os
@@ -160,9 +163,94 @@ def broken(out):
     open(rec, "wb").write(bytes(data))
 
 
+def umeyama(src, dst):
+    """Least-squares similarity (Umeyama 1991, SVD form) as a 2x3 matrix."""
+    import numpy as np
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    s, d = src - mu_s, dst - mu_d
+    cov = d.T @ s / len(src)
+    u, sig, vt = np.linalg.svd(cov)
+    e = np.ones(2)
+    if np.linalg.det(cov) < 0:
+        e[1] = -1
+    r = u @ np.diag(e) @ vt
+    scale = (sig * e).sum() / s.var(0).sum()
+    return np.hstack([scale * r, (mu_d - scale * r @ mu_s)[:, None]])
+
+
+def cv2_refs(out):
+    """OpenCV references for test_image: decodes of varied JPEG/PNG encodings (EXIF
+    orientations in both byte orders included) and 5-point alignments. Writes
+    out/index.txt: `decode FILE REF W H` and `align FILE REF m0..m5 x1 y1 .. x5 y5`."""
+    import cv2
+    import numpy as np
+    from PIL import Image
+    os.makedirs(out, exist_ok=True)
+    fx = os.path.join(ROOT, "tests/fixtures/source")
+    base = cv2.imread(os.path.join(fx, "raw/id00.jpg"))[:90, :140]
+    files = []
+    for o in range(1, 9):
+        for order in "<>":
+            tiff = (b"II*\0" if order == "<" else b"MM\0*") + struct.pack(order + "IH", 8, 2) + \
+                struct.pack(order + "HHI", 0x010F, 2, 4) + b"abc\0" + \
+                struct.pack(order + "HHIHHI", 0x0112, 3, 1, o, 0, 0)
+            p = os.path.join(out, "exif%d%s.jpg" % (o, "le" if order == "<" else "be"))
+            Image.fromarray(base[:, :, ::-1]).save(p, quality=90, exif=b"Exif\0\0" + tiff)
+            files.append(p)
+    for ss in (0, 1, 2):
+        p = os.path.join(out, "sub%d.jpg" % ss)
+        Image.fromarray(base[:83, :77, ::-1]).save(p, quality=92, subsampling=ss)
+        files.append(p)
+    for name, img, params in (("prog.jpg", base, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1]),
+                              ("gray.jpg", cv2.cvtColor(base, cv2.COLOR_BGR2GRAY), []),
+                              ("rgba.png", np.dstack([base, base[:, :, 1]]), []),
+                              ("gray16.png", cv2.cvtColor(base, cv2.COLOR_BGR2GRAY).astype(np.uint16) * 257 + 3, []),
+                              ("rgb16.png", base.astype(np.uint16) * 250, [])):
+        p = os.path.join(out, name)
+        cv2.imwrite(p, img, params)
+        files.append(p)
+    p = os.path.join(out, "pal.png")
+    Image.fromarray(base[:, :, ::-1]).convert("P", palette=Image.ADAPTIVE).save(p)
+    files.append(p)
+    p = os.path.join(out, "bw.png")
+    Image.fromarray(base[:, :, 0]).convert("1").save(p)
+    files.append(p)
+    for d in ("tree", "raw"):
+        for root, _, names in sorted(os.walk(os.path.join(fx, d))):
+            files += [os.path.join(root, n) for n in sorted(names)]
+    lines = []
+    for i, p in enumerate(files):
+        ref = cv2.imread(p)
+        rp = os.path.join(out, "dec%d.raw" % i)
+        ref.tofile(rp)
+        lines.append("decode %s %s %d %d" % (p, rp, ref.shape[1], ref.shape[0]))
+    template = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
+                         [41.5493, 92.3655], [70.7299, 92.2041]])
+    rng = np.random.default_rng(7)
+    for l in open(os.path.join(fx, "faces.list")):
+        f = l.split()
+        if len(f) != 12:
+            continue
+        img = cv2.imread(os.path.join(fx, f[0]))
+        lm0 = np.array([float(v) for v in f[2:]]).reshape(5, 2)
+        for trial in range(4):   # jittered landmarks: least squares with a real residual
+            lm = (lm0 + rng.normal(0, 2.5 * trial, lm0.shape)).astype(np.float32).astype(np.float64)
+            m = umeyama(lm, template)
+            ref = cv2.warpAffine(img, m, (112, 112), flags=cv2.INTER_LINEAR,
+                                 borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+            rp = os.path.join(out, "align%d.raw" % len(lines))
+            ref.tofile(rp)
+            lines.append("align %s %s %s %s" % (os.path.join(fx, f[0]), rp, " ".join("%.17g" % v for v in m.ravel()),
+                                                " ".join("%.9g" % v for v in lm.ravel())))
+    open(os.path.join(out, "index.txt"), "w").write("\n".join(lines) + "\n")
+
+
 def main():
     if len(sys.argv) == 3 and sys.argv[1] == "--dump-rec":
         dump_rec(sys.argv[2])
+        return
+    if len(sys.argv) == 3 and sys.argv[1] == "--cv2-refs":
+        cv2_refs(sys.argv[2])
         return
     out = os.path.join(ROOT, "tests/fixtures/source")
     shutil.rmtree(out, ignore_errors=True)
