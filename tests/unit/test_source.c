@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 typedef struct got {
@@ -223,4 +224,85 @@ Test(source, shard_spec_and_slurm_position)
     /* irregular list (--array=1,4,9): refused rather than guessed */
     fake_env_vals[0] = "9"; fake_env_vals[1] = "1"; fake_env_vals[2] = "3";
     cr_assert_lt(mf_shard_from_slurm(&k, &n, fake_env), 0);
+}
+
+/* Damaged copies of every fixture kind (truncations, flipped bytes): the iterator and
+ * the decoder must report and go on, never crash (this is the test to run under ASan). */
+static void write_file(const char *path, const uint8_t *b, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    cr_assert_not_null(f, "%s", path);
+    cr_assert_eq(fwrite(b, 1, n, f), n);
+    fclose(f);
+}
+
+static uint8_t *read_all(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f, "%s", path);
+    fseek(f, 0, SEEK_END);
+    *n = (size_t)ftell(f);
+    rewind(f);
+    uint8_t *b = malloc(*n + 1);
+    cr_assert_eq(fread(b, 1, *n, f), *n);
+    fclose(f);
+    return b;
+}
+
+Test(source, damaged_copies_never_crash)
+{
+    go_to_fixtures();
+    static const char *files[] = {"faces.tar", "faces.tar.gz", "faces.zip", "wds-000000.tar", "train.rec",
+                                  "tree/id00/0.jpg", "broken/good.png"};
+    static const char *names[] = {"x.tar", "x.tar.gz", "x.zip", "w.tar", "train.rec", "x.jpg", "x.png"};
+    char dir[128], path[256], cmd[300];
+    snprintf(dir, sizeof dir, "/tmp/mf_test_source_%d", (int)getpid());
+    cr_assert_eq(mkdir(dir, 0700), 0);
+    mf_source *s;
+    mf_source_params p = mf_source_default_params();
+    cr_assert_eq(mf_source_new(&s, &p), 0);
+    uint32_t lcg = 12345;
+    int n_inputs = 0;
+    for (size_t f = 0; f < sizeof files / sizeof *files; f++) {
+        size_t n;
+        uint8_t *orig = read_all(files[f], &n), *b = malloc(n);
+        for (int v = 0; v < 48; v++) {
+            memcpy(b, orig, n);
+            size_t len = n;
+            if (v < 16) len = n * (size_t)(v + 1) / 17;           /* truncations */
+            else for (int k = 0; k < 1 + v % 4; k++) {             /* 1-4 flipped bytes */
+                lcg = lcg * 1103515245u + 12345u;
+                b[(lcg >> 8) % n] ^= (uint8_t)(1u << (lcg % 8) | 1u);
+            }
+            char sub[160];
+            snprintf(sub, sizeof sub, "%s/%zu_%d", dir, f, v);
+            cr_assert_eq(mkdir(sub, 0700), 0);
+            snprintf(path, sizeof path, "%s/%s", sub, names[f]);
+            write_file(path, b, len);
+            if (!strcmp(names[f], "train.rec")) {
+                snprintf(cmd, sizeof cmd, "cp train.idx %s/train.idx", sub);
+                cr_assert_eq(system(cmd), 0);
+            }
+            cr_assert_eq(mf_source_add(s, path, MF_INPUT_AUTO), 0);
+            n_inputs++;
+        }
+        free(orig);
+        free(b);
+    }
+    mf_sample x;
+    int rc, ok = 0, failed = 0;
+    while ((rc = mf_source_next(s, &x)) > 0) {
+        cr_assert_not_null(x.id);
+        if (x.error) { failed++; continue; }
+        cr_assert(x.size == 0 || x.data != NULL);
+        if (pixel_hash(&x)) ok++;
+        else failed++;
+    }
+    cr_assert_eq(rc, 0, "%s", mf_last_error());
+    cr_assert_gt(ok, 0);
+    cr_assert_gt(failed, 0);
+    cr_log_info("%d damaged inputs: %d samples decoded, %d failed with a reason", n_inputs, ok, failed);
+    mf_source_free(s);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_assert_eq(system(cmd), 0);
 }
