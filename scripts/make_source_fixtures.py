@@ -215,6 +215,19 @@ def cv2_refs(out):
     p = os.path.join(out, "bw.png")
     Image.fromarray(base[:, :, 0]).convert("1").save(p)
     files.append(p)
+    # PNG eXIf: OpenCV honours it before or after IDAT, and ignores an "Exif\0\0" prefix
+    rows = b"".join(b"\0" + base[y].tobytes() for y in range(base.shape[0]))
+    ihdr = png_chunk(b"IHDR", struct.pack(">IIBBBBB", base.shape[1], base.shape[0], 8, 2, 0, 0, 0))
+    idat = png_chunk(b"IDAT", zlib.compress(rows))
+    for o, where, order, prefix in ((6, "before", ">", b""), (3, "after", "<", b""), (8, "after", ">", b""),
+                                    (6, "before", "<", b"Exif\0\0")):
+        tiff = (b"II*\0" if order == "<" else b"MM\0*") + struct.pack(order + "IH", 8, 1) + \
+            struct.pack(order + "HHIHHI", 0x0112, 3, 1, o, 0, 0)
+        ex = png_chunk(b"eXIf", prefix + tiff)
+        body = [ihdr, ex, idat] if where == "before" else [ihdr, idat, ex]
+        p = os.path.join(out, "exif%d_%s%s.png" % (o, where, "_prefixed" if prefix else ""))
+        open(p, "wb").write(b"\x89PNG\r\n\x1a\n" + b"".join(body) + png_chunk(b"IEND", b""))
+        files.append(p)
     for d in ("tree", "raw"):
         for root, _, names in sorted(os.walk(os.path.join(fx, d))):
             files += [os.path.join(root, n) for n in sorted(names)]

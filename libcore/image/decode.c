@@ -58,15 +58,17 @@ int mf_image_decode(mf_image *out, const void *buf, size_t len, const mf_decode_
     *out = (mf_image){0};
     mf_decode_params def = mf_decode_default_params();
     if (!p) p = &def;
+    int rc, o;
     if (is_jpeg(b, len)) {
-        int rc = mf_jpeg_decode(out, b, len, p);
-        if (rc < 0 || p->ignore_orientation) return rc;
-        int o = mf_jpeg_exif_orientation(b, len);
-        if (o > 1 && (rc = mf_image_orient(out, o)) < 0) mf_image_release(out);
-        return rc;
-    }
-    if (is_png(b, len)) return mf_png_decode(out, b, len, p);
-    return unknown(len);
+        rc = mf_jpeg_decode(out, b, len, p);
+        o = rc < 0 || p->ignore_orientation ? 1 : mf_jpeg_exif_orientation(b, len);
+    } else if (is_png(b, len)) {
+        rc = mf_png_decode(out, b, len, p);
+        o = rc < 0 || p->ignore_orientation ? 1 : mf_png_exif_orientation(b, len);
+    } else
+        return unknown(len);
+    if (o > 1 && (rc = mf_image_orient(out, o)) < 0) mf_image_release(out);
+    return rc;
 }
 
 int mf_image_probe(const void *buf, size_t len, int *w, int *h)

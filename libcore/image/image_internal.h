@@ -11,8 +11,10 @@ int mf_image_alloc(mf_image *img, int w, int h);
 
 int mf_jpeg_decode(mf_image *out, const uint8_t *buf, size_t len, const mf_decode_params *p);
 int mf_jpeg_probe(const uint8_t *buf, size_t len, int *w, int *h);
-/* EXIF orientation 1..8 from the JPEG's APP1 segment, 1 when absent or unreadable. */
+/* EXIF orientation 1..8 from a JPEG's APP1 segment or a PNG's eXIf chunk; 1 when
+ * absent or unreadable. */
 int mf_jpeg_exif_orientation(const uint8_t *buf, size_t len);
+int mf_png_exif_orientation(const uint8_t *buf, size_t len);
 int mf_png_decode(mf_image *out, const uint8_t *buf, size_t len, const mf_decode_params *p);
 int mf_png_probe(const uint8_t *buf, size_t len, int *w, int *h);
 
