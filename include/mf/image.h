@@ -13,8 +13,8 @@
  *
  * Decoding matches cv2.imread(path, IMREAD_COLOR): JPEG through libjpeg-turbo with the
  * accurate integer DCT and fancy upsampling (bit-exact with OpenCV on the same library),
- * EXIF orientation applied (JPEG APP1, PNG eXIf); PNG through libpng with 16-bit stripped, palette expanded,
- * grey expanded and alpha dropped. Error messages are short reasons meant to be stored
+ * EXIF orientation applied (JPEG APP1, PNG eXIf); PNG through libpng with 16-bit
+ * stripped, palette and grey expanded, alpha dropped. Error messages are short reasons meant to be stored
  * next to the sample id ("truncated JPEG", "PNG CRC error", "not an image (unknown
  * signature)", "image 70000x70000 exceeds the 50 MP limit"). All functions are
  * reentrant: no global state, safe to call from a decoding thread. */
