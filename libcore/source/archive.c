@@ -42,7 +42,7 @@ static int is_image_ext(const char *ext)
     return !strcasecmp(ext, "jpg") || !strcasecmp(ext, "jpeg") || !strcasecmp(ext, "png");
 }
 
-int mf_archive_names(mf_source *s, const char *path)
+int mf_src_archive_names(mf_source *s, const char *path)
 {
     struct archive *a = open_archive(path);
     if (!a) return 0; /* reported when the archive is iterated */
@@ -52,8 +52,8 @@ int mf_archive_names(mf_source *s, const char *path)
         const char *name = archive_entry_pathname(e), *ext;
         if (!name || archive_entry_filetype(e) != AE_IFREG) continue;
         char *key = member_key(name, &ext);
-        char *dir = key && is_image_ext(ext) ? mf_parent_name(name) : NULL;
-        if (dir) rc = mf_source_add_name(s, dir);
+        char *dir = key && is_image_ext(ext) ? mf_src_parent_name(name) : NULL;
+        if (dir) rc = mf_src_add_name(s, dir);
         free(dir);
         free(key);
     }
@@ -61,17 +61,17 @@ int mf_archive_names(mf_source *s, const char *path)
     return rc;
 }
 
-static void group_reset(mf_group *g)
+static void group_reset(mf_src_group *g)
 {
     free(g->key);
     free(g->id);
     free(g->error);
-    mf_buf data = g->data;
-    *g = (mf_group){.data = data};
+    mf_src_buf data = g->data;
+    *g = (mf_src_group){.data = data};
     g->data.n = 0;
 }
 
-void mf_archive_close(mf_source *s)
+void mf_src_archive_close(mf_source *s)
 {
     if (s->ar) archive_read_free(s->ar);
     s->ar = NULL;
@@ -85,16 +85,16 @@ static char *reason(struct archive *a, const char *what)
 {
     const char *m = archive_error_string(a);
     if (m && (strstr(m, "runcated") || strstr(m, "nexpected EOF") || strstr(m, "remature")))
-        return mf_strdup_printf("truncated %s", what);
-    return mf_strdup_printf("corrupt %s (%s)", what, m ? m : "unknown error");
+        return mf_src_printf("truncated %s", what);
+    return mf_src_printf("corrupt %s (%s)", what, m ? m : "unknown error");
 }
 
 /* Read the current member's data into b (at most max bytes). NULL or a reason. */
-static char *read_member(mf_source *s, mf_buf *b, size_t max)
+static char *read_member(mf_source *s, mf_src_buf *b, size_t max)
 {
     b->n = 0;
     for (;;) {
-        if (mf_buf_reserve(b, b->n + 65536) < 0) return strdup("out of memory");
+        if (mf_src_buf_reserve(b, b->n + 65536) < 0) return strdup("out of memory");
         la_ssize_t r = archive_read_data(s->ar, b->p + b->n, 65536);
         if (r == 0) return NULL;
         if (r < 0) {
@@ -104,7 +104,7 @@ static char *read_member(mf_source *s, mf_buf *b, size_t max)
         b->n += (size_t)r;
         if (b->n > max) {
             archive_read_data_skip(s->ar);
-            return mf_strdup_printf("file too large (limit %zu MB)", max >> 20);
+            return mf_src_printf("file too large (limit %zu MB)", max >> 20);
         }
     }
 }
@@ -112,22 +112,22 @@ static char *read_member(mf_source *s, mf_buf *b, size_t max)
 /* Add the current member (header already read) to the open group. */
 static int take_member(mf_source *s, struct archive_entry *e, const char *name, const char *ext, const char *path)
 {
-    mf_group *g = &s->g;
+    mf_src_group *g = &s->g;
     if (is_image_ext(ext) && !g->has_image) {
         g->has_image = 1;
-        if (!(g->id = mf_strdup_printf("%s//%s", path, name))) return mf_set_error(MF_ERR_NOMEM, "out of memory");
+        if (!(g->id = mf_src_printf("%s//%s", path, name))) return mf_set_error(MF_ERR_NOMEM, "out of memory");
         g->other_shard = mf_shard_of(g->id, s->p.shard_count) != s->p.shard_index;
         if (g->other_shard) return 0;
         if (archive_entry_size_is_set(e) && (uint64_t)archive_entry_size(e) > s->p.max_image_bytes)
-            g->error = mf_strdup_printf("file too large (%lld bytes, limit %zu MB)", (long long)archive_entry_size(e),
+            g->error = mf_src_printf("file too large (%lld bytes, limit %zu MB)", (long long)archive_entry_size(e),
                                         s->p.max_image_bytes >> 20);
         else
             g->error = read_member(s, &g->data, s->p.max_image_bytes);
-        if (s->p.label_from_dir) g->dir_label = mf_source_label_of(s, name);
+        if (s->p.label_from_dir) g->dir_label = mf_src_label_of(s, name);
         return 0;
     }
     if (!strcasecmp(ext, "cls")) {
-        mf_buf b = {0};
+        mf_src_buf b = {0};
         char *err = read_member(s, &b, 64);
         char text[80] = "", *end;
         if (!err && b.n) memcpy(text, b.p, b.n < 79 ? b.n : 79);
@@ -142,17 +142,17 @@ static int take_member(mf_source *s, struct archive_entry *e, const char *name, 
 /* Emit the finished group if it is a sample of ours. 1 emitted, 0 nothing. */
 static int flush_group(mf_source *s, mf_sample *out)
 {
-    mf_group *g = &s->g;
+    mf_src_group *g = &s->g;
     int rc = 0;
     if (g->open && g->has_image) {
         if (g->other_shard) s->skipped++;
         else {
             int64_t label = g->has_cls ? g->cls : g->dir_label;
             /* The sample's bytes move to s->data so the group buffer can be reused. */
-            mf_buf tmp = s->data;
+            mf_src_buf tmp = s->data;
             s->data = g->data;
             g->data = tmp;
-            rc = mf_emit(s, out, g->id, label, g->error, s->data.p, s->data.n);
+            rc = mf_src_emit(s, out, g->id, label, g->error, s->data.p, s->data.n);
         }
     }
     group_reset(g);
@@ -161,19 +161,19 @@ static int flush_group(mf_source *s, mf_sample *out)
 
 static int fail_damage(mf_source *s, mf_sample *out, const char *path)
 {
-    int rc = mf_emit(s, out, path, -1, s->damage, NULL, 0);
+    int rc = mf_src_emit(s, out, path, -1, s->damage, NULL, 0);
     free(s->damage);
     s->damage = NULL;
     s->ar_dead = 2; /* reported: the input ends */
     return rc;
 }
 
-int mf_archive_next(mf_source *s, mf_sample *out)
+int mf_src_archive_next(mf_source *s, mf_sample *out)
 {
     const char *path = s->inputs[s->cur].path;
     if (!s->cur_open) {
         s->cur_open = 1;
-        if (!(s->ar = open_archive(path))) return mf_emit(s, out, path, -1, mf_last_error(), NULL, 0);
+        if (!(s->ar = open_archive(path))) return mf_src_emit(s, out, path, -1, mf_last_error(), NULL, 0);
     }
     if (!s->ar) return 0;
     struct archive_entry *e;

@@ -39,32 +39,32 @@ int mf_source_add(mf_source *s, const char *path, mf_input_kind kind)
     if (s->prepared) return mf_set_error(MF_ERR_ARG, "inputs must be added before the first sample");
     if (s->n_inputs == s->cap_inputs) {
         size_t cap = s->cap_inputs ? s->cap_inputs * 2 : 16;
-        mf_input *v = realloc(s->inputs, cap * sizeof *v);
+        mf_src_input *v = realloc(s->inputs, cap * sizeof *v);
         if (!v) return mf_set_error(MF_ERR_NOMEM, "out of memory");
         s->inputs = v;
         s->cap_inputs = cap;
     }
-    mf_input *in = &s->inputs[s->n_inputs];
-    *in = (mf_input){.kind = kind, .path = strdup(path)};
+    mf_src_input *in = &s->inputs[s->n_inputs];
+    *in = (mf_src_input){.kind = kind, .path = strdup(path)};
     if (!in->path) return mf_set_error(MF_ERR_NOMEM, "out of memory");
     s->n_inputs++;
     return 0;
 }
 
-static void free_entries(mf_entries *e)
+static void free_entries(mf_src_entries *e)
 {
     for (size_t i = 0; i < e->n; i++) {
         free(e->v[i].path);
         free(e->v[i].error);
     }
     free(e->v);
-    *e = (mf_entries){0};
+    *e = (mf_src_entries){0};
 }
 
 void mf_source_free(mf_source *s)
 {
     if (!s) return;
-    mf_archive_close(s);
+    mf_src_archive_close(s);
     mf_recordio_close(s->rec);
     for (size_t i = 0; i < s->n_inputs; i++) {
         free(s->inputs[i].path);
@@ -127,7 +127,7 @@ static mf_input_kind detect(const char *path)
 
 static int cmp_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-int mf_source_add_name(mf_source *s, const char *name)
+int mf_src_add_name(mf_source *s, const char *name)
 {
     if (s->n_names == s->cap_names) {
         size_t cap = s->cap_names ? s->cap_names * 2 : 64;
@@ -153,22 +153,22 @@ static void sort_unique_names(mf_source *s)
     s->n_names = k;
 }
 
-int64_t mf_source_label_of(const mf_source *s, const char *path)
+int64_t mf_src_label_of(const mf_source *s, const char *path)
 {
-    char *name = mf_parent_name(path);
+    char *name = mf_src_parent_name(path);
     if (!name) return -1;
     char **hit = bsearch(&name, s->names, s->n_names, sizeof *s->names, cmp_name);
     free(name);
     return hit ? (int64_t)(hit - s->names) : -1;
 }
 
-static int collect_names(mf_source *s, mf_input *in)
+static int collect_names(mf_source *s, mf_src_input *in)
 {
-    if (in->kind == MF_INPUT_ARCHIVE) return mf_archive_names(s, in->path);
+    if (in->kind == MF_INPUT_ARCHIVE) return mf_src_archive_names(s, in->path);
     for (size_t i = 0; i < in->entries.n; i++) {
-        mf_entry *e = &in->entries.v[i];
-        char *name = e->error || e->label >= 0 ? NULL : mf_parent_name(e->path);
-        int rc = name ? mf_source_add_name(s, name) : 0;
+        mf_src_entry *e = &in->entries.v[i];
+        char *name = e->error || e->label >= 0 ? NULL : mf_src_parent_name(e->path);
+        int rc = name ? mf_src_add_name(s, name) : 0;
         free(name);
         if (rc < 0) return rc;
     }
@@ -180,19 +180,19 @@ static int prepare(mf_source *s)
 {
     int rc = 0;
     for (size_t i = 0; i < s->n_inputs && rc == 0; i++) {
-        mf_input *in = &s->inputs[i];
+        mf_src_input *in = &s->inputs[i];
         if (in->kind == MF_INPUT_AUTO) in->kind = detect(in->path);
-        if (in->kind == MF_INPUT_DIR) rc = mf_expand_dir(in, MF_MAX_DEPTH);
-        else if (in->kind == MF_INPUT_LIST) rc = mf_expand_list(in);
-        else if (in->kind == MF_INPUT_IMAGE) rc = mf_entries_push(&in->entries, in->path, NULL);
+        if (in->kind == MF_INPUT_DIR) rc = mf_src_expand_dir(in, MF_MAX_DEPTH);
+        else if (in->kind == MF_INPUT_LIST) rc = mf_src_expand_list(in);
+        else if (in->kind == MF_INPUT_IMAGE) rc = mf_src_entries_push(&in->entries, in->path, NULL);
         if (rc == 0 && s->p.label_from_dir) rc = collect_names(s, in);
     }
     if (rc < 0) return rc;
     sort_unique_names(s);
     for (size_t i = 0; i < s->n_inputs && s->p.label_from_dir; i++)
         for (size_t j = 0; j < s->inputs[i].entries.n; j++) {
-            mf_entry *e = &s->inputs[i].entries.v[j];
-            if (e->label < 0) e->label = mf_source_label_of(s, e->path);
+            mf_src_entry *e = &s->inputs[i].entries.v[j];
+            if (e->label < 0) e->label = mf_src_label_of(s, e->path);
         }
     s->prepared = 1;
     return 0;
@@ -207,7 +207,7 @@ static int replace(char **dst, const char *src)
     return src && !*dst ? mf_set_error(MF_ERR_NOMEM, "out of memory") : 0;
 }
 
-int mf_emit(mf_source *s, mf_sample *out, const char *id, int64_t label, const char *error,
+int mf_src_emit(mf_source *s, mf_sample *out, const char *id, int64_t label, const char *error,
             const uint8_t *data, size_t size)
 {
     if (replace(&s->id, id) < 0 || replace(&s->error, error) < 0) return MF_ERR_NOMEM;
@@ -240,7 +240,7 @@ static const char *read_file(mf_source *s, const char *path, char *why, size_t n
         snprintf(why, n_why, "file too large (%llu bytes, limit %zu MB)", (unsigned long long)st.st_size,
                  s->p.max_image_bytes >> 20);
         res = why;
-    } else if (mf_buf_reserve(&s->data, size + 1) < 0) res = "out of memory";
+    } else if (mf_src_buf_reserve(&s->data, size + 1) < 0) res = "out of memory";
     for (size_t got = 0; !res && got < size;) {
         ssize_t r = read(fd, s->data.p + got, size - got);
         if (r < 0 && errno == EINTR) continue;
@@ -255,17 +255,17 @@ static const char *read_file(mf_source *s, const char *path, char *why, size_t n
     return res;
 }
 
-static int next_entry(mf_source *s, mf_input *in, mf_sample *out)
+static int next_entry(mf_source *s, mf_src_input *in, mf_sample *out)
 {
     while (s->cur_entry < in->entries.n) {
-        mf_entry *e = &in->entries.v[s->cur_entry++];
+        mf_src_entry *e = &in->entries.v[s->cur_entry++];
         if (mf_shard_of(e->path, s->p.shard_count) != s->p.shard_index) {
             s->skipped++;
             continue;
         }
         char why[200];
         const char *err = e->error ? e->error : read_file(s, e->path, why, sizeof why);
-        int rc = mf_emit(s, out, e->path, e->label, err, s->data.p, s->data.n);
+        int rc = mf_src_emit(s, out, e->path, e->label, err, s->data.p, s->data.n);
         if (rc > 0 && e->has_landmarks) {
             out->has_landmarks = 1;
             memcpy(out->landmarks, e->landmarks, sizeof out->landmarks);
@@ -279,19 +279,19 @@ static int next_entry(mf_source *s, mf_input *in, mf_sample *out)
 
 static int rec_fail(mf_source *s, mf_sample *out, const char *path, const char *key, const char *why)
 {
-    char *id = mf_strdup_printf("%s//%s", path, key);
-    int rc = id ? mf_emit(s, out, id, -1, why, NULL, 0) : mf_set_error(MF_ERR_NOMEM, "out of memory");
+    char *id = mf_src_printf("%s//%s", path, key);
+    int rc = id ? mf_src_emit(s, out, id, -1, why, NULL, 0) : mf_set_error(MF_ERR_NOMEM, "out of memory");
     free(id);
     return rc;
 }
 
-static int next_record(mf_source *s, mf_input *in, mf_sample *out)
+static int next_record(mf_source *s, mf_src_input *in, mf_sample *out)
 {
     if (!s->cur_open) {
         s->cur_open = 1;
         s->rec_images_end = INT64_MAX;
         if (mf_recordio_open(&s->rec, in->path, s->p.max_image_bytes) < 0)
-            return mf_emit(s, out, in->path, -1, mf_last_error(), NULL, 0);
+            return mf_src_emit(s, out, in->path, -1, mf_last_error(), NULL, 0);
     }
     if (!s->rec) return 0;
     for (;;) {
@@ -313,7 +313,7 @@ static int next_record(mf_source *s, mf_input *in, mf_sample *out)
             return rc;
         }
         if (r.key >= s->rec_images_end) continue; /* identity records */
-        char *id = mf_strdup_printf("%s//%s", in->path, key);
+        char *id = mf_src_printf("%s//%s", in->path, key);
         if (!id) return mf_set_error(MF_ERR_NOMEM, "out of memory");
         int mine = mf_shard_of(id, s->p.shard_count) == s->p.shard_index;
         free(id);
@@ -330,9 +330,9 @@ static int next_record(mf_source *s, mf_input *in, mf_sample *out)
             continue;
         }
         if (!mine) { s->skipped++; continue; }
-        id = mf_strdup_printf("%s//%s", in->path, key);
+        id = mf_src_printf("%s//%s", in->path, key);
         if (!id) return mf_set_error(MF_ERR_NOMEM, "out of memory");
-        rc = mf_emit(s, out, id, mf_record_class(&h), NULL, h.image, h.image_size);
+        rc = mf_src_emit(s, out, id, mf_record_class(&h), NULL, h.image, h.image_size);
         free(id);
         return rc;
     }
@@ -342,7 +342,7 @@ static int next_record(mf_source *s, mf_input *in, mf_sample *out)
 
 static void end_input(mf_source *s)
 {
-    mf_archive_close(s);
+    mf_src_archive_close(s);
     mf_recordio_close(s->rec);
     s->rec = NULL;
     s->cur_open = 0;
@@ -357,9 +357,9 @@ int mf_source_next(mf_source *s, mf_sample *out)
         if (rc < 0) return rc;
     }
     while (s->cur < s->n_inputs) {
-        mf_input *in = &s->inputs[s->cur];
+        mf_src_input *in = &s->inputs[s->cur];
         int rc;
-        if (in->kind == MF_INPUT_ARCHIVE) rc = mf_archive_next(s, out);
+        if (in->kind == MF_INPUT_ARCHIVE) rc = mf_src_archive_next(s, out);
         else if (in->kind == MF_INPUT_RECORDIO) rc = next_record(s, in, out);
         else rc = next_entry(s, in, out);
         if (rc != 0) return rc;

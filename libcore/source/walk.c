@@ -13,7 +13,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 
-int mf_buf_reserve(mf_buf *b, size_t n)
+int mf_src_buf_reserve(mf_src_buf *b, size_t n)
 {
     if (n <= b->cap) return 0;
     size_t cap = b->cap ? b->cap : 4096;
@@ -25,7 +25,7 @@ int mf_buf_reserve(mf_buf *b, size_t n)
     return 0;
 }
 
-char *mf_strdup_printf(const char *fmt, ...)
+char *mf_src_printf(const char *fmt, ...)
 {
     va_list ap;
     char *s = NULL;
@@ -35,13 +35,13 @@ char *mf_strdup_printf(const char *fmt, ...)
     return s;
 }
 
-int mf_is_image_name(const char *name)
+int mf_src_is_image_name(const char *name)
 {
     const char *dot = strrchr(name, '.');
     return dot && (!strcasecmp(dot, ".jpg") || !strcasecmp(dot, ".jpeg") || !strcasecmp(dot, ".png"));
 }
 
-char *mf_parent_name(const char *path)
+char *mf_src_parent_name(const char *path)
 {
     const char *slash = strrchr(path, '/');
     if (!slash) return NULL;
@@ -53,17 +53,17 @@ char *mf_parent_name(const char *path)
     return strndup(start, (size_t)(end - start));
 }
 
-int mf_entries_push(mf_entries *e, const char *path, const char *error)
+int mf_src_entries_push(mf_src_entries *e, const char *path, const char *error)
 {
     if (e->n == e->cap) {
         size_t cap = e->cap ? e->cap * 2 : 64;
-        mf_entry *v = realloc(e->v, cap * sizeof *v);
+        mf_src_entry *v = realloc(e->v, cap * sizeof *v);
         if (!v) return mf_set_error(MF_ERR_NOMEM, "out of memory listing inputs");
         e->v = v;
         e->cap = cap;
     }
-    mf_entry *x = &e->v[e->n];
-    *x = (mf_entry){.label = -1, .path = strdup(path), .error = error ? strdup(error) : NULL};
+    mf_src_entry *x = &e->v[e->n];
+    *x = (mf_src_entry){.label = -1, .path = strdup(path), .error = error ? strdup(error) : NULL};
     if (!x->path || (error && !x->error)) return mf_set_error(MF_ERR_NOMEM, "out of memory listing inputs");
     e->n++;
     return 0;
@@ -74,7 +74,7 @@ static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *
 static char *join(const char *dir, const char *name)
 {
     size_t n = strlen(dir);
-    return mf_strdup_printf("%s%s%s", dir, n && dir[n - 1] == '/' ? "" : "/", name);
+    return mf_src_printf("%s%s%s", dir, n && dir[n - 1] == '/' ? "" : "/", name);
 }
 
 /* Sorted names in `dir` (without . and ..); *n set. NULL with *n = 0 on failure. */
@@ -103,16 +103,16 @@ static char **read_dir_sorted(const char *dir, size_t *n, int *err)
     return v;
 }
 
-static int walk(mf_entries *e, const char *dir, size_t depth)
+static int walk(mf_src_entries *e, const char *dir, size_t depth)
 {
-    if (depth == 0) return mf_entries_push(e, dir, "directory nesting too deep");
+    if (depth == 0) return mf_src_entries_push(e, dir, "directory nesting too deep");
     size_t n;
     int err;
     char **names = read_dir_sorted(dir, &n, &err);
     if (err) {
         char reason[160];
         snprintf(reason, sizeof reason, "cannot read directory: %s", strerror(err));
-        return mf_entries_push(e, dir, reason);
+        return mf_src_entries_push(e, dir, reason);
     }
     int rc = 0;
     for (size_t i = 0; i < n; i++) {
@@ -120,7 +120,7 @@ static int walk(mf_entries *e, const char *dir, size_t depth)
         struct stat st;
         if (rc == 0 && !path) rc = mf_set_error(MF_ERR_NOMEM, "out of memory walking '%s'", dir);
         else if (rc == 0 && stat(path, &st) == 0 && S_ISDIR(st.st_mode)) rc = walk(e, path, depth - 1);
-        else if (rc == 0 && mf_is_image_name(names[i])) rc = mf_entries_push(e, path, NULL);
+        else if (rc == 0 && mf_src_is_image_name(names[i])) rc = mf_src_entries_push(e, path, NULL);
         free(path);
         free(names[i]);
     }
@@ -128,11 +128,11 @@ static int walk(mf_entries *e, const char *dir, size_t depth)
     return rc;
 }
 
-int mf_expand_dir(mf_input *in, size_t max_depth) { return walk(&in->entries, in->path, max_depth); }
+int mf_src_expand_dir(mf_src_input *in, size_t max_depth) { return walk(&in->entries, in->path, max_depth); }
 
 /* ---- list files: `path [label] [x1 y1 ... x5 y5]` ---------------------------------- */
 
-static int parse_list_line(mf_entries *e, char *line, const char *base, const char *list, size_t lineno)
+static int parse_list_line(mf_src_entries *e, char *line, const char *base, const char *list, size_t lineno)
 {
     char *tok[13];
     int nt = 0;
@@ -150,10 +150,10 @@ static int parse_list_line(mf_entries *e, char *line, const char *base, const ch
     if (!bad && (nt == 2 || nt == 12) && (v[1] != (double)(int64_t)v[1] || v[1] < -1)) bad = 1;
     char reason[200];
     snprintf(reason, sizeof reason, "bad line %zu of '%s': expected 'path [label] [x1 y1 ... x5 y5]'", lineno, list);
-    int rc = mf_entries_push(e, path, bad ? reason : NULL);
+    int rc = mf_src_entries_push(e, path, bad ? reason : NULL);
     free(path);
     if (rc < 0 || bad) return rc;
-    mf_entry *x = &e->v[e->n - 1];
+    mf_src_entry *x = &e->v[e->n - 1];
     int first_lm = nt == 11 ? 1 : 2;
     if (nt == 2 || nt == 12) x->label = (int64_t)v[1];
     if (nt >= 11) {
@@ -163,14 +163,14 @@ static int parse_list_line(mf_entries *e, char *line, const char *base, const ch
     return 0;
 }
 
-int mf_expand_list(mf_input *in)
+int mf_src_expand_list(mf_src_input *in)
 {
     int is_stdin = !strcmp(in->path, "-");
     FILE *f = is_stdin ? stdin : fopen(in->path, "r");
     if (!f) {
         char reason[160];
         snprintf(reason, sizeof reason, "cannot open list: %s", strerror(errno));
-        return mf_entries_push(&in->entries, in->path, reason);
+        return mf_src_entries_push(&in->entries, in->path, reason);
     }
     char *base = NULL;
     const char *slash = strrchr(in->path, '/');
