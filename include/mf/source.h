@@ -93,6 +93,14 @@ int mf_source_next(mf_source *s, mf_sample *out);
  * mf_source_next (0 names before). */
 size_t mf_source_label_count(const mf_source *s);
 const char *mf_source_label_name(const mf_source *s, size_t label);
+/* Resume support: with reading off, mf_source_next still yields every sample in the
+ * same order with its id, label and landmarks, but files from directories, lists and
+ * single paths are not opened (data NULL, error set only for problems known without
+ * reading, like a bad list line). Archives and .rec files are still read, because
+ * their members and records are only known by reading. So a resumed run can walk past
+ * the M samples it already stored, checking their ids, at the cost of a directory
+ * walk. Default: on. */
+void mf_source_set_reading(mf_source *s, int on);
 /* Samples of other shards passed over so far (for progress reporting). */
 uint64_t mf_source_skipped(const mf_source *s);
 void mf_source_free(mf_source *s);

@@ -84,6 +84,7 @@ void mf_source_free(mf_source *s)
 size_t mf_source_label_count(const mf_source *s) { return s->n_names; }
 const char *mf_source_label_name(const mf_source *s, size_t label) { return label < s->n_names ? s->names[label] : NULL; }
 uint64_t mf_source_skipped(const mf_source *s) { return s->skipped; }
+void mf_source_set_reading(mf_source *s, int on) { s->no_read = !on; }
 
 /* ---- detection -------------------------------------------------------------------- */
 
@@ -264,8 +265,8 @@ static int next_entry(mf_source *s, mf_src_input *in, mf_sample *out)
             continue;
         }
         char why[200];
-        const char *err = e->error ? e->error : read_file(s, e->path, why, sizeof why);
-        int rc = mf_src_emit(s, out, e->path, e->label, err, s->data.p, s->data.n);
+        const char *err = e->error ? e->error : s->no_read ? NULL : read_file(s, e->path, why, sizeof why);
+        int rc = mf_src_emit(s, out, e->path, e->label, err, s->no_read ? NULL : s->data.p, s->no_read ? 0 : s->data.n);
         if (rc > 0 && e->has_landmarks) {
             out->has_landmarks = 1;
             memcpy(out->landmarks, e->landmarks, sizeof out->landmarks);

@@ -52,6 +52,7 @@ struct mf_source {
     char **names; /* sorted label names (label_from_dir) */
     size_t n_names, cap_names;
     uint64_t skipped;
+    int no_read;         /* mf_source_set_reading(s, 0) */
     /* cursor */
     size_t cur;          /* input index */
     size_t cur_entry;    /* in inputs[cur].entries */

@@ -306,3 +306,31 @@ Test(source, damaged_copies_never_crash)
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     cr_assert_eq(system(cmd), 0);
 }
+
+Test(source, reading_off_walks_the_same_ids_then_resumes)
+{
+    go_to_fixtures();
+    const char *in[] = {"tree", "faces.tar", "@faces.list"};
+    got all[64];
+    int n = run(in, 3, mf_source_default_params(), all, 64);
+    mf_source *s;
+    cr_assert_eq(mf_source_new(&s, NULL), 0);
+    mf_source_add(s, "tree", MF_INPUT_AUTO);
+    mf_source_add(s, "faces.tar", MF_INPUT_AUTO);
+    mf_source_add(s, "faces.list", MF_INPUT_LIST);
+    mf_source_set_reading(s, 0);
+    mf_sample x;
+    int i = 0;
+    for (; i < 5; i++) { /* skip into the middle of the tree */
+        cr_assert_eq(mf_source_next(s, &x), 1);
+        cr_assert_str_eq(x.id, all[i].id);
+        cr_assert_null(x.data);
+    }
+    mf_source_set_reading(s, 1);
+    for (; mf_source_next(s, &x) > 0; i++) {
+        cr_assert_str_eq(x.id, all[i].id);
+        if (!x.error) cr_assert_eq(pixel_hash(&x), all[i].pixels, "%s", x.id);
+    }
+    cr_assert_eq(i, n);
+    mf_source_free(s);
+}
