@@ -48,7 +48,8 @@ int mf_src_archive_names(mf_source *s, const char *path)
     if (!a) return 0; /* reported when the archive is iterated */
     struct archive_entry *e;
     int rc = 0;
-    while (rc == 0 && archive_read_next_header(a, &e) >= ARCHIVE_WARN) {
+    int r;
+    while (rc == 0 && ((r = archive_read_next_header(a, &e)) == ARCHIVE_OK || r == ARCHIVE_WARN)) {
         const char *name = archive_entry_pathname(e), *ext;
         if (!name || archive_entry_filetype(e) != AE_IFREG) continue;
         char *key = member_key(name, &ext);
@@ -184,7 +185,7 @@ int mf_src_archive_next(mf_source *s, mf_sample *out)
         if (!s->ar_have_header) {
             int r = archive_read_next_header(s->ar, &s->ar_entry);
             if (r == ARCHIVE_EOF) { s->ar_dead = 2; int rc = flush_group(s, out); if (rc) return rc; return 0; }
-            if (r < ARCHIVE_WARN) {
+            if (r != ARCHIVE_OK && r != ARCHIVE_WARN) { /* RETRY/FAILED too: never loop on them */
                 s->ar_dead = 1;
                 s->damage = reason(s->ar, "archive");
                 continue;

@@ -301,14 +301,13 @@ static int next_record(mf_source *s, mf_src_input *in, mf_sample *out)
         /* Peek without loading: other shards' records are seeked over. */
         int rc = mf_recordio_next(s->rec, &r, 0);
         if (rc == 0) return 0;
-        snprintf(key, sizeof key, r.key >= 0 ? "%lld" : "@%llu", r.key >= 0 ? (long long)r.key : (long long)r.offset);
-        if (rc == MF_ERR_LIMIT) return rec_fail(s, out, in->path, key, "record too large");
+        if (r.key >= 0) snprintf(key, sizeof key, "%lld", (long long)r.key);
+        else snprintf(key, sizeof key, "@%llu", (unsigned long long)r.offset);
+        if (rc == MF_ERR_LIMIT) return rec_fail(s, out, in->path, key, mf_last_error());
         if (rc < 0) {
-            char at[32];
-            snprintf(at, sizeof at, "@%llu", (unsigned long long)r.offset);
-            char *why = strdup(mf_last_error());
-            rc = rec_fail(s, out, in->path, at, why ? why : "corrupt record");
-            free(why);
+            /* Damage: report where it is, then end this input. */
+            snprintf(key, sizeof key, "@%llu", (unsigned long long)r.offset);
+            rc = rec_fail(s, out, in->path, key, mf_last_error());
             mf_recordio_close(s->rec);
             s->rec = NULL;
             return rc;
@@ -327,7 +326,8 @@ static int next_record(mf_source *s, mf_src_input *in, mf_sample *out)
             continue;
         }
         if (h.image_size == 0) {
-            if (r.key == 0 && h.flag >= 2) s->rec_images_end = (int64_t)h.labels[0];
+            if (r.key == 0 && h.flag >= 2 && h.labels[0] >= 1 && h.labels[0] < 9e18f)
+                s->rec_images_end = (int64_t)h.labels[0];
             continue;
         }
         if (!mine) { s->skipped++; continue; }
