@@ -56,7 +56,9 @@ typedef enum mf_input_kind {
     MF_INPUT_AUTO = 0, /* directory, .rec, archive (by name or signature), or image */
     MF_INPUT_IMAGE,
     MF_INPUT_DIR,
-    MF_INPUT_LIST,     /* never guessed: list files are named as such by the caller */
+    MF_INPUT_LIST,     /* never guessed: list files are named as such by the caller.
+                        * Lines `path [label] [x1 y1 ... x5 y5]`, blank-separated; with a
+                        * tab, the path is all before the first tab; `#` comments */
     MF_INPUT_ARCHIVE,
     MF_INPUT_RECORDIO,
 } mf_input_kind;

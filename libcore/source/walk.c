@@ -134,9 +134,18 @@ int mf_src_expand_dir(mf_src_input *in, size_t max_depth) { return walk(&in->ent
 
 static int parse_list_line(mf_src_entries *e, char *line, const char *base, const char *list, size_t lineno)
 {
-    char *tok[13];
+    char *tok[13], *save = NULL, *rest = line;
     int nt = 0;
-    for (char *t = strtok(line, " \t\r\n"); t && nt < 13; t = strtok(NULL, " \t\r\n")) tok[nt++] = t;
+    /* With a tab, the path is everything before the first tab (paths may hold spaces,
+     * as in `path<TAB>label` lists); otherwise fields are split on any blank. */
+    char *tab = strchr(line, '\t');
+    if (tab && tab != line) {
+        *tab = '\0';
+        tok[nt++] = line;
+        rest = tab + 1;
+    }
+    for (char *t = strtok_r(rest, " \t\r\n", &save); t && nt < 13; t = strtok_r(NULL, " \t\r\n", &save))
+        tok[nt++] = t;
     if (nt == 0 || tok[0][0] == '#') return 0;
     char *path = tok[0][0] == '/' || !base ? strdup(tok[0]) : join(base, tok[0]);
     if (!path) return mf_set_error(MF_ERR_NOMEM, "out of memory reading '%s'", list);

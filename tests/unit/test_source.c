@@ -334,3 +334,32 @@ Test(source, reading_off_walks_the_same_ids_then_resumes)
     cr_assert_eq(i, n);
     mf_source_free(s);
 }
+
+Test(source, list_paths_with_spaces_after_a_tab_and_relative_to_the_list)
+{
+    go_to_fixtures();
+    char dir[128], path[256], cmd[512];
+    snprintf(dir, sizeof dir, "/tmp/mf_test_list_%d", (int)getpid());
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s/sub' && cp tree/id01/1.jpg '%s/sub/with space.jpg'", dir, dir);
+    cr_assert_eq(system(cmd), 0);
+    snprintf(path, sizeof path, "%s/my.list", dir);
+    FILE *f = fopen(path, "w");
+    fprintf(f, "sub/with space.jpg\t3\n# comment\n\nsub/with space.jpg 3\n");
+    fclose(f);
+    mf_source *s;
+    cr_assert_eq(mf_source_new(&s, NULL), 0);
+    mf_source_add(s, path, MF_INPUT_LIST);
+    mf_sample x;
+    char want[300];
+    snprintf(want, sizeof want, "%s/sub/with space.jpg", dir);
+    cr_assert_eq(mf_source_next(s, &x), 1);
+    cr_assert_str_eq(x.id, want);
+    cr_assert_null(x.error, "%s", x.error);
+    cr_assert_eq(x.label, 3);
+    cr_assert_eq(mf_source_next(s, &x), 1); /* without a tab the space splits the path */
+    cr_assert(x.error && strstr(x.error, "bad line 4"), "%s", x.error ? x.error : "(none)");
+    cr_assert_eq(mf_source_next(s, &x), 0);
+    mf_source_free(s);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_assert_eq(system(cmd), 0);
+}
