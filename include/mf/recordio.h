@@ -63,6 +63,8 @@ int mf_recordio_next(mf_recordio_reader *r, mf_record *rec, int load);
 int mf_recordio_load(mf_recordio_reader *r, mf_record *rec);
 /* Number of keys in the .idx (0 if none) and whether one was found. */
 size_t mf_recordio_index_size(const mf_recordio_reader *r);
+/* The i-th key of the .idx in increasing key order, i < mf_recordio_index_size(). */
+int64_t mf_recordio_index_key(const mf_recordio_reader *r, size_t i);
 /* Read the record with this .idx key: 0 and *rec filled, or a negative mf_status. */
 int mf_recordio_read_key(mf_recordio_reader *r, int64_t key, mf_record *rec);
 void mf_recordio_close(mf_recordio_reader *r);

@@ -95,6 +95,12 @@ int mf_source_next(mf_source *s, mf_sample *out);
  * mf_source_next (0 names before). */
 size_t mf_source_label_count(const mf_source *s);
 const char *mf_source_label_name(const mf_source *s, size_t label);
+/* Samples this shard will yield, for progress bars and ETAs: *n counts directory,
+ * list and file entries exactly, and RecordIO images through the .idx (keys below the
+ * header's N+1 when record 0 is an insightface header). Archives cannot be counted
+ * without reading them: returns 1 if *n is exact, 0 if archives (or a .rec without
+ * .idx) were left out, negative on a fatal error. Call before the first sample. */
+int mf_source_count(mf_source *s, uint64_t *n);
 /* Resume support: with reading off, mf_source_next still yields every sample in the
  * same order with its id, label and landmarks, but files from directories, lists and
  * single paths are not opened (data NULL, error set only for problems known without

@@ -125,6 +125,7 @@ void mf_recordio_close(mf_recordio_reader *r)
 }
 
 size_t mf_recordio_index_size(const mf_recordio_reader *r) { return r->n_idx; }
+int64_t mf_recordio_index_key(const mf_recordio_reader *r, size_t i) { return i < r->n_idx ? r->by_key[i].key : -1; }
 
 static int64_t key_at(const mf_recordio_reader *r, uint64_t offset)
 {

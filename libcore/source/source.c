@@ -339,6 +339,54 @@ static int next_record(mf_source *s, mf_src_input *in, mf_sample *out)
     }
 }
 
+/* ---- counting ---------------------------------------------------------------------- */
+
+/* Images of this shard in a .rec, through its .idx; 0 = not countable. */
+static int count_record_keys(const mf_source *s, const char *path, uint64_t *n)
+{
+    mf_recordio_reader *r;
+    if (mf_recordio_open(&r, path, s->p.max_image_bytes) < 0) return 0;
+    size_t nk = mf_recordio_index_size(r);
+    int64_t end = INT64_MAX, first = 0;
+    mf_record rec;
+    mf_record_header h;
+    if (nk && mf_recordio_read_key(r, 0, &rec) == 0 && mf_record_parse(&h, rec.data, rec.size) == 0 &&
+        h.image_size == 0 && h.flag >= 2 && h.labels[0] >= 1 && h.labels[0] < 9e18f) {
+        first = 1;
+        end = (int64_t)h.labels[0];
+    }
+    char *id = NULL;
+    for (size_t i = 0; i < nk; i++) {
+        int64_t key = mf_recordio_index_key(r, i);
+        if (key < first || key >= end) continue;
+        free(id);
+        if (!(id = mf_src_printf("%s//%lld", path, (long long)key))) break;
+        *n += mf_shard_of(id, s->p.shard_count) == s->p.shard_index;
+    }
+    free(id);
+    mf_recordio_close(r);
+    return nk > 0;
+}
+
+int mf_source_count(mf_source *s, uint64_t *n)
+{
+    *n = 0;
+    if (!s->prepared) {
+        int rc = prepare(s);
+        if (rc < 0) return rc;
+    }
+    int exact = 1;
+    for (size_t i = 0; i < s->n_inputs; i++) {
+        mf_src_input *in = &s->inputs[i];
+        if (in->kind == MF_INPUT_ARCHIVE) exact = 0;
+        else if (in->kind == MF_INPUT_RECORDIO) exact &= count_record_keys(s, in->path, n);
+        else
+            for (size_t j = 0; j < in->entries.n; j++)
+                *n += mf_shard_of(in->entries.v[j].path, s->p.shard_count) == s->p.shard_index;
+    }
+    return exact;
+}
+
 /* ---- the iterator ------------------------------------------------------------------- */
 
 static void end_input(mf_source *s)

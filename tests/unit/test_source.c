@@ -363,3 +363,32 @@ Test(source, list_paths_with_spaces_after_a_tab_and_relative_to_the_list)
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     cr_assert_eq(system(cmd), 0);
 }
+
+Test(source, count_matches_iteration)
+{
+    go_to_fixtures();
+    const char *sets[2][3] = {{"tree", "train.rec", "@faces.list"}, {"tree", "faces.zip", "train.rec"}};
+    for (int k = 0; k < 2; k++) {
+        for (int shard = 0; shard < 2; shard++) {
+            mf_source_params p = mf_source_default_params();
+            p.shard_index = shard;
+            p.shard_count = 2;
+            got g[64];
+            int n = run(sets[k], 3, p, g, 64);
+            mf_source *s;
+            cr_assert_eq(mf_source_new(&s, &p), 0);
+            for (int i = 0; i < 3; i++)
+                mf_source_add(s, sets[k][i] + (sets[k][i][0] == '@'), sets[k][i][0] == '@' ? MF_INPUT_LIST : MF_INPUT_AUTO);
+            uint64_t c;
+            int exact = mf_source_count(s, &c);
+            mf_source_free(s);
+            if (k == 0) {
+                cr_assert_eq(exact, 1);
+                cr_assert_eq(c, (uint64_t)n, "shard %d: counted %llu, iterated %d", shard, (unsigned long long)c, n);
+            } else {
+                cr_assert_eq(exact, 0); /* the zip is not counted */
+                cr_assert_leq(c, (uint64_t)n);
+            }
+        }
+    }
+}
