@@ -180,8 +180,9 @@ def umeyama(src, dst):
 
 def cv2_refs(out):
     """OpenCV references for test_image: decodes of varied JPEG/PNG encodings (EXIF
-    orientations in both byte orders included) and 5-point alignments. Writes
-    out/index.txt: `decode FILE REF W H` and `align FILE REF m0..m5 x1 y1 .. x5 y5`."""
+    orientations in both byte orders included), 5-point alignments and resizes. Writes
+    out/index.txt: `decode FILE REF W H`, `align FILE REF m0..m5 x1 y1 .. x5 y5` and
+    `resize FILE REF 112 112`."""
     import cv2
     import numpy as np
     from PIL import Image
@@ -246,8 +247,9 @@ def cv2_refs(out):
             continue
         img = cv2.imread(os.path.join(fx, f[0]))
         lm0 = np.array([float(v) for v in f[2:]]).reshape(5, 2)
-        for trial in range(4):   # jittered landmarks: least squares with a real residual
-            lm = (lm0 + rng.normal(0, 2.5 * trial, lm0.shape)).astype(np.float32).astype(np.float64)
+        for trial in range(5):   # jittered landmarks: least squares with a real residual;
+            shift = (-95, 60) if trial == 4 else (0, 0)   # the last one mostly off the image
+            lm = (lm0 + shift + rng.normal(0, 2.5 * trial, lm0.shape)).astype(np.float32).astype(np.float64)
             m = umeyama(lm, template)
             ref = cv2.warpAffine(img, m, (112, 112), flags=cv2.INTER_LINEAR,
                                  borderMode=cv2.BORDER_CONSTANT, borderValue=0)
@@ -255,6 +257,13 @@ def cv2_refs(out):
             ref.tofile(rp)
             lines.append("align %s %s %s %s" % (os.path.join(fx, f[0]), rp, " ".join("%.17g" % v for v in m.ravel()),
                                                 " ".join("%.9g" % v for v in lm.ravel())))
+    for sw, sh in ((1, 1), (3, 2), (50, 60), (111, 113), (640, 480), (1000, 37), (250, 250)):
+        img = rng.integers(0, 256, (sh, sw, 3), dtype=np.uint8)
+        p = os.path.join(out, "resize%dx%d.png" % (sw, sh))
+        cv2.imwrite(p, img)
+        rp = os.path.join(out, "resize%d.raw" % len(lines))
+        cv2.resize(img, (112, 112), interpolation=cv2.INTER_LINEAR).tofile(rp)
+        lines.append("resize %s %s 112 112" % (p, rp))
     open(os.path.join(out, "index.txt"), "w").write("\n".join(lines) + "\n")
 
 

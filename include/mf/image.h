@@ -54,7 +54,7 @@ void mf_image_release(mf_image *img); /* frees data; safe on a zeroed image */
 extern const float mf_face_template[10];
 
 /* Least-squares similarity transform (rotation, uniform scale, translation; no
- * reflection) mapping src[i] onto dst[i], i < n (points as x,y pairs), n >= 2. This is
+ * reflection) mapping src[i] onto dst[i], i < n (points as x,y pairs), 2 <= n <= 64. This is
  * the Umeyama estimate. m (2x3, row-major) maps (x, y) to
  * (m[0]x + m[1]y + m[2], m[3]x + m[4]y + m[5]). Returns MF_ERR_ARG if the source points
  * coincide. */
@@ -62,14 +62,18 @@ int mf_similarity_estimate(double m[6], const float *src, const float *dst, int 
 
 /* dst (dh, dw, 3) = src warped by the forward affine map m (src -> dst coordinates),
  * bilinear, black outside the source: the arithmetic of cv2.warpAffine(INTER_LINEAR,
- * BORDER_CONSTANT, 0) including its 1/32-pixel fixed point, so results match it. */
+ * BORDER_CONSTANT, 0) including its fixed point, so results are bit-identical to it.
+ * dw <= 4096. */
 int mf_image_warp_affine(uint8_t *dst, int dw, int dh, const mf_image *src, const double m[6]);
+
+/* The map mf_image_align applies: landmarks onto the template (in double precision). */
+int mf_image_align_matrix(double m[6], const float landmarks[10]);
 
 /* Align a face to the 112x112 template from its 5 landmarks (x1 y1 ... x5 y5 in src
  * pixels). dst holds MF_FACE_SIZE*MF_FACE_SIZE*3 bytes. */
 int mf_image_align(uint8_t *dst, const mf_image *src, const float landmarks[10]);
 
-/* Plain bilinear resize to (dh, dw) like cv2.resize(INTER_LINEAR). */
+/* Plain bilinear resize to (dh, dw), bit-identical to cv2.resize(INTER_LINEAR). */
 int mf_image_resize(uint8_t *dst, int dw, int dh, const mf_image *src);
 
 #endif

@@ -15,12 +15,17 @@ const float mf_face_template[10] = {
     38.2946f, 51.6963f, 73.5318f, 51.5014f, 56.0252f, 71.7366f, 41.5493f, 92.3655f, 70.7299f, 92.2041f,
 };
 
+/* The template in double: the float copy above is off by up to 4e-6, which moves
+ * OpenCV's 1/1024-pixel sampling grid and costs exactness against a float64 reference. */
+static const double face_template_d[10] = {
+    38.2946, 51.6963, 73.5318, 51.5014, 56.0252, 71.7366, 41.5493, 92.3655, 70.7299, 92.2041,
+};
+
 /* Least squares over maps of the form [a -b; b a] + t: for demeaned points the optimum is
  * a = sum(s.d)/sum|s|^2, b = sum(s x d)/sum|s|^2. This is the same minimiser as Umeyama's
  * SVD method restricted to proper rotations (the objective is identical and convex). */
-int mf_similarity_estimate(double m[6], const float *src, const float *dst, int n)
+static int estimate(double m[6], const double *src, const double *dst, int n)
 {
-    if (n < 2) return mf_set_error(MF_ERR_ARG, "need at least 2 points for a similarity");
     double sx = 0, sy = 0, dx = 0, dy = 0;
     for (int i = 0; i < n; i++) {
         sx += src[2 * i]; sy += src[2 * i + 1];
@@ -40,6 +45,19 @@ int mf_similarity_estimate(double m[6], const float *src, const float *dst, int 
     m[0] = a; m[1] = -b; m[2] = dx - (a * sx - b * sy);
     m[3] = b; m[4] = a;  m[5] = dy - (b * sx + a * sy);
     return 0;
+}
+
+#define MF_MAX_POINTS 64
+
+int mf_similarity_estimate(double m[6], const float *src, const float *dst, int n)
+{
+    if (n < 2 || n > MF_MAX_POINTS) return mf_set_error(MF_ERR_ARG, "need 2..%d points for a similarity, got %d", MF_MAX_POINTS, n);
+    double s[2 * MF_MAX_POINTS], d[2 * MF_MAX_POINTS];
+    for (int i = 0; i < 2 * n; i++) {
+        s[i] = src[i];
+        d[i] = dst[i];
+    }
+    return estimate(m, s, d, n);
 }
 
 /* Inverse of a 2x3 affine map, as cv::invertAffineTransform does (0 if singular). */
@@ -106,40 +124,55 @@ int mf_image_warp_affine(uint8_t *dst, int dw, int dh, const mf_image *src, cons
     return 0;
 }
 
+int mf_image_align_matrix(double m[6], const float landmarks[10])
+{
+    double lm[10];
+    for (int i = 0; i < 10; i++) {
+        if (!isfinite(landmarks[i])) return mf_set_error(MF_ERR_ARG, "landmarks are not finite");
+        lm[i] = landmarks[i];
+    }
+    return estimate(m, lm, face_template_d, 5);
+}
+
 int mf_image_align(uint8_t *dst, const mf_image *src, const float landmarks[10])
 {
     double m[6];
-    for (int i = 0; i < 10; i++)
-        if (!isfinite(landmarks[i])) return mf_set_error(MF_ERR_ARG, "landmarks are not finite");
-    int rc = mf_similarity_estimate(m, landmarks, mf_face_template, 5);
+    int rc = mf_image_align_matrix(m, landmarks);
     if (rc < 0) return rc;
     return mf_image_warp_affine(dst, MF_FACE_SIZE, MF_FACE_SIZE, src, m);
 }
 
 /* Source index and 11-bit weight of the right/bottom neighbour for output i, as
- * cv2.resize(INTER_LINEAR) computes them (half-pixel centres, clamped at the edges). */
-static void resize_coord(int i, double scale, int n, int *s0, int *wt)
+ * cv2.resize(INTER_LINEAR) computes them: half-pixel centres in float, the left weight
+ * rounded and the right one its complement. Columns past the edges are clamped with
+ * the weight moved onto the edge column; rows keep their weights and reuse the edge
+ * row (OpenCV treats the two directions differently, and the rounding shows it). */
+static void resize_coord(int i, double scale, int n, int clamp_weight, int *s0, int *wt)
 {
-    double f = (i + 0.5) * scale - 0.5;
-    int s = (int)floor(f);
-    f -= s;
-    if (s < 0) { s = 0; f = 0; }
-    if (s >= n - 1) { s = n - 1; f = 0; }
+    float f = (float)((i + 0.5) * scale - 0.5);
+    int s = (int)floorf(f);
+    f -= (float)s;
+    if (clamp_weight && s < 0) { s = 0; f = 0; }
+    if (clamp_weight && s >= n - 1) { s = n - 1; f = 0; }
     *s0 = s;
-    *wt = (int)rint(f * 2048);
+    *wt = 2048 - (int)lrintf((1.f - f) * 2048);
 }
+
+static int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
 
 int mf_image_resize(uint8_t *dst, int dw, int dh, const mf_image *src)
 {
     if (dw <= 0 || dh <= 0 || !src->data) return mf_set_error(MF_ERR_ARG, "bad resize size %dx%d", dw, dh);
-    double scx = (double)src->width / dw, scy = (double)src->height / dh;
+    /* OpenCV takes the scale as the inverse of dst/src; the last bit matters. */
+    double scx = 1.0 / ((double)dw / src->width), scy = 1.0 / ((double)dh / src->height);
     for (int y = 0; y < dh; y++) {
         int sy, wy;
-        resize_coord(y, scy, src->height, &sy, &wy);
-        int sy1 = sy + 1 < src->height ? sy + 1 : sy;
+        resize_coord(y, scy, src->height, 0, &sy, &wy);
+        int sy1 = clampi(sy + 1, 0, src->height - 1);
+        sy = clampi(sy, 0, src->height - 1);
         for (int x = 0; x < dw; x++) {
             int sx, wx;
-            resize_coord(x, scx, src->width, &sx, &wx);
+            resize_coord(x, scx, src->width, 1, &sx, &wx);
             int sx1 = sx + 1 < src->width ? sx + 1 : sx;
             for (int c = 0; c < 3; c++) {
                 const uint8_t *r0 = src->data + (size_t)sy * src->width * 3;
