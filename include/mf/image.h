@@ -16,7 +16,10 @@
  * EXIF orientation applied (JPEG APP1, PNG eXIf); PNG through libpng with 16-bit
  * stripped, palette and grey expanded, alpha dropped. Error messages are short reasons meant to be stored
  * next to the sample id ("truncated JPEG", "PNG CRC error", "not an image (unknown
- * signature)", "image 70000x70000 exceeds the 50 MP limit"). All functions are
+ * signature)", "image 70000x70000 exceeds the 50 MP limit"). One deliberate difference
+ * from OpenCV: a JPEG that libjpeg decodes only with a warning (truncated, corrupt
+ * entropy data) is an error here, where imread returns grey-filled or garbled pixels;
+ * a dataset cleaner should see those. All functions are
  * reentrant: no global state, safe to call from a decoding thread. */
 #ifndef MF_IMAGE_H
 #define MF_IMAGE_H
@@ -40,8 +43,7 @@ typedef struct mf_decode_params {
 mf_decode_params mf_decode_default_params(void); /* 50 MP, orientation applied */
 
 /* Decode an encoded JPEG or PNG. Returns 0 and fills *out, or a negative mf_status
- * (MF_ERR_FORMAT corrupt/unknown, MF_ERR_LIMIT too large, MF_ERR_UNSUPPORTED e.g. CMYK,
- * MF_ERR_NOMEM) with the reason in mf_last_error(); *out is then empty. */
+ * (MF_ERR_FORMAT corrupt/unknown, MF_ERR_LIMIT too large, MF_ERR_UNSUPPORTED, MF_ERR_NOMEM) with the reason in mf_last_error(); *out is then empty. */
 int mf_image_decode(mf_image *out, const void *buf, size_t len, const mf_decode_params *p);
 
 /* Width and height from the header only (no pixel decode); same errors as decode. */
