@@ -38,7 +38,8 @@ char *mf_src_printf(const char *fmt, ...)
 int mf_src_is_image_name(const char *name)
 {
     const char *dot = strrchr(name, '.');
-    return dot && (!strcasecmp(dot, ".jpg") || !strcasecmp(dot, ".jpeg") || !strcasecmp(dot, ".png"));
+    return dot &&
+           (!strcasecmp(dot, ".jpg") || !strcasecmp(dot, ".jpeg") || !strcasecmp(dot, ".png"));
 }
 
 char *mf_src_parent_name(const char *path)
@@ -64,12 +65,16 @@ int mf_src_entries_push(mf_src_entries *e, const char *path, const char *error)
     }
     mf_src_entry *x = &e->v[e->n];
     *x = (mf_src_entry){.label = -1, .path = strdup(path), .error = error ? strdup(error) : NULL};
-    if (!x->path || (error && !x->error)) return mf_set_error(MF_ERR_NOMEM, "out of memory listing inputs");
+    if (!x->path || (error && !x->error))
+        return mf_set_error(MF_ERR_NOMEM, "out of memory listing inputs");
     e->n++;
     return 0;
 }
 
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
 
 static char *join(const char *dir, const char *name)
 {
@@ -84,7 +89,10 @@ static char **read_dir_sorted(const char *dir, size_t *n, int *err)
     char **v = NULL;
     size_t cap = 0;
     *n = 0;
-    if (!d) { *err = errno; return NULL; }
+    if (!d) {
+        *err = errno;
+        return NULL;
+    }
     struct dirent *de;
     while ((de = readdir(d))) {
         if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
@@ -118,9 +126,12 @@ static int walk(mf_src_entries *e, const char *dir, size_t depth)
     for (size_t i = 0; i < n; i++) {
         char *path = rc == 0 ? join(dir, names[i]) : NULL;
         struct stat st;
-        if (rc == 0 && !path) rc = mf_set_error(MF_ERR_NOMEM, "out of memory walking '%s'", dir);
-        else if (rc == 0 && stat(path, &st) == 0 && S_ISDIR(st.st_mode)) rc = walk(e, path, depth - 1);
-        else if (rc == 0 && mf_src_is_image_name(names[i])) rc = mf_src_entries_push(e, path, NULL);
+        if (rc == 0 && !path)
+            rc = mf_set_error(MF_ERR_NOMEM, "out of memory walking '%s'", dir);
+        else if (rc == 0 && stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+            rc = walk(e, path, depth - 1);
+        else if (rc == 0 && mf_src_is_image_name(names[i]))
+            rc = mf_src_entries_push(e, path, NULL);
         free(path);
         free(names[i]);
     }
@@ -128,11 +139,15 @@ static int walk(mf_src_entries *e, const char *dir, size_t depth)
     return rc;
 }
 
-int mf_src_expand_dir(mf_src_input *in, size_t max_depth) { return walk(&in->entries, in->path, max_depth); }
+int mf_src_expand_dir(mf_src_input *in, size_t max_depth)
+{
+    return walk(&in->entries, in->path, max_depth);
+}
 
 /* ---- list files: `path [label] [x1 y1 ... x5 y5]` ---------------------------------- */
 
-static int parse_list_line(mf_src_entries *e, char *line, const char *base, const char *list, size_t lineno)
+static int parse_list_line(mf_src_entries *e, char *line, const char *base, const char *list,
+                           size_t lineno)
 {
     char *tok[13], *save = NULL, *rest = line;
     int nt = 0;
@@ -144,7 +159,8 @@ static int parse_list_line(mf_src_entries *e, char *line, const char *base, cons
         tok[nt++] = line;
         rest = tab + 1;
     }
-    for (char *t = strtok_r(rest, " \t\r\n", &save); t && nt < 13; t = strtok_r(NULL, " \t\r\n", &save))
+    for (char *t = strtok_r(rest, " \t\r\n", &save); t && nt < 13;
+         t = strtok_r(NULL, " \t\r\n", &save))
         tok[nt++] = t;
     if (nt == 0 || tok[0][0] == '#') return 0;
     char *path = tok[0][0] == '/' || !base ? strdup(tok[0]) : join(base, tok[0]);
@@ -158,7 +174,8 @@ static int parse_list_line(mf_src_entries *e, char *line, const char *base, cons
     }
     if (!bad && (nt == 2 || nt == 12) && (v[1] != (double)(int64_t)v[1] || v[1] < -1)) bad = 1;
     char reason[200];
-    snprintf(reason, sizeof reason, "bad line %zu of '%s': expected 'path [label] [x1 y1 ... x5 y5]'", lineno, list);
+    snprintf(reason, sizeof reason,
+             "bad line %zu of '%s': expected 'path [label] [x1 y1 ... x5 y5]'", lineno, list);
     int rc = mf_src_entries_push(e, path, bad ? reason : NULL);
     free(path);
     if (rc < 0 || bad) return rc;
