@@ -67,11 +67,12 @@ static int run(const char **inputs, int n, mf_source_params p, got *out, int max
 Test(source, every_kind_yields_the_same_images)
 {
     go_to_fixtures();
-    static const char *kinds[] = {"tree",      "faces.tar",      "faces.tar.gz",
-                                  "faces.zip", "wds-000000.tar", "train.rec"};
-    static const char *first_id[] = {
-        "tree/id00/0.jpg",       "faces.tar//id00/0.jpg",      "faces.tar.gz//id00/0.jpg",
-        "faces.zip//id00/0.jpg", "wds-000000.tar//id00_0.jpg", "train.rec//1"};
+    static const char *kinds[] = {"tree",      "faces.tar",      "faces.tar.gz", "faces.tar.xz",
+                                  "faces.tar.zst", "faces.zip", "wds-000000.tar", "train.rec"};
+    static const char *first_id[] = {"tree/id00/0.jpg",          "faces.tar//id00/0.jpg",
+                                     "faces.tar.gz//id00/0.jpg", "faces.tar.xz//id00/0.jpg",
+                                     "faces.tar.zst//id00/0.jpg", "faces.zip//id00/0.jpg",
+                                     "wds-000000.tar//id00_0.jpg", "train.rec//1"};
     got ref[16], g[16];
     mf_source_params p = mf_source_default_params();
     p.label_from_dir = 1;
