@@ -423,3 +423,29 @@ Test(source, count_matches_iteration)
         }
     }
 }
+
+Test(source, recordio_without_idx_uses_positions_and_a_bad_idx_is_reported)
+{
+    go_to_fixtures();
+    char dir[128], cmd[400], rec[200];
+    snprintf(dir, sizeof dir, "/tmp/mf_test_rec_%d", (int)getpid());
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s/a' '%s/b' && cp train.rec '%s/a/' && cp train.rec '%s/b/' && "
+             "echo garbage > '%s/b/train.idx'", dir, dir, dir, dir, dir);
+    cr_assert_eq(system(cmd), 0);
+    got g[16];
+    snprintf(rec, sizeof rec, "%s/a/train.rec", dir);
+    const char *in[] = {rec};
+    cr_assert_eq(run(in, 1, mf_source_default_params(), g, 16), 8);
+    for (int i = 0; i < 8; i++) {
+        char want[256];
+        snprintf(want, sizeof want, "%s//%d", rec, i + 1); /* insightface: position == key */
+        cr_assert_str_eq(g[i].id, want);
+        cr_assert_eq(g[i].label, i / 2);
+    }
+    snprintf(rec, sizeof rec, "%s/b/train.rec", dir);
+    cr_assert_eq(run(in, 1, mf_source_default_params(), g, 16), 1);
+    cr_assert_str_eq(g[0].id, rec);
+    cr_assert(strstr(g[0].error, "train.idx' line 1"), "%s", g[0].error);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_assert_eq(system(cmd), 0);
+}
