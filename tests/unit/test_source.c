@@ -5,6 +5,7 @@
 #include "mf/status.h"
 
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -281,11 +282,14 @@ Test(source, damaged_copies_never_crash)
     mf_source_params p = mf_source_default_params();
     cr_assert_eq(mf_source_new(&s, &p), 0);
     uint32_t lcg = 12345;
+    /* MF_FUZZ_ROUNDS=N for a longer run by hand (e.g. under the ASan build). */
+    const char *env_rounds = getenv("MF_FUZZ_ROUNDS");
+    int rounds = env_rounds && atoi(env_rounds) > 16 ? atoi(env_rounds) : 48;
     int n_inputs = 0;
     for (size_t f = 0; f < sizeof files / sizeof *files; f++) {
         size_t n;
         uint8_t *orig = read_all(files[f], &n), *b = malloc(n);
-        for (int v = 0; v < 48; v++) {
+        for (int v = 0; v < rounds; v++) {
             memcpy(b, orig, n);
             size_t len = n;
             if (v < 16)
@@ -448,4 +452,37 @@ Test(source, recordio_without_idx_uses_positions_and_a_bad_idx_is_reported)
     cr_assert(strstr(g[0].error, "train.idx' line 1"), "%s", g[0].error);
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     cr_assert_eq(system(cmd), 0);
+}
+
+/* Two sources in two threads at once (the producer-thread pattern): no shared state,
+ * so both see exactly what a single-threaded run sees. */
+typedef struct thread_job {
+    const char **inputs;
+    int n_inputs, n;
+    got out[64];
+} thread_job;
+
+static void *thread_run(void *arg)
+{
+    thread_job *j = arg;
+    for (int rep = 0; rep < 5; rep++) j->n = run(j->inputs, j->n_inputs, mf_source_default_params(), j->out, 64);
+    return NULL;
+}
+
+Test(source, independent_sources_in_threads)
+{
+    go_to_fixtures();
+    const char *a[] = {"faces.tar.gz", "train.rec", "broken/truncated.jpg"};
+    const char *b[] = {"faces.zip", "wds-000000.tar", "broken/badcrc.png", "@faces.list"};
+    thread_job ja = {.inputs = a, .n_inputs = 3}, jb = {.inputs = b, .n_inputs = 4};
+    got ra[64], rb[64];
+    int na = run(a, 3, mf_source_default_params(), ra, 64), nb = run(b, 4, mf_source_default_params(), rb, 64);
+    pthread_t ta, tb;
+    cr_assert_eq(pthread_create(&ta, NULL, thread_run, &ja), 0);
+    cr_assert_eq(pthread_create(&tb, NULL, thread_run, &jb), 0);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    cr_assert(ja.n == na && jb.n == nb);
+    for (int i = 0; i < na; i++) cr_assert(!strcmp(ja.out[i].id, ra[i].id) && ja.out[i].pixels == ra[i].pixels);
+    for (int i = 0; i < nb; i++) cr_assert(!strcmp(jb.out[i].id, rb[i].id) && jb.out[i].pixels == rb[i].pixels);
 }
