@@ -36,13 +36,13 @@
  * numbered 0..K-1 in sorted order of all names seen across the inputs (this needs one
  * pass over directory listings, lists and archive headers before the first sample).
  *
- * Sharding (shard_count > 1): a sample belongs to shard
- * mix(fnv1a64(id)) % shard_count (mf_shard_of). A
- * hash of the id, not the position, so that a sample's shard depends on nothing but its
- * id: it does not move when other inputs are added or reordered, and a shard can skip
- * other shards' samples without reading them (list entries, directory files, RecordIO
- * records with a .idx are skipped before any I/O). Shards are disjoint and together
- * cover every sample; sizes are equal up to statistical noise (±sqrt(n/N)).
+ * Sharding (shard_count > 1): a sample belongs to shard mix(fnv1a64(id)) % shard_count
+ * (mf_shard_of). A hash of the id, not the position, so that a sample's shard depends
+ * on nothing but its id: it does not move when other inputs are added or reordered,
+ * and a shard skips other shards' samples without reading them (directory files and
+ * list entries are not opened, RecordIO records are seeked over; archive members still
+ * stream past). Shards are disjoint and together cover every sample; sizes are equal
+ * up to statistical noise (about sqrt(n/N)).
  *
  * A source is self-contained: no global state, it never logs; one thread at a time
  * (typically a producer thread feeding a decode/network pipeline). */
@@ -56,9 +56,10 @@ typedef enum mf_input_kind {
     MF_INPUT_AUTO = 0, /* directory, .rec, archive (by name or signature), or image */
     MF_INPUT_IMAGE,
     MF_INPUT_DIR,
-    MF_INPUT_LIST, /* never guessed: list files are named as such by the caller.
-                        * Lines `path [label] [x1 y1 ... x5 y5]`, blank-separated; with a
-                        * tab, the path is all before the first tab; `#` comments */
+    /* never guessed: list files are named as such by the caller. Lines
+     * `path [label] [x1 y1 ... x5 y5]`, blank-separated; with a tab, the path is all
+     * before the first tab; `#` comments */
+    MF_INPUT_LIST,
     MF_INPUT_ARCHIVE,
     MF_INPUT_RECORDIO,
 } mf_input_kind;
