@@ -280,6 +280,7 @@ Test(source, damaged_copies_never_crash)
     cr_assert_eq(mkdir(dir, 0700), 0);
     mf_source *s;
     mf_source_params p = mf_source_default_params();
+    p.label_from_dir = 1; /* also runs the archive-header pass over the damage */
     cr_assert_eq(mf_source_new(&s, &p), 0);
     uint32_t lcg = 12345;
     /* MF_FUZZ_ROUNDS=N for a longer run by hand (e.g. under the ASan build). */
