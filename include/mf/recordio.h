@@ -94,7 +94,9 @@ int mf_recordio_writer_open(mf_recordio_writer **out, const char *rec_path, cons
  * identity's images form one [first, end) range. */
 int mf_recordio_writer_add(mf_recordio_writer *w, int64_t label, const void *image, size_t size);
 /* Write identity records and the header record, fsync, rename into place; frees w
- * (also on failure, after removing the temporaries). */
+ * (also on failure, after removing the temporaries). The header's float32 key bounds
+ * are exact up to 2^24 images (the format's limit, as with insightface's own tools);
+ * readers of bigger sets should trust the .idx keys. */
 int mf_recordio_writer_commit(mf_recordio_writer *w);
 /* Abandon: remove the temporaries and free w. NULL is a no-op. */
 void mf_recordio_writer_discard(mf_recordio_writer *w);

@@ -302,6 +302,16 @@ static int next_entry(mf_source *s, mf_src_input *in, mf_sample *out)
 
 /* ---- RecordIO ---------------------------------------------------------------------- */
 
+/* First identity key from an insightface header record (labels [N+1, N+1+K]), or
+ * INT64_MAX when the float cannot be trusted: above 2^24 it is rounded, and a bound
+ * one too low would drop the last image. Identity records have no image and are
+ * skipped anyway; the bound only avoids reading them. */
+static int64_t images_end(const mf_record_header *h)
+{
+    float v = h->labels[0];
+    return v >= 1 && v <= 16777216.0f ? (int64_t)v : INT64_MAX;
+}
+
 static int rec_fail(mf_source *s, mf_sample *out, const char *path, const char *key,
                     const char *why)
 {
@@ -358,8 +368,7 @@ static int next_record(mf_source *s, mf_src_input *in, mf_sample *out)
             continue;
         }
         if (h.image_size == 0) {
-            if (r.key == 0 && h.flag >= 2 && h.labels[0] >= 1 && h.labels[0] < 9e18f)
-                s->rec_images_end = (int64_t)h.labels[0];
+            if (r.key == 0 && h.flag >= 2) s->rec_images_end = images_end(&h);
             continue;
         }
         if (!mine) {
@@ -385,13 +394,11 @@ static int count_record_keys(const mf_source *s, const char *path, uint64_t *n)
     int64_t end = INT64_MAX, first = 0;
     mf_record rec;
     mf_record_header h;
-    if (nk && mf_recordio_read_key(r, 0, &rec) == 0 &&
-        mf_record_parse(&h, rec.data, rec.size) == 0 && h.image_size == 0 && h.flag >= 2 &&
-        h.labels[0] >= 1 && h.labels[0] < 9e18f) {
+    if (nk && mf_recordio_read_key(r, 0, &rec) == 0 && mf_record_parse(&h, rec.data, rec.size) == 0 &&
+        h.image_size == 0 && h.flag >= 2) {
         first = 1;
-        end = (int64_t)h.labels[0];
-    }
-    char *id = NULL;
+        end = images_end(&h);
+    }    char *id = NULL;
     for (size_t i = 0; i < nk; i++) {
         int64_t key = mf_recordio_index_key(r, i);
         if (key < first || key >= end) continue;
