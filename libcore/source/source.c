@@ -11,8 +11,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define MF_MAX_DEPTH 64
-
 mf_source_params mf_source_default_params(void)
 {
     return (mf_source_params){.max_image_bytes = (size_t)64 << 20, .shard_count = 1};
@@ -199,7 +197,7 @@ static int prepare(mf_source *s)
         mf_src_input *in = &s->inputs[i];
         if (in->kind == MF_INPUT_AUTO) in->kind = detect(in->path);
         if (in->kind == MF_INPUT_DIR)
-            rc = mf_src_expand_dir(in, MF_MAX_DEPTH);
+            rc = mf_src_expand_dir(in);
         else if (in->kind == MF_INPUT_LIST)
             rc = mf_src_expand_list(in);
         else if (in->kind == MF_INPUT_IMAGE)
@@ -394,11 +392,12 @@ static int count_record_keys(const mf_source *s, const char *path, uint64_t *n)
     int64_t end = INT64_MAX, first = 0;
     mf_record rec;
     mf_record_header h;
-    if (nk && mf_recordio_read_key(r, 0, &rec) == 0 && mf_record_parse(&h, rec.data, rec.size) == 0 &&
-        h.image_size == 0 && h.flag >= 2) {
+    if (nk && mf_recordio_read_key(r, 0, &rec) == 0 &&
+        mf_record_parse(&h, rec.data, rec.size) == 0 && h.image_size == 0 && h.flag >= 2) {
         first = 1;
         end = images_end(&h);
-    }    char *id = NULL;
+    }
+    char *id = NULL;
     for (size_t i = 0; i < nk; i++) {
         int64_t key = mf_recordio_index_key(r, i);
         if (key < first || key >= end) continue;

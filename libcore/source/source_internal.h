@@ -78,7 +78,7 @@ char *mf_src_parent_name(const char *path);
 int mf_src_add_name(mf_source *s, const char *name);
 int64_t mf_src_label_of(const mf_source *s, const char *path);
 
-int mf_src_expand_dir(mf_src_input *in, size_t max_depth);
+int mf_src_expand_dir(mf_src_input *in);
 int mf_src_expand_list(mf_src_input *in);
 int mf_src_entries_push(mf_src_entries *e, const char *path, const char *error);
 

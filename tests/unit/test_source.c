@@ -68,12 +68,16 @@ static int run(const char **inputs, int n, mf_source_params p, got *out, int max
 Test(source, every_kind_yields_the_same_images)
 {
     go_to_fixtures();
-    static const char *kinds[] = {"tree",      "faces.tar",      "faces.tar.gz", "faces.tar.xz",
+    static const char *kinds[] = {"tree",          "faces.tar", "faces.tar.gz",   "faces.tar.xz",
                                   "faces.tar.zst", "faces.zip", "wds-000000.tar", "train.rec"};
-    static const char *first_id[] = {"tree/id00/0.jpg",          "faces.tar//id00/0.jpg",
-                                     "faces.tar.gz//id00/0.jpg", "faces.tar.xz//id00/0.jpg",
-                                     "faces.tar.zst//id00/0.jpg", "faces.zip//id00/0.jpg",
-                                     "wds-000000.tar//id00_0.jpg", "train.rec//1"};
+    static const char *first_id[] = {"tree/id00/0.jpg",
+                                     "faces.tar//id00/0.jpg",
+                                     "faces.tar.gz//id00/0.jpg",
+                                     "faces.tar.xz//id00/0.jpg",
+                                     "faces.tar.zst//id00/0.jpg",
+                                     "faces.zip//id00/0.jpg",
+                                     "wds-000000.tar//id00_0.jpg",
+                                     "train.rec//1"};
     got ref[16], g[16];
     mf_source_params p = mf_source_default_params();
     p.label_from_dir = 1;
@@ -434,8 +438,10 @@ Test(source, recordio_without_idx_uses_positions_and_a_bad_idx_is_reported)
     go_to_fixtures();
     char dir[128], cmd[400], rec[200];
     snprintf(dir, sizeof dir, "/tmp/mf_test_rec_%d", (int)getpid());
-    snprintf(cmd, sizeof cmd, "mkdir -p '%s/a' '%s/b' && cp train.rec '%s/a/' && cp train.rec '%s/b/' && "
-             "echo garbage > '%s/b/train.idx'", dir, dir, dir, dir, dir);
+    snprintf(cmd, sizeof cmd,
+             "mkdir -p '%s/a' '%s/b' && cp train.rec '%s/a/' && cp train.rec '%s/b/' && "
+             "echo garbage > '%s/b/train.idx'",
+             dir, dir, dir, dir, dir);
     cr_assert_eq(system(cmd), 0);
     got g[16];
     snprintf(rec, sizeof rec, "%s/a/train.rec", dir);
@@ -466,7 +472,8 @@ typedef struct thread_job {
 static void *thread_run(void *arg)
 {
     thread_job *j = arg;
-    for (int rep = 0; rep < 5; rep++) j->n = run(j->inputs, j->n_inputs, mf_source_default_params(), j->out, 64);
+    for (int rep = 0; rep < 5; rep++)
+        j->n = run(j->inputs, j->n_inputs, mf_source_default_params(), j->out, 64);
     return NULL;
 }
 
@@ -477,13 +484,35 @@ Test(source, independent_sources_in_threads)
     const char *b[] = {"faces.zip", "wds-000000.tar", "broken/badcrc.png", "@faces.list"};
     thread_job ja = {.inputs = a, .n_inputs = 3}, jb = {.inputs = b, .n_inputs = 4};
     got ra[64], rb[64];
-    int na = run(a, 3, mf_source_default_params(), ra, 64), nb = run(b, 4, mf_source_default_params(), rb, 64);
+    int na = run(a, 3, mf_source_default_params(), ra, 64),
+        nb = run(b, 4, mf_source_default_params(), rb, 64);
     pthread_t ta, tb;
     cr_assert_eq(pthread_create(&ta, NULL, thread_run, &ja), 0);
     cr_assert_eq(pthread_create(&tb, NULL, thread_run, &jb), 0);
     pthread_join(ta, NULL);
     pthread_join(tb, NULL);
     cr_assert(ja.n == na && jb.n == nb);
-    for (int i = 0; i < na; i++) cr_assert(!strcmp(ja.out[i].id, ra[i].id) && ja.out[i].pixels == ra[i].pixels);
-    for (int i = 0; i < nb; i++) cr_assert(!strcmp(jb.out[i].id, rb[i].id) && jb.out[i].pixels == rb[i].pixels);
+    for (int i = 0; i < na; i++)
+        cr_assert(!strcmp(ja.out[i].id, ra[i].id) && ja.out[i].pixels == ra[i].pixels);
+    for (int i = 0; i < nb; i++)
+        cr_assert(!strcmp(jb.out[i].id, rb[i].id) && jb.out[i].pixels == rb[i].pixels);
+}
+
+Test(source, directory_symlink_loops_are_not_followed)
+{
+    go_to_fixtures();
+    char dir[128], cmd[600];
+    snprintf(dir, sizeof dir, "/tmp/mf_test_loop_%d", (int)getpid());
+    /* two links back up: without loop detection the walk would be exponential */
+    snprintf(cmd, sizeof cmd,
+             "mkdir -p '%s/a/b' && cp tree/id00/0.jpg '%s/a/b/x.jpg' && "
+             "ln -s .. '%s/a/b/up1' && ln -s .. '%s/a/b/up2' && ln -s ../a '%s/a/b/again'",
+             dir, dir, dir, dir, dir);
+    cr_assert_eq(system(cmd), 0);
+    got g[8];
+    const char *in[] = {dir};
+    cr_assert_eq(run(in, 1, mf_source_default_params(), g, 8), 1);
+    cr_assert(strstr(g[0].id, "/a/b/x.jpg"), "%s", g[0].id);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_assert_eq(system(cmd), 0);
 }
