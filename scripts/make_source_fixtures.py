@@ -3,7 +3,7 @@
 
 The same 8 images (4 identities x 2, from data/faces) packed in every input kind, so a
 test can check that each kind yields the same ids, labels and pixels:
-  tree/<id>/<n>.jpg   plain files          faces.tar, faces.tar.gz, faces.zip   archives
+  tree/<id>/<n>.jpg   plain files          faces.tar(.gz,.xz,.zst), faces.zip   archives
   wds-000000.tar      WebDataset shard (<key>.jpg + <key>.cls)
   train.rec/.idx      insightface RecordIO, written by the writer below from the format
                       facts (header record 0, identity records); one payload contains the
@@ -20,10 +20,13 @@ test time, so nothing derived from OpenCV is committed).
 
 Usage: /usr/bin/python3 scripts/make_source_fixtures.py [--dump-rec FILE | --cv2-refs DIR]
 """
+import gzip
 import io
+import lzma
 import os
 import shutil
 import struct
+import subprocess
 import sys
 import tarfile
 import zipfile
@@ -298,7 +301,13 @@ def main():
 
     plain = [(rel, data) for _, rel, data in members]
     tar_write(os.path.join(out, "faces.tar"), "w", plain)
-    tar_write(os.path.join(out, "faces.tar.gz"), "w:gz", plain)
+    tar_bytes = open(os.path.join(out, "faces.tar"), "rb").read()
+    with gzip.GzipFile(os.path.join(out, "faces.tar.gz"), "wb", mtime=0) as g:   # reproducible
+        g.write(tar_bytes)
+    open(os.path.join(out, "faces.tar.xz"), "wb").write(lzma.compress(tar_bytes))
+    # zstd: Python has no codec in the standard library; the zstd tool is in Debian
+    zst = subprocess.run(["zstd", "-q", "-c", "-19"], input=tar_bytes, stdout=subprocess.PIPE, check=True).stdout
+    open(os.path.join(out, "faces.tar.zst"), "wb").write(zst)
     with zipfile.ZipFile(os.path.join(out, "faces.zip"), "w", zipfile.ZIP_STORED) as z:
         for rel, data in plain:
             z.writestr(zipfile.ZipInfo(rel, (1980, 1, 1, 0, 0, 0)), data)

@@ -11,13 +11,18 @@
  *     else mf_image_resize(face, MF_FACE_SIZE, MF_FACE_SIZE, &img);
  *     mf_image_release(&img);
  *
- * Decoding matches cv2.imread(path, IMREAD_COLOR): JPEG through libjpeg-turbo with the
- * accurate integer DCT and fancy upsampling (bit-exact with OpenCV on the same library),
- * EXIF orientation applied (JPEG APP1, PNG eXIf); PNG through libpng with 16-bit
- * stripped, palette and grey expanded, alpha dropped. Error messages are short reasons meant to be stored
- * next to the sample id ("truncated JPEG", "PNG CRC error", "not an image (unknown
- * signature)", "image 70000x70000 exceeds the 50 MP limit"). All functions are
- * reentrant: no global state, safe to call from a decoding thread. */
+ * Decoding matches cv2.imread(path, IMREAD_COLOR) bit for bit: JPEG through
+ * libjpeg-turbo with the accurate integer DCT and fancy upsampling (CMYK converted as
+ * OpenCV does), PNG through libpng with 16-bit stripped, palette and grey expanded and
+ * alpha dropped, EXIF orientation applied (JPEG APP1, PNG eXIf). One deliberate
+ * difference: a JPEG that libjpeg decodes only with a warning (truncated, corrupt
+ * entropy data) is an error here, where imread returns grey-filled or garbled pixels;
+ * a dataset cleaner should see those.
+ *
+ * Error messages are short reasons meant to be stored next to the sample id
+ * ("truncated JPEG", "PNG CRC error", "not an image (unknown signature)",
+ * "image 70000x70000 exceeds the 50 MP limit"). All functions are reentrant: no global
+ * state, safe to call from a decoding thread. */
 #ifndef MF_IMAGE_H
 #define MF_IMAGE_H
 
@@ -33,14 +38,14 @@ typedef struct mf_image {
 } mf_image;
 
 typedef struct mf_decode_params {
-    uint64_t max_pixels; /* width*height above this is refused before allocating */
-    int ignore_orientation; /* 1: do not apply EXIF orientation (cv2 IMREAD_IGNORE_ORIENTATION) */
+    uint64_t max_pixels;    /* width*height above this is refused before allocating */
+    int ignore_orientation; /* 1: no EXIF rotation (cv2 IMREAD_IGNORE_ORIENTATION) */
 } mf_decode_params;
 
 mf_decode_params mf_decode_default_params(void); /* 50 MP, orientation applied */
 
 /* Decode an encoded JPEG or PNG. Returns 0 and fills *out, or a negative mf_status
- * (MF_ERR_FORMAT corrupt/unknown, MF_ERR_LIMIT too large, MF_ERR_UNSUPPORTED e.g. CMYK,
+ * (MF_ERR_FORMAT corrupt/unknown, MF_ERR_LIMIT too large, MF_ERR_UNSUPPORTED,
  * MF_ERR_NOMEM) with the reason in mf_last_error(); *out is then empty. */
 int mf_image_decode(mf_image *out, const void *buf, size_t len, const mf_decode_params *p);
 

@@ -35,7 +35,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#define MF_RECORDIO_MAGIC 0xced7230au
+#define MF_RECORDIO_MAGIC       0xced7230au
 #define MF_RECORDIO_MAX_DEFAULT ((size_t)64 << 20) /* largest record we load: 64 MB */
 
 typedef struct mf_recordio_reader mf_recordio_reader;
@@ -71,9 +71,9 @@ void mf_recordio_close(mf_recordio_reader *r);
 
 /* A decoded image payload header. */
 typedef struct mf_record_header {
-    uint32_t flag;        /* number of extra float labels */
-    float label;          /* header label (0 when flag > 0) */
-    float labels[2];      /* the first min(flag, 2) extra labels (enough for the
+    uint32_t flag;   /* number of extra float labels */
+    float label;     /* header label (0 when flag > 0) */
+    float labels[2]; /* the first min(flag, 2) extra labels (enough for the
                            * insightface header and identity records) */
     uint64_t id, id2;
     const uint8_t *image; /* encoded image inside the payload */
@@ -94,7 +94,9 @@ int mf_recordio_writer_open(mf_recordio_writer **out, const char *rec_path, cons
  * identity's images form one [first, end) range. */
 int mf_recordio_writer_add(mf_recordio_writer *w, int64_t label, const void *image, size_t size);
 /* Write identity records and the header record, fsync, rename into place; frees w
- * (also on failure, after removing the temporaries). */
+ * (also on failure, after removing the temporaries). The header's float32 key bounds
+ * are exact up to 2^24 images (the format's limit, as with insightface's own tools);
+ * readers of bigger sets should trust the .idx keys. */
 int mf_recordio_writer_commit(mf_recordio_writer *w);
 /* Abandon: remove the temporaries and free w. NULL is a no-op. */
 void mf_recordio_writer_discard(mf_recordio_writer *w);

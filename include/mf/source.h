@@ -36,13 +36,13 @@
  * numbered 0..K-1 in sorted order of all names seen across the inputs (this needs one
  * pass over directory listings, lists and archive headers before the first sample).
  *
- * Sharding (shard_count > 1): a sample belongs to shard
- * mix(fnv1a64(id)) % shard_count (mf_shard_of). A
- * hash of the id, not the position, so that a sample's shard depends on nothing but its
- * id: it does not move when other inputs are added or reordered, and a shard can skip
- * other shards' samples without reading them (list entries, directory files, RecordIO
- * records with a .idx are skipped before any I/O). Shards are disjoint and together
- * cover every sample; sizes are equal up to statistical noise (±sqrt(n/N)).
+ * Sharding (shard_count > 1): a sample belongs to shard mix(fnv1a64(id)) % shard_count
+ * (mf_shard_of). A hash of the id, not the position, so that a sample's shard depends
+ * on nothing but its id: it does not move when other inputs are added or reordered,
+ * and a shard skips other shards' samples without reading them (directory files and
+ * list entries are not opened, RecordIO records are seeked over; archive members still
+ * stream past). Shards are disjoint and together cover every sample; sizes are equal
+ * up to statistical noise (about sqrt(n/N)).
  *
  * A source is self-contained: no global state, it never logs; one thread at a time
  * (typically a producer thread feeding a decode/network pipeline). */
@@ -56,31 +56,32 @@ typedef enum mf_input_kind {
     MF_INPUT_AUTO = 0, /* directory, .rec, archive (by name or signature), or image */
     MF_INPUT_IMAGE,
     MF_INPUT_DIR,
-    MF_INPUT_LIST,     /* never guessed: list files are named as such by the caller.
-                        * Lines `path [label] [x1 y1 ... x5 y5]`, blank-separated; with a
-                        * tab, the path is all before the first tab; `#` comments */
+    /* never guessed: list files are named as such by the caller. Lines
+     * `path [label] [x1 y1 ... x5 y5]`, blank-separated; with a tab, the path is all
+     * before the first tab; `#` comments */
+    MF_INPUT_LIST,
     MF_INPUT_ARCHIVE,
     MF_INPUT_RECORDIO,
 } mf_input_kind;
 
 typedef struct mf_source_params {
-    int label_from_dir;      /* parent folder name -> label (see above) */
-    size_t max_image_bytes;  /* larger encoded images fail ("file too large"); 64 MB */
-    int shard_index;         /* K of K/N, 0-based */
-    int shard_count;         /* N; 0 or 1 = no sharding */
+    int label_from_dir;     /* parent folder name -> label (see above) */
+    size_t max_image_bytes; /* larger encoded images fail ("file too large"); 64 MB */
+    int shard_index;        /* K of K/N, 0-based */
+    int shard_count;        /* N; 0 or 1 = no sharding */
 } mf_source_params;
 
 mf_source_params mf_source_default_params(void);
 
 typedef struct mf_sample {
-    const char *id;        /* never NULL */
-    int64_t label;         /* -1 if none */
-    const uint8_t *data;   /* encoded image (JPEG/PNG/...), NULL when error is set */
+    const char *id;      /* never NULL */
+    int64_t label;       /* -1 if none */
+    const uint8_t *data; /* encoded image (JPEG/PNG/...), NULL when error is set */
     size_t size;
-    const char *error;     /* NULL, or why this sample cannot be used */
-    int has_landmarks;     /* landmarks valid (from a list line) */
-    float landmarks[10];   /* x1 y1 ... x5 y5 in source pixels */
-} mf_sample;               /* all pointers valid until the next mf_source_next/free */
+    const char *error;   /* NULL, or why this sample cannot be used */
+    int has_landmarks;   /* landmarks valid (from a list line) */
+    float landmarks[10]; /* x1 y1 ... x5 y5 in source pixels */
+} mf_sample;             /* all pointers valid until the next mf_source_next/free */
 
 typedef struct mf_source mf_source;
 
@@ -124,7 +125,8 @@ int mf_shard_parse(const char *spec, int *k, int *n);
  * position (id - min) / step, N = count; so --array=1-7:2 gives ids 1,3,5,7 -> K 0..3
  * of N 4. Returns 1 if set from the environment, 0 if not in a SLURM array, or
  * MF_ERR_ARG if the variables are inconsistent (e.g. a list like --array=1,4,9 whose
- * ids are not min + step*k: then pass --shard explicitly). `env` is NULL (getenv) or a stub for tests. */
+ * ids are not min + step*k: then pass --shard explicitly). `env` is NULL (getenv) or a
+ * stub for tests. */
 int mf_shard_from_slurm(int *k, int *n, const char *(*env)(const char *name));
 
 #endif

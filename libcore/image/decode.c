@@ -21,8 +21,7 @@ void mf_image_release(mf_image *img)
 
 int mf_image_check_limit(int w, int h, const mf_decode_params *p)
 {
-    if (w <= 0 || h <= 0)
-        return mf_set_error(MF_ERR_FORMAT, "image has no pixels (%dx%d)", w, h);
+    if (w <= 0 || h <= 0) return mf_set_error(MF_ERR_FORMAT, "image has no pixels (%dx%d)", w, h);
     uint64_t max = p ? p->max_pixels : MF_DEFAULT_MAX_PIXELS;
     if ((uint64_t)w * (uint64_t)h > max) {
         double mp = (double)max / 1e6;
@@ -43,8 +42,14 @@ int mf_image_alloc(mf_image *img, int w, int h)
     return 0;
 }
 
-static int is_jpeg(const uint8_t *b, size_t n) { return n >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF; }
-static int is_png(const uint8_t *b, size_t n) { return n >= 8 && !memcmp(b, "\x89PNG\r\n\x1a\n", 8); }
+static int is_jpeg(const uint8_t *b, size_t n)
+{
+    return n >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF;
+}
+static int is_png(const uint8_t *b, size_t n)
+{
+    return n >= 8 && !memcmp(b, "\x89PNG\r\n\x1a\n", 8);
+}
 
 static int unknown(size_t len)
 {
@@ -84,16 +89,18 @@ int mf_image_probe(const void *buf, size_t len, int *w, int *h)
  * 7 transverse, 8 rotate 90 counter-clockwise. w, h are the output size. */
 static void orient_src(int o, int x, int y, int w, int h, int *sx, int *sy)
 {
+    /* clang-format off: one line per orientation reads as a table */
     switch (o) {
-    case 2: *sx = w - 1 - x; *sy = y; break;
+    case 2: *sx = w - 1 - x; *sy = y;         break;
     case 3: *sx = w - 1 - x; *sy = h - 1 - y; break;
-    case 4: *sx = x; *sy = h - 1 - y; break;
-    case 5: *sx = y; *sy = x; break;
-    case 6: *sx = y; *sy = w - 1 - x; break;
+    case 4: *sx = x;         *sy = h - 1 - y; break;
+    case 5: *sx = y;         *sy = x;         break;
+    case 6: *sx = y;         *sy = w - 1 - x; break;
     case 7: *sx = h - 1 - y; *sy = w - 1 - x; break;
-    case 8: *sx = h - 1 - y; *sy = x; break;
-    default: *sx = x; *sy = y; break;
+    case 8: *sx = h - 1 - y; *sy = x;         break;
+    default: *sx = x;        *sy = y;         break;
     }
+    /* clang-format on */
 }
 
 int mf_image_orient(mf_image *img, int o)

@@ -1,7 +1,7 @@
 /* exif.c - the EXIF orientation tag, found in a JPEG's APP1 segment or a PNG's eXIf
- * chunk (OpenCV 4.6 applies it for both, checked against cv2.imread). Only IFD0's tag 0x0112 is read; every offset
- * is checked against the block it points into, and anything malformed means "no
- * orientation" (1), as a missing tag does. */
+ * chunk (OpenCV 4.6 applies it for both, checked against cv2.imread). Only IFD0's tag
+ * 0x0112 is read; every offset is checked against the block it points into, and
+ * anything malformed means "no orientation" (1), as a missing tag does. */
 #include "image/image_internal.h"
 
 #include <string.h>
@@ -18,9 +18,12 @@ static int tiff_orientation(const uint8_t *t, size_t n)
 {
     if (n < 8) return 1;
     int le;
-    if (!memcmp(t, "II*\0", 4)) le = 1;
-    else if (!memcmp(t, "MM\0*", 4)) le = 0;
-    else return 1;
+    if (!memcmp(t, "II*\0", 4))
+        le = 1;
+    else if (!memcmp(t, "MM\0*", 4))
+        le = 0;
+    else
+        return 1;
     uint32_t ifd = get32(t + 4, le);
     if (ifd > n - 2) return 1;
     unsigned count = get16(t + ifd, le);
@@ -41,7 +44,10 @@ int mf_jpeg_exif_orientation(const uint8_t *b, size_t n)
     while (pos + 4 <= n) {
         if (b[pos] != 0xFF) return 1;
         unsigned marker = b[pos + 1];
-        if (marker == 0xFF) { pos++; continue; } /* fill byte */
+        if (marker == 0xFF) {
+            pos++;
+            continue;
+        }                                               /* fill byte */
         if (marker == 0xDA || marker == 0xD9) return 1; /* scan data / EOI: no EXIF */
         size_t seglen = (size_t)b[pos + 2] << 8 | b[pos + 3];
         if (seglen < 2 || pos + 2 + seglen > n) return 1;
@@ -54,7 +60,10 @@ int mf_jpeg_exif_orientation(const uint8_t *b, size_t n)
     return 1;
 }
 
-static uint32_t be32(const uint8_t *p) { return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]; }
+static uint32_t be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
 
 int mf_png_exif_orientation(const uint8_t *b, size_t n)
 {

@@ -51,11 +51,13 @@ int mf_jpeg_probe(const uint8_t *buf, size_t len, int *w, int *h)
 static int decode_cmyk(tjhandle tj, const uint8_t *buf, size_t len, mf_image *out)
 {
     size_t n;
-    if (mf_size_mul((size_t)out->width * 4, (size_t)out->height, &n, "CMYK image") < 0) return MF_ERR_NOMEM;
+    if (mf_size_mul((size_t)out->width * 4, (size_t)out->height, &n, "CMYK image") < 0)
+        return MF_ERR_NOMEM;
     uint8_t *cmyk = malloc(n);
     if (!cmyk) return mf_set_error(MF_ERR_NOMEM, "out of memory for a CMYK JPEG");
     int rc = 0;
-    if (tjDecompress2(tj, buf, (unsigned long)len, cmyk, out->width, 0, out->height, TJPF_CMYK, TJFLAG_ACCURATEDCT) < 0 &&
+    if (tjDecompress2(tj, buf, (unsigned long)len, cmyk, out->width, 0, out->height, TJPF_CMYK,
+                      TJFLAG_ACCURATEDCT) < 0 &&
         (tjGetErrorCode(tj) != TJERR_WARNING || !benign_warning(tjGetErrorStr2(tj))))
         rc = jpeg_error(tj, "data");
     for (size_t i = 0, np = (size_t)out->width * out->height; rc == 0 && i < np; i++) {

@@ -32,7 +32,11 @@ static void on_error(png_structp png, png_const_charp msg)
     png_longjmp(png, 1);
 }
 
-static void on_warning(png_structp png, png_const_charp msg) { (void)png; (void)msg; }
+static void on_warning(png_structp png, png_const_charp msg)
+{
+    (void)png;
+    (void)msg;
+}
 
 static int png_reason(const png_src *s)
 {
@@ -48,8 +52,10 @@ static void set_transforms(png_structp png, png_infop info)
     png_set_strip_alpha(png);
     if (ct == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
     if (!(ct & PNG_COLOR_MASK_COLOR) && depth < 8) png_set_expand_gray_1_2_4_to_8(png);
-    if (ct & PNG_COLOR_MASK_COLOR) png_set_bgr(png);
-    else png_set_gray_to_rgb(png);
+    if (ct & PNG_COLOR_MASK_COLOR)
+        png_set_bgr(png);
+    else
+        png_set_gray_to_rgb(png);
     png_set_interlace_handling(png);
     png_read_update_info(png, info);
 }

@@ -12,7 +12,8 @@
 #include <string.h>
 
 const float mf_face_template[10] = {
-    38.2946f, 51.6963f, 73.5318f, 51.5014f, 56.0252f, 71.7366f, 41.5493f, 92.3655f, 70.7299f, 92.2041f,
+    38.2946f, 51.6963f, 73.5318f, 51.5014f, 56.0252f,
+    71.7366f, 41.5493f, 92.3655f, 70.7299f, 92.2041f,
 };
 
 /* The template in double: the float copy above is off by up to 4e-6, which moves
@@ -28,10 +29,15 @@ static int estimate(double m[6], const double *src, const double *dst, int n)
 {
     double sx = 0, sy = 0, dx = 0, dy = 0;
     for (int i = 0; i < n; i++) {
-        sx += src[2 * i]; sy += src[2 * i + 1];
-        dx += dst[2 * i]; dy += dst[2 * i + 1];
+        sx += src[2 * i];
+        sy += src[2 * i + 1];
+        dx += dst[2 * i];
+        dy += dst[2 * i + 1];
     }
-    sx /= n; sy /= n; dx /= n; dy /= n;
+    sx /= n;
+    sy /= n;
+    dx /= n;
+    dy /= n;
     double ss = 0, dot = 0, cross = 0;
     for (int i = 0; i < n; i++) {
         double px = src[2 * i] - sx, py = src[2 * i + 1] - sy;
@@ -42,8 +48,12 @@ static int estimate(double m[6], const double *src, const double *dst, int n)
     }
     if (!(ss > 1e-12)) return mf_set_error(MF_ERR_ARG, "landmarks coincide");
     double a = dot / ss, b = cross / ss;
-    m[0] = a; m[1] = -b; m[2] = dx - (a * sx - b * sy);
-    m[3] = b; m[4] = a;  m[5] = dy - (b * sx + a * sy);
+    m[0] = a;
+    m[1] = -b;
+    m[2] = dx - (a * sx - b * sy);
+    m[3] = b;
+    m[4] = a;
+    m[5] = dy - (b * sx + a * sy);
     return 0;
 }
 
@@ -51,7 +61,9 @@ static int estimate(double m[6], const double *src, const double *dst, int n)
 
 int mf_similarity_estimate(double m[6], const float *src, const float *dst, int n)
 {
-    if (n < 2 || n > MF_MAX_POINTS) return mf_set_error(MF_ERR_ARG, "need 2..%d points for a similarity, got %d", MF_MAX_POINTS, n);
+    if (n < 2 || n > MF_MAX_POINTS)
+        return mf_set_error(MF_ERR_ARG, "need 2..%d points for a similarity, got %d", MF_MAX_POINTS,
+                            n);
     double s[2 * MF_MAX_POINTS], d[2 * MF_MAX_POINTS];
     for (int i = 0; i < 2 * n; i++) {
         s[i] = src[i];
@@ -66,8 +78,12 @@ static void invert_affine(const double m[6], double inv[6])
     double d = m[0] * m[4] - m[1] * m[3];
     d = d != 0 ? 1.0 / d : 0.0;
     double a11 = m[4] * d, a22 = m[0] * d, a12 = -m[1] * d, a21 = -m[3] * d;
-    inv[0] = a11; inv[1] = a12; inv[2] = -a11 * m[2] - a12 * m[5];
-    inv[3] = a21; inv[4] = a22; inv[5] = -a21 * m[2] - a22 * m[5];
+    inv[0] = a11;
+    inv[1] = a12;
+    inv[2] = -a11 * m[2] - a12 * m[5];
+    inv[3] = a21;
+    inv[4] = a22;
+    inv[5] = -a21 * m[2] - a22 * m[5];
 }
 
 static int sat_int(double v)
@@ -78,16 +94,17 @@ static int sat_int(double v)
 
 static int clamp_short(int v) { return v < -32768 ? -32768 : v > 32767 ? 32767 : v; }
 
-#define AB_BITS 10
-#define INTER_BITS 5
-#define TAB 32 /* 1 << INTER_BITS */
+#define AB_BITS     10
+#define INTER_BITS  5
+#define TAB         32   /* 1 << INTER_BITS */
 #define MF_WARP_MAX 4096 /* widest output: keeps the per-row tables small on the stack */
 
 /* One output pixel from source position (sx, sy) + (fx, fy)/32, zero outside. */
 static void blend(uint8_t *out, const mf_image *s, int sx, int sy, int fx, int fy)
 {
     /* OpenCV's 2-D table entries: products of (1 - f, f) in 1/32 steps, scaled to 2^15. */
-    int w[4] = {(TAB - fx) * (TAB - fy) * 32, fx * (TAB - fy) * 32, (TAB - fx) * fy * 32, fx * fy * 32};
+    int w[4] = {(TAB - fx) * (TAB - fy) * 32, fx * (TAB - fy) * 32, (TAB - fx) * fy * 32,
+                fx * fy * 32};
     int px[4] = {sx, sx + 1, sx, sx + 1}, py[4] = {sy, sy, sy + 1, sy + 1};
     for (int c = 0; c < 3; c++) {
         int acc = 0;
@@ -152,8 +169,14 @@ static void resize_coord(int i, double scale, int n, int clamp_weight, int *s0, 
     float f = (float)((i + 0.5) * scale - 0.5);
     int s = (int)floorf(f);
     f -= (float)s;
-    if (clamp_weight && s < 0) { s = 0; f = 0; }
-    if (clamp_weight && s >= n - 1) { s = n - 1; f = 0; }
+    if (clamp_weight && s < 0) {
+        s = 0;
+        f = 0;
+    }
+    if (clamp_weight && s >= n - 1) {
+        s = n - 1;
+        f = 0;
+    }
     *s0 = s;
     *wt = 2048 - (int)lrintf((1.f - f) * 2048);
 }
@@ -162,7 +185,8 @@ static int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v;
 
 int mf_image_resize(uint8_t *dst, int dw, int dh, const mf_image *src)
 {
-    if (dw <= 0 || dh <= 0 || !src->data) return mf_set_error(MF_ERR_ARG, "bad resize size %dx%d", dw, dh);
+    if (dw <= 0 || dh <= 0 || !src->data)
+        return mf_set_error(MF_ERR_ARG, "bad resize size %dx%d", dw, dh);
     /* OpenCV takes the scale as the inverse of dst/src; the last bit matters. */
     double scx = 1.0 / ((double)dw / src->width), scy = 1.0 / ((double)dh / src->height);
     for (int y = 0; y < dh; y++) {

@@ -29,7 +29,10 @@ struct mf_recordio_reader {
 };
 
 static uint64_t pad4(uint64_t n) { return (n + 3) & ~(uint64_t)3; }
-static uint32_t rd32(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24; }
+static uint32_t rd32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
 
 static int cmp_offset(const void *a, const void *b)
 {
@@ -66,13 +69,17 @@ static int load_index(mf_recordio_reader *r, const char *idx_path)
     for (size_t lineno = 1; fgets(line, sizeof line, f); lineno++) {
         if (line[0] == '\n' || line[0] == '\0') continue;
         if (sscanf(line, "%lld\t%llu", &key, &off) != 2) {
-            rc = mf_set_error(MF_ERR_FORMAT, "'%s' line %zu: expected 'key<TAB>offset'", idx_path, lineno);
+            rc = mf_set_error(MF_ERR_FORMAT, "'%s' line %zu: expected 'key<TAB>offset'", idx_path,
+                              lineno);
             break;
         }
         if (r->n_idx == cap) {
             cap = cap ? cap * 2 : 1024;
             idx_entry *e = realloc(r->by_offset, cap * sizeof *e);
-            if (!e) { rc = mf_set_error(MF_ERR_NOMEM, "out of memory reading '%s'", idx_path); break; }
+            if (!e) {
+                rc = mf_set_error(MF_ERR_NOMEM, "out of memory reading '%s'", idx_path);
+                break;
+            }
             r->by_offset = e;
         }
         r->by_offset[r->n_idx++] = (idx_entry){.offset = off, .key = key};
@@ -97,7 +104,8 @@ int mf_recordio_open(mf_recordio_reader **out, const char *rec_path, size_t max_
     char *idx = idx_path_for(rec_path);
     struct stat st;
     int rc = 0;
-    if (!r->path || !idx) rc = mf_set_error(MF_ERR_NOMEM, "out of memory");
+    if (!r->path || !idx)
+        rc = mf_set_error(MF_ERR_NOMEM, "out of memory");
     else if (!(r->f = fopen(rec_path, "rb")) || fstat(fileno(r->f), &st) < 0)
         rc = mf_set_error(MF_ERR_IO, "cannot open '%s': %s", rec_path, strerror(errno));
     else {
@@ -125,7 +133,10 @@ void mf_recordio_close(mf_recordio_reader *r)
 }
 
 size_t mf_recordio_index_size(const mf_recordio_reader *r) { return r->n_idx; }
-int64_t mf_recordio_index_key(const mf_recordio_reader *r, size_t i) { return i < r->n_idx ? r->by_key[i].key : -1; }
+int64_t mf_recordio_index_key(const mf_recordio_reader *r, size_t i)
+{
+    return i < r->n_idx ? r->by_key[i].key : -1;
+}
 
 static int64_t key_at(const mf_recordio_reader *r, uint64_t offset)
 {
@@ -171,7 +182,8 @@ static int read_parts(mf_recordio_reader *r, int load, size_t *size, int *too_bi
         if (read_at(r, at, h, 8) < 0) return MF_ERR_FORMAT;
         if (rd32(h) != MF_RECORDIO_MAGIC) return stop(r, "bad RecordIO magic", at);
         uint32_t cflag = rd32(h + 4) >> 29, len = rd32(h + 4) & ((1u << 29) - 1);
-        if ((part == 0) != (cflag == 0 || cflag == 1)) return stop(r, "bad RecordIO part sequence", at);
+        if ((part == 0) != (cflag == 0 || cflag == 1))
+            return stop(r, "bad RecordIO part sequence", at);
         if (at + 8 + pad4(len) > r->file_size) return stop(r, "truncated record", at);
         size_t add = (part > 0 ? 4 : 0) + (size_t)len;
         if (total + add > r->max) *too_big = 1;
@@ -179,7 +191,8 @@ static int read_parts(mf_recordio_reader *r, int load, size_t *size, int *too_bi
             int rc = grow(r, total + add);
             if (rc < 0) return rc;
             if (part > 0) memcpy(r->buf + total, "\x0a\x23\xd7\xce", 4); /* the magic, LE */
-            if (len && read_at(r, at + 8, r->buf + total + (part > 0 ? 4 : 0), len) < 0) return MF_ERR_FORMAT;
+            if (len && read_at(r, at + 8, r->buf + total + (part > 0 ? 4 : 0), len) < 0)
+                return MF_ERR_FORMAT;
         }
         total += add;
         at += 8 + pad4(len);
@@ -203,7 +216,8 @@ int mf_recordio_next(mf_recordio_reader *r, mf_record *rec, int load)
     r->ordinal++;
     rec->size = size;
     if (too_big)
-        return mf_set_error(MF_ERR_LIMIT, "record of %zu bytes exceeds the %zu MB limit", size, r->max >> 20);
+        return mf_set_error(MF_ERR_LIMIT, "record of %zu bytes exceeds the %zu MB limit", size,
+                            r->max >> 20);
     rec->data = load ? r->buf : NULL;
     if (load && size == 0) rec->data = (const uint8_t *)"";
     return 1;
@@ -218,19 +232,26 @@ int mf_recordio_load(mf_recordio_reader *r, mf_record *rec)
     r->pos = saved;
     r->ordinal = ordinal;
     rec->key = key;
-    if (rc == 0) return mf_set_error(MF_ERR_FORMAT, "record at offset %llu is past the end", (unsigned long long)rec->offset);
+    if (rc == 0)
+        return mf_set_error(MF_ERR_FORMAT, "record at offset %llu is past the end",
+                            (unsigned long long)rec->offset);
     return rc < 0 ? rc : 0;
 }
 
 int mf_recordio_read_key(mf_recordio_reader *r, int64_t key, mf_record *rec)
 {
     idx_entry probe = {.key = key};
-    const idx_entry *e = r->n_idx ? bsearch(&probe, r->by_key, r->n_idx, sizeof probe, cmp_key) : NULL;
-    if (!e) return mf_set_error(MF_ERR_ARG, "key %lld is not in the index of '%s'", (long long)key, r->path);
+    const idx_entry *e =
+        r->n_idx ? bsearch(&probe, r->by_key, r->n_idx, sizeof probe, cmp_key) : NULL;
+    if (!e)
+        return mf_set_error(MF_ERR_ARG, "key %lld is not in the index of '%s'", (long long)key,
+                            r->path);
     r->pos = e->offset;
     r->dead = 0;
     int rc = mf_recordio_next(r, rec, 1);
-    if (rc == 0) return mf_set_error(MF_ERR_FORMAT, "key %lld points past the end of '%s'", (long long)key, r->path);
+    if (rc == 0)
+        return mf_set_error(MF_ERR_FORMAT, "key %lld points past the end of '%s'", (long long)key,
+                            r->path);
     rec->key = key;
     return rc < 0 ? rc : 0;
 }
@@ -243,7 +264,8 @@ int mf_record_parse(mf_record_header *h, const uint8_t *p, size_t size)
     memcpy(&h->label, p + 4, 4);
     memcpy(&h->id, p + 8, 8);
     memcpy(&h->id2, p + 16, 8);
-    if (h->flag > (size - 24) / 4) return mf_set_error(MF_ERR_FORMAT, "record header announces %u labels, too many", h->flag);
+    if (h->flag > (size - 24) / 4)
+        return mf_set_error(MF_ERR_FORMAT, "record header announces %u labels, too many", h->flag);
     for (uint32_t i = 0; i < h->flag && i < 2; i++) memcpy(&h->labels[i], p + 24 + 4 * i, 4);
     size_t head = 24 + (size_t)h->flag * 4;
     h->image = p + head;

@@ -18,18 +18,22 @@ typedef struct identity {
 struct mf_recordio_writer {
     FILE *rec, *idx;
     char *rec_path, *idx_path, *rec_tmp, *idx_tmp;
-    int64_t n;         /* images written; keys 1..n */
+    int64_t n; /* images written; keys 1..n */
     identity *ids;
     size_t n_ids, cap_ids;
     uint8_t *buf;
     size_t cap;
 };
 
-static void wr32(uint8_t *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i)); }
+static void wr32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
 
 int mf_recordio_write_record(FILE *f, const void *payload, size_t size)
 {
-    if (size >= (1u << 29)) return mf_set_error(MF_ERR_LIMIT, "record of %zu bytes is too large for RecordIO", size);
+    if (size >= (1u << 29))
+        return mf_set_error(MF_ERR_LIMIT, "record of %zu bytes is too large for RecordIO", size);
     const uint8_t *p = payload;
     uint8_t head[8], magic[4];
     wr32(magic, MF_RECORDIO_MAGIC);
@@ -55,7 +59,10 @@ static char *suffixed(const char *path, const char *suffix)
 {
     size_t n = strlen(path), m = strlen(suffix);
     char *s = malloc(n + m + 1);
-    if (s) { memcpy(s, path, n); memcpy(s + n, suffix, m + 1); }
+    if (s) {
+        memcpy(s, path, n);
+        memcpy(s + n, suffix, m + 1);
+    }
     return s;
 }
 
@@ -67,8 +74,12 @@ static void writer_free(mf_recordio_writer *w, int remove_tmp)
         if (w->rec_tmp) unlink(w->rec_tmp);
         if (w->idx_tmp) unlink(w->idx_tmp);
     }
-    free(w->rec_path); free(w->idx_path); free(w->rec_tmp); free(w->idx_tmp);
-    free(w->ids); free(w->buf);
+    free(w->rec_path);
+    free(w->idx_path);
+    free(w->rec_tmp);
+    free(w->idx_tmp);
+    free(w->ids);
+    free(w->buf);
     free(w);
 }
 
@@ -102,7 +113,8 @@ int mf_recordio_writer_open(mf_recordio_writer **out, const char *rec_path, cons
     }
     int rc = 0;
     if (!(w->rec = fopen(w->rec_tmp, "wb")) || !(w->idx = fopen(w->idx_tmp, "w")))
-        rc = mf_set_error(MF_ERR_IO, "cannot create '%s': %s", w->rec ? w->idx_tmp : w->rec_tmp, strerror(errno));
+        rc = mf_set_error(MF_ERR_IO, "cannot create '%s': %s", w->rec ? w->idx_tmp : w->rec_tmp,
+                          strerror(errno));
     else if ((rc = write_pair(w, w->rec, 0, 0)) == 0 && fprintf(w->idx, "0\t0\n") < 0)
         rc = mf_set_error(MF_ERR_IO, "cannot write '%s': %s", w->idx_tmp, strerror(errno));
     if (rc < 0) {
@@ -136,8 +148,11 @@ static int note_identity(mf_recordio_writer *w, int64_t label, int64_t key)
 int mf_recordio_writer_add(mf_recordio_writer *w, int64_t label, const void *image, size_t size)
 {
     /* float32 labels are exact integers only up to 2^24. */
-    if (label < 0 || label > (1 << 24)) return mf_set_error(MF_ERR_LIMIT, "label %lld cannot be stored exactly as float32", (long long)label);
-    if (size > (1u << 29) - 24) return mf_set_error(MF_ERR_LIMIT, "image of %zu bytes is too large for RecordIO", size);
+    if (label < 0 || label > (1 << 24))
+        return mf_set_error(MF_ERR_LIMIT, "label %lld cannot be stored exactly as float32",
+                            (long long)label);
+    if (size > (1u << 29) - 24)
+        return mf_set_error(MF_ERR_LIMIT, "image of %zu bytes is too large for RecordIO", size);
     int64_t key = w->n + 1;
     int rc = note_identity(w, label, key);
     if (rc < 0) return rc;
@@ -178,12 +193,14 @@ int mf_recordio_writer_commit(mf_recordio_writer *w)
     int64_t first_id = w->n + 1;
     for (size_t i = 0; i < w->n_ids && rc == 0; i++) {
         off_t at = ftello(w->rec);
-        if (at < 0 || fprintf(w->idx, "%lld\t%lld\n", (long long)(first_id + (int64_t)i), (long long)at) < 0)
+        if (at < 0 ||
+            fprintf(w->idx, "%lld\t%lld\n", (long long)(first_id + (int64_t)i), (long long)at) < 0)
             rc = mf_set_error(MF_ERR_IO, "cannot write '%s': %s", w->idx_tmp, strerror(errno));
         else
             rc = write_pair(w, w->rec, (float)w->ids[i].first, (float)w->ids[i].end);
     }
-    if (rc == 0 && fseeko(w->rec, 0, SEEK_SET) != 0) rc = mf_set_error(MF_ERR_IO, "cannot seek in '%s'", w->rec_tmp);
+    if (rc == 0 && fseeko(w->rec, 0, SEEK_SET) != 0)
+        rc = mf_set_error(MF_ERR_IO, "cannot seek in '%s'", w->rec_tmp);
     if (rc == 0) rc = write_pair(w, w->rec, (float)first_id, (float)(first_id + (int64_t)w->n_ids));
     if (rc == 0) rc = finish_file(&w->rec, w->rec_tmp, w->rec_path);
     if (rc == 0) rc = finish_file(&w->idx, w->idx_tmp, w->idx_path);

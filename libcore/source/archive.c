@@ -20,7 +20,8 @@ static struct archive *open_archive(const char *path)
     archive_read_support_filter_all(a);
     archive_read_support_format_all(a);
     if (archive_read_open_filename(a, path, 1 << 16) != ARCHIVE_OK) {
-        mf_set_error(MF_ERR_FORMAT, "corrupt archive (%s)", archive_error_string(a) ? archive_error_string(a) : "cannot open");
+        mf_set_error(MF_ERR_FORMAT, "corrupt archive (%s)",
+                     archive_error_string(a) ? archive_error_string(a) : "cannot open");
         archive_read_free(a);
         return NULL;
     }
@@ -111,17 +112,19 @@ static char *read_member(mf_source *s, mf_src_buf *b, size_t max)
 }
 
 /* Add the current member (header already read) to the open group. */
-static int take_member(mf_source *s, struct archive_entry *e, const char *name, const char *ext, const char *path)
+static int take_member(mf_source *s, struct archive_entry *e, const char *name, const char *ext,
+                       const char *path)
 {
     mf_src_group *g = &s->g;
     if (is_image_ext(ext) && !g->has_image) {
         g->has_image = 1;
-        if (!(g->id = mf_src_printf("%s//%s", path, name))) return mf_set_error(MF_ERR_NOMEM, "out of memory");
+        if (!(g->id = mf_src_printf("%s//%s", path, name)))
+            return mf_set_error(MF_ERR_NOMEM, "out of memory");
         g->other_shard = mf_shard_of(g->id, s->p.shard_count) != s->p.shard_index;
         if (g->other_shard) return 0;
         if (archive_entry_size_is_set(e) && (uint64_t)archive_entry_size(e) > s->p.max_image_bytes)
-            g->error = mf_src_printf("file too large (%lld bytes, limit %zu MB)", (long long)archive_entry_size(e),
-                                        s->p.max_image_bytes >> 20);
+            g->error = mf_src_printf("file too large (%lld bytes, limit %zu MB)",
+                                     (long long)archive_entry_size(e), s->p.max_image_bytes >> 20);
         else
             g->error = read_member(s, &g->data, s->p.max_image_bytes);
         if (s->p.label_from_dir) g->dir_label = mf_src_label_of(s, name);
@@ -133,7 +136,10 @@ static int take_member(mf_source *s, struct archive_entry *e, const char *name, 
         char text[80] = "", *end;
         if (!err && b.n) memcpy(text, b.p, b.n < 79 ? b.n : 79);
         long long v = strtoll(text, &end, 10);
-        if (!err && end != text) { g->has_cls = 1; g->cls = v; }
+        if (!err && end != text) {
+            g->has_cls = 1;
+            g->cls = v;
+        }
         free(err);
         free(b.p);
     }
@@ -146,7 +152,8 @@ static int flush_group(mf_source *s, mf_sample *out)
     mf_src_group *g = &s->g;
     int rc = 0;
     if (g->open && g->has_image) {
-        if (g->other_shard) s->skipped++;
+        if (g->other_shard)
+            s->skipped++;
         else {
             int64_t label = g->has_cls ? g->cls : g->dir_label;
             /* The sample's bytes move to s->data so the group buffer can be reused. */
@@ -174,17 +181,27 @@ int mf_src_archive_next(mf_source *s, mf_sample *out)
     const char *path = s->inputs[s->cur].path;
     if (!s->cur_open) {
         s->cur_open = 1;
-        if (!(s->ar = open_archive(path))) return mf_src_emit(s, out, path, -1, mf_last_error(), NULL, 0);
+        if (!(s->ar = open_archive(path)))
+            return mf_src_emit(s, out, path, -1, mf_last_error(), NULL, 0);
     }
     if (!s->ar) return 0;
     struct archive_entry *e;
     for (;;) {
         if (s->ar_dead == 2) return 0;
         if (s->ar_dead && !s->g.open) return s->damage ? fail_damage(s, out, path) : 0;
-        if (s->ar_dead) { int rc = flush_group(s, out); if (rc) return rc; continue; }
+        if (s->ar_dead) {
+            int rc = flush_group(s, out);
+            if (rc) return rc;
+            continue;
+        }
         if (!s->ar_have_header) {
             int r = archive_read_next_header(s->ar, &s->ar_entry);
-            if (r == ARCHIVE_EOF) { s->ar_dead = 2; int rc = flush_group(s, out); if (rc) return rc; return 0; }
+            if (r == ARCHIVE_EOF) {
+                s->ar_dead = 2;
+                int rc = flush_group(s, out);
+                if (rc) return rc;
+                return 0;
+            }
             if (r != ARCHIVE_OK && r != ARCHIVE_WARN) { /* RETRY/FAILED too: never loop on them */
                 s->ar_dead = 1;
                 s->damage = reason(s->ar, "archive");
@@ -194,7 +211,10 @@ int mf_src_archive_next(mf_source *s, mf_sample *out)
         }
         e = s->ar_entry;
         const char *name = archive_entry_pathname(e), *ext;
-        if (!name || archive_entry_filetype(e) != AE_IFREG) { s->ar_have_header = 0; continue; }
+        if (!name || archive_entry_filetype(e) != AE_IFREG) {
+            s->ar_have_header = 0;
+            continue;
+        }
         char *key = member_key(name, &ext);
         if (!key) return mf_set_error(MF_ERR_NOMEM, "out of memory");
         if (s->g.open && strcmp(key, s->g.key)) {
@@ -203,7 +223,12 @@ int mf_src_archive_next(mf_source *s, mf_sample *out)
             if (rc) return rc;
             continue;
         }
-        if (!s->g.open) { s->g.open = 1; s->g.key = key; s->g.cls = s->g.dir_label = -1; } else free(key);
+        if (!s->g.open) {
+            s->g.open = 1;
+            s->g.key = key;
+            s->g.cls = s->g.dir_label = -1;
+        } else
+            free(key);
         s->ar_have_header = 0;
         int rc = take_member(s, e, name, ext, path);
         if (rc < 0) return rc;

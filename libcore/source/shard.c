@@ -36,7 +36,8 @@ int mf_shard_parse(const char *spec, int *k, int *n)
     long kk, nn;
     if (!spec || !parse_long(spec, &end, &kk) || *end != '/' || !parse_long(end + 1, &end, &nn) ||
         *end != '\0' || nn < 1 || nn > 1000000 || kk < 0 || kk >= nn)
-        return mf_set_error(MF_ERR_ARG, "bad shard '%s': expected K/N with 0 <= K < N", spec ? spec : "");
+        return mf_set_error(MF_ERR_ARG, "bad shard '%s': expected K/N with 0 <= K < N",
+                            spec ? spec : "");
     *k = (int)kk;
     *n = (int)nn;
     return 0;
@@ -62,7 +63,9 @@ int mf_shard_from_slurm(int *k, int *n, const char *(*env)(const char *name))
     if (rc <= 0) return rc; /* not an array task */
     if ((rc = env_long(env, "SLURM_ARRAY_TASK_MIN", &min)) <= 0 ||
         (rc = env_long(env, "SLURM_ARRAY_TASK_COUNT", &count)) <= 0)
-        return rc < 0 ? rc : mf_set_error(MF_ERR_ARG, "SLURM_ARRAY_TASK_ID is set but _MIN or _COUNT is not");
+        return rc < 0 ? rc
+                      : mf_set_error(MF_ERR_ARG,
+                                     "SLURM_ARRAY_TASK_ID is set but _MIN or _COUNT is not");
     if ((rc = env_long(env, "SLURM_ARRAY_TASK_STEP", &step)) < 0) return rc;
     if (step < 1) step = 1;
     long pos = (id - min) / step;

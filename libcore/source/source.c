@@ -11,8 +11,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define MF_MAX_DEPTH 64
-
 mf_source_params mf_source_default_params(void)
 {
     return (mf_source_params){.max_image_bytes = (size_t)64 << 20, .shard_count = 1};
@@ -36,7 +34,8 @@ int mf_source_new(mf_source **out, const mf_source_params *params)
 int mf_source_add(mf_source *s, const char *path, mf_input_kind kind)
 {
     if (!path || !*path) return mf_set_error(MF_ERR_ARG, "empty input path");
-    if (s->prepared) return mf_set_error(MF_ERR_ARG, "inputs must be added before the first sample");
+    if (s->prepared)
+        return mf_set_error(MF_ERR_ARG, "inputs must be added before the first sample");
     if (s->n_inputs == s->cap_inputs) {
         size_t cap = s->cap_inputs ? s->cap_inputs * 2 : 16;
         mf_src_input *v = realloc(s->inputs, cap * sizeof *v);
@@ -82,7 +81,10 @@ void mf_source_free(mf_source *s)
 }
 
 size_t mf_source_label_count(const mf_source *s) { return s->n_names; }
-const char *mf_source_label_name(const mf_source *s, size_t label) { return label < s->n_names ? s->names[label] : NULL; }
+const char *mf_source_label_name(const mf_source *s, size_t label)
+{
+    return label < s->n_names ? s->names[label] : NULL;
+}
 uint64_t mf_source_skipped(const mf_source *s) { return s->skipped; }
 void mf_source_set_reading(mf_source *s, int on) { s->no_read = !on; }
 
@@ -96,7 +98,8 @@ static int has_suffix(const char *s, const char *suf)
 
 static int archive_name(const char *p)
 {
-    static const char *const sufs[] = {".tar", ".tar.gz", ".tgz", ".tar.zst", ".tar.xz", ".tar.bz2", ".zip"};
+    static const char *const sufs[] = {".tar",    ".tar.gz",  ".tgz", ".tar.zst",
+                                       ".tar.xz", ".tar.bz2", ".zip"};
     for (size_t i = 0; i < sizeof sufs / sizeof *sufs; i++)
         if (has_suffix(p, sufs[i])) return 1;
     return 0;
@@ -110,9 +113,14 @@ static int archive_signature(const char *path)
     if (!f) return 0;
     size_t n = fread(b, 1, sizeof b, f);
     fclose(f);
-    return (n >= 2 && b[0] == 0x1f && b[1] == 0x8b) || (n >= 4 && !memcmp(b, "\x28\xb5\x2f\xfd", 4)) ||
-           (n >= 6 && !memcmp(b, "\xfd" "7zXZ", 5)) || (n >= 3 && !memcmp(b, "BZh", 3)) ||
-           (n >= 4 && !memcmp(b, "PK\x03\x04", 4)) || (n >= 262 && !memcmp(b + 257, "ustar", 5));
+    return (n >= 2 && b[0] == 0x1f && b[1] == 0x8b) ||
+           (n >= 4 && !memcmp(b, "\x28\xb5\x2f\xfd", 4)) ||
+           (n >= 6 && !memcmp(b,
+                              "\xfd"
+                              "7zXZ",
+                              5)) ||
+           (n >= 3 && !memcmp(b, "BZh", 3)) || (n >= 4 && !memcmp(b, "PK\x03\x04", 4)) ||
+           (n >= 262 && !memcmp(b + 257, "ustar", 5));
 }
 
 static mf_input_kind detect(const char *path)
@@ -126,7 +134,10 @@ static mf_input_kind detect(const char *path)
 
 /* ---- label names (label_from_dir) -------------------------------------------------- */
 
-static int cmp_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+static int cmp_name(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
 
 int mf_src_add_name(mf_source *s, const char *name)
 {
@@ -148,8 +159,10 @@ static void sort_unique_names(mf_source *s)
     qsort(s->names, s->n_names, sizeof *s->names, cmp_name);
     size_t k = 1;
     for (size_t i = 1; i < s->n_names; i++) {
-        if (strcmp(s->names[i], s->names[k - 1])) s->names[k++] = s->names[i];
-        else free(s->names[i]);
+        if (strcmp(s->names[i], s->names[k - 1]))
+            s->names[k++] = s->names[i];
+        else
+            free(s->names[i]);
     }
     s->n_names = k;
 }
@@ -183,9 +196,12 @@ static int prepare(mf_source *s)
     for (size_t i = 0; i < s->n_inputs && rc == 0; i++) {
         mf_src_input *in = &s->inputs[i];
         if (in->kind == MF_INPUT_AUTO) in->kind = detect(in->path);
-        if (in->kind == MF_INPUT_DIR) rc = mf_src_expand_dir(in, MF_MAX_DEPTH);
-        else if (in->kind == MF_INPUT_LIST) rc = mf_src_expand_list(in);
-        else if (in->kind == MF_INPUT_IMAGE) rc = mf_src_entries_push(&in->entries, in->path, NULL);
+        if (in->kind == MF_INPUT_DIR)
+            rc = mf_src_expand_dir(in);
+        else if (in->kind == MF_INPUT_LIST)
+            rc = mf_src_expand_list(in);
+        else if (in->kind == MF_INPUT_IMAGE)
+            rc = mf_src_entries_push(&in->entries, in->path, NULL);
         if (rc == 0 && s->p.label_from_dir) rc = collect_names(s, in);
     }
     if (rc < 0) return rc;
@@ -209,7 +225,7 @@ static int replace(char **dst, const char *src)
 }
 
 int mf_src_emit(mf_source *s, mf_sample *out, const char *id, int64_t label, const char *error,
-            const uint8_t *data, size_t size)
+                const uint8_t *data, size_t size)
 {
     if (replace(&s->id, id) < 0 || replace(&s->error, error) < 0) return MF_ERR_NOMEM;
     memset(out, 0, sizeof *out);
@@ -236,17 +252,20 @@ static const char *read_file(mf_source *s, const char *path, char *why, size_t n
     }
     const char *res = NULL;
     size_t size = (size_t)st.st_size;
-    if (S_ISDIR(st.st_mode)) res = "is a directory";
+    if (S_ISDIR(st.st_mode))
+        res = "is a directory";
     else if ((uint64_t)st.st_size > s->p.max_image_bytes) {
-        snprintf(why, n_why, "file too large (%llu bytes, limit %zu MB)", (unsigned long long)st.st_size,
-                 s->p.max_image_bytes >> 20);
+        snprintf(why, n_why, "file too large (%llu bytes, limit %zu MB)",
+                 (unsigned long long)st.st_size, s->p.max_image_bytes >> 20);
         res = why;
-    } else if (mf_src_buf_reserve(&s->data, size + 1) < 0) res = "out of memory";
+    } else if (mf_src_buf_reserve(&s->data, size + 1) < 0)
+        res = "out of memory";
     for (size_t got = 0; !res && got < size;) {
         ssize_t r = read(fd, s->data.p + got, size - got);
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0) {
-            snprintf(why, n_why, "read error: %s", r < 0 ? strerror(errno) : "file shrank while reading");
+            snprintf(why, n_why, "read error: %s",
+                     r < 0 ? strerror(errno) : "file shrank while reading");
             res = why;
         }
         got += r > 0 ? (size_t)r : 0;
@@ -265,8 +284,11 @@ static int next_entry(mf_source *s, mf_src_input *in, mf_sample *out)
             continue;
         }
         char why[200];
-        const char *err = e->error ? e->error : s->no_read ? NULL : read_file(s, e->path, why, sizeof why);
-        int rc = mf_src_emit(s, out, e->path, e->label, err, s->no_read ? NULL : s->data.p, s->no_read ? 0 : s->data.n);
+        const char *err = e->error     ? e->error
+                          : s->no_read ? NULL
+                                       : read_file(s, e->path, why, sizeof why);
+        int rc = mf_src_emit(s, out, e->path, e->label, err, s->no_read ? NULL : s->data.p,
+                             s->no_read ? 0 : s->data.n);
         if (rc > 0 && e->has_landmarks) {
             out->has_landmarks = 1;
             memcpy(out->landmarks, e->landmarks, sizeof out->landmarks);
@@ -278,10 +300,22 @@ static int next_entry(mf_source *s, mf_src_input *in, mf_sample *out)
 
 /* ---- RecordIO ---------------------------------------------------------------------- */
 
-static int rec_fail(mf_source *s, mf_sample *out, const char *path, const char *key, const char *why)
+/* First identity key from an insightface header record (labels [N+1, N+1+K]), or
+ * INT64_MAX when the float cannot be trusted: above 2^24 it is rounded, and a bound
+ * one too low would drop the last image. Identity records have no image and are
+ * skipped anyway; the bound only avoids reading them. */
+static int64_t images_end(const mf_record_header *h)
+{
+    float v = h->labels[0];
+    return v >= 1 && v <= 16777216.0f ? (int64_t)v : INT64_MAX;
+}
+
+static int rec_fail(mf_source *s, mf_sample *out, const char *path, const char *key,
+                    const char *why)
 {
     char *id = mf_src_printf("%s//%s", path, key);
-    int rc = id ? mf_src_emit(s, out, id, -1, why, NULL, 0) : mf_set_error(MF_ERR_NOMEM, "out of memory");
+    int rc = id ? mf_src_emit(s, out, id, -1, why, NULL, 0)
+                : mf_set_error(MF_ERR_NOMEM, "out of memory");
     free(id);
     return rc;
 }
@@ -301,8 +335,10 @@ static int next_record(mf_source *s, mf_src_input *in, mf_sample *out)
         /* Peek without loading: other shards' records are seeked over. */
         int rc = mf_recordio_next(s->rec, &r, 0);
         if (rc == 0) return 0;
-        if (r.key >= 0) snprintf(key, sizeof key, "%lld", (long long)r.key);
-        else snprintf(key, sizeof key, "@%llu", (unsigned long long)r.offset);
+        if (r.key >= 0)
+            snprintf(key, sizeof key, "%lld", (long long)r.key);
+        else
+            snprintf(key, sizeof key, "@%llu", (unsigned long long)r.offset);
         if (rc == MF_ERR_LIMIT) return rec_fail(s, out, in->path, key, mf_last_error());
         if (rc < 0) {
             /* Damage: report where it is, then end this input. */
@@ -318,19 +354,25 @@ static int next_record(mf_source *s, mf_src_input *in, mf_sample *out)
         int mine = mf_shard_of(id, s->p.shard_count) == s->p.shard_index;
         free(id);
         /* Record 0 is read even when another shard owns its id: it may be the header. */
-        if (!mine && r.key != 0) { s->skipped++; continue; }
-        if ((rc = mf_recordio_load(s->rec, &r)) < 0) return rec_fail(s, out, in->path, key, mf_last_error());
+        if (!mine && r.key != 0) {
+            s->skipped++;
+            continue;
+        }
+        if ((rc = mf_recordio_load(s->rec, &r)) < 0)
+            return rec_fail(s, out, in->path, key, mf_last_error());
         mf_record_header h;
         if (mf_record_parse(&h, r.data, r.size) < 0) {
             if (mine) return rec_fail(s, out, in->path, key, mf_last_error());
             continue;
         }
         if (h.image_size == 0) {
-            if (r.key == 0 && h.flag >= 2 && h.labels[0] >= 1 && h.labels[0] < 9e18f)
-                s->rec_images_end = (int64_t)h.labels[0];
+            if (r.key == 0 && h.flag >= 2) s->rec_images_end = images_end(&h);
             continue;
         }
-        if (!mine) { s->skipped++; continue; }
+        if (!mine) {
+            s->skipped++;
+            continue;
+        }
         id = mf_src_printf("%s//%s", in->path, key);
         if (!id) return mf_set_error(MF_ERR_NOMEM, "out of memory");
         rc = mf_src_emit(s, out, id, mf_record_class(&h), NULL, h.image, h.image_size);
@@ -350,10 +392,10 @@ static int count_record_keys(const mf_source *s, const char *path, uint64_t *n)
     int64_t end = INT64_MAX, first = 0;
     mf_record rec;
     mf_record_header h;
-    if (nk && mf_recordio_read_key(r, 0, &rec) == 0 && mf_record_parse(&h, rec.data, rec.size) == 0 &&
-        h.image_size == 0 && h.flag >= 2 && h.labels[0] >= 1 && h.labels[0] < 9e18f) {
+    if (nk && mf_recordio_read_key(r, 0, &rec) == 0 &&
+        mf_record_parse(&h, rec.data, rec.size) == 0 && h.image_size == 0 && h.flag >= 2) {
         first = 1;
-        end = (int64_t)h.labels[0];
+        end = images_end(&h);
     }
     char *id = NULL;
     for (size_t i = 0; i < nk; i++) {
@@ -378,8 +420,10 @@ int mf_source_count(mf_source *s, uint64_t *n)
     int exact = 1;
     for (size_t i = 0; i < s->n_inputs; i++) {
         mf_src_input *in = &s->inputs[i];
-        if (in->kind == MF_INPUT_ARCHIVE) exact = 0;
-        else if (in->kind == MF_INPUT_RECORDIO) exact &= count_record_keys(s, in->path, n);
+        if (in->kind == MF_INPUT_ARCHIVE)
+            exact = 0;
+        else if (in->kind == MF_INPUT_RECORDIO)
+            exact &= count_record_keys(s, in->path, n);
         else
             for (size_t j = 0; j < in->entries.n; j++)
                 *n += mf_shard_of(in->entries.v[j].path, s->p.shard_count) == s->p.shard_index;
@@ -408,9 +452,12 @@ int mf_source_next(mf_source *s, mf_sample *out)
     while (s->cur < s->n_inputs) {
         mf_src_input *in = &s->inputs[s->cur];
         int rc;
-        if (in->kind == MF_INPUT_ARCHIVE) rc = mf_src_archive_next(s, out);
-        else if (in->kind == MF_INPUT_RECORDIO) rc = next_record(s, in, out);
-        else rc = next_entry(s, in, out);
+        if (in->kind == MF_INPUT_ARCHIVE)
+            rc = mf_src_archive_next(s, out);
+        else if (in->kind == MF_INPUT_RECORDIO)
+            rc = next_record(s, in, out);
+        else
+            rc = next_entry(s, in, out);
         if (rc != 0) return rc;
         end_input(s);
     }

@@ -12,9 +12,9 @@ struct archive_entry;
 
 /* One file to read (directory walk, list line, single image), or a failure to report. */
 typedef struct mf_src_entry {
-    char *path;        /* id and path to open */
-    char *error;       /* set: report this instead of reading (bad list line, ...) */
-    int64_t label;     /* -1 until known */
+    char *path;    /* id and path to open */
+    char *error;   /* set: report this instead of reading (bad list line, ...) */
+    int64_t label; /* -1 until known */
     int has_landmarks;
     float landmarks[10];
 } mf_src_entry;
@@ -52,15 +52,15 @@ struct mf_source {
     char **names; /* sorted label names (label_from_dir) */
     size_t n_names, cap_names;
     uint64_t skipped;
-    int no_read;         /* mf_source_set_reading(s, 0) */
+    int no_read; /* mf_source_set_reading(s, 0) */
     /* cursor */
-    size_t cur;          /* input index */
-    size_t cur_entry;    /* in inputs[cur].entries */
-    int cur_open;        /* archive or rec of inputs[cur] is open */
+    size_t cur;       /* input index */
+    size_t cur_entry; /* in inputs[cur].entries */
+    int cur_open;     /* archive or rec of inputs[cur] is open */
     struct archive *ar;
     struct archive_entry *ar_entry; /* current header, valid until the next one */
     int ar_have_header, ar_dead;
-    char *damage;        /* failure to report before ending the current input */
+    char *damage; /* failure to report before ending the current input */
     mf_src_group g;
     mf_recordio_reader *rec;
     int64_t rec_images_end; /* insightface: keys >= this are identity records */
@@ -78,7 +78,7 @@ char *mf_src_parent_name(const char *path);
 int mf_src_add_name(mf_source *s, const char *name);
 int64_t mf_src_label_of(const mf_source *s, const char *path);
 
-int mf_src_expand_dir(mf_src_input *in, size_t max_depth);
+int mf_src_expand_dir(mf_src_input *in);
 int mf_src_expand_list(mf_src_input *in);
 int mf_src_entries_push(mf_src_entries *e, const char *path, const char *error);
 
@@ -89,6 +89,6 @@ void mf_src_archive_close(mf_source *s);
 
 /* Publish a sample from the source's storage. */
 int mf_src_emit(mf_source *s, mf_sample *out, const char *id, int64_t label, const char *error,
-            const uint8_t *data, size_t size);
+                const uint8_t *data, size_t size);
 
 #endif

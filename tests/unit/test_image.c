@@ -29,11 +29,14 @@ static uint8_t *slurp(const char *path, size_t *n)
 static char *make_refs(void)
 {
     const char *src = getenv("MF_SOURCE_DIR");
-    if (!src || access("/usr/bin/python3", X_OK) != 0) cr_skip_test("no MF_SOURCE_DIR or /usr/bin/python3");
-    if (system("/usr/bin/python3 -c 'import cv2, PIL' 2>/dev/null") != 0) cr_skip_test("python3-opencv not installed");
+    if (!src || access("/usr/bin/python3", X_OK) != 0)
+        cr_skip_test("no MF_SOURCE_DIR or /usr/bin/python3");
+    if (system("/usr/bin/python3 -c 'import cv2, PIL' 2>/dev/null") != 0)
+        cr_skip_test("python3-opencv not installed");
     static char dir[128], cmd[1024];
     snprintf(dir, sizeof dir, "/tmp/mf_test_image_%d", (int)getpid());
-    snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/scripts/make_source_fixtures.py --cv2-refs %s", src, dir);
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/scripts/make_source_fixtures.py --cv2-refs %s",
+             src, dir);
     cr_assert_eq(system(cmd), 0, "reference generation failed");
     return dir;
 }
@@ -66,7 +69,8 @@ Test(image, decode_and_align_match_opencv)
         if (!strcmp(kind, "decode")) {
             int w, h;
             cr_assert_eq(sscanf(line + off, "%d %d", &w, &h), 2);
-            cr_assert(im.width == w && im.height == h, "%s: %dx%d, OpenCV %dx%d", file, im.width, im.height, w, h);
+            cr_assert(im.width == w && im.height == h, "%s: %dx%d, OpenCV %dx%d", file, im.width,
+                      im.height, w, h);
             cr_assert_eq(memcmp(im.data, want, rn), 0, "%s: pixels differ from cv2.imread", file);
             n_decode++;
         } else if (!strcmp(kind, "resize")) {
@@ -103,8 +107,9 @@ Test(image, decode_and_align_match_opencv)
     cr_assert_lt(worst_m, 1e-9, "transform differs from numpy Umeyama by %g", worst_m);
     /* Same fixed-point arithmetic as OpenCV: exact, not merely close. */
     cr_assert_eq(worst_warp, 0, "warp differs from cv2.warpAffine by %d levels", worst_warp);
-    cr_log_info("decodes %d and resizes %d bit-exact; aligns %d: matrix max diff %.2g, warp max diff %d",
-                n_decode, n_resize, n_align, worst_m, worst_warp);
+    cr_log_info(
+        "decodes %d and resizes %d bit-exact; aligns %d: matrix max diff %.2g, warp max diff %d",
+        n_decode, n_resize, n_align, worst_m, worst_warp);
 }
 
 Test(image, pixel_limit_is_configurable_and_checked_before_decoding)
@@ -130,8 +135,10 @@ Test(image, pixel_limit_is_configurable_and_checked_before_decoding)
     /* every truncation of a valid JPEG fails cleanly or decodes; none crashes */
     for (size_t cut = 0; cut < n; cut += 97) {
         int rc = mf_image_decode(&im, b, cut, &dp);
-        if (rc == 0) mf_image_release(&im);
-        else cr_assert_gt(strlen(mf_last_error()), 0);
+        if (rc == 0)
+            mf_image_release(&im);
+        else
+            cr_assert_gt(strlen(mf_last_error()), 0);
     }
     free(b);
 }
@@ -161,7 +168,8 @@ Test(image, similarity_recovers_a_known_transform_and_rejects_degenerate_points)
     }
     cr_assert_eq(mf_similarity_estimate(m, src, dst, 5), 0);
     const double want[6] = {a, -b, 5, b, a, -3};
-    for (int i = 0; i < 6; i++) cr_assert_lt(fabs(m[i] - want[i]), 1e-3, "m[%d] = %g, want %g", i, m[i], want[i]);
+    for (int i = 0; i < 6; i++)
+        cr_assert_lt(fabs(m[i] - want[i]), 1e-3, "m[%d] = %g, want %g", i, m[i], want[i]);
     float same[10] = {5, 5, 5, 5, 5, 5, 5, 5, 5, 5};
     cr_assert_eq(mf_similarity_estimate(m, same, dst, 5), MF_ERR_ARG);
 }

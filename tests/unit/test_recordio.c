@@ -73,7 +73,8 @@ Test(recordio, round_trip_and_insightface_layout)
         cr_assert_eq(mf_recordio_next(r, &x, 1), 1);
         cr_assert_eq(x.key, 7 + i);
         cr_assert_eq(mf_record_parse(&h, x.data, x.size), 0);
-        cr_assert(h.flag == 2 && h.labels[0] == ranges[i][0] && h.labels[1] == ranges[i][1] && h.image_size == 0);
+        cr_assert(h.flag == 2 && h.labels[0] == ranges[i][0] && h.labels[1] == ranges[i][1] &&
+                  h.image_size == 0);
     }
     cr_assert_eq(mf_recordio_next(r, &x, 1), 0);
     /* keyed access */
@@ -88,13 +89,15 @@ Test(recordio, round_trip_and_insightface_layout)
     const char *src = getenv("MF_SOURCE_DIR");
     if (src && access("/usr/bin/python3", X_OK) == 0) {
         char cmd[1024], line[256], all[2048] = "";
-        snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/scripts/make_source_fixtures.py --dump-rec %s", src, rec);
+        snprintf(cmd, sizeof cmd,
+                 "/usr/bin/python3 %s/scripts/make_source_fixtures.py --dump-rec %s", src, rec);
         FILE *p = popen(cmd, "r");
         cr_assert_not_null(p);
         while (fgets(line, sizeof line, p)) strncat(all, line, sizeof all - strlen(all) - 1);
         cr_assert_eq(pclose(p), 0, "python reader failed: %s", all);
-        cr_assert_str_eq(all, "0 2 7,10 0\n1 0 0 100\n2 0 0 137\n3 0 1 174\n4 0 1 211\n5 0 1 248\n6 0 4 285\n"
-                              "7 2 1,3 0\n8 2 3,6 0\n9 2 6,7 0\n");
+        cr_assert_str_eq(
+            all, "0 2 7,10 0\n1 0 0 100\n2 0 0 137\n3 0 1 174\n4 0 1 211\n5 0 1 248\n6 0 4 285\n"
+                 "7 2 1,3 0\n8 2 3,6 0\n9 2 6,7 0\n");
     }
     unlink(rec);
     unlink(idx);
@@ -114,7 +117,8 @@ Test(recordio, python_written_fixture_reads)
     while ((rc = mf_recordio_next(r, &x, 1)) > 0) {
         cr_assert_eq(mf_record_parse(&h, x.data, x.size), 0);
         if (h.image_size) {
-            cr_assert(h.image[0] == 0xFF && h.image[1] == 0xD8, "key %lld is not a JPEG", (long long)x.key);
+            cr_assert(h.image[0] == 0xFF && h.image[1] == 0xD8, "key %lld is not a JPEG",
+                      (long long)x.key);
             cr_assert_eq(mf_record_class(&h), (x.key - 1) / 2);
             images++;
         }
@@ -136,7 +140,8 @@ Test(recordio, damage_stops_the_reader_and_limits_skip)
     mf_record x;
     int ok = 0, big = 0, rc;
     while ((rc = mf_recordio_next(r, &x, 1)) != 0) {
-        if (rc == MF_ERR_LIMIT) big++;
+        if (rc == MF_ERR_LIMIT)
+            big++;
         else {
             cr_assert_eq(rc, 1, "%s", mf_last_error());
             ok++;

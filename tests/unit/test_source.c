@@ -5,6 +5,7 @@
 #include "mf/status.h"
 
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,7 +45,9 @@ static int run(const char **inputs, int n, mf_source_params p, got *out, int max
     mf_source *s;
     cr_assert_eq(mf_source_new(&s, &p), 0);
     for (int i = 0; i < n; i++)
-        cr_assert_eq(mf_source_add(s, inputs[i] + (inputs[i][0] == '@'), inputs[i][0] == '@' ? MF_INPUT_LIST : MF_INPUT_AUTO), 0);
+        cr_assert_eq(mf_source_add(s, inputs[i] + (inputs[i][0] == '@'),
+                                   inputs[i][0] == '@' ? MF_INPUT_LIST : MF_INPUT_AUTO),
+                     0);
     mf_sample x;
     int k = 0, rc;
     while ((rc = mf_source_next(s, &x)) > 0) {
@@ -65,9 +68,16 @@ static int run(const char **inputs, int n, mf_source_params p, got *out, int max
 Test(source, every_kind_yields_the_same_images)
 {
     go_to_fixtures();
-    static const char *kinds[] = {"tree", "faces.tar", "faces.tar.gz", "faces.zip", "wds-000000.tar", "train.rec"};
-    static const char *first_id[] = {"tree/id00/0.jpg", "faces.tar//id00/0.jpg", "faces.tar.gz//id00/0.jpg",
-                                     "faces.zip//id00/0.jpg", "wds-000000.tar//id00_0.jpg", "train.rec//1"};
+    static const char *kinds[] = {"tree",          "faces.tar", "faces.tar.gz",   "faces.tar.xz",
+                                  "faces.tar.zst", "faces.zip", "wds-000000.tar", "train.rec"};
+    static const char *first_id[] = {"tree/id00/0.jpg",
+                                     "faces.tar//id00/0.jpg",
+                                     "faces.tar.gz//id00/0.jpg",
+                                     "faces.tar.xz//id00/0.jpg",
+                                     "faces.tar.zst//id00/0.jpg",
+                                     "faces.zip//id00/0.jpg",
+                                     "wds-000000.tar//id00_0.jpg",
+                                     "train.rec//1"};
     got ref[16], g[16];
     mf_source_params p = mf_source_default_params();
     p.label_from_dir = 1;
@@ -127,12 +137,15 @@ Test(source, list_labels_landmarks_and_bad_lines)
 Test(source, broken_inputs_give_reasons_and_iteration_goes_on)
 {
     go_to_fixtures();
-    const char *in[] = {"broken/empty.jpg", "broken/truncated.jpg", "broken/badcrc.png", "broken/huge.png",
-                        "broken/huge.jpg", "broken/notimage.jpg", "broken/truncated.tar", "broken/badmagic.rec",
-                        "broken/missing.jpg", "broken/good.png"};
+    const char *in[] = {"broken/empty.jpg",     "broken/truncated.jpg", "broken/badcrc.png",
+                        "broken/huge.png",      "broken/huge.jpg",      "broken/notimage.jpg",
+                        "broken/truncated.tar", "broken/badmagic.rec",  "broken/missing.jpg",
+                        "broken/good.png"};
     got g[32];
     int n = run(in, 10, mf_source_default_params(), g, 32);
-    struct { const char *id, *reason; } want[] = {
+    struct {
+        const char *id, *reason;
+    } want[] = {
         {"broken/empty.jpg", "empty file"},
         {"broken/truncated.jpg", "truncated JPEG"},
         {"broken/badcrc.png", "PNG CRC error"},
@@ -197,7 +210,8 @@ Test(source, shards_partition_the_samples)
 static const char *fake_env_vals[8];
 static const char *fake_env(const char *name)
 {
-    static const char *names[] = {"SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_MIN", "SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_STEP"};
+    static const char *names[] = {"SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_MIN",
+                                  "SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_STEP"};
     for (int i = 0; i < 4; i++)
         if (!strcmp(name, names[i])) return fake_env_vals[i];
     return NULL;
@@ -214,15 +228,23 @@ Test(source, shard_spec_and_slurm_position)
     memset(fake_env_vals, 0, sizeof fake_env_vals);
     cr_assert_eq(mf_shard_from_slurm(&k, &n, fake_env), 0);
     /* --array=1-7:2: ids 1,3,5,7, COUNT 4, STEP 2 -> positions 0..3 */
-    fake_env_vals[0] = "5"; fake_env_vals[1] = "1"; fake_env_vals[2] = "4"; fake_env_vals[3] = "2";
+    fake_env_vals[0] = "5";
+    fake_env_vals[1] = "1";
+    fake_env_vals[2] = "4";
+    fake_env_vals[3] = "2";
     cr_assert_eq(mf_shard_from_slurm(&k, &n, fake_env), 1);
     cr_assert(k == 2 && n == 4, "%d/%d", k, n);
     /* dense array without STEP */
-    fake_env_vals[0] = "12"; fake_env_vals[1] = "10"; fake_env_vals[2] = "3"; fake_env_vals[3] = NULL;
+    fake_env_vals[0] = "12";
+    fake_env_vals[1] = "10";
+    fake_env_vals[2] = "3";
+    fake_env_vals[3] = NULL;
     cr_assert_eq(mf_shard_from_slurm(&k, &n, fake_env), 1);
     cr_assert(k == 2 && n == 3);
     /* irregular list (--array=1,4,9): refused rather than guessed */
-    fake_env_vals[0] = "9"; fake_env_vals[1] = "1"; fake_env_vals[2] = "3";
+    fake_env_vals[0] = "9";
+    fake_env_vals[1] = "1";
+    fake_env_vals[2] = "3";
     cr_assert_lt(mf_shard_from_slurm(&k, &n, fake_env), 0);
 }
 
@@ -252,28 +274,36 @@ static uint8_t *read_all(const char *path, size_t *n)
 Test(source, damaged_copies_never_crash)
 {
     go_to_fixtures();
-    static const char *files[] = {"faces.tar", "faces.tar.gz", "faces.zip", "wds-000000.tar", "train.rec",
-                                  "tree/id00/0.jpg", "broken/good.png"};
-    static const char *names[] = {"x.tar", "x.tar.gz", "x.zip", "w.tar", "train.rec", "x.jpg", "x.png"};
+    static const char *files[] = {"faces.tar",      "faces.tar.gz", "faces.zip",
+                                  "wds-000000.tar", "train.rec",    "tree/id00/0.jpg",
+                                  "broken/good.png"};
+    static const char *names[] = {"x.tar",     "x.tar.gz", "x.zip", "w.tar",
+                                  "train.rec", "x.jpg",    "x.png"};
     char dir[128], path[256], cmd[300];
     snprintf(dir, sizeof dir, "/tmp/mf_test_source_%d", (int)getpid());
     cr_assert_eq(mkdir(dir, 0700), 0);
     mf_source *s;
     mf_source_params p = mf_source_default_params();
+    p.label_from_dir = 1; /* also runs the archive-header pass over the damage */
     cr_assert_eq(mf_source_new(&s, &p), 0);
     uint32_t lcg = 12345;
+    /* MF_FUZZ_ROUNDS=N for a longer run by hand (e.g. under the ASan build). */
+    const char *env_rounds = getenv("MF_FUZZ_ROUNDS");
+    int rounds = env_rounds && atoi(env_rounds) > 16 ? atoi(env_rounds) : 48;
     int n_inputs = 0;
     for (size_t f = 0; f < sizeof files / sizeof *files; f++) {
         size_t n;
         uint8_t *orig = read_all(files[f], &n), *b = malloc(n);
-        for (int v = 0; v < 48; v++) {
+        for (int v = 0; v < rounds; v++) {
             memcpy(b, orig, n);
             size_t len = n;
-            if (v < 16) len = n * (size_t)(v + 1) / 17;           /* truncations */
-            else for (int k = 0; k < 1 + v % 4; k++) {             /* 1-4 flipped bytes */
-                lcg = lcg * 1103515245u + 12345u;
-                b[(lcg >> 8) % n] ^= (uint8_t)(1u << (lcg % 8) | 1u);
-            }
+            if (v < 16)
+                len = n * (size_t)(v + 1) / 17; /* truncations */
+            else
+                for (int k = 0; k < 1 + v % 4; k++) { /* 1-4 flipped bytes */
+                    lcg = lcg * 1103515245u + 12345u;
+                    b[(lcg >> 8) % n] ^= (uint8_t)(1u << (lcg % 8) | 1u);
+                }
             char sub[160];
             snprintf(sub, sizeof sub, "%s/%zu_%d", dir, f, v);
             cr_assert_eq(mkdir(sub, 0700), 0);
@@ -293,15 +323,21 @@ Test(source, damaged_copies_never_crash)
     int rc, ok = 0, failed = 0;
     while ((rc = mf_source_next(s, &x)) > 0) {
         cr_assert_not_null(x.id);
-        if (x.error) { failed++; continue; }
+        if (x.error) {
+            failed++;
+            continue;
+        }
         cr_assert(x.size == 0 || x.data != NULL);
-        if (pixel_hash(&x)) ok++;
-        else failed++;
+        if (pixel_hash(&x))
+            ok++;
+        else
+            failed++;
     }
     cr_assert_eq(rc, 0, "%s", mf_last_error());
     cr_assert_gt(ok, 0);
     cr_assert_gt(failed, 0);
-    cr_log_info("%d damaged inputs: %d samples decoded, %d failed with a reason", n_inputs, ok, failed);
+    cr_log_info("%d damaged inputs: %d samples decoded, %d failed with a reason", n_inputs, ok,
+                failed);
     mf_source_free(s);
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     cr_assert_eq(system(cmd), 0);
@@ -340,7 +376,8 @@ Test(source, list_paths_with_spaces_after_a_tab_and_relative_to_the_list)
     go_to_fixtures();
     char dir[128], path[256], cmd[512];
     snprintf(dir, sizeof dir, "/tmp/mf_test_list_%d", (int)getpid());
-    snprintf(cmd, sizeof cmd, "mkdir -p '%s/sub' && cp tree/id01/1.jpg '%s/sub/with space.jpg'", dir, dir);
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s/sub' && cp tree/id01/1.jpg '%s/sub/with space.jpg'",
+             dir, dir);
     cr_assert_eq(system(cmd), 0);
     snprintf(path, sizeof path, "%s/my.list", dir);
     FILE *f = fopen(path, "w");
@@ -367,7 +404,8 @@ Test(source, list_paths_with_spaces_after_a_tab_and_relative_to_the_list)
 Test(source, count_matches_iteration)
 {
     go_to_fixtures();
-    const char *sets[2][3] = {{"tree", "train.rec", "@faces.list"}, {"tree", "faces.zip", "train.rec"}};
+    const char *sets[2][3] = {{"tree", "train.rec", "@faces.list"},
+                              {"tree", "faces.zip", "train.rec"}};
     for (int k = 0; k < 2; k++) {
         for (int shard = 0; shard < 2; shard++) {
             mf_source_params p = mf_source_default_params();
@@ -378,17 +416,103 @@ Test(source, count_matches_iteration)
             mf_source *s;
             cr_assert_eq(mf_source_new(&s, &p), 0);
             for (int i = 0; i < 3; i++)
-                mf_source_add(s, sets[k][i] + (sets[k][i][0] == '@'), sets[k][i][0] == '@' ? MF_INPUT_LIST : MF_INPUT_AUTO);
+                mf_source_add(s, sets[k][i] + (sets[k][i][0] == '@'),
+                              sets[k][i][0] == '@' ? MF_INPUT_LIST : MF_INPUT_AUTO);
             uint64_t c;
             int exact = mf_source_count(s, &c);
             mf_source_free(s);
             if (k == 0) {
                 cr_assert_eq(exact, 1);
-                cr_assert_eq(c, (uint64_t)n, "shard %d: counted %llu, iterated %d", shard, (unsigned long long)c, n);
+                cr_assert_eq(c, (uint64_t)n, "shard %d: counted %llu, iterated %d", shard,
+                             (unsigned long long)c, n);
             } else {
                 cr_assert_eq(exact, 0); /* the zip is not counted */
                 cr_assert_leq(c, (uint64_t)n);
             }
         }
     }
+}
+
+Test(source, recordio_without_idx_uses_positions_and_a_bad_idx_is_reported)
+{
+    go_to_fixtures();
+    char dir[128], cmd[400], rec[200];
+    snprintf(dir, sizeof dir, "/tmp/mf_test_rec_%d", (int)getpid());
+    snprintf(cmd, sizeof cmd,
+             "mkdir -p '%s/a' '%s/b' && cp train.rec '%s/a/' && cp train.rec '%s/b/' && "
+             "echo garbage > '%s/b/train.idx'",
+             dir, dir, dir, dir, dir);
+    cr_assert_eq(system(cmd), 0);
+    got g[16];
+    snprintf(rec, sizeof rec, "%s/a/train.rec", dir);
+    const char *in[] = {rec};
+    cr_assert_eq(run(in, 1, mf_source_default_params(), g, 16), 8);
+    for (int i = 0; i < 8; i++) {
+        char want[256];
+        snprintf(want, sizeof want, "%s//%d", rec, i + 1); /* insightface: position == key */
+        cr_assert_str_eq(g[i].id, want);
+        cr_assert_eq(g[i].label, i / 2);
+    }
+    snprintf(rec, sizeof rec, "%s/b/train.rec", dir);
+    cr_assert_eq(run(in, 1, mf_source_default_params(), g, 16), 1);
+    cr_assert_str_eq(g[0].id, rec);
+    cr_assert(strstr(g[0].error, "train.idx' line 1"), "%s", g[0].error);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+/* Two sources in two threads at once (the producer-thread pattern): no shared state,
+ * so both see exactly what a single-threaded run sees. */
+typedef struct thread_job {
+    const char **inputs;
+    int n_inputs, n;
+    got out[64];
+} thread_job;
+
+static void *thread_run(void *arg)
+{
+    thread_job *j = arg;
+    for (int rep = 0; rep < 5; rep++)
+        j->n = run(j->inputs, j->n_inputs, mf_source_default_params(), j->out, 64);
+    return NULL;
+}
+
+Test(source, independent_sources_in_threads)
+{
+    go_to_fixtures();
+    const char *a[] = {"faces.tar.gz", "train.rec", "broken/truncated.jpg"};
+    const char *b[] = {"faces.zip", "wds-000000.tar", "broken/badcrc.png", "@faces.list"};
+    thread_job ja = {.inputs = a, .n_inputs = 3}, jb = {.inputs = b, .n_inputs = 4};
+    got ra[64], rb[64];
+    int na = run(a, 3, mf_source_default_params(), ra, 64),
+        nb = run(b, 4, mf_source_default_params(), rb, 64);
+    pthread_t ta, tb;
+    cr_assert_eq(pthread_create(&ta, NULL, thread_run, &ja), 0);
+    cr_assert_eq(pthread_create(&tb, NULL, thread_run, &jb), 0);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    cr_assert(ja.n == na && jb.n == nb);
+    for (int i = 0; i < na; i++)
+        cr_assert(!strcmp(ja.out[i].id, ra[i].id) && ja.out[i].pixels == ra[i].pixels);
+    for (int i = 0; i < nb; i++)
+        cr_assert(!strcmp(jb.out[i].id, rb[i].id) && jb.out[i].pixels == rb[i].pixels);
+}
+
+Test(source, directory_symlink_loops_are_not_followed)
+{
+    go_to_fixtures();
+    char dir[128], cmd[600];
+    snprintf(dir, sizeof dir, "/tmp/mf_test_loop_%d", (int)getpid());
+    /* two links back up: without loop detection the walk would be exponential */
+    snprintf(cmd, sizeof cmd,
+             "mkdir -p '%s/a/b' && cp tree/id00/0.jpg '%s/a/b/x.jpg' && "
+             "ln -s .. '%s/a/b/up1' && ln -s .. '%s/a/b/up2' && ln -s ../a '%s/a/b/again'",
+             dir, dir, dir, dir, dir);
+    cr_assert_eq(system(cmd), 0);
+    got g[8];
+    const char *in[] = {dir};
+    cr_assert_eq(run(in, 1, mf_source_default_params(), g, 8), 1);
+    cr_assert(strstr(g[0].id, "/a/b/x.jpg"), "%s", g[0].id);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_assert_eq(system(cmd), 0);
 }
