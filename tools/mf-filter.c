@@ -16,7 +16,7 @@
 
 enum {
     OPT_OUTPUT = 1000, OPT_MIN_MAG, OPT_DROP_LOWEST, OPT_DROP_LOWEST_LABEL, OPT_AUTO,
-    OPT_OUTLIERS, OPT_MIN_CENTER_COS, OPT_OUTLIER_K, OPT_DEDUP, OPT_DEDUP_NPROBE,
+    OPT_OUTLIERS, OPT_MIN_CENTER_COS, OPT_OUTLIER_K, OPT_DEDUP,
     OPT_MERGE, OPT_APPLY_MERGE, OPT_MIN_PER_LABEL, OPT_REPORT, OPT_DRY_RUN, OPT_JSON,
 };
 
@@ -33,8 +33,6 @@ static const mf_cli_opt opts[] = {
     {"outlier-k", 0, "K", "rule 2: spread rule threshold in robust sd (default 4, 0 = off)",
      OPT_OUTLIER_K},
     {"dedup", 0, "COS", "rule 3: keep one row of each group with cosine >= COS", OPT_DEDUP},
-    {"dedup-nprobe", 0, "N", "rule 3: IVF lists probed on large stores (default 4)",
-     OPT_DEDUP_NPROBE},
     {"merge-labels", 0, "COS", "rule 4: report labels whose centres have cosine >= COS",
      OPT_MERGE},
     {"apply-merge", 0, NULL, "rule 4: relabel each such group to one label", OPT_APPLY_MERGE},
@@ -83,7 +81,7 @@ static int on_option(int id, const char *arg, void *ctx)
     config *c = ctx;
     mf_clean_params *p = &c->p;
     c->any_rule |= id != OPT_OUTPUT && id != OPT_REPORT && id != OPT_DRY_RUN &&
-                   id != OPT_JSON && id != OPT_DEDUP_NPROBE && id != OPT_OUTLIER_K &&
+                   id != OPT_JSON && id != OPT_OUTLIER_K &&
                    id != OPT_APPLY_MERGE;
     switch (id) {
     case OPT_OUTPUT: c->output = arg; break;
@@ -100,9 +98,6 @@ static int on_option(int id, const char *arg, void *ctx)
         break;
     case OPT_OUTLIER_K: p->outlier_k = mf_cli_parse_double("--outlier-k", arg, 0, 100); break;
     case OPT_DEDUP: p->dedup_cos = mf_cli_parse_double("--dedup", arg, 0.5, 1); break;
-    case OPT_DEDUP_NPROBE:
-        p->dedup_nprobe = (int)mf_cli_parse_int("--dedup-nprobe", arg, 1, 65536);
-        break;
     case OPT_MERGE: p->merge_cos = mf_cli_parse_double("--merge-labels", arg, 0.0, 1); break;
     case OPT_APPLY_MERGE: p->apply_merge = 1; break;
     case OPT_MIN_PER_LABEL:
@@ -173,11 +168,11 @@ static void rules_json(sbuf *b, const config *c)
     const mf_clean_params *p = &c->p;
     sb_printf(b, "{\"min_magnitude\": %g, \"auto\": %s, \"drop_lowest\": %g, "
               "\"drop_lowest_per_label\": %g, \"outliers\": %s, \"min_center_cos\": %g, "
-              "\"outlier_k\": %g, \"dedup\": %g, \"dedup_nprobe\": %d, \"merge_labels\": %g, "
+              "\"outlier_k\": %g, \"dedup\": %g, \"merge_labels\": %g, "
               "\"apply_merge\": %s, \"min_per_label\": %lld}",
               p->min_magnitude, p->auto_cut ? "true" : "false", p->drop_lowest,
               p->drop_lowest_per_label, p->outliers ? "true" : "false", p->min_center_cos,
-              p->outlier_k, p->dedup_cos, p->dedup_nprobe, p->merge_cos,
+              p->outlier_k, p->dedup_cos, p->merge_cos,
               p->apply_merge ? "true" : "false", (long long)p->min_per_label);
 }
 

@@ -61,8 +61,8 @@ typedef struct mf_clean_params {
                                     below -k within the identity; 0 = off (default 4) */
     /* rule 3 */
     double dedup_cos;            /* group rows with cosine >= this; 0 = off */
-    int dedup_nprobe;            /* IVF lists probed for large stores (default 4) */
-    uint64_t dedup_flat_max;     /* exact search up to this many rows (default 50000) */
+    uint64_t dedup_flat_max;     /* one index up to this many rows, else k-means cells
+                                    (default 50000) */
     /* rule 4 (needs labels) */
     double merge_cos;            /* report label pairs with centre cosine >= this; 0 = off */
     int apply_merge;             /* and relabel each group to one label */

@@ -27,7 +27,6 @@ mf_clean_params mf_clean_default_params(void)
 {
     mf_clean_params p = {0};
     p.outlier_k = 4.0;
-    p.dedup_nprobe = 4;
     p.dedup_flat_max = 50000;
     p.chunk_rows = DEFAULT_CHUNK;
     return p;

@@ -192,7 +192,8 @@ static int flag_rows(clean_ctx *c, const uint8_t *cand, const uint8_t *stats,
         double med = gmed, sd = gsd;
         if (m >= MIN_ROWS_FOR_OWN_SPREAD) {
             robust_stats(tmp, m, &med, &sd);
-            sd = fmax(sd, 0.5 * gsd); /* a few tight samples say little about the spread */
+            /* A few samples say little about a spread: stay within [0.5, 2] x global. */
+            sd = fmin(fmax(sd, 0.5 * gsd), 2.0 * gsd);
         }
         for (size_t j = 0; j < n; j++) {
             uint64_t r = rows[j];
