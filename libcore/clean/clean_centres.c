@@ -24,6 +24,9 @@
 #define DIM_BLOCK 32
 #define CURVE_BINS 20
 #define MIN_ROWS_FOR_OWN_SPREAD 5
+/* Smallest spread of cosines believed (identical samples would otherwise make any
+ * rounding difference an outlier). */
+#define MIN_SPREAD 0.02
 
 int clean_label_sums(clean_ctx *c, const uint8_t *use, const float *w, double *sums)
 {
@@ -182,6 +185,7 @@ static int flag_rows(clean_ctx *c, const uint8_t *cand, const uint8_t *stats,
     }
     double gmed, gsd;
     robust_stats(tmp, m, &gmed, &gsd);
+    gsd = fmax(gsd, MIN_SPREAD);
     for (size_t k = 0; k < c->lab.n; k++) {
         const uint64_t *rows = c->lab.order + c->lab.offset[k];
         size_t n = (size_t)(c->lab.offset[k + 1] - c->lab.offset[k]);
