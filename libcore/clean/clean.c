@@ -211,7 +211,7 @@ double mf_clean_auto_cut(const float *mag, size_t n, char *why, size_t why_len)
     }
     for (size_t i = 0; i < n; i += step)
         x[m++] = mag[i];
-    double qs[5] = {0.05, 0.25, 0.5, 0.75, 0.5}, q[5];
+    double qs[4] = {0.05, 0.25, 0.5, 0.75}, q[4];
     mf_clean_quantiles(x, NULL, m, qs, 4, q);
     double pi[2], mu[2], sd[2];
     fit_two_gaussians(x, m, q[1], q[2], q[3], q[0], pi, mu, sd);
