@@ -218,6 +218,9 @@ static void summary_json(sbuf *b, const config *c, const mf_clean_result *r,
                       (long long)r->merges[i].b, r->merges[i].cos);
         sb_printf(b, "]");
     }
+    sb_printf(b, ", \"seconds_by_stage\": {\"magnitude+outliers\": %.2f, \"dedup\": %.2f, "
+              "\"merge\": %.2f, \"min_per_label\": %.2f}", r->seconds[0], r->seconds[1],
+              r->seconds[2], r->seconds[3]);
     sb_printf(b, ", \"seconds\": %.2f}", seconds);
 }
 
@@ -241,6 +244,8 @@ static void summary_text(const config *c, const mf_clean_result *r, const double
                         (unsigned long long)r->dropped[k]);
     if (c->p.auto_cut)
         mf_cli_info("  --auto: %s", r->auto_reason);
+    mf_cli_info("  seconds: rules 1-2 %.1f, dedup %.1f, merge %.1f, min-per-label %.1f",
+                r->seconds[0], r->seconds[1], r->seconds[2], r->seconds[3]);
     print_quantiles("before", before);
     print_quantiles("after", after);
     if (c->p.merge_cos > 0) {
