@@ -44,7 +44,7 @@ char *mf_html_data_uri(const uint8_t *data, size_t size)
 void mf_html_histogram(FILE *f, const mf_histogram *h, int has_cut, double cut, int width,
                        int height)
 {
-    const int left = 56, right = 16, top = 16, bottom = 40;
+    const int left = 56, right = 40, top = 16, bottom = 40;
     double pw = width - left - right, ph = height - top - bottom;
     uint64_t peak = 1;
     for (int b = 0; b < h->bins; b++)
