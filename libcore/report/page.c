@@ -144,8 +144,9 @@ static void clusters(FILE *f, const rp_data *d)
         fprintf(f, "<div class=\"group\"><h3>cluster %lld: %llu faces, mean magnitude %.3f",
                 (long long)g->key, (unsigned long long)g->total, g->mean_mag);
         if (g->majority >= 0)
-            fprintf(f, ", %llu labels, majority label %lld (%.0f%%)",
-                    (unsigned long long)g->distinct, (long long)g->majority,
+            fprintf(f, ", %llu label%s, majority label %lld (%.0f%%)",
+                    (unsigned long long)g->distinct, g->distinct == 1 ? "" : "s",
+                    (long long)g->majority,
                     100.0 * (double)g->majority_count / (double)g->total);
         fputs("</h3>\n", f);
         faces_html(f, d, g->parts[0].faces, g->parts[0].n_faces);

@@ -67,7 +67,7 @@ def cmd_make(args):
             t.addfile(info, io.BytesIO(data))
     labels = np.array(labels, np.int64)
     cluster = labels.copy()
-    cluster[(labels == 2) & (np.arange(n) % 2 == 0)] = 7   # identity 2 split in two
+    cluster[(labels == 2) & ((np.arange(n) // 6) % 2 == 0)] = 7   # identity 2 split in two
     cluster[labels == 4] = 3                                # identities 3, 4 merged
     emb = rng.normal(size=(n, 8)).astype(np.float32) * rng.uniform(5, 30, (n, 1)).astype(np.float32)
     with h5py.File(out, "w") as f:

@@ -95,6 +95,11 @@ def cmd_page(args):
     m = re.search(r"cut ([0-9.]+)</text>", raw)
     assert m and abs(float(m.group(1)) - cut) < 1e-3, ("cut label", m and m.group(1), cut)
     assert "min-magnitude: 9 rows" in text and "center-cos: 2 rows" in text, "rule counts"
+    split = re.search(r'<section id="split">.*?</section>', raw, re.S).group(0)
+    merged = re.search(r'<section id="merged">.*?</section>', raw, re.S).group(0)
+    assert "<h3>label 2: " in split and "<h4>cluster 7: " in split, "identity 2 was split"
+    assert "<h3>cluster 3: " in merged and "<h4>label 4: " in merged, "3 and 4 were merged"
+    assert "<h3>label" not in split.replace("<h3>label 2: ", ""), "only identity 2 is split"
     print(len(p.imgs))
 
 
