@@ -11,6 +11,8 @@
   export_fixture.py checkrec OUT.rec STORE.h5
         read the insightface RecordIO with a reader written from the format
         (../shared/FORMATS.md): header record, identity ranges, labels, image bytes
+  export_fixture.py recstore OUT.rec STORE.h5
+        a store whose ids are the records of OUT.rec (`OUT.rec//<key>`), one key absent
   export_fixture.py checkfeat FILE STORE.h5
         the MagFace feature text holds every row's embedding exactly
 """
@@ -88,6 +90,10 @@ def load(store, column="label"):
 
 
 def source_bytes(id_):
+    if ".rec//" in id_:
+        rec, key = id_.split("//", 1)
+        recs = read_recordio(rec) if os.path.exists(rec) else {}
+        return unpack(recs[int(key)])[2] if int(key) in recs else None
     if "//" in id_:
         tar, member = id_.split("//", 1)
         if not os.path.exists(tar):
@@ -133,7 +139,7 @@ def cmd_checkwds(args):
             assert meta["id"] == id_ and abs(meta["magnitude"] - mag[row]) < 1e-4 * mag[row]
             img = s.get("jpg", s.get("png"))
             assert img == source_bytes(id_), f"image bytes differ for {id_}"
-            assert ("png" in s) == id_.endswith(".png"), (key, list(s))
+            assert ("png" in s) == img.startswith(b"\x89PNG"), (key, list(s))
             seen[row] = cls
     want = {r for r, (c, i) in exp.items() if source_bytes(i) is not None}
     assert set(seen) == want, (sorted(set(seen) ^ want))
@@ -212,6 +218,27 @@ def cmd_checkfeat(args):
         assert np.array_equal(np.array(parts[1:], np.float32), emb[r]), r
 
 
+def cmd_recstore(args):
+    """A store whose ids are the images of REC (`REC//<key>`), labels = their classes
+    (+7, so that classes are renumbered), plus one id for a key the file lacks."""
+    rec, out = args[0], args[1]
+    recs = read_recordio(rec)
+    _, lab, _ = unpack(recs[0])
+    keys = list(range(1, int(lab[0])))
+    ids = [f"{rec}//{k}" for k in keys] + [f"{rec}//99999"]
+    labels = [int(unpack(recs[k])[1][0]) + 7 for k in keys] + [7]
+    rng = np.random.default_rng(3)
+    emb = rng.normal(size=(len(ids), 8)).astype(np.float32)
+    with h5py.File(out, "w") as f:
+        f.attrs["mf_format"] = "mfkit-store"
+        f.attrs["mf_format_version"] = 1
+        f.attrs["dim"] = 8
+        f["embedding"] = emb
+        f["magnitude"] = np.linalg.norm(emb, axis=1).astype(np.float32)
+        f.create_dataset("id", data=np.array(ids, dtype=object), dtype=h5py.string_dtype())
+        f["label"] = np.array(labels, np.int64)
+
+
 def cmd_expect(args):
     column = args[args.index("--column") + 1] if "--column" in args else "label"
     print(json.dumps({r: v for r, v in expected(args[0], column).items()}))
@@ -219,4 +246,4 @@ def cmd_expect(args):
 
 if __name__ == "__main__":
     {"make": cmd_make, "checkwds": cmd_checkwds, "checkrec": cmd_checkrec,
-     "checkfeat": cmd_checkfeat, "expect": cmd_expect}[sys.argv[1]](sys.argv[2:])
+     "checkfeat": cmd_checkfeat, "expect": cmd_expect, "recstore": cmd_recstore}[sys.argv[1]](sys.argv[2:])

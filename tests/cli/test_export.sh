@@ -24,6 +24,11 @@ expect_exit 0 mf-export -f wds --shard-size 100 --overwrite -o wds/shard s.h5
 if mf-export -f rec -o rec/train s.h5 2>rec.err; then
   "$PY" "$FIX" checkrec rec/train.rec s.h5 || fail "rec read-back"
   ls rec | grep -qv -e '^train.rec$' -e '^train.idx$' && fail "rec temporaries left"
+  # ids that point into a .rec are read through its .idx; an absent key is reported
+  "$PY" "$FIX" recstore rec/train.rec fromrec.h5
+  expect_exit 3 mf-export -f wds -o fromrec/shard fromrec.h5
+  grep -q "missing 'rec/train.rec//99999'" "$T/err" || fail "absent key not reported"
+  "$PY" "$FIX" checkwds fromrec/shard fromrec.h5 10000 >/dev/null || fail "wds from rec ids"
 elif grep -q "lacks" rec.err; then
   echo "note: rec export not in this build (mf/recordio.h missing)" >&2
 else
