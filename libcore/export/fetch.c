@@ -12,12 +12,9 @@
 
 #include "export_internal.h"
 #include "mf/export.h"
+#include "mf/recordio.h"
 #include "mf/status.h"
 
-#if __has_include("mf/recordio.h")
-#include "mf/recordio.h"
-#define MF_HAVE_RECORDIO 1
-#endif
 
 #define DEFAULT_MAX_BYTES ((size_t)64 << 20)
 
@@ -252,7 +249,6 @@ static int fetch_archive(const fetcher *f, item *g, size_t n)
 
 static int fetch_recordio(const fetcher *f, item *g, size_t n)
 {
-#ifdef MF_HAVE_RECORDIO
     char *path = mf_export_resolve(f->root, g[0].id, g[0].clen);
     if (!path)
         return mf_set_error(MF_ERR_NOMEM, "out of memory");
@@ -279,12 +275,6 @@ static int fetch_recordio(const fetcher *f, item *g, size_t n)
     mf_recordio_close(r);
     free(path);
     return rc;
-#else
-    int rc = 0;
-    for (size_t k = 0; k < n && rc == 0; k++)
-        rc = f->fn(f->ctx, g[k].i, NULL, 0, "RecordIO input is not supported by this build");
-    return rc;
-#endif
 }
 
 static int64_t parse_key(const char *s)

@@ -16,7 +16,6 @@
 #include "export_sinks.h"
 #include "mf/status.h"
 
-#if __has_include("mf/recordio.h")
 #include "mf/recordio.h"
 
 typedef struct rec {
@@ -198,22 +197,5 @@ static void rec_abort(mf_exporter *ex)
     rec_free(ex);
 }
 
-#else /* built before mf/recordio.h existed */
-
-static int rec_check(mf_exporter *ex)
-{
-    return mf_set_error(MF_ERR_UNSUPPORTED,
-                        "rec export needs the RecordIO writer, which this build lacks");
-}
-static int rec_begin(mf_exporter *ex) { return MF_ERR_UNSUPPORTED; }
-static int rec_put(mf_exporter *ex, uint64_t row, const char *id, const uint8_t *data,
-                   size_t size)
-{
-    return MF_ERR_UNSUPPORTED;
-}
-static int rec_commit(mf_exporter *ex) { return MF_ERR_UNSUPPORTED; }
-static void rec_abort(mf_exporter *ex) {}
-
-#endif
 
 const mf_sink mf_sink_rec = {rec_check, rec_begin, rec_put, rec_commit, rec_abort};

@@ -11,6 +11,7 @@
 
 #include "mf/export.h"
 #include "mf/report.h"
+#include "mf/status.h"
 #include "report/html.h"
 
 static char dir[] = "/tmp/mf_test_export_XXXXXX";
@@ -161,4 +162,99 @@ Test(export, filter_cut)
     cr_assert_eq(mf_report_find_cut("{\"min_magnitude\": 0, \"dedup_cos\": 0.95}", &cut), 0);
     cr_assert_eq(mf_report_find_cut("not json", &cut), 0);
     cr_assert_eq(mf_report_find_cut(NULL, &cut), 0);
+}
+
+/* ---- round trips through the input reader mf-embed uses (mf/source.h) ---------------- */
+
+#include "mf/source.h"
+#include "mf/store.h"
+
+#define RT_N 6
+static const int64_t rt_labels[RT_N] = {5, 2, 5, -1, 9, 2};
+static const int64_t rt_class[RT_N] = {1, 0, 1, -1, 2, 0}; /* 2,5,9 -> 0,1,2 */
+
+/* Files with JPEG-looking bytes (unique per row) and a store pointing at them. */
+static void make_store(char *store_path, size_t cap)
+{
+    snprintf(store_path, cap, "%s/s.h5", dir);
+    mf_store_params p = mf_store_default_params();
+    p.dim = 4;
+    mf_store *s;
+    cr_assert_eq(mf_store_create(&s, store_path, &p), 0, "%s", mf_last_error());
+    char *ids[RT_N];
+    float emb[RT_N * 4];
+    for (int i = 0; i < RT_N; i++) {
+        char path[600];
+        snprintf(path, sizeof path, "%s/img%d.jpg", dir, i);
+        FILE *f = fopen(path, "wb");
+        fprintf(f, "\xff\xd8\xff" "image-%d", i);
+        fclose(f);
+        ids[i] = strdup(path);
+        for (int d = 0; d < 4; d++)
+            emb[i * 4 + d] = (float)(i + d);
+    }
+    cr_assert_eq(mf_store_append(s, RT_N, emb, NULL, (const char *const *)ids, rt_labels), 0);
+    cr_assert_eq(mf_store_commit(s), 0, "%s", mf_last_error());
+    for (int i = 0; i < RT_N; i++)
+        free(ids[i]);
+}
+
+/* Read `input` with mf_source: every sample's label must be the class of the row whose
+ * bytes it carries ("image-<row>"), each labelled row exactly once. */
+static void read_back(const char *input)
+{
+    mf_source *src;
+    mf_source_params sp = mf_source_default_params();
+    cr_assert_eq(mf_source_new(&src, &sp), 0);
+    cr_assert_eq(mf_source_add(src, input, MF_INPUT_AUTO), 0);
+    mf_sample smp;
+    int seen[RT_N] = {0}, n = 0, rc;
+    while ((rc = mf_source_next(src, &smp)) > 0) {
+        cr_assert_null(smp.error, "%s: %s", smp.id, smp.error);
+        int row = -1;
+        cr_assert_eq(sscanf((const char *)smp.data + 3, "image-%d", &row), 1);
+        cr_assert(row >= 0 && row < RT_N && rt_class[row] >= 0);
+        cr_assert_eq(smp.label, rt_class[row], "row %d: label %lld", row, (long long)smp.label);
+        seen[row]++, n++;
+    }
+    cr_assert_eq(rc, 0);
+    cr_assert_eq(n, 5);
+    for (int i = 0; i < RT_N; i++)
+        cr_assert_eq(seen[i], rt_class[i] >= 0 ? 1 : 0);
+    mf_source_free(src);
+}
+
+static void export_as(const char *store_path, mf_export_format fmt, const char *out)
+{
+    mf_store *s;
+    cr_assert_eq(mf_store_open(&s, store_path), 0, "%s", mf_last_error());
+    mf_export_params p = mf_export_default_params();
+    p.format = fmt;
+    p.output = out;
+    mf_export_stats st;
+    cr_assert_eq(mf_export_run(s, &p, &st), 0, "%s", mf_last_error());
+    cr_assert_eq(st.written, 5);
+    cr_assert_eq(st.unlabelled, 1);
+    cr_assert_eq(st.classes, 3);
+    mf_store_close(s);
+}
+
+Test(export, rec_read_back_by_source)
+{
+    char store[600], out[600], rec[600];
+    make_store(store, sizeof store);
+    snprintf(out, sizeof out, "%s/train", dir);
+    export_as(store, MF_EXPORT_REC, out);
+    snprintf(rec, sizeof rec, "%s/train.rec", dir);
+    read_back(rec);
+}
+
+Test(export, wds_read_back_by_source)
+{
+    char store[600], out[600], shard[600];
+    make_store(store, sizeof store);
+    snprintf(out, sizeof out, "%s/shard", dir);
+    export_as(store, MF_EXPORT_WDS, out);
+    snprintf(shard, sizeof shard, "%s/shard-000000.tar", dir);
+    read_back(shard);
 }
