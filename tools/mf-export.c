@@ -6,6 +6,7 @@
 
 #include "cli.h"
 #include "mf/export.h"
+#include "mf/progress.h"
 #include "mf/status.h"
 #include "mf/store.h"
 
@@ -99,8 +100,11 @@ int main(int argc, char **argv)
         mf_cli_error("%s", mf_last_error());
         return mf_cli_finish(MF_EXIT_FAILURE);
     }
+    if (!mf_cli.quiet)
+        c.p.progress = mf_progress_new("exporting", mf_store_rows(s), "rows", mf_cli.progress);
     mf_export_stats st;
     int rc = mf_export_run(s, &c.p, &st);
+    mf_progress_free(c.p.progress);
     mf_store_close(s);
     if (rc < 0) {
         mf_cli_error("%s", mf_last_error());

@@ -30,6 +30,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "mf/progress.h"
 #include "mf/store.h"
 
 typedef enum mf_export_format {
@@ -49,6 +50,7 @@ typedef struct mf_export_params {
     size_t shard_size;        /* wds: samples per shard (default 10000) */
     int copy;                 /* tree: copy plain files instead of symlinking */
     int overwrite;            /* replace existing output files (never a tree directory) */
+    mf_progress *progress;    /* advanced by the rows handled; NULL = none */
 } mf_export_params;
 
 mf_export_params mf_export_default_params(void);

@@ -175,6 +175,7 @@ static int export_text(mf_exporter *ex)
                 rc = list_row(ex, f, ids[i], ex->cls[at + i]);
         }
         mf_store_free_strings(ids, k);
+        mf_progress_add(ex->p->progress, k);
     }
     free(ids);
     free(emb);
@@ -197,6 +198,7 @@ typedef struct block {
 static int on_image(void *ctx, size_t i, const uint8_t *data, size_t size, const char *why)
 {
     block *b = ctx;
+    mf_progress_add(b->ex->p->progress, 1);
     if (!data) {
         mf_export_missing(b->ex, b->ids[i], why);
         return 0;
@@ -221,6 +223,7 @@ static int export_block(mf_exporter *ex, block *b, uint64_t at, size_t k)
         all[m] = all[i];
         b->rows[m++] = at + i;
     }
+    mf_progress_add(ex->p->progress, k - m);
     rc = mf_fetch_images(all, m, ex->p->root, 0, on_image, b);
     mf_store_free_strings(all, m);
     return rc < 0 ? rc : rc > 0 ? MF_ERR_INTERNAL : 0;
