@@ -54,7 +54,13 @@ static int on_option(int id, const char *arg, void *ctx)
             mf_cli_usage_error("%s", mf_last_error());
         c->have_format = 1;
         break;
-    case OPT_OUTPUT: c->p.output = arg; break;
+    case OPT_OUTPUT: { /* "dir/" names the folder "dir" (tree), not a file inside it */
+        char *out = (char *)arg;
+        for (size_t n = strlen(out); n > 1 && out[n - 1] == '/'; n--)
+            out[n - 1] = 0;
+        c->p.output = out;
+        break;
+    }
     case OPT_LABEL:
         if (strcmp(arg, "label") && strcmp(arg, "cluster"))
             mf_cli_usage_error("--label must be 'label' or 'cluster', not '%s'", arg);
