@@ -19,6 +19,7 @@ The malicious files are built from hand-written pickle bytes; nothing is execute
 import collections
 import io
 import os
+import pickle
 import struct
 import sys
 import zipfile
@@ -138,7 +139,6 @@ def write_zip(path, entries):
 def legacy_header():
     """The first three pickles of a legacy file, as torch writes them."""
     buf = io.BytesIO()
-    import pickle
     pickle.dump(0x1950a86a20f9469cfc6c, buf, protocol=2)
     pickle.dump(1001, buf, protocol=2)
     pickle.dump({"protocol_version": 1001, "little_endian": True,
@@ -175,6 +175,50 @@ def bad_fixtures(d, out, g):
     save({"c": torch.randn(3, dtype=torch.complex64, generator=g)},
          os.path.join(d, "complex.pth"), False)
     out.append("E complex.pth unsupported dtype")
+
+
+class _Storage:
+    """Stands for a storage: pickled as its persistent id."""
+    def __init__(self, pid):
+        self.pid = pid
+
+
+class _Tensor:
+    """Pickled exactly as torch pickles a tensor: a REDUCE of _rebuild_tensor_v2."""
+    def __init__(self, storage, offset, size, stride):
+        self.args = (storage, offset, size, stride, False, collections.OrderedDict())
+
+    def __reduce__(self):
+        return (torch._utils._rebuild_tensor_v2, self.args)
+
+
+class _Pickler(pickle.Pickler):
+    def persistent_id(self, obj):
+        return obj.pid if isinstance(obj, _Storage) else None
+
+
+def legacy_views(d, out, g):
+    """Legacy storage views (old torch wrote them; 1.13 only reads them): a 6-item
+    persistent id ('storage', cls, root, 'cpu', root_numel, (view_key, offset, size)).
+    torch.load itself gives the expected values."""
+    root = torch.randn(20, generator=g)
+    whole = _Storage(("storage", torch.FloatStorage, "root", "cpu", 20, None))
+    view = _Storage(("storage", torch.FloatStorage, "root", "cpu", 20, ("view", 4, 8)))
+    bad = _Storage(("storage", torch.FloatStorage, "root", "cpu", 20, ("bad", 15, 8)))
+    for name, obj in (("legacy_views.pth", collections.OrderedDict(
+            [("whole", _Tensor(whole, 2, (3, 2), (1, 3))),
+             ("view", _Tensor(view, 1, (2, 3), (3, 1)))])),
+            ("legacy_bad_view.pth", {"w": _Tensor(bad, 0, (8,), (1,))})):
+        buf = io.BytesIO()
+        buf.write(legacy_header())
+        _Pickler(buf, protocol=2).dump(obj)
+        pickle.dump(["root"], buf, protocol=2)
+        buf.write(struct.pack("<q", 20) + root.numpy().tobytes())
+        with open(os.path.join(d, name), "wb") as f:
+            f.write(buf.getvalue())
+    kept = torch.load(os.path.join(d, "legacy_views.pth"))
+    expect_file(out, "legacy_views.pth", "legacy", "", "", kept, 0)
+    out.append("E legacy_bad_view.pth too small")
 
 
 def random_checkpoints(seed, d):
@@ -219,6 +263,7 @@ def main():
         out = []
         good_fixtures(d, out, g)
         bad_fixtures(d, out, g)
+        legacy_views(d, out, g)
     else:
         sys.exit(__doc__)
     with open(os.path.join(d, "expected.txt"), "w") as f:

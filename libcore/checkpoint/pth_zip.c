@@ -57,6 +57,8 @@ static int read_entry(pth_file *f, zip_reader *z, struct archive_entry *e,
                               archive_entry_pathname(e));
             goto fail;
         }
+        if (bn == 0)
+            continue;                  /* libarchive ends an entry with an empty block */
         const uint8_t *b = blk;
         if (have == 0 && !copy && !ref && b >= z->buf && bn <= (size_t)(z->buf + z->len - b) &&
             (size < 0 || (size_t)size == bn)) {

@@ -140,7 +140,7 @@ static int check_expected(const char *dir)
 
 Test(checkpoint, fixtures_match_torch)
 {
-    cr_expect_eq(check_expected(fixture_dir()), 6);
+    cr_expect_eq(check_expected(fixture_dir()), 7);
 }
 
 Test(checkpoint, missing_file_and_garbage)
