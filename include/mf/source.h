@@ -110,7 +110,12 @@ int mf_source_count(mf_source *s, uint64_t *n);
  * the M samples it already stored, checking their ids, at the cost of a directory
  * walk. Default: on. */
 void mf_source_set_reading(mf_source *s, int on);
-/* Samples of other shards passed over so far (for progress reporting). */
+/* Skip predicate: samples whose id makes fn return nonzero are passed over like other
+ * shards' samples, before their bytes are read (a resumed run skips what it already
+ * stored without re-reading it). fn runs on the thread calling mf_source_next. */
+typedef int (*mf_source_skip_fn)(const char *id, void *ctx);
+void mf_source_set_skip(mf_source *s, mf_source_skip_fn fn, void *ctx);
+/* Samples passed over so far (other shards, or the skip predicate). */
 uint64_t mf_source_skipped(const mf_source *s);
 void mf_source_free(mf_source *s);
 

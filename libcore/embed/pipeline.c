@@ -197,11 +197,10 @@ static void fill_batch(pipeline *pl, batch *b)
             return;
         }
         if (rc > 0) {
+            /* 0 only for ids the predicate cannot see (an archive-level failure). */
             int added = mf_idset_add(pl->seen, s.id);
-            if (added == 0) {
-                pl->skipped++;
+            if (added == 0)
                 continue;
-            }
             rc = added < 0 ? added : fill_one(pl, b, &s);
         }
         if (rc < 0) {
@@ -214,6 +213,16 @@ static void fill_batch(pipeline *pl, batch *b)
         if (b->n_fail >= 64)
             return;
     }
+}
+
+/* The source's skip predicate: ids already stored (resume) or already met (an input
+ * given twice) are passed over before their bytes are read. */
+static int already_seen(const char *id, void *ctx)
+{
+    pipeline *pl = ctx;
+    int seen = mf_idset_contains(pl->seen, id);
+    pl->skipped += (uint64_t)seen;
+    return seen;
 }
 
 static void *producer(void *arg)
@@ -284,6 +293,7 @@ int mf_embed_run(mf_source *src, mf_idset *seen, const mf_embed_params *p, int d
     pthread_cond_init(&pl.changed, NULL);
     for (int i = 0; i < N_BATCHES; i++)
         push(&pl.empty, &pl.batches[i]);
+    mf_source_set_skip(src, already_seen, &pl);
     pthread_t thread;
     int started = pthread_create(&thread, NULL, producer, &pl) == 0;
     if (!started)
@@ -305,6 +315,7 @@ int mf_embed_run(mf_source *src, mf_idset *seen, const mf_embed_params *p, int d
     }
     if (started)
         pthread_join(thread, NULL);
+    mf_source_set_skip(src, NULL, NULL); /* `pl` goes out of scope */
     stats->skipped = pl.skipped;
     stats->wall_seconds = mf_now() - t0;
     for (int i = 0; i < N_BATCHES; i++)

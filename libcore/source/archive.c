@@ -120,7 +120,7 @@ static int take_member(mf_source *s, struct archive_entry *e, const char *name, 
         g->has_image = 1;
         if (!(g->id = mf_src_printf("%s//%s", path, name)))
             return mf_set_error(MF_ERR_NOMEM, "out of memory");
-        g->other_shard = mf_shard_of(g->id, s->p.shard_count) != s->p.shard_index;
+        g->other_shard = !mf_src_wanted(s, g->id);
         if (g->other_shard) return 0;
         if (archive_entry_size_is_set(e) && (uint64_t)archive_entry_size(e) > s->p.max_image_bytes)
             g->error = mf_src_printf("file too large (%lld bytes, limit %zu MB)",
@@ -152,9 +152,7 @@ static int flush_group(mf_source *s, mf_sample *out)
     mf_src_group *g = &s->g;
     int rc = 0;
     if (g->open && g->has_image) {
-        if (g->other_shard)
-            s->skipped++;
-        else {
+        if (!g->other_shard) {
             int64_t label = g->has_cls ? g->cls : g->dir_label;
             /* The sample's bytes move to s->data so the group buffer can be reused. */
             mf_src_buf tmp = s->data;

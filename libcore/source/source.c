@@ -88,6 +88,22 @@ const char *mf_source_label_name(const mf_source *s, size_t label)
 uint64_t mf_source_skipped(const mf_source *s) { return s->skipped; }
 void mf_source_set_reading(mf_source *s, int on) { s->no_read = !on; }
 
+void mf_source_set_skip(mf_source *s, mf_source_skip_fn fn, void *ctx)
+{
+    s->skip_fn = fn;
+    s->skip_ctx = ctx;
+}
+
+int mf_src_wanted(mf_source *s, const char *id)
+{
+    if (mf_shard_of(id, s->p.shard_count) != s->p.shard_index ||
+        (s->skip_fn && s->skip_fn(id, s->skip_ctx))) {
+        s->skipped++;
+        return 0;
+    }
+    return 1;
+}
+
 /* ---- detection -------------------------------------------------------------------- */
 
 static int has_suffix(const char *s, const char *suf)
@@ -279,10 +295,8 @@ static int next_entry(mf_source *s, mf_src_input *in, mf_sample *out)
 {
     while (s->cur_entry < in->entries.n) {
         mf_src_entry *e = &in->entries.v[s->cur_entry++];
-        if (mf_shard_of(e->path, s->p.shard_count) != s->p.shard_index) {
-            s->skipped++;
+        if (!mf_src_wanted(s, e->path))
             continue;
-        }
         char why[200];
         const char *err = e->error     ? e->error
                           : s->no_read ? NULL
@@ -351,13 +365,13 @@ static int next_record(mf_source *s, mf_src_input *in, mf_sample *out)
         if (r.key >= s->rec_images_end) continue; /* identity records */
         char *id = mf_src_printf("%s//%s", in->path, key);
         if (!id) return mf_set_error(MF_ERR_NOMEM, "out of memory");
-        int mine = mf_shard_of(id, s->p.shard_count) == s->p.shard_index;
+        /* Record 0 is read even when it is not wanted: it may be the header. */
+        int mine = r.key == 0 ? mf_shard_of(id, s->p.shard_count) == s->p.shard_index &&
+                                    !(s->skip_fn && s->skip_fn(id, s->skip_ctx))
+                              : mf_src_wanted(s, id);
         free(id);
-        /* Record 0 is read even when another shard owns its id: it may be the header. */
-        if (!mine && r.key != 0) {
-            s->skipped++;
+        if (!mine && r.key != 0)
             continue;
-        }
         if ((rc = mf_recordio_load(s->rec, &r)) < 0)
             return rec_fail(s, out, in->path, key, mf_last_error());
         mf_record_header h;

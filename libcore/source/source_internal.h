@@ -53,6 +53,8 @@ struct mf_source {
     size_t n_names, cap_names;
     uint64_t skipped;
     int no_read; /* mf_source_set_reading(s, 0) */
+    mf_source_skip_fn skip_fn; /* mf_source_set_skip */
+    void *skip_ctx;
     /* cursor */
     size_t cur;       /* input index */
     size_t cur_entry; /* in inputs[cur].entries */
@@ -90,5 +92,9 @@ void mf_src_archive_close(mf_source *s);
 /* Publish a sample from the source's storage. */
 int mf_src_emit(mf_source *s, mf_sample *out, const char *id, int64_t label, const char *error,
                 const uint8_t *data, size_t size);
+
+/* Is this id one the caller wants (this shard, not passed over by the skip
+ * predicate)? Counts the others in s->skipped. Decide before reading any bytes. */
+int mf_src_wanted(mf_source *s, const char *id);
 
 #endif
