@@ -11,9 +11,10 @@
  *   B (columns):  [T/24 panels][depth][24]    T padded up to a multiple of 24 with zeros
  * The packed weight layout is also the native model file's layout (mf-convert).
  *
- * 3x3 stride-1 convolutions (95% of the FLOPs) use Winograd F(2x2,3x3): 16 products of
- * depth C instead of 9 shifted ones over 4 outputs, 2.25x fewer multiplies, with an
- * error on the order of float32 rounding (the transforms only add and halve).
+ * 3x3 stride-1 convolutions (95% of the FLOPs) use Winograd F(4x4,3x3): 36 products of
+ * depth C per 4x4 outputs instead of 144, 4x fewer multiplies. Its transforms scale by
+ * up to 8, so rounding errors grow a little over direct convolution (measured on the
+ * real networks: still ~1e-6 relative at the output, see tests/unit/test_model.c).
  *
  * Nothing here allocates: callers pass scratch sized with the *_size() functions. */
 #ifndef MF_NN_H
@@ -23,6 +24,7 @@
 
 #define MF_MR 4   /* rows of the micro-kernel (output channels) */
 #define MF_NR 24  /* columns of the micro-kernel (pixels / tiles / images) */
+#define MF_WINO_E 36 /* elements of a transformed Winograd F(4x4,3x3) tile (6x6) */
 
 static inline size_t mf_round_up(size_t x, size_t m) { return (x + m - 1) / m * m; }
 
@@ -42,8 +44,8 @@ void mf_kernel(int depth, const float *a, const float *b, float *c, size_t ldc);
 size_t mf_pack_a_size(int m, int depth);
 void mf_pack_a(float *dst, const float *a, int m, int depth);
 
-/* Winograd weights: g (K, C, 3, 3) -> 16 A-packed matrices (K, C), one per element of
- * the 4x4 transformed tile: dst holds 16 * mf_pack_a_size(K, C) floats. */
+/* Winograd weights: g (K, C, 3, 3) -> 36 A-packed matrices (K, C), one per element of
+ * the 6x6 transformed tile: dst holds MF_WINO_E * mf_pack_a_size(K, C) floats. */
 void mf_winograd_weights(float *dst, const float *g, int k, int c);
 
 /* One convolution layer over a batch in CNHW layout. */

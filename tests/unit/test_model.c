@@ -51,7 +51,8 @@ static void check_close(const char *what, const refset *rs, const float *got)
         cr_expect(cosv >= 0.99999, "%s image %d: cosine %.8f", what, i, cosv);
         cr_expect(rel <= 1e-4, "%s image %d: magnitude rel err %.3g", what, i, rel);
     }
-    fprintf(stderr, "%s: min cosine %.8f, max magnitude rel err %.2e\n", what, min_cos,
+    fprintf(stderr, "%s: min cosine %.9f (1-cos %.1e), max magnitude rel err %.2e\n", what,
+            min_cos, 1 - min_cos,
             max_rel);
 }
 
