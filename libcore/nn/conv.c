@@ -5,6 +5,7 @@
  * set of a task stays in L2 and no large intermediate buffer exists. */
 #include "nn/nn.h"
 
+#include <immintrin.h>
 #include <omp.h>
 #include <string.h>
 
@@ -147,8 +148,8 @@ static void wino_segments(wino_task *w)
 #define ROW (4 * MAX_LANES + 4)
 
 /* Input rows 4ty-1 .. 4ty+4, columns 4tx0-1 .. 4(tx0+len)+2, as x*a+b, zero outside. */
-static void wino_rows(float d[6][ROW], const float *src, const mf_conv_shape *s, int ty,
-                      int tx0, int len, float a, float b)
+static void wino_rows(float (*restrict d)[ROW], const float *restrict src,
+                      const mf_conv_shape *s, int ty, int tx0, int len, float a, float b)
 {
     int x0 = 4 * tx0 - 1, width = 4 * len + 4;
     int p0 = x0 < 0 ? -x0 : 0, p1 = s->w - x0 < width ? s->w - x0 : width;
@@ -159,7 +160,7 @@ static void wino_rows(float d[6][ROW], const float *src, const mf_conv_shape *s,
             memset(row, 0, width * sizeof(float));
             continue;
         }
-        const float *in = src + (size_t)y * s->w + x0;
+        const float *restrict in = src + (size_t)y * s->w + x0;
         for (int p = 0; p < p0; p++)
             row[p] = 0.0f;
         for (int p = p0; p < p1; p++)
@@ -178,6 +179,29 @@ static void wino_rows(float d[6][ROW], const float *src, const mf_conv_shape *s,
         (o)[4 * (st)] = 2 * ((d1) - (d3)) + (d4) - (d2);                                    \
         (o)[5 * (st)] = 4 * (d1) - 5 * (d3) + (d5);                                         \
     } while (0)
+
+#define BT6_COL(d, p)                                                                       \
+    do {                                                                                    \
+        float d0 = d[0][p], d1 = d[1][p], d2 = d[2][p], d3 = d[3][p], d4 = d[4][p];          \
+        float d5 = d[5][p];                                                                 \
+        BT6(&d[0][p], ROW, d0, d1, d2, d3, d4, d5);                                         \
+    } while (0)
+
+/* q[f][j] = u[4j + f]: 4x4 transposes of consecutive groups of four columns. */
+static void split_phases(float (*restrict q)[MAX_LANES + 1], const float *restrict u, int n)
+{
+    int j = 0;
+    for (; j + 4 <= n; j += 4) {
+        __m128 a = _mm_loadu_ps(u + 4 * j), b = _mm_loadu_ps(u + 4 * j + 4);
+        __m128 c = _mm_loadu_ps(u + 4 * j + 8), d = _mm_loadu_ps(u + 4 * j + 12);
+        _MM_TRANSPOSE4_PS(a, b, c, d);
+        _mm_storeu_ps(q[0] + j, a), _mm_storeu_ps(q[1] + j, b);
+        _mm_storeu_ps(q[2] + j, c), _mm_storeu_ps(q[3] + j, d);
+    }
+    for (; j < n; j++)
+        for (int f = 0; f < 4; f++)
+            q[f][j] = u[4 * j + f];
+}
 
 /* V[e][panel][c][24] = B^T d B for each tile's 6x6 window d: the vertical pass runs
  * over whole rows, its results are split by column phase (mod 4), and the horizontal
@@ -199,12 +223,10 @@ static void wino_input(float *v, const float *in, const wino_task *w, const floa
             const float *src = in + (size_t)c * plane + (size_t)w->seg[g].n * s->h * s->w;
             wino_rows(d, src, s, w->seg[g].ty, w->seg[g].tx0, len, in_a ? in_a[c] : 1.0f,
                       in_b ? in_b[c] : 0.0f);
-            for (int f = 0; f < 4; f++)
-                for (int j = 0; j <= len; j++) {
-                    int p = 4 * j + f;
-                    BT6(&q[0][f][j], 4 * (MAX_LANES + 1), d[0][p], d[1][p], d[2][p], d[3][p],
-                        d[4][p], d[5][p]);
-                }
+            for (int p = 0; p < 4 * len + 4; p++) /* in place: u = B^T d per column */
+                BT6_COL(d, p);
+            for (int r = 0; r < 6; r++)
+                split_phases(q[r], d[r], len + 1);
             for (int x = 0; x < len;) {
                 int lane = w->seg[g].lane0 + x, run = MF_NR - lane % MF_NR;
                 run = run < len - x ? run : len - x;
@@ -230,6 +252,26 @@ static void wino_input(float *v, const float *in, const wino_task *w, const floa
         (y)[2 * (st)] = s12 + 4 * s34, (y)[3 * (st)] = d12 + 8 * d34 + (m5);                \
     } while (0)
 
+/* o[x] = y[x%4][l0 + x/4] (+ res[x]) for x < cols: 4x4 transposes back to pixels. */
+static void put_row(float *o, const float *res, float (*y)[MAX_LANES], int l0, int cols)
+{
+    int x = 0;
+    for (; x + 16 <= cols; x += 16) {
+        int l = l0 + x / 4;
+        __m128 a = _mm_loadu_ps(y[0] + l), b = _mm_loadu_ps(y[1] + l);
+        __m128 c = _mm_loadu_ps(y[2] + l), d = _mm_loadu_ps(y[3] + l);
+        _MM_TRANSPOSE4_PS(a, b, c, d);
+        if (res) {
+            a = _mm_add_ps(a, _mm_loadu_ps(res + x)), b = _mm_add_ps(b, _mm_loadu_ps(res + x + 4));
+            c = _mm_add_ps(c, _mm_loadu_ps(res + x + 8)), d = _mm_add_ps(d, _mm_loadu_ps(res + x + 12));
+        }
+        _mm_storeu_ps(o + x, a), _mm_storeu_ps(o + x + 4, b);
+        _mm_storeu_ps(o + x + 8, c), _mm_storeu_ps(o + x + 12, d);
+    }
+    for (; x < cols; x++)
+        o[x] = y[x & 3][l0 + (x >> 2)] + (res ? res[x] : 0.0f);
+}
+
 /* Y = A^T M A over all lanes of an output channel at once, then the runs of tiles are
  * written out row by row with the epilogue. */
 static void wino_output(float *out, const float *m, const wino_task *w, const mf_epilogue *ep)
@@ -249,22 +291,21 @@ static void wino_output(float *out, const float *m, const wino_task *w, const mf
             for (int l = 0; l < w->nt; l++)
                 AT6(&y[i][0][l], MAX_LANES, t[0][i][l], t[1][i][l], t[2][i][l], t[3][i][l],
                     t[4][i][l], t[5][i][l]);
+        float slope = ep->prelu ? ep->prelu[k] : 1.0f;
         for (int i = 0; i < 4; i++)
             for (int j = 0; j < 4; j++)
                 for (int l = 0; l < w->nt; l++) {
                     float v = y[i][j][l] + bias;
-                    y[i][j][l] = ep->prelu && v < 0.0f ? v * ep->prelu[k] : v;
+                    y[i][j][l] = v < 0.0f ? v * slope : v;
                 }
         for (int g = 0; g < w->nseg; g++) {
             int oy = 4 * w->seg[g].ty, ox = 4 * w->seg[g].tx0, len = w->seg[g].len;
             int l0 = w->seg[g].lane0, cols = 4 * len < s->w - ox ? 4 * len : s->w - ox;
             size_t at = ((size_t)k * s->n + w->seg[g].n) * hw + (size_t)oy * s->w + ox;
-            for (int i = 0; i < 4 && oy + i < s->h; i++) {
-                float *o = out + at + (size_t)i * s->w;
-                const float *res = ep->residual ? ep->residual + at + (size_t)i * s->w : NULL;
-                for (int x = 0; x < cols; x++)
-                    o[x] = y[i][x & 3][l0 + (x >> 2)] + (res ? res[x] : 0.0f);
-            }
+            for (int i = 0; i < 4 && oy + i < s->h; i++)
+                put_row(out + at + (size_t)i * s->w,
+                        ep->residual ? ep->residual + at + (size_t)i * s->w : NULL, y[i], l0,
+                        cols);
         }
     }
 }
