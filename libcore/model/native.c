@@ -17,16 +17,12 @@
 #include <unistd.h>
 
 #include "mf/status.h"
+#include "mf/checkpoint.h"
 #include "model/iresnet.h"
 
 #define NATIVE_FORMAT "mfkit-model"
 #define NATIVE_VERSION 1
 #define MAX_TENSOR_FLOATS ((size_t)1 << 28)
-
-/* The PyTorch reader lives in libcore/checkpoint (another module); until it is linked
- * in, .pth files are refused with a message instead of failing the link. */
-extern int mf_checkpoint_load(mf_checkpoint **out, const char *path) __attribute__((weak));
-extern void mf_checkpoint_free(mf_checkpoint *ck) __attribute__((weak));
 
 int mf_sha256_file(const char *path, char hex[65])
 {
@@ -337,9 +333,6 @@ int mf_model_load(mf_model **out, const char *path, const char *expect_arch)
         rc = mf_iresnet_check_arch(*out, (*out)->tensors, path, expect_arch);
     else if (rc == 1 && (rc = mf_iresnet_load_dump(&ck, path)) == 0)
         dumped = 1;
-    else if (rc == 0 && !hdf5 && !mf_checkpoint_load)
-        rc = mf_set_error(MF_ERR_UNSUPPORTED, "%s: PyTorch checkpoint reader not built in",
-                          path);
     else if (rc == 0 && !hdf5)
         rc = mf_checkpoint_load(&ck, path);
     if (rc == 0 && ck)

@@ -1,0 +1,174 @@
+/* h5util.c - HDF5 helpers (see h5util.h). */
+#include "store/h5util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "mf/status.h"
+
+void mf_h5_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
+
+static _Thread_local char h5_reason[256];
+
+static herr_t walk_cb(unsigned n, const H5E_error2_t *err, void *data)
+{
+    (void)data;
+    /* The stack is walked from the innermost frame outwards: keep the first. */
+    if (n == 0 && err->desc)
+        snprintf(h5_reason, sizeof h5_reason, "%s", err->desc);
+    return 0;
+}
+
+const char *mf_h5_reason(void)
+{
+    h5_reason[0] = '\0';
+    H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, walk_cb, NULL);
+    return h5_reason;
+}
+
+int mf_h5_open_error(int code, const char *path, const char *what)
+{
+    char reason[256];
+    snprintf(reason, sizeof reason, "%s", mf_h5_reason());
+    /* HDF5's messages are generic; the common cases deserve a plain explanation. */
+    if (strstr(reason, "lock"))
+        return mf_set_error(code, "cannot %s '%s': unable to lock the file (on NFS/Lustre set "
+                                  "HDF5_USE_FILE_LOCKING=FALSE)", what, path);
+    if (access(path, F_OK) != 0 && strcmp(what, "create") != 0)
+        return mf_set_error(MF_ERR_IO, "cannot %s '%s': %s", what, path, strerror(errno));
+    return mf_set_error(code, "cannot %s '%s': %s", what, path,
+                        reason[0] ? reason : "HDF5 error");
+}
+
+hid_t mf_h5_vlen_str_type(void)
+{
+    hid_t t = H5Tcopy(H5T_C_S1);
+    H5Tset_size(t, H5T_VARIABLE);
+    H5Tset_cset(t, H5T_CSET_UTF8);
+    return t;
+}
+
+int mf_h5_write_str_attr(hid_t obj, const char *name, const char *value)
+{
+    if (H5Aexists(obj, name) > 0)
+        H5Adelete(obj, name);
+    hid_t t = mf_h5_vlen_str_type();
+    hid_t sp = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(obj, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
+    herr_t st = a < 0 ? -1 : H5Awrite(a, t, &value);
+    if (a >= 0)
+        H5Aclose(a);
+    H5Sclose(sp);
+    H5Tclose(t);
+    return st < 0 ? mf_set_error(MF_ERR_IO, "cannot write attribute '%s': %s", name,
+                                 mf_h5_reason())
+                  : 0;
+}
+
+int mf_h5_read_str_attr(hid_t obj, const char *name, char **out)
+{
+    *out = NULL;
+    if (H5Aexists(obj, name) <= 0)
+        return 0;
+    int rc = 0;
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+    hid_t ft = a < 0 ? -1 : H5Aget_type(a);
+    hid_t sp = a < 0 ? -1 : H5Aget_space(a);
+    if (ft < 0 || H5Tget_class(ft) != H5T_STRING || H5Sget_simple_extent_npoints(sp) != 1) {
+        rc = mf_set_error(MF_ERR_SCHEMA, "attribute '%s' is not a string", name);
+    } else if (H5Tis_variable_str(ft) > 0) {
+        hid_t mt = mf_h5_vlen_str_type();
+        char *v = NULL;
+        if (H5Aread(a, mt, &v) < 0)
+            rc = mf_set_error(MF_ERR_FORMAT, "cannot read attribute '%s'", name);
+        else {
+            *out = strdup(v ? v : "");
+            H5Dvlen_reclaim(mt, sp, H5P_DEFAULT, &v);
+        }
+        H5Tclose(mt);
+    } else {
+        size_t len = H5Tget_size(ft);
+        char *v = len < (1u << 20) ? calloc(len + 1, 1) : NULL;
+        hid_t mt = H5Tcopy(ft);
+        if (!v || H5Aread(a, mt, v) < 0) {
+            free(v);
+            rc = mf_set_error(MF_ERR_FORMAT, "cannot read attribute '%s'", name);
+        } else
+            *out = v;
+        H5Tclose(mt);
+    }
+    if (rc == 0 && !*out)
+        rc = mf_set_error(MF_ERR_NOMEM, "out of memory reading attribute '%s'", name);
+    if (sp >= 0)
+        H5Sclose(sp);
+    if (ft >= 0)
+        H5Tclose(ft);
+    if (a >= 0)
+        H5Aclose(a);
+    return rc;
+}
+
+int mf_h5_write_u64_attr(hid_t obj, const char *name, uint64_t value)
+{
+    hid_t a;
+    if (H5Aexists(obj, name) > 0) {
+        a = H5Aopen(obj, name, H5P_DEFAULT);
+    } else {
+        hid_t sp = H5Screate(H5S_SCALAR);
+        a = H5Acreate2(obj, name, H5T_STD_U64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
+        H5Sclose(sp);
+    }
+    herr_t st = a < 0 ? -1 : H5Awrite(a, H5T_NATIVE_UINT64, &value);
+    if (a >= 0)
+        H5Aclose(a);
+    return st < 0 ? mf_set_error(MF_ERR_IO, "cannot write attribute '%s'", name) : 0;
+}
+
+int mf_h5_read_u64_attr(hid_t obj, const char *name, uint64_t *out)
+{
+    if (H5Aexists(obj, name) <= 0)
+        return 0;
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+    hid_t t = a < 0 ? -1 : H5Aget_type(a);
+    hid_t sp = a < 0 ? -1 : H5Aget_space(a);
+    int rc = 1;
+    if (t < 0 || H5Tget_class(t) != H5T_INTEGER || H5Sget_simple_extent_npoints(sp) != 1 ||
+        H5Aread(a, H5T_NATIVE_UINT64, out) < 0)
+        rc = mf_set_error(MF_ERR_SCHEMA, "attribute '%s' is not an integer", name);
+    if (sp >= 0)
+        H5Sclose(sp);
+    if (t >= 0)
+        H5Tclose(t);
+    if (a >= 0)
+        H5Aclose(a);
+    return rc;
+}
+
+int mf_fsync_path(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return mf_set_error(MF_ERR_IO, "cannot open '%s' to sync it: %s", path, strerror(errno));
+    int rc = fsync(fd);
+    int err = errno;
+    close(fd);
+    return rc < 0 ? mf_set_error(MF_ERR_IO, "cannot sync '%s': %s", path, strerror(err)) : 0;
+}
+
+int mf_fsync_parent_dir(const char *path)
+{
+    char *copy = strdup(path);
+    if (!copy)
+        return mf_set_error(MF_ERR_NOMEM, "out of memory");
+    int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    free(copy);
+    if (fd < 0)
+        return 0; /* best effort: some filesystems do not allow opening directories */
+    fsync(fd);
+    close(fd);
+    return 0;
+}

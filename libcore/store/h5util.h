@@ -1,0 +1,40 @@
+/* h5util.h - small HDF5 helpers shared by libcore modules that read or write HDF5
+ * (the store, the native model file, saved kNN graphs). Internal, not public API.
+ *
+ * Conventions: functions return 0 / negative mf_status and record a message naming
+ * `file` (the path used in messages) and the object. HDF5's own error printing is
+ * turned off by mf_h5_quiet(); mf_h5_reason() fetches the innermost HDF5 message. */
+#ifndef MF_H5UTIL_H
+#define MF_H5UTIL_H
+
+#include <hdf5.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Silence HDF5's automatic error printing on this thread (idempotent). */
+void mf_h5_quiet(void);
+
+/* The innermost message on HDF5's error stack ("" if none), for context in errors. */
+const char *mf_h5_reason(void);
+
+/* Record an error after a failed H5Fopen/H5Fcreate of `path` (adds the NFS locking
+ * hint when HDF5 says it could not lock the file). Returns `code`. */
+int mf_h5_open_error(int code, const char *path, const char *what);
+
+/* Scalar variable-length UTF-8 string attribute. Replaces an existing one. */
+int mf_h5_write_str_attr(hid_t obj, const char *name, const char *value);
+/* Read a string attribute (fixed or variable length) as a malloc'ed string; *out = NULL
+ * and 0 returned when absent. */
+int mf_h5_read_str_attr(hid_t obj, const char *name, char **out);
+int mf_h5_write_u64_attr(hid_t obj, const char *name, uint64_t value);
+/* Returns 1 and sets *out if present and integral, 0 if absent, <0 on a bad type. */
+int mf_h5_read_u64_attr(hid_t obj, const char *name, uint64_t *out);
+
+/* Variable-length UTF-8 string memory type (caller closes with H5Tclose). */
+hid_t mf_h5_vlen_str_type(void);
+
+/* fsync a file by path, and the directory holding it. */
+int mf_fsync_path(const char *path);
+int mf_fsync_parent_dir(const char *path);
+
+#endif

@@ -1,0 +1,537 @@
+/* store.c - open, create, validate, resume and commit embedding stores.
+ *
+ * Durability model: a writer works on "<path>.partial". mf_store_flush() records the
+ * number of rows written in a root attribute and flushes HDF5's metadata, so a killed
+ * writer leaves a file that reopens with every flushed row (FORMATS.md: unflushed HDF5
+ * files may not open at all). Rows appended after the last flush are cut off on resume.
+ * mf_store_commit() closes, fsyncs and renames into place, so the final name only ever
+ * holds a complete store. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "mf/status.h"
+#include "store/h5util.h"
+#include "store/store_internal.h"
+
+#ifndef MF_VERSION_STRING
+#define MF_VERSION_STRING "0.0.0"
+#endif
+
+mf_store_params mf_store_default_params(void)
+{
+    mf_store_params p = {0};
+    p.dim = 512;
+    p.chunk_rows = MF_STORE_DEFAULT_CHUNK;
+    return p;
+}
+
+uint64_t mf_store_length(hid_t ds)
+{
+    hsize_t dims[2] = {0, 0};
+    hid_t sp = H5Dget_space(ds);
+    if (sp < 0)
+        return 0;
+    int rank = H5Sget_simple_extent_dims(sp, dims, NULL);
+    H5Sclose(sp);
+    return rank >= 1 ? dims[0] : 0;
+}
+
+int mf_store_extend(hid_t ds, uint64_t rows)
+{
+    hsize_t dims[2] = {0, 0};
+    hid_t sp = H5Dget_space(ds);
+    int rank = sp < 0 ? -1 : H5Sget_simple_extent_dims(sp, dims, NULL);
+    if (sp >= 0)
+        H5Sclose(sp);
+    if (rank < 1)
+        return mf_set_error(MF_ERR_INTERNAL, "cannot read a dataset's shape");
+    dims[0] = rows;
+    if (H5Dset_extent(ds, dims) < 0)
+        return mf_set_error(MF_ERR_IO, "cannot resize a dataset to %llu rows: %s",
+                            (unsigned long long)rows, mf_h5_reason());
+    return 0;
+}
+
+hid_t mf_store_create_dataset(hid_t loc, const char *name, hid_t type, uint64_t cols,
+                              size_t chunk_rows)
+{
+    int rank = cols ? 2 : 1;
+    hsize_t dims[2] = {0, cols}, maxdims[2] = {H5S_UNLIMITED, cols};
+    hsize_t chunk[2] = {chunk_rows ? chunk_rows : MF_STORE_DEFAULT_CHUNK, cols};
+    if (!cols && !chunk_rows)
+        chunk[0] = 4096; /* 1-D columns are small: larger chunks mean fewer of them */
+    hid_t sp = H5Screate_simple(rank, dims, maxdims);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_chunk(dcpl, rank, chunk);
+    /* Rows a merge adds from stores lacking this column read as -1 / NaN, not 0. */
+    if (H5Tget_class(type) == H5T_INTEGER && H5Tget_sign(type) == H5T_SGN_2) {
+        long long fill = -1;
+        H5Pset_fill_value(dcpl, H5T_NATIVE_LLONG, &fill);
+    } else if (H5Tget_class(type) == H5T_FLOAT) {
+        double fill = 0.0 / 0.0;
+        H5Pset_fill_value(dcpl, H5T_NATIVE_DOUBLE, &fill);
+    }
+    hid_t ds = H5Dcreate2(loc, name, type, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    H5Pclose(dcpl);
+    H5Sclose(sp);
+    return ds;
+}
+
+static mf_store *store_alloc(const char *path, int writable)
+{
+    mf_store *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->file = s->emb = s->mag = s->id = s->label = -1;
+    s->failed_id = s->failed_reason = -1;
+    s->writable = writable;
+    s->path = strdup(path);
+    if (writable && s->path) {
+        size_t n = strlen(path) + sizeof ".partial";
+        s->partial = malloc(n);
+        if (s->partial)
+            snprintf(s->partial, n, "%s.partial", path);
+    }
+    if (!s->path || (writable && !s->partial)) {
+        free(s->path);
+        free(s->partial);
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+static void store_release(mf_store *s)
+{
+    hid_t *ids[] = {&s->emb, &s->mag, &s->id, &s->label, &s->failed_id, &s->failed_reason};
+    for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++)
+        if (*ids[i] >= 0)
+            H5Dclose(*ids[i]), *ids[i] = -1;
+    if (s->file >= 0)
+        H5Fclose(s->file), s->file = -1;
+    for (size_t i = 0; i < s->n_attrs; i++) {
+        free(s->attrs[i].name);
+        free(s->attrs[i].value);
+    }
+    free(s->attrs);
+    free(s->path);
+    free(s->partial);
+    free(s);
+}
+
+/* ---- validation -------------------------------------------------------------------- */
+
+/* Open /name and check its class and rank; errors name the file and the dataset. */
+static int open_checked(mf_store *s, const char *name, H5T_class_t cls, int rank, hid_t *out)
+{
+    static const char *class_words[] = {[H5T_INTEGER] = "integer", [H5T_FLOAT] = "float",
+                                        [H5T_STRING] = "string"};
+    if (H5Lexists(s->file, name, H5P_DEFAULT) <= 0)
+        return mf_set_error(MF_ERR_SCHEMA, "'%s': missing dataset '/%s'", s->path, name);
+    hid_t ds = H5Dopen2(s->file, name, H5P_DEFAULT);
+    if (ds < 0)
+        return mf_set_error(MF_ERR_SCHEMA, "'%s': '/%s' is not a dataset", s->path, name);
+    hid_t t = H5Dget_type(ds), sp = H5Dget_space(ds);
+    int r = H5Sget_simple_extent_ndims(sp);
+    H5T_class_t c = H5Tget_class(t);
+    H5Tclose(t);
+    H5Sclose(sp);
+    if (c != cls) {
+        H5Dclose(ds);
+        return mf_set_error(MF_ERR_SCHEMA, "'%s': '/%s' has the wrong type (expected %s)",
+                            s->path, name, class_words[cls]);
+    }
+    if (r != rank) {
+        H5Dclose(ds);
+        return mf_set_error(MF_ERR_SCHEMA, "'%s': '/%s' has %d dimensions, expected %d",
+                            s->path, name, r, rank);
+    }
+    *out = ds;
+    return 0;
+}
+
+static int read_dim_attr(mf_store *s)
+{
+    hid_t a = H5Aexists(s->file, "dim") > 0 ? H5Aopen(s->file, "dim", H5P_DEFAULT) : -1;
+    if (a < 0)
+        return mf_set_error(MF_ERR_SCHEMA, "'%s': missing root attribute 'dim'", s->path);
+    long long dim = 0;
+    hid_t t = H5Aget_type(a);
+    int ok = H5Tget_class(t) == H5T_INTEGER && H5Aread(a, H5T_NATIVE_LLONG, &dim) >= 0;
+    H5Tclose(t);
+    H5Aclose(a);
+    if (!ok || dim <= 0 || dim > (1 << 20))
+        return mf_set_error(MF_ERR_SCHEMA, "'%s': attribute 'dim' is not a valid width",
+                            s->path);
+    s->dim = (int)dim;
+    return 0;
+}
+
+static int check_format_attrs(mf_store *s)
+{
+    char *fmt = NULL;
+    if (mf_h5_read_str_attr(s->file, "mf_format", &fmt) < 0 || !fmt ||
+        strcmp(fmt, MF_STORE_FORMAT) != 0) {
+        free(fmt);
+        return mf_set_error(MF_ERR_SCHEMA,
+                            "'%s': not an mfkit store (root attribute mf_format is not '%s')",
+                            s->path, MF_STORE_FORMAT);
+    }
+    free(fmt);
+    uint64_t version = 0;
+    if (mf_h5_read_u64_attr(s->file, "mf_format_version", &version) != 1)
+        return mf_set_error(MF_ERR_SCHEMA, "'%s': missing root attribute 'mf_format_version'",
+                            s->path);
+    if (version > MF_STORE_FORMAT_VERSION)
+        return mf_set_error(MF_ERR_UNSUPPORTED,
+                            "'%s': store format version %llu is newer than this mfkit (%d)",
+                            s->path, (unsigned long long)version, MF_STORE_FORMAT_VERSION);
+    return read_dim_attr(s);
+}
+
+/* Number of rows: the committed count if recorded (a resumable writer's file), else the
+ * common length. Every required dataset must hold at least that many rows; in a store
+ * without the attribute they must be equal. */
+static int check_lengths(mf_store *s)
+{
+    hsize_t dims[2];
+    hid_t sp = H5Dget_space(s->emb);
+    H5Sget_simple_extent_dims(sp, dims, NULL);
+    H5Sclose(sp);
+    if ((int)dims[1] != s->dim)
+        return mf_set_error(MF_ERR_SCHEMA,
+                            "'%s': '/embedding' has %llu columns but attribute dim is %d",
+                            s->path, (unsigned long long)dims[1], s->dim);
+    uint64_t committed = 0;
+    int has_committed = mf_h5_read_u64_attr(s->file, MF_ATTR_ROWS_COMMITTED, &committed);
+    if (has_committed < 0)
+        return mf_wrap_error(MF_ERR_SCHEMA, "'%s'", s->path);
+    uint64_t n = has_committed ? committed : dims[0];
+    const char *names[] = {"embedding", "magnitude", "id", "label"};
+    hid_t ds[] = {s->emb, s->mag, s->id, s->label};
+    for (int i = 0; i < 4; i++) {
+        uint64_t len = mf_store_length(ds[i]);
+        if (has_committed ? len < n : len != n)
+            return mf_set_error(MF_ERR_SCHEMA, "'%s': '/%s' has %llu rows but '/embedding' has "
+                                "%llu", s->path, names[i], (unsigned long long)len,
+                                (unsigned long long)n);
+    }
+    s->rows = n;
+    return 0;
+}
+
+static int open_failed_lists(mf_store *s)
+{
+    if (H5Lexists(s->file, "failed", H5P_DEFAULT) <= 0)
+        return 0;
+    int rc = open_checked(s, "failed/id", H5T_STRING, 1, &s->failed_id);
+    if (rc == 0)
+        rc = open_checked(s, "failed/reason", H5T_STRING, 1, &s->failed_reason);
+    if (rc < 0)
+        return rc;
+    uint64_t committed = 0;
+    int has = mf_h5_read_u64_attr(s->file, MF_ATTR_FAILED_COMMITTED, &committed);
+    uint64_t a = mf_store_length(s->failed_id), b = mf_store_length(s->failed_reason);
+    s->failed = has == 1 ? committed : (a < b ? a : b);
+    if (s->failed > a || s->failed > b)
+        return mf_set_error(MF_ERR_SCHEMA, "'%s': '/failed' lists are shorter than recorded",
+                            s->path);
+    return 0;
+}
+
+static int open_and_validate(mf_store *s, const char *file_path, unsigned flags)
+{
+    mf_h5_quiet();
+    struct stat st;
+    if (stat(file_path, &st) != 0)
+        return mf_set_error(MF_ERR_IO, "cannot open '%s': %s", s->path, strerror(errno));
+    if (!S_ISREG(st.st_mode))
+        return mf_set_error(MF_ERR_IO, "cannot open '%s': not a regular file", s->path);
+    htri_t is = H5Fis_hdf5(file_path);
+    if (is <= 0)
+        return mf_set_error(MF_ERR_FORMAT, "'%s': not an HDF5 file", s->path);
+    s->file = H5Fopen(file_path, flags, H5P_DEFAULT);
+    if (s->file < 0)
+        return mf_h5_open_error(MF_ERR_FORMAT, s->path, "open");
+    int rc = check_format_attrs(s);
+    if (rc == 0)
+        rc = open_checked(s, "embedding", H5T_FLOAT, 2, &s->emb);
+    if (rc == 0)
+        rc = open_checked(s, "magnitude", H5T_FLOAT, 1, &s->mag);
+    if (rc == 0)
+        rc = open_checked(s, "id", H5T_STRING, 1, &s->id);
+    if (rc == 0)
+        rc = open_checked(s, "label", H5T_INTEGER, 1, &s->label);
+    if (rc == 0)
+        rc = check_lengths(s);
+    if (rc == 0)
+        rc = open_failed_lists(s);
+    return rc;
+}
+
+int mf_store_open(mf_store **out, const char *path)
+{
+    *out = NULL;
+    mf_store *s = store_alloc(path, 0);
+    if (!s)
+        return mf_set_error(MF_ERR_NOMEM, "out of memory");
+    int rc = open_and_validate(s, path, H5F_ACC_RDONLY);
+    if (rc < 0) {
+        store_release(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+/* ---- writers ----------------------------------------------------------------------- */
+
+static int write_root_attrs(mf_store *s, const mf_store_params *p)
+{
+    hid_t sp = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(s->file, "dim", H5T_STD_I32LE, sp, H5P_DEFAULT, H5P_DEFAULT);
+    int dim = p->dim, rc = 0;
+    if (a < 0 || H5Awrite(a, H5T_NATIVE_INT, &dim) < 0)
+        rc = mf_set_error(MF_ERR_IO, "cannot write attribute 'dim'");
+    if (a >= 0)
+        H5Aclose(a);
+    H5Sclose(sp);
+    if (rc == 0)
+        rc = mf_h5_write_str_attr(s->file, "mf_format", MF_STORE_FORMAT);
+    if (rc == 0)
+        rc = mf_h5_write_u64_attr(s->file, "mf_format_version", MF_STORE_FORMAT_VERSION);
+    if (rc == 0)
+        rc = mf_h5_write_str_attr(s->file, "tool_version", "mfkit " MF_VERSION_STRING);
+    const char *names[] = {"model", "model_sha256", "preprocess"};
+    const char *values[] = {p->model, p->model_sha256, p->preprocess};
+    for (int i = 0; i < 3 && rc == 0; i++)
+        if (values[i])
+            rc = mf_h5_write_str_attr(s->file, names[i], values[i]);
+    return rc;
+}
+
+static int create_layout(mf_store *s, const mf_store_params *p)
+{
+    hid_t str = mf_h5_vlen_str_type();
+    s->emb = mf_store_create_dataset(s->file, "embedding", H5T_IEEE_F32LE, (uint64_t)p->dim,
+                                     p->chunk_rows);
+    s->mag = mf_store_create_dataset(s->file, "magnitude", H5T_IEEE_F32LE, 0, 0);
+    s->id = mf_store_create_dataset(s->file, "id", str, 0, 1024);
+    s->label = mf_store_create_dataset(s->file, "label", H5T_STD_I64LE, 0, 0);
+    hid_t g = H5Gcreate2(s->file, "failed", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (g >= 0) {
+        s->failed_id = mf_store_create_dataset(g, "id", str, 0, 256);
+        s->failed_reason = mf_store_create_dataset(g, "reason", str, 0, 256);
+        H5Gclose(g);
+    }
+    H5Tclose(str);
+    if (s->emb < 0 || s->mag < 0 || s->id < 0 || s->label < 0 || s->failed_id < 0 ||
+        s->failed_reason < 0)
+        return mf_set_error(MF_ERR_IO, "cannot create datasets in '%s': %s", s->partial,
+                            mf_h5_reason());
+    return write_root_attrs(s, p);
+}
+
+int mf_store_create(mf_store **out, const char *path, const mf_store_params *p)
+{
+    *out = NULL;
+    if (!p || p->dim <= 0 || p->dim > (1 << 20))
+        return mf_set_error(MF_ERR_ARG, "invalid embedding width for '%s'", path);
+    mf_h5_quiet();
+    mf_store *s = store_alloc(path, 1);
+    if (!s)
+        return mf_set_error(MF_ERR_NOMEM, "out of memory");
+    if (access(s->partial, F_OK) == 0) {
+        int rc = mf_set_error(MF_ERR_ARG, "'%s' exists: an unfinished run (resume it or "
+                              "delete it)", s->partial);
+        store_release(s);
+        return rc;
+    }
+    s->file = H5Fcreate(s->partial, H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT);
+    if (s->file < 0) {
+        int rc = mf_h5_open_error(MF_ERR_IO, s->partial, "create");
+        store_release(s);
+        return rc;
+    }
+    s->dim = p->dim;
+    int rc = create_layout(s, p);
+    if (rc == 0)
+        rc = mf_store_flush(s);
+    if (rc < 0) {
+        mf_store_discard(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+int mf_store_create_like(mf_store **out, const char *path, const mf_store *src)
+{
+    mf_store_params p = mf_store_default_params();
+    p.dim = src->dim;
+    p.model = mf_store_attr(src, "model");
+    p.model_sha256 = mf_store_attr(src, "model_sha256");
+    p.preprocess = mf_store_attr(src, "preprocess");
+    int rc = mf_store_create(out, path, &p);
+    /* Label names describe label values, which derived stores keep. */
+    if (rc == 0 && H5Lexists(src->file, "labels", H5P_DEFAULT) > 0 &&
+        H5Ocopy(src->file, "labels", (*out)->file, "labels", H5P_DEFAULT, H5P_DEFAULT) < 0) {
+        mf_store_discard(*out);
+        *out = NULL;
+        rc = mf_set_error(MF_ERR_IO, "cannot copy '/labels' from '%s'", src->path);
+    }
+    return rc;
+}
+
+/* Cut every row-aligned dataset back to the committed length (rows appended after the
+ * last flush may be incomplete). */
+static herr_t truncate_cb(hid_t loc, const char *name, const H5L_info_t *info, void *data)
+{
+    const uint64_t *rows = data;
+    H5O_info_t oi;
+    if (H5Oget_info_by_name(loc, name, &oi, H5P_DEFAULT) < 0 || oi.type != H5O_TYPE_DATASET)
+        return 0;
+    hid_t ds = H5Dopen2(loc, name, H5P_DEFAULT);
+    if (ds < 0)
+        return 0;
+    if (mf_store_length(ds) > *rows)
+        mf_store_extend(ds, *rows);
+    H5Dclose(ds);
+    return 0;
+}
+
+int mf_store_resume(mf_store **out, const char *path)
+{
+    *out = NULL;
+    mf_store *s = store_alloc(path, 1);
+    if (!s)
+        return mf_set_error(MF_ERR_NOMEM, "out of memory");
+    int rc = open_and_validate(s, s->partial, H5F_ACC_RDWR);
+    if (rc == 0) {
+        H5Literate(s->file, H5_INDEX_NAME, H5_ITER_NATIVE, NULL, truncate_cb, &s->rows);
+        if (s->failed_id >= 0) {
+            mf_store_extend(s->failed_id, s->failed);
+            mf_store_extend(s->failed_reason, s->failed);
+        }
+        rc = mf_store_flush(s);
+    }
+    if (rc < 0) {
+        store_release(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+int mf_store_flush(mf_store *s)
+{
+    if (!s->writable)
+        return 0;
+    int rc = mf_h5_write_u64_attr(s->file, MF_ATTR_ROWS_COMMITTED, s->rows);
+    if (rc == 0)
+        rc = mf_h5_write_u64_attr(s->file, MF_ATTR_FAILED_COMMITTED, s->failed);
+    if (rc == 0 && H5Fflush(s->file, H5F_SCOPE_GLOBAL) < 0)
+        rc = mf_set_error(MF_ERR_IO, "cannot flush '%s': %s", s->partial, mf_h5_reason());
+    return rc < 0 ? mf_wrap_error(rc, "'%s'", s->partial) : 0;
+}
+
+int mf_store_commit(mf_store *s)
+{
+    if (!s->writable) {
+        store_release(s);
+        return mf_set_error(MF_ERR_ARG, "'%s' is not open for writing", s->path);
+    }
+    int rc = mf_store_flush(s);
+    char *partial = strdup(s->partial), *path = strdup(s->path);
+    hid_t file = s->file;
+    s->file = -1;
+    store_release(s); /* closes the datasets first, so the file really closes */
+    if (file >= 0 && H5Fclose(file) < 0 && rc == 0)
+        rc = mf_set_error(MF_ERR_IO, "cannot close '%s': %s", partial, mf_h5_reason());
+    if (!partial || !path)
+        rc = rc ? rc : mf_set_error(MF_ERR_NOMEM, "out of memory");
+    if (rc == 0)
+        rc = mf_fsync_path(partial);
+    if (rc == 0 && rename(partial, path) != 0)
+        rc = mf_set_error(MF_ERR_IO, "cannot rename '%s' to '%s': %s", partial, path,
+                          strerror(errno));
+    if (rc == 0)
+        mf_fsync_parent_dir(path);
+    free(partial);
+    free(path);
+    return rc;
+}
+
+void mf_store_discard(mf_store *s)
+{
+    if (!s)
+        return;
+    char *partial = s->writable ? strdup(s->partial) : NULL;
+    store_release(s);
+    if (partial)
+        unlink(partial);
+    free(partial);
+}
+
+int mf_store_close(mf_store *s)
+{
+    if (!s)
+        return 0;
+    int rc = s->writable ? mf_store_flush(s) : 0;
+    store_release(s);
+    return rc;
+}
+
+/* ---- small accessors --------------------------------------------------------------- */
+
+uint64_t mf_store_rows(const mf_store *s) { return s->rows; }
+int mf_store_dim(const mf_store *s) { return s->dim; }
+const char *mf_store_path(const mf_store *s) { return s->path; }
+uint64_t mf_store_failed_count(const mf_store *s) { return s->failed; }
+
+int mf_store_has(const mf_store *s, const char *name)
+{
+    return name && name[0] && H5Lexists(s->file, name, H5P_DEFAULT) > 0;
+}
+
+const char *mf_store_attr(const mf_store *cs, const char *name)
+{
+    mf_store *s = (mf_store *)cs; /* the cache is not observable state */
+    for (size_t i = 0; i < s->n_attrs; i++)
+        if (strcmp(s->attrs[i].name, name) == 0)
+            return s->attrs[i].value;
+    char *value = NULL;
+    if (mf_h5_read_str_attr(s->file, name, &value) < 0 || !value)
+        return NULL;
+    mf_store_attr_cache *grown = realloc(s->attrs, (s->n_attrs + 1) * sizeof *grown);
+    char *key = strdup(name);
+    if (!grown || !key) {
+        free(value);
+        free(key);
+        if (grown)
+            s->attrs = grown;
+        return NULL;
+    }
+    s->attrs = grown;
+    s->attrs[s->n_attrs].name = key;
+    s->attrs[s->n_attrs].value = value;
+    return s->attrs[s->n_attrs++].value;
+}
+
+int mf_store_set_attr(mf_store *s, const char *name, const char *value)
+{
+    if (!s->writable)
+        return mf_set_error(MF_ERR_ARG, "'%s' is not open for writing", s->path);
+    /* Drop a cached value so the next mf_store_attr() sees the new one. */
+    for (size_t i = 0; i < s->n_attrs; i++)
+        if (strcmp(s->attrs[i].name, name) == 0) {
+            free(s->attrs[i].value);
+            s->attrs[i].value = strdup(value);
+        }
+    int rc = mf_h5_write_str_attr(s->file, name, value);
+    return rc < 0 ? mf_wrap_error(rc, "'%s'", s->path) : 0;
+}

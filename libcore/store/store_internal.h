@@ -1,0 +1,44 @@
+/* store_internal.h - the mf_store struct, shared by the store's .c files only. */
+#ifndef MF_STORE_INTERNAL_H
+#define MF_STORE_INTERNAL_H
+
+#include <hdf5.h>
+
+#include "mf/store.h"
+
+#define MF_STORE_DEFAULT_CHUNK 256
+/* Root attributes recording what is durable: rows and failed entries at the last flush.
+ * Equal to the dataset lengths in a complete store. */
+#define MF_ATTR_ROWS_COMMITTED "mf_rows_committed"
+#define MF_ATTR_FAILED_COMMITTED "mf_failed_committed"
+
+typedef struct mf_store_attr_cache {
+    char *name, *value;
+} mf_store_attr_cache;
+
+struct mf_store {
+    hid_t file;
+    char *path;    /* the name users gave (the final name for writers) */
+    char *partial; /* writers: "<path>.partial", where rows go until commit */
+    int writable;
+    int dim;
+    uint64_t rows;
+    uint64_t failed;
+    hid_t emb, mag, id, label;    /* the four required datasets */
+    hid_t failed_id, failed_reason; /* -1 when the store has no /failed */
+    mf_store_attr_cache *attrs;
+    size_t n_attrs;
+};
+
+/* The name used in messages: the final path (users never typed ".partial"). */
+static inline const char *mf_store_name(const mf_store *s) { return s->path; }
+
+/* Extend a dataset's first dimension to `rows` (keeping other dimensions). */
+int mf_store_extend(hid_t ds, uint64_t rows);
+/* Current length of a dataset's first dimension (0 on error). */
+uint64_t mf_store_length(hid_t ds);
+/* Create an extendible chunked dataset of `type` with `cols` columns (0 = 1-D). */
+hid_t mf_store_create_dataset(hid_t loc, const char *name, hid_t type, uint64_t cols,
+                              size_t chunk_rows);
+
+#endif
