@@ -1,5 +1,5 @@
 /* conv.c - convolutions over a CNHW batch: im2col + packed GEMM, and Winograd
- * F(4x4,3x3) for 3x3 stride 1. Work is split into tasks of a few 24-column panels; a
+ * F(4x4,3x3) for 3x3 stride 1. Work is split into tasks of a few NR-column panels; a
  * task packs its columns into per-thread scratch, runs the micro-kernel over every
  * output-channel panel and writes finished outputs with the epilogue, so the working
  * set of a task stays in L2 and no large intermediate buffer exists. */
@@ -10,7 +10,7 @@
 #include <string.h>
 
 /* Per-thread working set of one Winograd task: transformed inputs (36 x C x L) and
- * products (36 x K x L); L = panels*24 columns, chosen so both fit in about 1 MB. */
+ * products (36 x K x L); L = panels*NR columns, chosen so both fit in about 1 MB. */
 static int wino_panels(int c, int kp)
 {
     size_t per_panel = (size_t)MF_WINO_E * (size_t)(c + kp) * MF_NR * sizeof(float);
@@ -203,7 +203,7 @@ static void split_phases(float (*restrict q)[MAX_LANES + 1], const float *restri
             q[f][j] = u[4 * j + f];
 }
 
-/* V[e][panel][c][24] = B^T d B for each tile's 6x6 window d: the vertical pass runs
+/* V[e][panel][c][NR] = B^T d B for each tile's 6x6 window d: the vertical pass runs
  * over whole rows, its results are split by column phase (mod 4), and the horizontal
  * pass is then contiguous along the run. */
 static void wino_input(float *v, const float *in, const wino_task *w, const float *in_a,
@@ -274,12 +274,13 @@ static void put_row(float *o, const float *res, float (*y)[MAX_LANES], int l0, i
 
 /* Y = A^T M A over all lanes of an output channel at once, then the runs of tiles are
  * written out row by row with the epilogue. */
-static void wino_output(float *out, const float *m, const wino_task *w, const mf_epilogue *ep)
+static void wino_output(float *out, const float *m, const wino_task *w, const mf_epilogue *ep,
+                        int k0, int k1)
 {
     const mf_conv_shape *s = w->s;
     size_t hw = (size_t)s->h * s->w, estride = (size_t)w->kp * w->lanes;
     float t[6][4][MAX_LANES], y[4][4][MAX_LANES];
-    for (int k = 0; k < s->cout; k++) {
+    for (int k = k0; k < k1 && k < s->cout; k++) {
         const float *q = m + (size_t)k * w->lanes;
         float bias = ep->bias ? ep->bias[k] : 0.0f;
         for (int j = 0; j < 6; j++) /* columns of M: t[j][i] = (A^T M)[i][j] */
@@ -318,24 +319,30 @@ void mf_conv_winograd(float *out, const float *in, const float *wp, const mf_con
     int tw = (s->w + 3) / 4, tpi = ((s->h + 3) / 4) * tw, lanes = panels * MF_NR;
     size_t total = (size_t)s->n * tpi, one = mf_pack_a_size(s->cout, s->cin);
     size_t vsize = (size_t)MF_WINO_E * s->cin * lanes, msize = (size_t)MF_WINO_E * kp * lanes;
-    long tasks = (long)((total + lanes - 1) / lanes);
+    /* few tiles (7x7 and 14x14 maps): also split the output channels so that every
+     * thread gets work; each split repeats the (cheap) input transform */
+    long ttasks = (long)((total + lanes - 1) / lanes), kchunks = 1;
+    while (ttasks * kchunks < 4L * threads && kp / (kchunks * 2) >= 4 * MF_MR)
+        kchunks *= 2;
+    int kstep = (int)mf_round_up((size_t)(kp + kchunks - 1) / kchunks, MF_MR);
 #pragma omp parallel num_threads(threads)
     {
         float *v = scratch + (size_t)omp_get_thread_num() * (vsize + msize), *m = v + vsize;
         wino_task w = {.s = s, .tw = tw, .tpi = tpi, .panels = panels, .lanes = lanes, .kp = kp};
 #pragma omp for schedule(dynamic, 1)
-        for (long task = 0; task < tasks; task++) {
-            w.t0 = (size_t)task * lanes;
+        for (long task = 0; task < ttasks * kchunks; task++) {
+            int ka = (int)(task % kchunks) * kstep, kb = ka + kstep < kp ? ka + kstep : kp;
+            w.t0 = (size_t)(task / kchunks) * lanes;
             w.nt = total - w.t0 < (size_t)lanes ? (int)(total - w.t0) : lanes;
             wino_segments(&w);
             wino_input(v, in, &w, in_a, in_b);
             for (int e = 0; e < MF_WINO_E; e++)
-                for (int k0 = 0; k0 < kp; k0 += MF_MR)
+                for (int k0 = ka; k0 < kb; k0 += MF_MR)
                     for (int p = 0; p < panels; p++)
                         mf_kernel(s->cin, wp + e * one + (size_t)k0 * s->cin,
                                   v + ((size_t)e * panels + p) * s->cin * MF_NR,
                                   m + ((size_t)e * kp + k0) * lanes + p * MF_NR, lanes);
-            wino_output(out, m, &w, ep);
+            wino_output(out, m, &w, ep, ka, kb);
         }
     }
 }
