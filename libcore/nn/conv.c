@@ -7,6 +7,7 @@
 
 #include <immintrin.h>
 #include <omp.h>
+#include <stdint.h>
 #include <string.h>
 
 /* Per-thread working set of one Winograd task: transformed inputs (36 x C x L) and
@@ -40,28 +41,33 @@ static inline float finish(float y, int k, const mf_epilogue *ep, size_t idx)
 
 /* ---- im2col ---------------------------------------------------------------------- */
 
-static void pack_columns(float *b, const float *in, const mf_conv_shape *s, size_t t0, int nt)
+/* B panel for output columns t0 .. t0+nt: row (c, ky, kx), lane l = the input pixel
+ * under that kernel tap for column t0+l, zero in the padding and the spare lanes. The
+ * taps' offsets and validity are the same for every channel, so they are computed once
+ * and the channel loop is a plain masked gather. */
+static void pack_columns(float *restrict b, const float *restrict in, const mf_conv_shape *s,
+                         size_t t0, int nt)
 {
     int oh = mf_conv_out(s->h, s->ksize, s->stride), ow = mf_conv_out(s->w, s->ksize, s->stride);
-    int pad = s->ksize / 2, ks = s->ksize;
-    size_t hw = (size_t)s->h * s->w, plane = (size_t)s->n * hw;
-    int iy0[MF_NR], ix0[MF_NR];
-    size_t base[MF_NR];
-    for (int l = 0; l < nt; l++) {
+    int pad = s->ksize / 2, taps = s->ksize * s->ksize;
+    size_t plane = (size_t)s->n * s->h * s->w;
+    int32_t idx[9][MF_NR];
+    int ok[9][MF_NR];
+    for (int l = 0; l < MF_NR; l++) {
         size_t t = t0 + l, n = t / ((size_t)oh * ow), r = t % ((size_t)oh * ow);
-        iy0[l] = (int)(r / ow) * s->stride - pad, ix0[l] = (int)(r % ow) * s->stride - pad;
-        base[l] = n * hw;
+        int y0 = (int)(r / ow) * s->stride - pad, x0 = (int)(r % ow) * s->stride - pad;
+        for (int k = 0; k < taps; k++) {
+            int y = y0 + k / s->ksize, x = x0 + k % s->ksize;
+            ok[k][l] = l < nt && y >= 0 && y < s->h && x >= 0 && x < s->w;
+            idx[k][l] = ok[k][l] ? (int32_t)((n * s->h + y) * s->w + x) : 0;
+        }
     }
-    for (int c = 0; c < s->cin; c++)
-        for (int ky = 0; ky < ks; ky++)
-            for (int kx = 0; kx < ks; kx++, b += MF_NR) {
-                const float *src = in + (size_t)c * plane;
-                for (int l = 0; l < MF_NR; l++) {
-                    int y = l < nt ? iy0[l] + ky : -1, x = l < nt ? ix0[l] + kx : -1;
-                    b[l] = y >= 0 && y < s->h && x >= 0 && x < s->w
-                               ? src[base[l] + (size_t)y * s->w + x] : 0.0f;
-                }
-            }
+    for (int c = 0; c < s->cin; c++) {
+        const float *restrict src = in + (size_t)c * plane;
+        for (int k = 0; k < taps; k++, b += MF_NR)
+            for (int l = 0; l < MF_NR; l++)
+                b[l] = ok[k][l] ? src[idx[k][l]] : 0.0f;
+    }
 }
 
 void mf_conv_im2col(float *out, const float *in, const float *wp, const mf_conv_shape *s,
