@@ -15,6 +15,7 @@ while it actually holds the cores, a steadier figure when the machine is shared.
 GFLOP/s counts direct-convolution FLOPs (2 x MACs), as PyTorch's would be counted.
 """
 import argparse
+import glob
 import os
 import re
 import resource
@@ -57,13 +58,18 @@ def run(cmd):
 
 
 def ensure_model(build, arch):
+    """A native model of `arch` converted from a checkpoint in the official layout (the
+    unit tests' generated ones in <build>/model-ref when present)."""
     d = os.path.join(build, "model-ref")
-    h5, native = os.path.join(d, arch + ".h5"), os.path.join(d, arch + ".mfmodel")
-    if not os.path.exists(h5):
+    native = os.path.join(d, arch + ".mfmodel")
+    if os.path.exists(native):
+        return native
+    pth = sorted(glob.glob(os.path.join(d, arch + "_*.pth")))
+    if not pth:
         run(["/usr/bin/python3", os.path.join(ROOT, "scripts", "magface_reference.py"), "gen",
-             "--arch", arch, "--images", "3", "--layouts", "", "--out", d])
-    if not os.path.exists(native):
-        run([os.path.join(build, "bin", "mf-convert"), "-q", h5, "-o", native])
+             "--arch", arch, "--images", "3", "--no-tensors", "--layouts", "dp", "--out", d])
+        pth = [os.path.join(d, arch + "_dp.pth")]
+    run([os.path.join(build, "bin", "mf-convert"), "-q", pth[0], "-o", native])
     return native
 
 
