@@ -9,10 +9,13 @@ For each architecture: the same weights (scripts/magface_reference.py, cached in
 PyTorch 1.13 frozen with torch.jit.freeze + optimize_for_inference, both at the same
 batch size and thread count, each in its own process (so peak RSS is its own). The
 rounds alternate ours / PyTorch so that load from other processes on a shared machine
-hits both alike; the best round of each is reported (the least disturbed one).
+hits both alike; the best round of each is reported (the least disturbed one). The
+last columns divide by CPU time instead of wall time (x threads): what each achieves
+while it actually holds the cores, a steadier figure when the machine is shared.
 GFLOP/s counts direct-convolution FLOPs (2 x MACs), as PyTorch's would be counted.
 """
 import argparse
+import glob
 import os
 import re
 import resource
@@ -36,15 +39,17 @@ def torch_worker(a):
     with torch.no_grad():
         frozen = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(model, x)))
         frozen(x), frozen(x)  # warm-up (the first calls optimise the graph)
-        t0, batches = time.perf_counter(), 0
+        t0, c0, batches = time.perf_counter(), time.process_time(), 0
         while True:
             frozen(x)
             batches += 1
             t = time.perf_counter() - t0
             if t >= a.seconds and batches >= 3:
                 break
+    cpu = time.process_time() - c0
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    print("torch %.3f img/s rss %.0f MB" % (batches * a.batch / t, rss))
+    print("torch %.3f img/s cpu %.3f rss %.0f MB" % (batches * a.batch / t,
+                                                     batches * a.batch / cpu * a.threads, rss))
 
 
 def run(cmd):
@@ -53,13 +58,18 @@ def run(cmd):
 
 
 def ensure_model(build, arch):
+    """A native model of `arch` converted from a checkpoint in the official layout (the
+    unit tests' generated ones in <build>/model-ref when present)."""
     d = os.path.join(build, "model-ref")
-    h5, native = os.path.join(d, arch + ".h5"), os.path.join(d, arch + ".mfmodel")
-    if not os.path.exists(h5):
+    native = os.path.join(d, arch + ".mfmodel")
+    if os.path.exists(native):
+        return native
+    pth = sorted(glob.glob(os.path.join(d, arch + "_*.pth")))
+    if not pth:
         run(["/usr/bin/python3", os.path.join(ROOT, "scripts", "magface_reference.py"), "gen",
-             "--arch", arch, "--images", "3", "--layouts", "", "--out", d])
-    if not os.path.exists(native):
-        run([os.path.join(build, "bin", "mf-convert"), "-q", h5, "-o", native])
+             "--arch", arch, "--images", "3", "--no-tensors", "--layouts", "dp", "--out", d])
+        pth = [os.path.join(d, arch + "_dp.pth")]
+    run([os.path.join(build, "bin", "mf-convert"), "-q", pth[0], "-o", native])
     return native
 
 
@@ -77,8 +87,9 @@ def main():
         return torch_worker(a)
     print("machine: %s, %d cpus, load average %.2f" % (cpu_name(), os.cpu_count(),
                                                        os.getloadavg()[0]))
-    print("%-11s %10s %10s %6s %9s %8s %9s %9s" % ("arch", "mfkit", "pytorch", "ratio",
-          "GFLOP/s", "of sgemm", "RSS mfkit", "RSS torch"))
+    print("%-11s %10s %10s %6s %9s %8s %9s %9s   %s" % ("arch", "mfkit", "pytorch", "ratio",
+          "GFLOP/s", "of sgemm", "RSS mfkit", "RSS torch",
+          "img per CPU-s x threads: mfkit pytorch ratio"))
     for arch in a.archs.split(","):
         model = ensure_model(a.build, arch)
         ours, theirs = [], []
@@ -86,16 +97,20 @@ def main():
             out = run([os.path.join(a.build, "bin", "mf-convert"), "--bench", "-j",
                        str(a.threads), "--batch", str(a.batch), "--seconds", str(a.seconds),
                        model])
-            m = re.search(r"([\d.]+) img/s, ([\d.]+) GFLOP/s.*peak RSS (\d+) MB", out)
-            ours.append((float(m.group(1)), float(m.group(2)), int(m.group(3))))
+            m = re.search(r"([\d.]+) img/s, ([\d.]+) GFLOP/s.*, ([\d.]+) img/s per \d+ busy "
+                          r"cores, peak RSS (\d+) MB", out)
+            ours.append((float(m.group(1)), float(m.group(2)), int(m.group(4)),
+                         float(m.group(3))))
             out = run(["/usr/bin/python3", os.path.abspath(__file__), "--torch-worker", arch,
                        "--threads", str(a.threads), "--batch", str(a.batch), "--seconds",
                        str(a.seconds)])
-            m = re.search(r"torch ([\d.]+) img/s rss (\d+) MB", out)
-            theirs.append((float(m.group(1)), int(m.group(2))))
+            m = re.search(r"torch ([\d.]+) img/s cpu ([\d.]+) rss (\d+) MB", out)
+            theirs.append((float(m.group(1)), int(m.group(3)), float(m.group(2))))
         o, t = max(ours), max(theirs)
-        print("%-11s %10.2f %10.2f %5.2fx %9.1f %7.0f%% %6d MB %6d MB" % (
-            arch, o[0], t[0], o[0] / t[0], o[1], 100 * o[1] / SGEMM_PEAK, o[2], t[1]))
+        oc, tc = max(x[3] for x in ours), max(x[2] for x in theirs)
+        print("%-11s %10.2f %10.2f %5.2fx %9.1f %7.0f%% %6d MB %6d MB   %6.2f %6.2f %5.2fx" % (
+            arch, o[0], t[0], o[0] / t[0], o[1], 100 * o[1] / SGEMM_PEAK, o[2], t[1],
+            oc, tc, oc / tc))
         sys.stdout.flush()
 
 

@@ -11,7 +11,8 @@ computes the expected raw features for a few images.
         --widths 8,8,16,16 --dim 32 --name tiny --layouts all --out tests/fixtures/model
 
 Writes into DIR:
-  <name>.h5       /tensors/<key> (the state_dict, float32; num_batches_tracked int64),
+  <name>.h5       /tensors/<key> (the state_dict, float32; num_batches_tracked int64;
+                  left out with --no-tensors),
                   /reference/images (N,112,112,3) u8 BGR,
                   /reference/features (N,dim) f32 raw, attr arch
   <name>_<layout>.pth for each layout: dp (zip, 'module.features.'), ddp (zip,
@@ -181,12 +182,13 @@ def save_layouts(model, arch, out, name, layouts):
         torch.save(obj, path, _use_new_zipfile_serialization=not legacy)
 
 
-def save_h5(model, arch, imgs, feats, path):
+def save_h5(model, arch, imgs, feats, path, tensors=True):
     with h5py.File(path + ".tmp", "w") as f:
         f.attrs["arch"] = arch
-        g = f.create_group("tensors")
-        for k, v in model.state_dict().items():
-            g.create_dataset(k, data=v.numpy())
+        if tensors:
+            g = f.create_group("tensors")
+            for k, v in model.state_dict().items():
+                g.create_dataset(k, data=v.numpy())
         r = f.create_group("reference")
         r.create_dataset("images", data=imgs)
         r.create_dataset("features", data=feats)
@@ -207,7 +209,7 @@ def cmd_gen(a):
     with torch.no_grad():
         feats = model(to_input(imgs)).numpy().astype(np.float32)
     os.makedirs(a.out, exist_ok=True)
-    save_h5(model, a.arch, imgs, feats, os.path.join(a.out, a.name + ".h5"))
+    save_h5(model, a.arch, imgs, feats, os.path.join(a.out, a.name + ".h5"), a.tensors)
     layouts = LAYOUTS if a.layouts == "all" else [s for s in a.layouts.split(",") if s]
     save_layouts(model, a.arch, a.out, a.name, layouts)
     mags = np.linalg.norm(feats, axis=1)
@@ -230,6 +232,8 @@ def main():
     g.add_argument("--seed", type=int, default=1)
     g.add_argument("--threads", type=int, default=2)
     g.add_argument("--shared", default=None, help="directory of aligned face JPEGs")
+    g.add_argument("--no-tensors", dest="tensors", action="store_false",
+                   help="leave the state_dict out of <name>.h5 (the .pth files hold it)")
     a = p.parse_args()
     a.name = a.name or a.arch
     cmd_gen(a)

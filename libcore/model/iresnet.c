@@ -56,7 +56,7 @@ static void conv_layout(mf_conv *c, float *arena, size_t *at, int cin, int cout,
 {
     *c = (mf_conv){.cin = cin, .cout = cout, .ksize = ksize, .stride = stride,
                    .winograd = use_winograd(cin, ksize, stride)};
-    c->w = take(arena, at, c->winograd ? 16 * mf_pack_a_size(cout, cin)
+    c->w = take(arena, at, c->winograd ? MF_WINO_E * mf_pack_a_size(cout, cin)
                                        : mf_pack_a_size(cout, cin * ksize * ksize));
     c->bias = take(arena, at, cout);
     c->in_a = has_bn_in ? take(arena, at, cin) : NULL;

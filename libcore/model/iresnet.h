@@ -11,7 +11,7 @@
 typedef struct mf_conv {
     int cin, cout, ksize, stride;
     int winograd;          /* 3x3 stride 1: w holds the 16 Winograd matrices */
-    float *w;              /* packed, see nn.h: (cout, cin*k*k) or 16 x (cout, cin) */
+    float *w;              /* packed, see nn.h: (cout, cin*k*k) or 36 x (cout, cin) */
     float *bias;           /* (cout) */
     float *in_a, *in_b;    /* (cin) BatchNorm on the input inside the padding, or NULL */
     float *prelu;          /* (cout) slopes, or NULL */

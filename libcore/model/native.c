@@ -3,7 +3,8 @@
  *
  * Native file (HDF5): root attributes mf_format="mfkit-model", mf_format_version=1,
  * arch, model, source_sha256, preprocess, blocks[4], widths[4], stem, dim, params,
- * tensors; one float32 dataset /weights holding the engine's arena (folded, packed,
+ * tensors, kernel_rows (MF_MR: the packing depends on the build's kernel); one float32
+ * dataset /weights holding the engine's arena (folded, packed,
  * Winograd-transformed weights). Its layout follows from blocks/widths/stem/dim alone
  * (mf_iresnet_layout), so loading is one read. */
 #include <errno.h>
@@ -19,6 +20,7 @@
 #include "mf/status.h"
 #include "mf/checkpoint.h"
 #include "model/iresnet.h"
+#include "nn/nn.h"
 
 #define NATIVE_FORMAT "mfkit-model"
 #define NATIVE_VERSION 1
@@ -108,7 +110,7 @@ static int write_native(const mf_model *m, const char *path)
     hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (f < 0)
         return -1;
-    long long ver = NATIVE_VERSION, blocks[4], widths[4];
+    long long ver = NATIVE_VERSION, blocks[4], widths[4], mr = MF_MR;
     long long one[4] = {m->stem, m->dim, (long long)m->params, (long long)m->tensors};
     for (int i = 0; i < 4; i++)
         blocks[i] = m->blocks[i], widths[i] = m->widths[i];
@@ -117,7 +119,8 @@ static int write_native(const mf_model *m, const char *path)
               put_str(f, "source_sha256", m->sha256) | put_str(f, "preprocess", m->preprocess) |
               put_ints(f, "blocks", blocks, 4) | put_ints(f, "widths", widths, 4) |
               put_ints(f, "stem", &one[0], 1) | put_ints(f, "dim", &one[1], 1) |
-              put_ints(f, "params", &one[2], 1) | put_ints(f, "tensors", &one[3], 1);
+              put_ints(f, "params", &one[2], 1) | put_ints(f, "tensors", &one[3], 1) |
+              put_ints(f, "kernel_rows", &mr, 1);
     hsize_t dims[1] = {m->arena_floats};
     hid_t sp = H5Screate_simple(1, dims, NULL);
     hid_t d = H5Dcreate2(f, "weights", H5T_IEEE_F32LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
@@ -161,9 +164,13 @@ int mf_model_save(const mf_model *m, const char *path)
 
 static int read_native(struct mf_model *m, hid_t f, const char *path)
 {
-    long long ver, blocks[4], widths[4], v[4];
+    long long ver, blocks[4], widths[4], v[4], mr;
     if (get_ints(f, "mf_format_version", &ver, 1) < 0 || ver != NATIVE_VERSION)
         return mf_set_error(MF_ERR_UNSUPPORTED, "%s: unsupported native model version", path);
+    if (get_ints(f, "kernel_rows", &mr, 1) < 0 || mr != MF_MR)
+        return mf_set_error(MF_ERR_UNSUPPORTED, "%s: weights packed for %lld-row kernels, this "
+                            "build uses %d (AVX-512 vs AVX2): convert the checkpoint again",
+                            path, mr, MF_MR);
     if (get_ints(f, "blocks", blocks, 4) < 0 || get_ints(f, "widths", widths, 4) < 0 ||
         get_ints(f, "stem", &v[0], 1) < 0 || get_ints(f, "dim", &v[1], 1) < 0 ||
         get_ints(f, "params", &v[2], 1) < 0 || get_ints(f, "tensors", &v[3], 1) < 0 ||
