@@ -16,7 +16,7 @@ deps="$root/.deps"
 
 packages=(
   build-essential cmake pkg-config dpkg-dev
-  libhdf5-dev libarchive-dev libcriterion-dev libssl-dev
+  libhdf5-dev libarchive-dev libcriterion-dev libssl-dev libcjson-dev libxxhash-dev
   libfaiss-dev libopenblas-dev
   libturbojpeg0-dev libjpeg62-turbo-dev libpng-dev
   libigraph-dev

@@ -153,12 +153,15 @@ int mf_cli_parse(const mf_cli_tool *t, int argc, char **argv, mf_cli_on_option c
 {
     tool_name = t->name;
     mf_log_set_program(t->name);
+    /* Fixed-size tables: parsing may exit (--help, usage errors), and nothing
+     * allocated here must outlive that. */
+    enum { MAX_OPTS = 128 };
+    static const mf_cli_opt *all[MAX_OPTS + 1];
+    static struct option lo[MAX_OPTS + 1];
+    static char so[2 * MAX_OPTS + 3];
     size_t n = count_opts(t->opts) + count_opts(common_opts);
-    const mf_cli_opt **all = calloc(n + 1, sizeof *all);
-    struct option *lo = calloc(n + 1, sizeof *lo);
-    char *so = calloc(2 * n + 3, 1);
-    if (!all || !lo || !so) {
-        mf_cli_error("out of memory");
+    if (n > MAX_OPTS) {
+        mf_cli_error("internal error: too many options");
         exit(MF_EXIT_FAILURE);
     }
     build_tables(t, all, lo, so);
@@ -201,9 +204,6 @@ int mf_cli_parse(const mf_cli_tool *t, int argc, char **argv, mf_cli_on_option c
     }
     if (mf_cli.threads > 0)
         omp_set_num_threads(mf_cli.threads);
-    free(all);
-    free(lo);
-    free(so);
     return optind;
 }
 

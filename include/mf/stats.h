@@ -1,0 +1,31 @@
+/* stats.h - small descriptive statistics shared by the tools (inspect, filter, report).
+ *
+ *     mf_sort_floats(mag, n);
+ *     float p5 = mf_percentile_sorted(mag, n, 5.0);    // numpy's default (linear)
+ *     mf_histogram h;
+ *     mf_histogram_build(&h, mag, n, 40);              // 40 equal-width bins, min..max
+ */
+#ifndef MF_STATS_H
+#define MF_STATS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define MF_HIST_MAX_BINS 256
+
+typedef struct mf_histogram {
+    int bins;
+    double lo, hi;                    /* range covered; bin width (hi-lo)/bins */
+    uint64_t count[MF_HIST_MAX_BINS];
+} mf_histogram;
+
+void mf_sort_floats(float *v, size_t n);
+
+/* Percentile p in [0, 100] of ascending `v` with linear interpolation between closest
+ * ranks (numpy.percentile's default). n must be > 0. */
+double mf_percentile_sorted(const float *v, size_t n, double p);
+
+/* Equal-width histogram of v over [min, max] (NaNs skipped). bins in 1..MF_HIST_MAX_BINS. */
+void mf_histogram_build(mf_histogram *h, const float *v, size_t n, int bins);
+
+#endif

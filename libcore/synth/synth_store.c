@@ -1,0 +1,180 @@
+/* synth_store.c - write a synthetic store through the store API, in chunks, with the
+ * ground truth as extra columns (see include/mf/synth.h). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mf/status.h"
+#include "mf/store.h"
+#include "mf/synth.h"
+#include "store/store_internal.h"
+
+/* Rows generated and appended per step: 8192 x 512 floats = 16 MiB. */
+#define SYNTH_CHUNK 8192
+#define ID_LEN 48
+
+/* The store API writes whole int64 columns only; /quality is float32, so it is written
+ * here with the store's own dataset helpers. */
+static int write_column_float(mf_store *s, const char *name, const float *values)
+{
+    hid_t ds = mf_store_create_dataset(s->file, name, H5T_IEEE_F32LE, 0, 0);
+    if (ds < 0)
+        return mf_set_error(MF_ERR_IO, "'%s': cannot create '/%s'", mf_store_path(s), name);
+    int rc = mf_store_extend(ds, s->rows);
+    if (rc == 0 && s->rows &&
+        H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, values) < 0)
+        rc = mf_set_error(MF_ERR_IO, "'%s': cannot write '/%s'", mf_store_path(s), name);
+    H5Dclose(ds);
+    return rc;
+}
+
+typedef struct truth_cols {
+    int64_t *true_label, *is_junk, *is_dup, *is_mislabeled, *dup_of;
+    float *quality;
+} truth_cols;
+
+static void truth_free(truth_cols *t)
+{
+    free(t->true_label);
+    free(t->is_junk);
+    free(t->is_dup);
+    free(t->is_mislabeled);
+    free(t->dup_of);
+    free(t->quality);
+}
+
+static int truth_alloc(truth_cols *t, uint64_t rows)
+{
+    size_t bytes;
+    memset(t, 0, sizeof *t);
+    if (mf_size_mul((size_t)rows, sizeof(int64_t), &bytes, "synthetic ground truth") < 0)
+        return MF_ERR_NOMEM;
+    bytes += !bytes;
+    t->true_label = malloc(bytes);
+    t->is_junk = malloc(bytes);
+    t->is_dup = malloc(bytes);
+    t->is_mislabeled = malloc(bytes);
+    t->dup_of = malloc(bytes);
+    t->quality = malloc(bytes);
+    if (!t->true_label || !t->is_junk || !t->is_dup || !t->is_mislabeled || !t->dup_of ||
+        !t->quality) {
+        truth_free(t);
+        return mf_set_error(MF_ERR_NOMEM, "synth: cannot allocate the ground truth columns");
+    }
+    return 0;
+}
+
+static int write_truth(mf_store *s, const truth_cols *t)
+{
+    int rc = mf_store_write_column_int64(s, "true_label", t->true_label);
+    if (rc == 0) rc = mf_store_write_column_int64(s, "is_junk", t->is_junk);
+    if (rc == 0) rc = mf_store_write_column_int64(s, "is_dup", t->is_dup);
+    if (rc == 0) rc = mf_store_write_column_int64(s, "is_mislabeled", t->is_mislabeled);
+    if (rc == 0) rc = mf_store_write_column_int64(s, "dup_of", t->dup_of);
+    if (rc == 0) rc = write_column_float(s, "quality", t->quality);
+    return rc;
+}
+
+static void count_truth(const truth_cols *t, uint64_t rows, mf_synth_counts *c)
+{
+    c->rows = rows;
+    c->junk = c->dup = c->mislabeled = 0;
+    for (uint64_t i = 0; i < rows; i++) {
+        c->junk += t->is_junk[i] != 0;
+        c->dup += t->is_dup[i] != 0;
+        c->mislabeled += t->is_mislabeled[i] != 0;
+    }
+}
+
+static int set_params_attr(mf_store *s, const mf_synth_params *p, const mf_synth_counts *c)
+{
+    char json[1024];
+    snprintf(json, sizeof json,
+             "{\"rows\": %llu, \"identities\": %lld, \"dim\": %d, \"seed\": %llu, "
+             "\"junk\": %g, \"dup\": %g, \"mislabel\": %g, \"lookalike\": %g, "
+             "\"low_quality\": %g, \"min_size\": %d, \"max_size\": %d, \"inter_cos\": %g, "
+             "\"lookalike_mix\": %g, \"center_cos\": %g, \"drift\": %g, \"mag_base\": %g, "
+             "\"mag_slope\": %g, \"counts\": {\"junk\": %llu, \"dup\": %llu, "
+             "\"mislabeled\": %llu, \"lookalike_identities\": %llu}}",
+             (unsigned long long)p->rows, (long long)p->identities, p->dim,
+             (unsigned long long)p->seed, p->junk, p->dup, p->mislabel, p->lookalike,
+             p->low_quality, p->min_size, p->max_size, p->inter_cos, p->lookalike_mix,
+             p->center_cos, p->drift, p->mag_base, p->mag_slope,
+             (unsigned long long)c->junk, (unsigned long long)c->dup,
+             (unsigned long long)c->mislabeled, (unsigned long long)c->lookalike_identities);
+    return mf_store_set_attr(s, "mf_synth", json);
+}
+
+/* Generate and append all rows, chunk by chunk; ground truth goes to `t`. */
+static int append_rows(mf_store *s, const mf_synth *g, const mf_synth_params *p,
+                       const truth_cols *t)
+{
+    size_t chunk = SYNTH_CHUNK;
+    float *emb = malloc(chunk * (size_t)p->dim * sizeof(float));
+    float *mag = malloc(chunk * sizeof(float));
+    int64_t *label = malloc(chunk * sizeof(int64_t));
+    char *idbuf = malloc(chunk * ID_LEN);
+    const char **ids = malloc(chunk * sizeof(char *));
+    int rc = 0;
+    if (!emb || !mag || !label || !idbuf || !ids)
+        rc = mf_set_error(MF_ERR_NOMEM, "synth: cannot allocate a chunk of %zu rows", chunk);
+    for (uint64_t r = 0; rc == 0 && r < p->rows; r += chunk) {
+        size_t n = p->rows - r < chunk ? (size_t)(p->rows - r) : chunk;
+        mf_synth_batch b = {emb, mag, label, t->true_label + r, t->is_junk + r,
+                            t->is_dup + r, t->is_mislabeled + r, t->dup_of + r,
+                            t->quality + r};
+        rc = mf_synth_rows(g, r, n, &b);
+        for (size_t i = 0; rc == 0 && i < n; i++) {
+            ids[i] = idbuf + i * ID_LEN;
+            snprintf(idbuf + i * ID_LEN, ID_LEN, "synth/%lld/%llu.jpg", (long long)label[i],
+                     (unsigned long long)(r + i));
+        }
+        if (rc == 0)
+            rc = mf_store_append(s, n, emb, mag, ids, label);
+    }
+    free(emb);
+    free(mag);
+    free(label);
+    free(idbuf);
+    free(ids);
+    return rc;
+}
+
+int mf_synth_write(const mf_synth_params *p, const char *path, mf_synth_counts *counts)
+{
+    mf_synth *g;
+    int rc = mf_synth_new(&g, p);
+    if (rc < 0)
+        return rc;
+    truth_cols t;
+    if ((rc = truth_alloc(&t, p->rows)) < 0) {
+        mf_synth_free(g);
+        return rc;
+    }
+    mf_store_params sp = mf_store_default_params();
+    sp.dim = p->dim;
+    sp.model = "synthetic";
+    sp.preprocess = "none (generated by mf_synth)";
+    mf_store *s = NULL;
+    rc = mf_store_create(&s, path, &sp);
+    if (rc == 0)
+        rc = append_rows(s, g, p, &t);
+    mf_synth_counts c = {0};
+    count_truth(&t, p->rows, &c);
+    for (int64_t k = 1; k < p->identities; k++)
+        c.lookalike_identities += mf_synth_is_lookalike(g, k);
+    if (rc == 0)
+        rc = write_truth(s, &t);
+    if (rc == 0)
+        rc = set_params_attr(s, p, &c);
+    if (rc == 0) {
+        rc = mf_store_commit(s);
+    } else if (s) {
+        mf_store_discard(s);
+    }
+    if (rc == 0 && counts)
+        *counts = c;
+    truth_free(&t);
+    mf_synth_free(g);
+    return rc;
+}
