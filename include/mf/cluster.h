@@ -10,11 +10,13 @@
  *
  * Methods (all read the same graph; sim = cosine):
  *   anchors    (default) samples with magnitude at or above the `anchor_quantile`
- *              quantile are anchors; anchors joined by a mutual kNN edge with
- *              sim >= tau form the identity backbone (connected components). Every
+ *              quantile are anchors; anchors joined by a kNN edge with sim >= tau
+ *              form the identity backbone (connected components). Every
  *              other sample joins the cluster of its most similar anchor neighbour if
  *              sim >= tau2, else stays unassigned (-1): a low-quality sample never links
- *              two clusters. Without weighting every sample is an anchor.
+ *              two clusters. Without weighting every sample is an anchor (then it is
+ *              `components`). (Mutual-kNN backbones were tried: in large identities
+ *              hubness leaves many good samples without a mutual neighbour.)
  *   components edges with sim >= tau; connected components.
  *   peaks      each sample links to its most similar neighbour of higher confidence
  *              with sim >= tau (confidence = magnitude, or local density = mean sim of
