@@ -136,8 +136,8 @@ static void store_row(mf_knn_graph *g, size_t row, const idx_t *lab, const float
     }
 }
 
-/* Automatic index: exact below the threshold, else IVF with ~4 sqrt(n) lists rounded to
- * a power of two (balanced lists of ~sqrt(n)/4 vectors each). */
+/* Automatic index: exact below the threshold, else the list-grouped IVF join
+ * (ivf_join.c) with ~4 sqrt(n) lists rounded to a power of two. */
 static void choose_index(char *buf, size_t len, size_t n, const mf_knn_params *p)
 {
     if (p->index && *p->index) {
@@ -151,7 +151,7 @@ static void choose_index(char *buf, size_t len, size_t n, const mf_knn_params *p
     size_t nlist = 1;
     while (nlist * 2 <= 4 * sqrt((double)n) && nlist < 65536)
         nlist *= 2;
-    snprintf(buf, len, "IVF%zu,Flat", nlist);
+    snprintf(buf, len, "IVFJoin%zu", nlist);
 }
 
 /* Train on an evenly strided sample: FAISS's k-means needs ~40 points per list at most;
@@ -297,6 +297,28 @@ static int measure_recall(const float *x, size_t n, int dim, const mf_knn_graph 
     return rc;
 }
 
+/* Build, fill and free a FAISS index of x; t_trained/t_added: when those steps ended. */
+static int faiss_search_graph(mf_knn_graph *g, const char *factory, const float *x,
+                              size_t n, int dim, const mf_knn_params *p, double *t_trained,
+                              double *t_added)
+{
+    FaissIndex *idx = NULL;
+    if (faiss_index_factory(&idx, dim, factory, METRIC_INNER_PRODUCT))
+        return mf_set_error(MF_ERR_ARG, "FAISS cannot build index '%s': %s", factory,
+                            faiss_get_last_error());
+    int rc = train_index(idx, x, n, dim);
+    *t_trained = now();
+    if (rc == 0 && faiss_Index_add(idx, (idx_t)n, x))
+        rc = faiss_fail("adding vectors");
+    *t_added = now();
+    if (rc == 0)
+        rc = set_search_params(idx, factory, p);
+    if (rc == 0)
+        rc = search_all(idx, x, n, dim, g, p->batch ? p->batch : 8192);
+    faiss_Index_free(idx);
+    return rc;
+}
+
 int mf_knn_build(mf_knn_graph **out, const float *x, size_t n, int dim,
                  const mf_knn_params *p, mf_knn_info *info)
 {
@@ -316,25 +338,14 @@ int mf_knn_build(mf_knn_graph **out, const float *x, size_t n, int dim,
     if (rc < 0)
         return rc;
     snprintf(g->index, sizeof g->index, "%s", factory);
-    FaissIndex *idx = NULL;
-    if (faiss_index_factory(&idx, dim, factory, METRIC_INNER_PRODUCT)) {
-        rc = mf_set_error(MF_ERR_ARG, "FAISS cannot build index '%s': %s", factory,
-                          faiss_get_last_error());
-        mf_knn_free(g);
-        return rc;
+    double t0 = now(), t1 = t0, t2 = t0;
+    if (strncmp(factory, "IVFJoin", 7) == 0) {
+        int nprobe = p->nprobe > 0 ? p->nprobe : MF_KNN_JOIN_NPROBE;
+        rc = mf_knn_ivf_join(g, x, dim, atoi(factory + 7), nprobe, NULL);
+    } else {
+        rc = faiss_search_graph(g, factory, x, n, dim, p, &t1, &t2);
     }
-    double t0 = now();
-    rc = train_index(idx, x, n, dim);
-    double t1 = now();
-    if (rc == 0 && faiss_Index_add(idx, (idx_t)n, x))
-        rc = faiss_fail("adding vectors");
-    double t2 = now();
-    if (rc == 0)
-        rc = set_search_params(idx, factory, p);
-    if (rc == 0)
-        rc = search_all(idx, x, n, dim, g, p->batch ? p->batch : 8192);
     double t3 = now();
-    faiss_Index_free(idx);
     info->exact = strcmp(factory, "Flat") == 0;
     info->recall = info->exact ? 1.0 : -1.0;
     if (rc == 0 && !info->exact && p->recall_sample > 0) {

@@ -84,10 +84,22 @@ Test(knn, approximate_reports_recall)
     mf_knn_graph *h;
     cr_assert_eq(mf_knn_build(&h, x, n, d, &p, &info), 0);
     cr_expect(info.recall >= 0 && info.recall <= 1);
-    mf_knn_free(g);
+    mf_knn_free(h);
+    /* The list-grouped join probing every list is exact; probing one list is not. */
+    p.index = "IVFJoin16";
+    p.nprobe = 16;
+    cr_assert_eq(mf_knn_build(&h, x, n, d, &p, &info), 0, "%s", mf_last_error());
+    cr_expect(info.recall > 0.999, "join recall %f", info.recall);
+    for (size_t i = 0; i < n * p.k; i++)
+        cr_expect(fabsf(h->sim[i] - g->sim[i]) < 1e-4, "entry %zu", i);
+    mf_knn_free(h);
+    p.nprobe = 1;
+    cr_assert_eq(mf_knn_build(&h, x, n, d, &p, &info), 0);
+    cr_expect(info.recall > 0.3 && info.recall < 1.0, "join recall at nprobe 1: %f", info.recall);
     mf_knn_free(h);
     p.index = "NoSuchIndex";
-    cr_expect_eq(mf_knn_build(&g, x, n, d, &p, &info), MF_ERR_ARG);
+    cr_expect_eq(mf_knn_build(&h, x, n, d, &p, &info), MF_ERR_ARG);
+    mf_knn_free(g);
     free(x);
 }
 #endif
