@@ -29,7 +29,7 @@ quality() {
     local s=$DIR/q65k.h5 g=$DIR/q65k.knn.h5
     [ -f "$s" ] || "$BIN/mf-synth" -q -j "$J" -o "$s" --rows 65000 --identities 2000 --seed 1
     local t0=$(date +%s.%N)
-    [ -f "$g" ] || "$BIN/mf-cluster" -q -j "$J" -g "$g" "$s" > /dev/null
+    [ -f "$g" ] || "$BIN/mf-cluster" -q -j "$J" --index Flat -g "$g" "$s" > /dev/null
     echo "# store: 65000 rows x 512, 2000 identities (mf-synth seed 1); kNN graph (exact, k=30):" \
          "$(printf '%.1f' "$(echo "$(date +%s.%N) - $t0" | bc)") s"
     printf "%-10s %-9s %-10s %6s %6s %5s %10s %10s %7s %8s\n" method weight params tau tau2 \

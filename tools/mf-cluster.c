@@ -45,8 +45,8 @@ static const mf_cli_opt options[] = {
      OPT_CALIB},
     {"truth", 0, "DATASET", "labels used by --calibrate (default label)", OPT_TRUTH},
     {"k", 'k', "K", "neighbours per sample (default 30)", OPT_K},
-    {"index", 0, "FACTORY", "FAISS index factory string (default: Flat below 200000 rows, "
-     "else IVF<4 sqrt n>,Flat)", OPT_INDEX},
+    {"index", 0, "FACTORY", "FAISS index factory string (default: Flat below 50000 rows, "
+     "else IVFJoin<4 sqrt n>)", OPT_INDEX},
     {"nprobe", 0, "N", "IVF lists probed (default 32)", OPT_NPROBE},
     {"ef", 0, "N", "HNSW efSearch (default max(2k, 64))", OPT_EF},
     {"recall-sample", 0, "N", "queries checked against exact search (default 1000)",

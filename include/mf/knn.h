@@ -46,7 +46,7 @@ typedef struct mf_knn_params {
     int nprobe;           /* IVF lists to probe; 0 = automatic (IVFJoin 16, IVF 32) */
     int ef;               /* HNSW efSearch; 0 = automatic (max(2k, 64)) */
     size_t batch;         /* query rows per search call (default 8192) */
-    size_t exact_below;   /* automatic choice: exact below this many rows (200000) */
+    size_t exact_below;   /* automatic choice: exact below this many rows (50000) */
     size_t recall_sample; /* queries checked against exact search when approximate
                              (default 1000; 0 = skip) */
 } mf_knn_params;

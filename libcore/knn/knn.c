@@ -24,7 +24,7 @@
 
 mf_knn_params mf_knn_default_params(void)
 {
-    return (mf_knn_params){.k = 30, .batch = 8192, .exact_below = 200000,
+    return (mf_knn_params){.k = 30, .batch = 8192, .exact_below = 50000,
                            .recall_sample = 1000};
 }
 
