@@ -1,7 +1,8 @@
 /* calibrate.c - choose a method's thresholds by BCubed F on the labelled rows.
  *
  * Coordinate search: each parameter in turn scans its grid with the others fixed,
- * twice round; then tau is refined on a finer grid around the best value. Users'
+ * twice round; then tau is refined on a finer grid around the best value (Infomap and
+ * Leiden: one coarse round, as each run takes seconds). Users'
  * labels are noisy, so an exhaustive fit would chase the noise anyway. */
 #include <stdlib.h>
 
@@ -60,7 +61,8 @@ int mf_cluster_calibrate(const mf_knn_graph *g, const float *magnitude,
     int rc = score(&c, p, &best);
     int igraph = p->method == MF_CLUSTER_INFOMAP || p->method == MF_CLUSTER_LEIDEN;
     double step = igraph ? 0.1 : 0.05;
-    for (int round = 0; rc == 0 && round < 2; round++) {
+    /* igraph methods cost seconds per run: one coarse round only. */
+    for (int round = 0; rc == 0 && round < (igraph ? 1 : 2); round++) {
         rc = scan(&c, p, &p->tau, NULL, 0.2, 0.9, step, &best);
         if (rc == 0 && p->method == MF_CLUSTER_ANCHORS) {
             rc = scan(&c, p, &p->tau2, NULL, 0.1, 0.8, 0.05, &best);
@@ -71,7 +73,7 @@ int mf_cluster_calibrate(const mf_knn_graph *g, const float *magnitude,
             rc = scan(&c, p, NULL, &p->resolution, 0.05, 0.65, 0.15, &best);
     }
     double t = p->tau;
-    if (rc == 0)
+    if (rc == 0 && !igraph)
         rc = scan(&c, p, &p->tau, NULL, t - step / 2, t + step / 2, step / 5, &best);
     free(c.label);
     if (rc == 0 && best_f)
