@@ -7,10 +7,12 @@
  * still does the parts it is good at: spherical k-means for the lists and the exact
  * search of each row's nprobe nearest centroids.
  *
- * Each row's top-k is updated only while its own query block is processed, by the
- * thread that owns that query row: no locks, and the candidate order (list by list,
- * member by member) is fixed, so the result does not depend on the thread count. */
+ * Each row's top-k is updated only by the thread that owns the row: no locks, and the
+ * candidate order (list by list, member by member) is fixed, so the neighbour lists do
+ * not depend on the thread count (a similarity may differ in its last bit, as sgemm's
+ * blocking follows the rows a thread owns). */
 #include <cblas.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -138,31 +140,36 @@ static inline void topk_push(int64_t *nb, float *sm, int k, int64_t j, float s)
     nb[r] = j;
 }
 
+/* Per-thread scratch for list scans, allocated before the parallel region. */
+typedef struct {
+    float *bm;    /* (maxm, dim) gathered members */
+    float *bq;    /* (QBLOCK, dim) gathered queries */
+    float *score; /* (QBLOCK, maxm) products */
+    int64_t *sel; /* (maxq) this thread's queries of the current list */
+} scratch;
+
 static void gather(const float *x, int dim, const int64_t *rows, size_t n, float *out)
 {
-#pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++)
         memcpy(out + i * dim, x + rows[i] * (size_t)dim, (size_t)dim * sizeof *out);
 }
 
-/* Scan list l: its members against every query row probing it. */
+/* Scan list members `mem` against the query rows `qry` (all owned by this thread). */
 static void scan_list(mf_knn_graph *g, const float *x, int dim, const int64_t *mem,
-                      size_t nm, const int64_t *qry, size_t nq, float *bm, float *bq,
-                      float *score)
+                      size_t nm, const int64_t *qry, size_t nq, scratch *w)
 {
     int k = g->k;
-    gather(x, dim, mem, nm, bm);
+    gather(x, dim, mem, nm, w->bm);
     for (size_t q0 = 0; q0 < nq; q0 += QBLOCK) {
         size_t b = nq - q0 < QBLOCK ? nq - q0 : QBLOCK;
-        gather(x, dim, qry + q0, b, bq);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)b, (int)nm, dim, 1.0f, bq,
-                    dim, bm, dim, 0.0f, score, (int)nm);
-#pragma omp parallel for schedule(static)
+        gather(x, dim, qry + q0, b, w->bq);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)b, (int)nm, dim, 1.0f,
+                    w->bq, dim, w->bm, dim, 0.0f, w->score, (int)nm);
         for (size_t i = 0; i < b; i++) {
             int64_t row = qry[q0 + i];
             int64_t *nb = g->nbr + (size_t)row * k;
             float *sm = g->sim + (size_t)row * k;
-            const float *sc = score + i * nm;
+            const float *sc = w->score + i * nm;
             for (size_t j = 0; j < nm; j++)
                 if (mem[j] != row)
                     topk_push(nb, sm, k, mem[j], sc[j]);
@@ -170,33 +177,69 @@ static void scan_list(mf_knn_graph *g, const float *x, int dim, const int64_t *m
     }
 }
 
+static void free_scratch(scratch *w, int nt)
+{
+    for (int t = 0; w && t < nt; t++)
+        free(w[t].bm), free(w[t].bq), free(w[t].score), free(w[t].sel);
+    free(w);
+}
+
+static scratch *alloc_scratch(int nt, size_t maxm, size_t maxq, int dim)
+{
+    scratch *w = calloc((size_t)nt, sizeof *w);
+    for (int t = 0; w && t < nt; t++) {
+        w[t].bm = malloc(maxm * dim * sizeof(float));
+        w[t].bq = malloc((size_t)QBLOCK * dim * sizeof(float));
+        w[t].score = malloc((size_t)QBLOCK * maxm * sizeof(float));
+        w[t].sel = malloc(maxq * sizeof(int64_t));
+        if (!w[t].bm || !w[t].bq || !w[t].score || !w[t].sel) {
+            free_scratch(w, nt);
+            return NULL;
+        }
+    }
+    return w;
+}
+
+/* Thread t owns the rows with row % nt == t and scans every list for them with a
+ * single-threaded sgemm: no two threads touch one row, no BLAS threads compete with
+ * OpenMP's, and each row sees its candidates in list order whatever nt is. */
 static int join(mf_knn_graph *g, const float *x, int dim, int nlist, int nprobe,
                 const int64_t *probe)
 {
-    size_t n = g->n, *ms = NULL, *qs = NULL, maxm = 1;
+    size_t n = g->n, *ms = NULL, *qs = NULL, maxm = 1, maxq = 1;
     int64_t *mrows = NULL, *qrows = NULL;
     int rc = group(n, probe, 1, nprobe, nlist, &ms, &mrows);
     if (rc == 0)
         rc = group(n, probe, nprobe, nprobe, nlist, &qs, &qrows);
-    for (int l = 0; rc == 0 && l < nlist; l++)
-        maxm = ms[l + 1] - ms[l] > maxm ? ms[l + 1] - ms[l] : maxm;
-    float *bm = NULL, *bq = NULL, *score = NULL;
-    if (rc == 0) {
-        bm = malloc(maxm * dim * sizeof *bm);
-        bq = malloc((size_t)QBLOCK * dim * sizeof *bq);
-        score = malloc((size_t)QBLOCK * maxm * sizeof *score);
-        if (!bm || !bq || !score)
-            rc = mf_set_error(MF_ERR_NOMEM, "out of memory for list scans (largest list "
-                              "%zu rows)", maxm);
-    }
     for (int l = 0; rc == 0 && l < nlist; l++) {
-        if (ms[l + 1] > ms[l] && qs[l + 1] > qs[l])
-            scan_list(g, x, dim, mrows + ms[l], ms[l + 1] - ms[l], qrows + qs[l],
-                      qs[l + 1] - qs[l], bm, bq, score);
-        if (l % 512 == 511)
-            mf_log(MF_LOG_DEBUG, "knn: scanned %d/%d lists", l + 1, nlist);
+        maxm = ms[l + 1] - ms[l] > maxm ? ms[l + 1] - ms[l] : maxm;
+        maxq = qs[l + 1] - qs[l] > maxq ? qs[l + 1] - qs[l] : maxq;
     }
-    free(ms), free(qs), free(mrows), free(qrows), free(bm), free(bq), free(score);
+    int nt = omp_get_max_threads();
+    scratch *w = rc == 0 ? alloc_scratch(nt, maxm, maxq, dim) : NULL;
+    if (rc == 0 && !w)
+        rc = mf_set_error(MF_ERR_NOMEM, "out of memory for list scans (largest list %zu "
+                          "rows, %d threads)", maxm, nt);
+    int blas_threads = openblas_get_num_threads();
+    if (rc == 0) {
+        openblas_set_num_threads(1);
+#pragma omp parallel num_threads(nt)
+        {
+            int t = omp_get_thread_num();
+            for (int l = 0; l < nlist; l++) {
+                size_t nq = 0;
+                for (size_t i = qs[l]; i < qs[l + 1]; i++)
+                    if (qrows[i] % nt == t)
+                        w[t].sel[nq++] = qrows[i];
+                if (nq && ms[l + 1] > ms[l])
+                    scan_list(g, x, dim, mrows + ms[l], ms[l + 1] - ms[l], w[t].sel, nq,
+                              &w[t]);
+            }
+        }
+        openblas_set_num_threads(blas_threads);
+    }
+    free_scratch(w, nt);
+    free(ms), free(qs), free(mrows), free(qrows);
     return rc;
 }
 
