@@ -38,7 +38,7 @@ static int ffail(const char *what)
 /* Spherical k-means on an evenly strided sample; centroids: nlist * dim floats. */
 static int train_lists(const float *x, size_t n, int dim, int nlist, float *centroids)
 {
-    size_t m = (size_t)nlist * 32 < n ? (size_t)nlist * 32 : n;
+    size_t m = (size_t)nlist * 16 < n ? (size_t)nlist * 16 : n;
     float *s = malloc(m * (size_t)dim * sizeof *s);
     if (!s)
         return mf_set_error(MF_ERR_NOMEM, "out of memory for the k-means sample");
@@ -46,7 +46,7 @@ static int train_lists(const float *x, size_t n, int dim, int nlist, float *cent
         memcpy(s + i * dim, x + (i * (n / m)) * (size_t)dim, (size_t)dim * sizeof *s);
     FaissClusteringParameters cp;
     faiss_ClusteringParameters_init(&cp);
-    cp.niter = 10;
+    cp.niter = 8;
     cp.spherical = 1;
     cp.min_points_per_centroid = 1; /* a small sample is deliberate: no warning */
     cp.max_points_per_centroid = 1 << 30;

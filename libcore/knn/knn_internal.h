@@ -12,6 +12,6 @@ int mf_knn_graph_alloc(mf_knn_graph **out, size_t n, int k);
  * scanned by one sgemm per block of probing rows. Fills g (allocated, empty). */
 int mf_knn_ivf_join(mf_knn_graph *g, const float *x, int dim, int nlist, int nprobe,
                     double *t_train);
-#define MF_KNN_JOIN_NPROBE 16
+#define MF_KNN_JOIN_NPROBE 32
 
 #endif
