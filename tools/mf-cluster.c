@@ -38,7 +38,7 @@ static const mf_cli_opt options[] = {
     {"tau", 't', "COS", "edge threshold (cosine; default per method)", OPT_TAU},
     {"tau2", 0, "COS", "anchors: threshold for attaching low-quality samples", OPT_TAU2},
     {"anchor-quantile", 0, "Q", "anchors: share of lowest-magnitude samples that are not "
-     "anchors (default 0.2)", OPT_QUANT},
+     "anchors (default 0.3)", OPT_QUANT},
     {"resolution", 0, "R", "leiden: CPM resolution (default 0.1)", OPT_RES},
     {"weight", 'w', "magnitude|none", "quality weighting (default magnitude)", OPT_WEIGHT},
     {"calibrate", 0, NULL, "choose the thresholds that maximise BCubed F on labelled rows",

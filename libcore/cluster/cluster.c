@@ -35,7 +35,7 @@ void mf_cluster_method_defaults(mf_cluster_params *p, mf_cluster_method m)
      * of two identities ~0-0.3): measured best on the synthetic benchmark. */
     p->tau = m == MF_CLUSTER_ANCHORS ? 0.5f : m == MF_CLUSTER_PEAKS ? 0.35f : 0.45f;
     p->tau2 = 0.3f;
-    p->anchor_quantile = 0.2;
+    p->anchor_quantile = 0.3;
     p->resolution = 0.1;
 }
 
@@ -151,6 +151,9 @@ static int quantile(const float *v, size_t n, double q, float *out)
     return 0;
 }
 
+static int attach_via_leaves(const mf_knn_graph *g, float tau2, int64_t *parent,
+                             unsigned char *assigned);
+
 /* anchors: see cluster.h. assigned[i] = 0 for leaves that found no anchor. */
 static int anchors(const mf_knn_graph *g, const float *mag, const mf_cluster_params *p,
                    int64_t *parent, unsigned char *assigned)
@@ -160,12 +163,13 @@ static int anchors(const mf_knn_graph *g, const float *mag, const mf_cluster_par
     float cut = -INFINITY;
     if (p->weight && quantile(mag, n, p->anchor_quantile, &cut) < 0)
         return MF_ERR_NOMEM;
-    unsigned char *is_anchor = assigned; /* reused: anchors are always assigned */
+    unsigned char *is_anchor = malloc(n), *keep = malloc(n * (size_t)k);
+    if (!is_anchor || !keep) {
+        free(is_anchor), free(keep);
+        return mf_set_error(MF_ERR_NOMEM, "out of memory for %zu x %d edge flags", n, k);
+    }
     for (size_t i = 0; i < n; i++)
         is_anchor[i] = !p->weight || mag[i] >= cut;
-    unsigned char *keep = malloc(n * (size_t)k);
-    if (!keep)
-        return mf_set_error(MF_ERR_NOMEM, "out of memory for %zu x %d edge flags", n, k);
 #pragma omp parallel for schedule(dynamic, 256)
     for (size_t i = 0; i < n; i++)
         for (int r = 0; r < k; r++) {
@@ -189,11 +193,51 @@ static int anchors(const mf_knn_graph *g, const float *mag, const mf_cluster_par
                 break;
             if (is_anchor[j]) {
                 parent[i] = mf_uf_find(parent, j);
-                assigned[i] = 1;
                 break;
             }
         }
     }
+    for (size_t i = 0; i < n; i++)
+        assigned[i] = is_anchor[i] || parent[i] != (int64_t)i;
+    free(is_anchor);
+    return attach_via_leaves(g, p->tau2, parent, assigned);
+}
+
+/* Leaves whose neighbours are all leaves (the lowest-quality faces crowd together near
+ * the unrecognisable direction) may still hang from an attached leaf: a few rounds, each
+ * seeing only the previous round's attachments (order-free), still never merging. */
+static int attach_via_leaves(const mf_knn_graph *g, float tau2, int64_t *parent,
+                             unsigned char *assigned)
+{
+    size_t n = g->n;
+    int k = g->k;
+    int64_t *target = malloc(n * sizeof *target);
+    if (!target)
+        return mf_set_error(MF_ERR_NOMEM, "out of memory attaching leaves");
+    for (int round = 0; round < 3; round++) {
+        size_t moved = 0;
+        for (size_t i = 0; i < n; i++) {
+            target[i] = -1;
+            for (int r = 0; !assigned[i] && r < k; r++) {
+                int64_t j = g->nbr[i * k + r];
+                if (j < 0 || g->sim[i * k + r] < tau2)
+                    break;
+                if (assigned[j]) {
+                    target[i] = j;
+                    break;
+                }
+            }
+        }
+        for (size_t i = 0; i < n; i++)
+            if (target[i] >= 0) {
+                parent[i] = mf_uf_find(parent, target[i]);
+                assigned[i] = 1;
+                moved++;
+            }
+        if (!moved)
+            break;
+    }
+    free(target);
     return 0;
 }
 
