@@ -25,6 +25,13 @@ if [ -z "${OPENBLAS_CORETYPE:-}" ] && grep -qw avx2 /proc/cpuinfo; then
 fi
 jget() { /usr/bin/python3 -c "import json,sys; d=json.loads(sys.stdin.readline()); print(d['$1'])"; }
 
+# The method's own extra parameter: anchor quantile (anchors, weighted), resolution (leiden).
+extra() {
+    if [ $1 = anchors ] && [ $2 = magnitude ]; then printf 'q=%.2f' "$(jget anchor_quantile <<< "$3")"
+    elif [ $1 = leiden ]; then printf 'r=%.2f' "$(jget resolution <<< "$3")"
+    else echo -; fi
+}
+
 quality() {
     local s=$DIR/q65k.h5 g=$DIR/q65k.knn.h5
     [ -f "$s" ] || "$BIN/mf-synth" -q -j "$J" -o "$s" --rows 65000 --identities 2000 --seed 1
@@ -32,22 +39,22 @@ quality() {
     [ -f "$g" ] || "$BIN/mf-cluster" -q -j "$J" --index Flat -g "$g" "$s" > /dev/null
     echo "# store: 65000 rows x 512, 2000 identities (mf-synth seed 1); kNN graph (exact, k=30):" \
          "$(printf '%.1f' "$(echo "$(date +%s.%N) - $t0" | bc)") s"
-    printf "%-10s %-9s %-10s %6s %6s %5s %10s %10s %7s %8s\n" method weight params tau tau2 \
-        quant pairwise_F bcubed_F NMI time_s
+    printf "%-10s %-9s %-10s %6s %6s %6s %10s %10s %7s %8s\n" method weight params tau tau2 \
+        extra pairwise_F bcubed_F NMI time_s
     for m in anchors peaks components leiden infomap; do
         for w in magnitude none; do
             for mode in default calibrated; do
-                local extra=""
-                [ $mode = calibrated ] && extra="--calibrate --truth label"
+                local cal=""
+                [ $mode = calibrated ] && cal="--calibrate --truth label"
                 local js
-                js=$("$BIN/mf-cluster" -q -j "$J" -m $m -w $w -g "$g" $extra --json \
+                js=$("$BIN/mf-cluster" -q -j "$J" -m $m -w $w -g "$g" $cal --json \
                      -o "$DIR/q.out.h5" "$s")
                 local ev
                 ev=$("$BIN/mf-eval" --json --truth true_label "$DIR/q.out.h5")
-                printf "%-10s %-9s %-10s %6.3f %6s %5s %10.4f %10.4f %7.4f %8.2f\n" $m $w $mode \
+                printf "%-10s %-9s %-10s %6.3f %6s %6s %10.4f %10.4f %7.4f %8.2f\n" $m $w $mode \
                     "$(jget tau <<< "$js")" \
                     "$( [ $m = anchors ] && printf '%.3f' "$(jget tau2 <<< "$js")" || echo -)" \
-                    "$( [ $m = anchors ] && [ $w = magnitude ] && printf '%.2f' "$(jget anchor_quantile <<< "$js")" || echo -)" \
+                    "$(extra $m $w "$js")" \
                     "$(jget pairwise_f <<< "$ev")" "$(jget bcubed_f <<< "$ev")" \
                     "$(jget nmi <<< "$ev")" "$(jget cluster_seconds <<< "$js")"
             done

@@ -1,6 +1,7 @@
 /* mf-cluster - group a store's samples into identities: kNN graph with FAISS (reusable
  * with --graph), then a quality-aware clustering (include/mf/cluster.h). */
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -199,19 +200,22 @@ static int read_store(mf_store *s, float **mag, int64_t **truth, const char *tru
     return rc;
 }
 
+/* Thresholds are floats: print them as the decimals the user gave. */
+static double dec4(double v) { return round(v * 1e4) / 1e4; }
+
 static cJSON *summary_json(const config *c, const mf_knn_graph *g, const mf_knn_info *ki,
                            const mf_cluster_stats *st, double secs_cluster)
 {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "method", mf_cluster_method_name(c->cp.method));
     cJSON_AddStringToObject(o, "weight", c->cp.weight ? "magnitude" : "none");
-    cJSON_AddNumberToObject(o, "tau", c->cp.tau);
+    cJSON_AddNumberToObject(o, "tau", dec4(c->cp.tau));
     if (c->cp.method == MF_CLUSTER_ANCHORS) {
-        cJSON_AddNumberToObject(o, "tau2", c->cp.tau2);
-        cJSON_AddNumberToObject(o, "anchor_quantile", c->cp.anchor_quantile);
+        cJSON_AddNumberToObject(o, "tau2", dec4(c->cp.tau2));
+        cJSON_AddNumberToObject(o, "anchor_quantile", dec4(c->cp.anchor_quantile));
     }
     if (c->cp.method == MF_CLUSTER_LEIDEN)
-        cJSON_AddNumberToObject(o, "resolution", c->cp.resolution);
+        cJSON_AddNumberToObject(o, "resolution", dec4(c->cp.resolution));
     cJSON_AddNumberToObject(o, "k", g->k);
     cJSON_AddStringToObject(o, "index", g->index);
     cJSON_AddNumberToObject(o, "recall", ki->recall);
