@@ -9,7 +9,8 @@
 #   against /true_label: pairwise F, BCubed F, NMI, clustering time.
 # scale: 100k, 300k, 1M rows x 512 end to end (kNN + clustering, default method) on
 #   MF_BENCH_THREADS (2) threads: time, peak RSS, recall@k of the approximate graph.
-# Tools from MF_BIN_DIR (default build/bin); work files in MF_BENCH_DIR
+# MF_BENCH_METHODS limits the quality table (e.g. "anchors peaks"), MF_BENCH_SIZES the
+# scale runs (e.g. "100000"). Tools from MF_BIN_DIR (default build/bin); work files in MF_BENCH_DIR
 # (default /tmp/mf-bench-cluster, ~2.5 GB for the 1M store).
 set -eu
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -41,7 +42,7 @@ quality() {
          "$(printf '%.1f' "$(echo "$(date +%s.%N) - $t0" | bc)") s"
     printf "%-10s %-9s %-10s %6s %6s %6s %10s %10s %7s %8s\n" method weight params tau tau2 \
         extra pairwise_F bcubed_F NMI time_s
-    for m in anchors peaks components leiden infomap; do
+    for m in ${MF_BENCH_METHODS:-anchors peaks components leiden infomap}; do
         for w in magnitude none; do
             for mode in default calibrated; do
                 local cal=""
@@ -63,8 +64,10 @@ quality() {
 }
 
 scale() {
-    printf "%-9s %-16s %9s %9s %9s %9s %8s %9s %8s\n" rows index knn_s cluster_s total_s \
-        peak_MB recall bcubed_F nmi
+    # cpu_s (user + system) tells the machine's share apart: on a busy shared machine
+    # total_s grows, cpu_s does not.
+    printf "%-9s %-16s %9s %9s %9s %9s %9s %8s %9s %8s\n" rows index knn_s cluster_s total_s \
+        cpu_s peak_MB recall bcubed_F nmi
     for n in $SIZES; do
         local s=$DIR/s$n.h5 ids=$((n / 32))
         [ -f "$s" ] || "$BIN/mf-synth" -q -j "$J" -o "$s" --rows "$n" --identities "$ids" --seed 5
@@ -73,12 +76,13 @@ scale() {
             -o "$DIR/s$n.out.h5" "$s" > "$DIR/sum.$n"
         js=$(cat "$DIR/sum.$n")
         ev=$("$BIN/mf-eval" --json --truth true_label "$DIR/s$n.out.h5")
-        local wall rss
+        local wall rss cpu
         wall=$(awk -F': ' '/Elapsed \(wall/ {n=split($2,a,":"); s=0; for(i=1;i<=n;i++) s=s*60+a[i]; print s}' "$DIR/time.$n")
+        cpu=$(awk -F': ' '/User time|System time/ {s+=$2} END {print s}' "$DIR/time.$n")
         rss=$(awk -F': ' '/Maximum resident/ {print int($2/1024)}' "$DIR/time.$n")
-        printf "%-9s %-16s %9.1f %9.1f %9.1f %9s %8.4f %9.4f %8.4f\n" "$n" \
+        printf "%-9s %-16s %9.1f %9.1f %9.1f %9.1f %9s %8.4f %9.4f %8.4f\n" "$n" \
             "$(jget index <<< "$js")" "$(jget knn_seconds <<< "$js")" \
-            "$(jget cluster_seconds <<< "$js")" "$wall" "$rss" "$(jget recall <<< "$js")" \
+            "$(jget cluster_seconds <<< "$js")" "$wall" "$cpu" "$rss" "$(jget recall <<< "$js")" \
             "$(jget bcubed_f <<< "$ev")" "$(jget nmi <<< "$ev")"
         rm -f "$DIR/s$n.out.h5"
     done
