@@ -21,7 +21,8 @@ packages=(
   libturbojpeg0-dev libjpeg62-turbo-dev libpng-dev
   libigraph-dev
   # references and fixtures for the tests (run with /usr/bin/python3)
-  python3-numpy python3-torch python3-h5py python3-faiss python3-opencv
+  python3-numpy python3-torch python3-h5py python3-faiss python3-opencv python3-pil
+  chromium   # mf-report is checked by rendering it headless
 )
 
 missing=()

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "mf/log.h"
 
@@ -149,8 +150,32 @@ static const mf_cli_opt *find_short(const mf_cli_opt **all, size_t n, int c)
     return NULL;
 }
 
+/* Debian's OpenBLAS (DYNAMIC_ARCH) does not recognise some virtual CPUs and falls back
+ * to its slowest kernels ("Prescott"), which makes FAISS and every sgemm several times
+ * slower. The kernel set is chosen when the library loads, so the only remedy is to set
+ * OPENBLAS_CORETYPE and re-execute once. Only when the variable is unset (a value set
+ * by the environment always wins) and only for a core set the CPU really runs. */
+extern char *openblas_get_corename(void);
+
+static void fix_openblas_coretype(char **argv)
+{
+    if (getenv("OPENBLAS_CORETYPE") || strcmp(openblas_get_corename(), "Prescott") != 0)
+        return;
+    const char *core = NULL;
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
+        core = "SkylakeX";
+    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        core = "Haswell";
+    if (!core)
+        return;
+    setenv("OPENBLAS_CORETYPE", core, 1);
+    execv("/proc/self/exe", argv); /* on failure, carry on with the slow kernels */
+}
+
 int mf_cli_parse(const mf_cli_tool *t, int argc, char **argv, mf_cli_on_option cb, void *ctx)
 {
+    fix_openblas_coretype(argv);
     tool_name = t->name;
     mf_log_set_program(t->name);
     /* Fixed-size tables: parsing may exit (--help, usage errors), and nothing

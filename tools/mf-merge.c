@@ -8,6 +8,7 @@
 
 #include "cli.h"
 #include "mf/idset.h"
+#include "mf/progress.h"
 #include "mf/status.h"
 #include "mf/store.h"
 
@@ -64,8 +65,8 @@ static int check_compatible(mf_store *a, mf_store *b)
 }
 
 /* Append the rows of `in` whose ids are new to `out`. */
-static int merge_one(mf_store *out, mf_store *in, mf_idset *seen, uint64_t *kept,
-                     uint64_t *dropped)
+static int merge_one(mf_store *out, mf_store *in, mf_idset *seen, mf_progress *bar,
+                     uint64_t *kept, uint64_t *dropped)
 {
     uint64_t rows = mf_store_rows(in);
     char **ids = malloc(BLOCK * sizeof *ids);
@@ -86,6 +87,7 @@ static int merge_one(mf_store *out, mf_store *in, mf_idset *seen, uint64_t *kept
         *kept += n;
         *dropped += k - n;
         rc = mf_store_copy_rows(out, in, sel, n);
+        mf_progress_add(bar, k);
     }
     free(ids);
     free(sel);
@@ -141,9 +143,14 @@ int main(int argc, char **argv)
             rc = check_compatible(in[0], in[i]);
     if (rc == 0)
         rc = mf_store_create_like(&out, c.output, in[0]);
-    uint64_t kept = 0, dropped = 0;
+    uint64_t kept = 0, dropped = 0, total = 0;
     for (int i = 0; i < n && rc == 0; i++)
-        rc = merge_one(out, in[i], seen, &kept, &dropped);
+        total += mf_store_rows(in[i]);
+    mf_progress *bar = mf_cli.quiet ? NULL : mf_progress_new("merging", total, "rows",
+                                                             mf_cli.progress);
+    for (int i = 0; i < n && rc == 0; i++)
+        rc = merge_one(out, in[i], seen, bar, &kept, &dropped);
+    mf_progress_free(bar);
     if (rc == 0)
         rc = record_provenance(out, argv + first, n, kept, dropped);
     uint64_t failed = out ? mf_store_failed_count(out) : 0;

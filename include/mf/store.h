@@ -137,6 +137,16 @@ int mf_store_copy_failed(mf_store *dst, mf_store *src);
  * that name (e.g. "cluster", "label" after a relabel). */
 int mf_store_write_column_int64(mf_store *s, const char *name, const int64_t *values);
 
+/* The same for a float32 column (e.g. a per-row score). */
+int mf_store_write_column_float(mf_store *s, const char *name, const float *values);
+
+/* Label names: /labels/name[i] is the name of label i (e.g. the folder names of
+ * mf-embed --label-from-dir). Written once; derived stores inherit it through
+ * mf_store_create_like. read returns a malloc'ed string or NULL if absent. */
+int mf_store_write_label_names(mf_store *s, const char *const *names, size_t n);
+uint64_t mf_store_label_name_count(const mf_store *s);
+char *mf_store_label_name(mf_store *s, uint64_t label);
+
 /* Set a root string attribute (e.g. "mf_filter" = the rules and counts as JSON). */
 int mf_store_set_attr(mf_store *s, const char *name, const char *value);
 

@@ -21,10 +21,11 @@
  *   and low-q samples drift towards a shared "unrecognisable" direction;
  * - magnitude = mag_base + mag_slope * q + noise (10 + 25 q: good faces 20-35);
  * - junk rows (not faces): near the unrecognisable direction, low magnitude, a random
- *   label, true label -1;
+ *   label (drawn the same way), true label -1;
  * - near-duplicates: a copy (cosine >= 0.97, magnitude within a few %) of an earlier
  *   sample of the same identity block, with that sample's label;
- * - mislabelled rows: a sample of identity A given label B (uniform over other labels);
+ * - mislabelled rows: a sample of identity A given label B (B drawn like the identity
+ *   of a random row, so identities get wrong samples in proportion to their size);
  * - identity sizes heavy-tailed between min_size and max_size with mean rows/identities.
  * Rows are grouped by true identity (as a folder-per-identity dataset would be); junk,
  * duplicates and mislabels are spread through the blocks. Shares are probabilities per

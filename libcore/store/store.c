@@ -376,7 +376,15 @@ int mf_store_create_like(mf_store **out, const char *path, const mf_store *src)
     p.model = mf_store_attr(src, "model");
     p.model_sha256 = mf_store_attr(src, "model_sha256");
     p.preprocess = mf_store_attr(src, "preprocess");
-    return mf_store_create(out, path, &p);
+    int rc = mf_store_create(out, path, &p);
+    /* Label names describe label values, which derived stores keep. */
+    if (rc == 0 && H5Lexists(src->file, "labels", H5P_DEFAULT) > 0 &&
+        H5Ocopy(src->file, "labels", (*out)->file, "labels", H5P_DEFAULT, H5P_DEFAULT) < 0) {
+        mf_store_discard(*out);
+        *out = NULL;
+        rc = mf_set_error(MF_ERR_IO, "cannot copy '/labels' from '%s'", src->path);
+    }
+    return rc;
 }
 
 /* Cut every row-aligned dataset back to the committed length (rows appended after the

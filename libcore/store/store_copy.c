@@ -230,7 +230,10 @@ int mf_store_copy_failed(mf_store *dst, mf_store *src)
     return 0;
 }
 
-int mf_store_write_column_int64(mf_store *s, const char *name, const int64_t *values)
+/* Write a whole 1-D column of `file_type` (class `cls`) from `values` in `mem_type`,
+ * creating it or replacing the values of an existing one of the same class. */
+static int write_column(mf_store *s, const char *name, hid_t file_type, hid_t mem_type,
+                        H5T_class_t cls, const void *values)
 {
     if (!s->writable)
         return mf_set_error(MF_ERR_ARG, "'%s' is not open for writing", s->path);
@@ -239,7 +242,7 @@ int mf_store_write_column_int64(mf_store *s, const char *name, const int64_t *va
         ds = H5Dopen2(s->file, name, H5P_DEFAULT);
         hid_t t = ds < 0 ? -1 : H5Dget_type(ds);
         hid_t sp = ds < 0 ? -1 : H5Dget_space(ds);
-        int ok = t >= 0 && H5Tget_class(t) == H5T_INTEGER && H5Sget_simple_extent_ndims(sp) == 1;
+        int ok = t >= 0 && H5Tget_class(t) == cls && H5Sget_simple_extent_ndims(sp) == 1;
         if (t >= 0)
             H5Tclose(t);
         if (sp >= 0)
@@ -247,18 +250,84 @@ int mf_store_write_column_int64(mf_store *s, const char *name, const int64_t *va
         if (!ok) {
             if (ds >= 0)
                 H5Dclose(ds);
-            return mf_set_error(MF_ERR_SCHEMA, "'%s': '/%s' exists and is not a 1-D integer "
-                                "dataset", s->path, name);
+            return mf_set_error(MF_ERR_SCHEMA, "'%s': '/%s' exists with another type or shape",
+                                s->path, name);
         }
     } else {
-        ds = mf_store_create_dataset(s->file, name, H5T_STD_I64LE, 0, 0);
+        ds = mf_store_create_dataset(s->file, name, file_type, 0, 0);
         if (ds < 0)
             return mf_set_error(MF_ERR_IO, "'%s': cannot create '/%s': %s", s->path, name,
                                 mf_h5_reason());
     }
     int rc = mf_store_extend(ds, s->rows);
     if (rc == 0 && s->rows)
-        rc = rw_block(ds, H5T_NATIVE_INT64, 0, (size_t)s->rows, 0, (void *)values, 1);
+        rc = rw_block(ds, mem_type, 0, (size_t)s->rows, 0, (void *)values, 1);
     H5Dclose(ds);
     return rc < 0 ? mf_wrap_error(rc, "'%s': /%s", s->path, name) : 0;
+}
+
+int mf_store_write_column_int64(mf_store *s, const char *name, const int64_t *values)
+{
+    return write_column(s, name, H5T_STD_I64LE, H5T_NATIVE_INT64, H5T_INTEGER, values);
+}
+
+int mf_store_write_column_float(mf_store *s, const char *name, const float *values)
+{
+    return write_column(s, name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, H5T_FLOAT, values);
+}
+
+/* ---- label names (/labels/name) ------------------------------------------------------ */
+
+int mf_store_write_label_names(mf_store *s, const char *const *names, size_t n)
+{
+    if (!s->writable)
+        return mf_set_error(MF_ERR_ARG, "'%s' is not open for writing", s->path);
+    if (H5Lexists(s->file, "labels", H5P_DEFAULT) > 0)
+        H5Ldelete(s->file, "labels", H5P_DEFAULT);
+    hid_t g = H5Gcreate2(s->file, "labels", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t str = mf_h5_vlen_str_type();
+    hid_t ds = g < 0 ? -1 : mf_store_create_dataset(g, "name", str, 0, 1024);
+    int rc = ds < 0 ? mf_set_error(MF_ERR_IO, "cannot create '/labels/name': %s",
+                                   mf_h5_reason())
+                    : mf_store_extend(ds, n);
+    if (rc == 0 && n)
+        rc = rw_block(ds, str, 0, n, 0, (void *)names, 1);
+    if (ds >= 0)
+        H5Dclose(ds);
+    if (g >= 0)
+        H5Gclose(g);
+    H5Tclose(str);
+    return rc < 0 ? mf_wrap_error(rc, "'%s'", s->path) : 0;
+}
+
+uint64_t mf_store_label_name_count(const mf_store *s)
+{
+    if (H5Lexists(s->file, "labels", H5P_DEFAULT) <= 0 ||
+        H5Lexists(s->file, "labels/name", H5P_DEFAULT) <= 0)
+        return 0;
+    hid_t ds = H5Dopen2(s->file, "labels/name", H5P_DEFAULT);
+    uint64_t n = ds < 0 ? 0 : mf_store_length(ds);
+    if (ds >= 0)
+        H5Dclose(ds);
+    return n;
+}
+
+char *mf_store_label_name(mf_store *s, uint64_t label)
+{
+    if (label >= mf_store_label_name_count(s))
+        return NULL;
+    hid_t ds = H5Dopen2(s->file, "labels/name", H5P_DEFAULT);
+    hid_t str = mf_h5_vlen_str_type();
+    char *v = NULL, *copy = NULL;
+    if (ds >= 0 && rw_block(ds, str, label, 1, 0, &v, 0) == 0) {
+        copy = strdup(v ? v : "");
+        hsize_t one = 1;
+        hid_t ms = H5Screate_simple(1, &one, NULL);
+        H5Dvlen_reclaim(str, ms, H5P_DEFAULT, &v);
+        H5Sclose(ms);
+    }
+    H5Tclose(str);
+    if (ds >= 0)
+        H5Dclose(ds);
+    return copy;
 }

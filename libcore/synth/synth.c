@@ -319,12 +319,21 @@ static row_draws draws_at(const mf_synth *g, uint64_t r)
     return d;
 }
 
+static int64_t identity_of(const mf_synth *g, uint64_t r);
+
+/* A label drawn like the label of a random row, so that identities receive wrong
+ * samples in proportion to their size (as scraping noise does), never `avoid`. */
+static int64_t random_label(const mf_synth *g, double u, int64_t avoid)
+{
+    int64_t k = identity_of(g, (uint64_t)(u * (double)g->p.rows));
+    return k == avoid ? (k + 1) % g->p.identities : k;
+}
+
 /* Label of a row that is neither junk nor a duplicate. */
 static int64_t plain_label(const mf_synth *g, int64_t k, const row_draws *d)
 {
-    int64_t kn = g->p.identities;
-    if (kn > 1 && d->mis < g->p.mislabel)
-        return (k + 1 + (int64_t)(d->lab * (double)(kn - 1))) % kn;
+    if (g->p.identities > 1 && d->mis < g->p.mislabel)
+        return random_label(g, d->lab, k);
     return k;
 }
 
@@ -337,7 +346,7 @@ static void kind_of(const mf_synth *g, uint64_t r, row_kind *out)
     out->junk = d.junk < p->junk;
     out->dup_of = -1;
     if (out->junk) {
-        out->label = (int64_t)(d.lab * (double)p->identities);
+        out->label = random_label(g, d.lab, -1);
         return;
     }
     if (d.dup < p->dup) {

@@ -7,26 +7,10 @@
 #include "mf/status.h"
 #include "mf/store.h"
 #include "mf/synth.h"
-#include "store/store_internal.h"
 
 /* Rows generated and appended per step: 8192 x 512 floats = 16 MiB. */
 #define SYNTH_CHUNK 8192
 #define ID_LEN 48
-
-/* The store API writes whole int64 columns only; /quality is float32, so it is written
- * here with the store's own dataset helpers. */
-static int write_column_float(mf_store *s, const char *name, const float *values)
-{
-    hid_t ds = mf_store_create_dataset(s->file, name, H5T_IEEE_F32LE, 0, 0);
-    if (ds < 0)
-        return mf_set_error(MF_ERR_IO, "'%s': cannot create '/%s'", mf_store_path(s), name);
-    int rc = mf_store_extend(ds, s->rows);
-    if (rc == 0 && s->rows &&
-        H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, values) < 0)
-        rc = mf_set_error(MF_ERR_IO, "'%s': cannot write '/%s'", mf_store_path(s), name);
-    H5Dclose(ds);
-    return rc;
-}
 
 typedef struct truth_cols {
     int64_t *true_label, *is_junk, *is_dup, *is_mislabeled, *dup_of;
@@ -71,7 +55,7 @@ static int write_truth(mf_store *s, const truth_cols *t)
     if (rc == 0) rc = mf_store_write_column_int64(s, "is_dup", t->is_dup);
     if (rc == 0) rc = mf_store_write_column_int64(s, "is_mislabeled", t->is_mislabeled);
     if (rc == 0) rc = mf_store_write_column_int64(s, "dup_of", t->dup_of);
-    if (rc == 0) rc = write_column_float(s, "quality", t->quality);
+    if (rc == 0) rc = mf_store_write_column_float(s, "quality", t->quality);
     return rc;
 }
 

@@ -324,3 +324,29 @@ Test(store, not_an_mfkit_store)
     H5Fclose(f);
     expect_open_error("mf_format");
 }
+
+Test(store, label_names_survive_deriving)
+{
+    mf_store *s = new_store();
+    append_rows(s, 0, 20);
+    const char *names[] = {"alice", "bob", "zo\xc3\xab"};
+    cr_assert_eq(mf_store_write_label_names(s, names, 3), 0, "%s", mf_last_error());
+    cr_assert_eq(mf_store_commit(s), 0);
+    mf_store *src, *dst;
+    cr_assert_eq(mf_store_open(&src, path), 0);
+    cr_assert_eq(mf_store_label_name_count(src), 3);
+    char out[600];
+    snprintf(out, sizeof out, "%s/derived.h5", dir);
+    cr_assert_eq(mf_store_create_like(&dst, out, src), 0, "%s", mf_last_error());
+    uint64_t rows[] = {0, 1, 2, 3, 4}; /* 5 rows < 3 names? no: the group is not a column */
+    cr_assert_eq(mf_store_copy_rows(dst, src, rows, 5), 0, "%s", mf_last_error());
+    cr_assert_eq(mf_store_commit(dst), 0);
+    mf_store_close(src);
+    cr_assert_eq(mf_store_open(&dst, out), 0, "%s", mf_last_error());
+    cr_assert_eq(mf_store_label_name_count(dst), 3);
+    char *name = mf_store_label_name(dst, 2);
+    cr_assert_str_eq(name, "zo\xc3\xab");
+    free(name);
+    cr_assert_null(mf_store_label_name(dst, 3));
+    mf_store_close(dst);
+}

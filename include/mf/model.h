@@ -1,0 +1,82 @@
+/* model.h - the MagFace iResNet (18/34/50/100) on the CPU.
+ *
+ *     mf_model *m;
+ *     if (mf_model_load(&m, "magface_epoch_00025.pth", NULL) < 0)   // or a native file
+ *         die(mf_last_error());     // "x.pth: checkpoint has 475 backbone tensors ..."
+ *     mf_runner *r;
+ *     mf_runner_new(&r, m, 16, 2);                  // batch up to 16, 2 threads
+ *     mf_runner_forward(r, n, 112, 112, bgr, feat, mag);
+ *     // bgr: n x 112x112x3 u8 BGR (OpenCV order); feat: n x 512 raw; mag: n L2 norms
+ *     mf_runner_free(r);
+ *     mf_model_free(m);
+ *
+ * A model is read-only after loading and may be shared by any number of runners (one
+ * per thread of the caller). A runner owns all scratch memory, allocated once in
+ * mf_runner_new; the forward pass allocates nothing and uses exactly `threads` OpenMP
+ * threads.
+ *
+ * Semantics are those of the official MagFace release (see docs/MODEL.md): input
+ * u8/255.0f (true division), channels B,G,R, no normalisation; output the raw feature
+ * (its norm is the quality). BatchNorms are folded into the convolutions where that is
+ * exact; the block-entry BatchNorm is applied inside the zero padding. Results agree
+ * with PyTorch float32 to cosine >= 0.99999 and magnitude within 1e-4. */
+#ifndef MF_MODEL_H
+#define MF_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mf/checkpoint.h"
+
+typedef struct mf_model mf_model;
+typedef struct mf_runner mf_runner;
+
+#define MF_MODEL_INPUT 112 /* the network takes exactly 112 x 112 x 3 */
+
+/* Load a PyTorch checkpoint (.pth, zip or legacy; any official key prefix), a native
+ * model written by mf_model_save (mf-convert), or an HDF5 state_dict dump with one
+ * dataset per tensor under /tensors (h5py). The kind is detected from the content.
+ * `expect_arch` (NULL, or "iresnet50" etc.) must match the detected architecture. */
+int mf_model_load(mf_model **out, const char *path, const char *expect_arch);
+
+/* Build a model from loaded backbone tensors: detects the architecture from the
+ * blocks present, checks every tensor's presence and shape (errors name the tensor and
+ * both shapes), folds BatchNorms and packs weights. `name` is used in messages. Stage
+ * widths and the embedding size are taken from the tensors, so reduced-width test
+ * networks work too. The checkpoint may be freed afterwards. */
+int mf_model_from_checkpoint(mf_model **out, const mf_checkpoint *ck, const char *name,
+                             const char *expect_arch);
+
+/* Write the native model file (HDF5: folded, packed weights in one dataset, plus arch,
+ * source sha256, preprocessing) atomically: temporary name, fsync, rename. */
+int mf_model_save(const mf_model *m, const char *path);
+
+void mf_model_free(mf_model *m);
+
+const char *mf_model_arch(const mf_model *m);       /* "iresnet100" */
+const char *mf_model_name(const mf_model *m);       /* "magface-iresnet100" (store attr) */
+const char *mf_model_sha256(const mf_model *m);     /* of the source checkpoint, hex */
+const char *mf_model_preprocess(const mf_model *m); /* store attr `preprocess` */
+int mf_model_dim(const mf_model *m);                /* embedding size (512) */
+size_t mf_model_params(const mf_model *m);          /* float parameters of the checkpoint */
+size_t mf_model_tensors(const mf_model *m);         /* backbone tensors of the checkpoint */
+size_t mf_model_bytes(const mf_model *m);           /* memory held by the loaded model */
+/* Multiply-accumulates of one forward pass as PyTorch counts them (direct convs). */
+double mf_model_macs(const mf_model *m);
+
+/* Allocate scratch for batches of up to `max_batch` images run with `threads` threads
+ * (>= 1). The model must outlive the runner. */
+int mf_runner_new(mf_runner **out, const mf_model *m, int max_batch, int threads);
+void mf_runner_free(mf_runner *r);
+
+/* Run `n` (1..max_batch) images of `height` x `width` (must be 112 x 112) BGR u8 HWC,
+ * consecutive. Writes n x dim raw features and, if `magnitudes` is not NULL, their n
+ * L2 norms. Returns 0, or MF_ERR_ARG for a wrong size or batch. */
+int mf_runner_forward(mf_runner *r, int n, int height, int width, const uint8_t *bgr,
+                      float *features, float *magnitudes);
+
+/* Same from float input already scaled, n x 3 x 112 x 112 (NCHW, B,G,R planes). */
+int mf_runner_forward_f32(mf_runner *r, int n, const float *nchw, float *features,
+                          float *magnitudes);
+
+#endif

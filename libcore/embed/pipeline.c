@@ -1,0 +1,328 @@
+/* pipeline.c - producer/consumer embedding pipeline (see include/mf/embed.h).
+ *
+ * Three batches circulate between two queues: `empty` (for the producer to fill) and
+ * `full` (for the consumer to embed). The producer (a pthread) reads samples, decodes
+ * and prepares faces; the consumer (the caller's thread) runs the network, which uses
+ * OpenMP internally, and calls the sink. With three batches the producer can fill one
+ * while the consumer embeds another and a third waits, so neither side stalls on the
+ * other unless it is genuinely slower. */
+#include "mf/embed.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mf/progress.h"
+#include "mf/status.h"
+
+#define N_BATCHES 3
+#define FACE_BYTES (MF_FACE_SIZE * MF_FACE_SIZE * 3)
+
+typedef struct batch {
+    int n;                  /* faces filled */
+    uint8_t *faces;         /* capacity x FACE_BYTES */
+    char **ids;             /* capacity, malloc'ed strings */
+    int64_t *labels;
+    char **fail_id, **fail_reason; /* failures met while filling, in input order */
+    size_t n_fail, cap_fail;
+    int last;               /* the producer is done after this batch */
+    int fatal;              /* the producer hit a fatal error (message in `error`) */
+    char error[512];
+} batch;
+
+typedef struct queue {
+    batch *items[N_BATCHES];
+    int head, count;
+} queue;
+
+typedef struct pipeline {
+    pthread_mutex_t lock;
+    pthread_cond_t changed;
+    queue empty, full;
+    batch batches[N_BATCHES];
+    int capacity;
+    mf_source *src;
+    mf_idset *seen;
+    const mf_embed_params *params;
+    volatile sig_atomic_t *stop;
+    int consumer_quit; /* the consumer failed: the producer must stop */
+    uint64_t skipped;
+} pipeline;
+
+mf_embed_params mf_embed_default_params(void)
+{
+    mf_embed_params p = {0};
+    p.batch = 16;
+    p.decode = mf_decode_default_params();
+    return p;
+}
+
+static void push(queue *q, batch *b) { q->items[(q->head + q->count++) % N_BATCHES] = b; }
+
+static batch *pop(queue *q)
+{
+    batch *b = q->items[q->head];
+    q->head = (q->head + 1) % N_BATCHES;
+    q->count--;
+    return b;
+}
+
+/* Block until `q` has an item (or the other side quit, for the producer). */
+static batch *take(pipeline *pl, queue *q, int producer)
+{
+    pthread_mutex_lock(&pl->lock);
+    while (q->count == 0 && !(producer && pl->consumer_quit))
+        pthread_cond_wait(&pl->changed, &pl->lock);
+    batch *b = q->count ? pop(q) : NULL;
+    pthread_mutex_unlock(&pl->lock);
+    return b;
+}
+
+static void give(pipeline *pl, queue *q, batch *b)
+{
+    pthread_mutex_lock(&pl->lock);
+    push(q, b);
+    pthread_cond_broadcast(&pl->changed);
+    pthread_mutex_unlock(&pl->lock);
+}
+
+static void batch_clear(batch *b)
+{
+    for (int i = 0; i < b->n; i++)
+        free(b->ids[i]);
+    for (size_t i = 0; i < b->n_fail; i++) {
+        free(b->fail_id[i]);
+        free(b->fail_reason[i]);
+    }
+    b->n = 0;
+    b->n_fail = 0;
+    b->last = b->fatal = 0;
+    b->error[0] = '\0';
+}
+
+static int batch_init(batch *b, int capacity)
+{
+    memset(b, 0, sizeof *b);
+    b->faces = malloc((size_t)capacity * FACE_BYTES);
+    b->ids = calloc((size_t)capacity, sizeof *b->ids);
+    b->labels = calloc((size_t)capacity, sizeof *b->labels);
+    return b->faces && b->ids && b->labels ? 0 : MF_ERR_NOMEM;
+}
+
+static void batch_release(batch *b)
+{
+    batch_clear(b);
+    free(b->faces);
+    free(b->ids);
+    free(b->labels);
+    free(b->fail_id);
+    free(b->fail_reason);
+}
+
+static int add_failure(batch *b, const char *id, const char *reason)
+{
+    if (b->n_fail == b->cap_fail) {
+        size_t cap = b->cap_fail ? 2 * b->cap_fail : 16;
+        char **ids = realloc(b->fail_id, cap * sizeof *ids);
+        if (ids)
+            b->fail_id = ids;
+        char **reasons = ids ? realloc(b->fail_reason, cap * sizeof *reasons) : NULL;
+        if (!reasons)
+            return MF_ERR_NOMEM;
+        b->fail_reason = reasons;
+        b->cap_fail = cap;
+    }
+    b->fail_id[b->n_fail] = strdup(id);
+    b->fail_reason[b->n_fail] = strdup(reason);
+    if (!b->fail_id[b->n_fail] || !b->fail_reason[b->n_fail]) {
+        free(b->fail_id[b->n_fail]);
+        free(b->fail_reason[b->n_fail]);
+        return MF_ERR_NOMEM;
+    }
+    b->n_fail++;
+    return 0;
+}
+
+int mf_embed_prepare_face(uint8_t *face, const mf_image *img, const float *landmarks,
+                          int resize)
+{
+    if (landmarks)
+        return mf_image_align(face, img, landmarks);
+    if (img->width == MF_FACE_SIZE && img->height == MF_FACE_SIZE) {
+        memcpy(face, img->data, FACE_BYTES);
+        return 0;
+    }
+    if (resize)
+        return mf_image_resize(face, MF_FACE_SIZE, MF_FACE_SIZE, img);
+    return mf_set_error(MF_ERR_FORMAT, "image is %dx%d, not an aligned 112x112 face (give "
+                        "5 landmarks in a list, or --resize)", img->width, img->height);
+}
+
+/* Decode and prepare one sample into slot b->n, or record why it failed. */
+static int fill_one(pipeline *pl, batch *b, const mf_sample *s)
+{
+    if (s->error)
+        return add_failure(b, s->id, s->error);
+    mf_image img = {0};
+    int rc = mf_image_decode(&img, s->data, s->size, &pl->params->decode);
+    if (rc == 0)
+        rc = mf_embed_prepare_face(b->faces + (size_t)b->n * FACE_BYTES, &img,
+                                   s->has_landmarks ? s->landmarks : NULL,
+                                   pl->params->resize);
+    mf_image_release(&img);
+    if (rc == MF_ERR_NOMEM)
+        return rc;
+    if (rc < 0)
+        return add_failure(b, s->id, mf_last_error());
+    if (!(b->ids[b->n] = strdup(s->id)))
+        return MF_ERR_NOMEM;
+    b->labels[b->n++] = s->label;
+    return 0;
+}
+
+/* Fill `b` until it holds `capacity` faces or the inputs end. Failures ride along with
+ * the batch so the sink sees everything in input order. */
+static void fill_batch(pipeline *pl, batch *b)
+{
+    mf_sample s;
+    while (b->n < pl->capacity) {
+        if (*pl->stop) {
+            b->last = 1;
+            return;
+        }
+        int rc = mf_source_next(pl->src, &s);
+        if (rc == 0) {
+            b->last = 1; /* the inputs are exhausted */
+            return;
+        }
+        if (rc > 0) {
+            /* 0 only for ids the predicate cannot see (an archive-level failure). */
+            int added = mf_idset_add(pl->seen, s.id);
+            if (added == 0)
+                continue;
+            rc = added < 0 ? added : fill_one(pl, b, &s);
+        }
+        if (rc < 0) {
+            b->fatal = 1;
+            snprintf(b->error, sizeof b->error, "%s",
+                     mf_last_error()[0] ? mf_last_error() : "out of memory");
+            return;
+        }
+        /* Hand over a run of failures without waiting for a full batch of faces. */
+        if (b->n_fail >= 64)
+            return;
+    }
+}
+
+/* The source's skip predicate: ids already stored (resume) or already met (an input
+ * given twice) are passed over before their bytes are read. */
+static int already_seen(const char *id, void *ctx)
+{
+    pipeline *pl = ctx;
+    int seen = mf_idset_contains(pl->seen, id);
+    pl->skipped += (uint64_t)seen;
+    return seen;
+}
+
+static void *producer(void *arg)
+{
+    pipeline *pl = arg;
+    for (;;) {
+        batch *b = take(pl, &pl->empty, 1);
+        if (!b)
+            return NULL; /* the consumer quit */
+        batch_clear(b);
+        fill_batch(pl, b);
+        int done = b->last || b->fatal;
+        give(pl, &pl->full, b);
+        if (done)
+            return NULL;
+    }
+}
+
+/* Consumer side of one batch: network, then rows, failures, batch_done. */
+static int consume(const batch *b, float *feat, float *mag,
+                   mf_embed_forward_fn forward, void *fctx, const mf_embed_sink *sink,
+                   mf_embed_stats *st)
+{
+    int rc = 0;
+    if (b->n > 0) {
+        double t0 = mf_now();
+        rc = forward(fctx, b->n, b->faces, feat, mag);
+        st->network_seconds += mf_now() - t0;
+        if (rc == 0)
+            rc = sink->rows(sink->ctx, (size_t)b->n, feat, mag, (const char *const *)b->ids,
+                            b->labels);
+        if (rc == 0)
+            st->embedded += (uint64_t)b->n;
+    }
+    for (size_t i = 0; i < b->n_fail && rc == 0; i++) {
+        rc = sink->failed(sink->ctx, b->fail_id[i], b->fail_reason[i]);
+        st->failed++;
+    }
+    if (rc == 0 && sink->batch_done)
+        rc = sink->batch_done(sink->ctx);
+    return rc;
+}
+
+int mf_embed_run(mf_source *src, mf_idset *seen, const mf_embed_params *p, int dim,
+                 mf_embed_forward_fn forward, void *forward_ctx, const mf_embed_sink *sink,
+                 volatile sig_atomic_t *stop, mf_embed_stats *stats)
+{
+    static volatile sig_atomic_t never;
+    memset(stats, 0, sizeof *stats);
+    double t0 = mf_now();
+    pipeline pl = {.src = src, .seen = seen, .params = p, .stop = stop ? stop : &never,
+                   .capacity = p->batch > 0 ? p->batch : 16};
+    size_t nfeat;
+    if (mf_size_mul((size_t)pl.capacity, (size_t)dim, &nfeat, "feature buffer") < 0)
+        return MF_ERR_NOMEM;
+    float *feat = malloc(nfeat * sizeof *feat), *mag = malloc((size_t)pl.capacity * sizeof *mag);
+    int rc = feat && mag ? 0 : MF_ERR_NOMEM;
+    for (int i = 0; i < N_BATCHES && rc == 0; i++)
+        rc = batch_init(&pl.batches[i], pl.capacity);
+    if (rc < 0) {
+        for (int i = 0; i < N_BATCHES; i++) /* zeroed or initialised: both release */
+            batch_release(&pl.batches[i]);
+        free(feat);
+        free(mag);
+        return mf_set_error(MF_ERR_NOMEM, "out of memory for %d-image batches", pl.capacity);
+    }
+    pthread_mutex_init(&pl.lock, NULL);
+    pthread_cond_init(&pl.changed, NULL);
+    for (int i = 0; i < N_BATCHES; i++)
+        push(&pl.empty, &pl.batches[i]);
+    mf_source_set_skip(src, already_seen, &pl);
+    pthread_t thread;
+    int started = pthread_create(&thread, NULL, producer, &pl) == 0;
+    if (!started)
+        rc = mf_set_error(MF_ERR_INTERNAL, "cannot start the decoding thread");
+    for (int done = rc < 0; !done;) {
+        batch *b = take(&pl, &pl.full, 0);
+        if (b->fatal)
+            rc = mf_set_error(MF_ERR_NOMEM, "reading inputs: %s", b->error);
+        else
+            rc = consume(b, feat, mag, forward, forward_ctx, sink, stats);
+        done = b->last || b->fatal || rc < 0;
+        if (rc < 0) {
+            pthread_mutex_lock(&pl.lock);
+            pl.consumer_quit = 1;
+            pthread_cond_broadcast(&pl.changed);
+            pthread_mutex_unlock(&pl.lock);
+        }
+        give(&pl, &pl.empty, b);
+    }
+    if (started)
+        pthread_join(thread, NULL);
+    mf_source_set_skip(src, NULL, NULL); /* `pl` goes out of scope */
+    stats->skipped = pl.skipped;
+    stats->wall_seconds = mf_now() - t0;
+    for (int i = 0; i < N_BATCHES; i++)
+        batch_release(&pl.batches[i]);
+    pthread_cond_destroy(&pl.changed);
+    pthread_mutex_destroy(&pl.lock);
+    free(feat);
+    free(mag);
+    return rc;
+}

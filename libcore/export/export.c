@@ -1,0 +1,305 @@
+/* export.c - the export driver: classes from the label column, the text formats (list,
+ * featlist), and the image formats (wds, tree, rec) fed by mf_fetch_images in blocks of
+ * rows so that memory stays bounded and each archive is read once per block. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "export_internal.h"
+#include "export_sinks.h"
+#include "mf/export.h"
+#include "mf/log.h"
+#include "mf/status.h"
+
+/* Rows whose images are fetched together. An archive spanning several blocks is read
+ * once per block; a million ids take ~100 MB. */
+#define FETCH_BLOCK ((size_t)1 << 20)
+#define TEXT_BLOCK ((size_t)4096)
+
+mf_export_params mf_export_default_params(void)
+{
+    mf_export_params p = {0};
+    p.format = MF_EXPORT_WDS;
+    p.label_column = "label";
+    p.shard_size = 10000;
+    return p;
+}
+
+int mf_export_format_parse(const char *name, mf_export_format *out)
+{
+    static const char *names[] = {"rec", "wds", "list", "featlist", "tree"};
+    for (int k = 0; k < 5; k++)
+        if (strcmp(name, names[k]) == 0) {
+            *out = (mf_export_format)k;
+            return 0;
+        }
+    return mf_set_error(MF_ERR_ARG, "unknown export format '%s' (rec, wds, list, featlist, tree)",
+                        name);
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Replace each row's label by its class: the rank of the value among the distinct
+ * non-negative values (0..K-1); negative values stay -1. Keeps the original values in
+ * ex->label. */
+static int make_classes(mf_exporter *ex)
+{
+    size_t n = (size_t)ex->n, k = 0;
+    int64_t *vals = malloc((n ? n : 1) * sizeof *vals);
+    ex->cls = malloc((n ? n : 1) * sizeof *ex->cls);
+    if (!vals || !ex->cls) {
+        free(vals);
+        return mf_set_error(MF_ERR_NOMEM, "out of memory for %zu labels", n);
+    }
+    for (size_t i = 0; i < n; i++)
+        if (ex->label[i] >= 0)
+            vals[k++] = ex->label[i];
+    qsort(vals, k, sizeof *vals, cmp_i64);
+    size_t u = 0;
+    for (size_t i = 0; i < k; i++)
+        if (i == 0 || vals[i] != vals[u - 1])
+            vals[u++] = vals[i];
+    for (size_t i = 0; i < n; i++) {
+        int64_t *hit = ex->label[i] < 0 ? NULL : bsearch(&ex->label[i], vals, u, sizeof *vals,
+                                                         cmp_i64);
+        ex->cls[i] = hit ? hit - vals : -1;
+    }
+    free(vals);
+    ex->stats->classes = u;
+    return 0;
+}
+
+static int read_columns(mf_exporter *ex)
+{
+    const char *col = ex->p->label_column ? ex->p->label_column : "label";
+    if (strcmp(col, "label") && strcmp(col, "cluster"))
+        return mf_set_error(MF_ERR_ARG, "label column must be 'label' or 'cluster', not '%s'", col);
+    if (!mf_store_has(ex->s, col))
+        return mf_set_error(MF_ERR_SCHEMA, "'%s' has no /%s (run mf-cluster first)",
+                            mf_store_path(ex->s), col);
+    size_t n = (size_t)ex->n;
+    ex->label = malloc((n ? n : 1) * sizeof *ex->label);
+    ex->mag = malloc((n ? n : 1) * sizeof *ex->mag);
+    if (!ex->label || !ex->mag)
+        return mf_set_error(MF_ERR_NOMEM, "out of memory for %zu rows", n);
+    if (n == 0)
+        return 0;
+    int rc = strcmp(col, "label") == 0 ? mf_store_read_label(ex->s, 0, n, ex->label)
+                                       : mf_store_read_int64(ex->s, col, 0, n, ex->label);
+    if (rc == 0)
+        rc = mf_store_read_magnitude(ex->s, 0, n, ex->mag);
+    return rc;
+}
+
+void mf_export_missing(mf_exporter *ex, const char *id, const char *why)
+{
+    mf_log(MF_LOG_WARN, "missing '%s': %s", id, why);
+    ex->stats->missing++;
+}
+
+/* ---- list and featlist --------------------------------------------------------------- */
+
+/* A line-based format cannot hold an id containing its separators: skip and say so. */
+static int text_safe(mf_exporter *ex, const char *id, const char *bad)
+{
+    if (!strpbrk(id, bad))
+        return 1;
+    mf_log(MF_LOG_WARN, "skipped '%s': the id contains a separator of this format", id);
+    ex->stats->skipped++;
+    return 0;
+}
+
+static int list_row(mf_exporter *ex, FILE *f, const char *id, int64_t cls)
+{
+    size_t clen;
+    if (mf_id_classify(id, &clen) != MF_ID_FILE) {
+        mf_log(MF_LOG_WARN, "skipped '%s': not a plain file (use --format tree or wds)", id);
+        ex->stats->skipped++;
+        return 0;
+    }
+    if (!text_safe(ex, id, "\t\n\r"))
+        return 0;
+    char *path = mf_export_resolve(ex->p->root, id, clen);
+    if (!path)
+        return mf_set_error(MF_ERR_NOMEM, "out of memory");
+    struct stat st;
+    if (stat(path, &st) != 0)
+        mf_export_missing(ex, id, strerror(errno));
+    else if (!S_ISREG(st.st_mode))
+        mf_export_missing(ex, id, "not a regular file");
+    else {
+        fprintf(f, "%s\t%lld\n", path, (long long)cls); /* errors: ferror at commit */
+        ex->stats->written++;
+    }
+    free(path);
+    return 0;
+}
+
+/* Width of one "%.9g " value: sign, 9 digits, point, exponent "e-45", space. */
+#define FEAT_VALUE_MAX 18
+
+/* Format the embeddings of a block of rows into `buf` (cap bytes, sized by the caller
+ * as dim * FEAT_VALUE_MAX per row), in parallel: printf-style formatting dominates this
+ * format (~1 us a value), and each row's text is independent. len[i] = bytes of row i. */
+static void feat_format(const float *emb, size_t k, int dim, char *buf, size_t *len)
+{
+    size_t stride = (size_t)dim * FEAT_VALUE_MAX;
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < k; i++) {
+        char *out = buf + i * stride;
+        size_t at = 0;
+        for (int d = 0; d < dim; d++) /* %.9g: every float32 reads back exactly */
+            at += (size_t)snprintf(out + at, stride - at, "%.9g ", emb[i * (size_t)dim + d]);
+        len[i] = at;
+    }
+}
+
+static int feat_block(mf_exporter *ex, FILE *f, char **ids, const float *emb, size_t k,
+                      char *buf, size_t *len)
+{
+    feat_format(emb, k, ex->dim, buf, len);
+    size_t stride = (size_t)ex->dim * FEAT_VALUE_MAX;
+    for (size_t i = 0; i < k; i++) {
+        if (!text_safe(ex, ids[i], " \t\n\r"))
+            continue;
+        fputs(ids[i], f);
+        fputc(' ', f);
+        fwrite(buf + i * stride, 1, len[i], f); /* errors: ferror at commit */
+        fputc('\n', f);
+        ex->stats->written++;
+    }
+    return 0;
+}
+
+static int export_text(mf_exporter *ex)
+{
+    int feat = ex->p->format == MF_EXPORT_FEATLIST;
+    char *tmp = NULL;
+    char **ids = calloc(TEXT_BLOCK, sizeof *ids);
+    float *emb = feat ? malloc(TEXT_BLOCK * (size_t)ex->dim * sizeof *emb) : NULL;
+    char *buf = feat ? malloc(TEXT_BLOCK * (size_t)ex->dim * FEAT_VALUE_MAX) : NULL;
+    size_t *len = feat ? malloc(TEXT_BLOCK * sizeof *len) : NULL;
+    int ok = ids && (!feat || (emb && buf && len));
+    FILE *f = ok ? mf_atomic_open(ex->p->output, &tmp) : NULL;
+    int rc = f ? 0 : ok ? MF_ERR_IO : mf_set_error(MF_ERR_NOMEM, "out of memory");
+    for (uint64_t at = 0; at < ex->n && rc == 0; at += TEXT_BLOCK) {
+        size_t k = ex->n - at < TEXT_BLOCK ? (size_t)(ex->n - at) : TEXT_BLOCK;
+        if ((rc = mf_store_read_ids(ex->s, at, k, ids)) < 0)
+            break;
+        if (feat && (rc = mf_store_read_embedding(ex->s, at, k, emb)) == 0)
+            rc = feat_block(ex, f, ids, emb, k, buf, len);
+        for (size_t i = 0; i < k && rc == 0 && !feat; i++) {
+            if (ex->cls[at + i] < 0)
+                ex->stats->unlabelled++;
+            else
+                rc = list_row(ex, f, ids[i], ex->cls[at + i]);
+        }
+        mf_store_free_strings(ids, k);
+        mf_progress_add(ex->p->progress, k);
+    }
+    free(ids);
+    free(emb);
+    free(buf);
+    free(len);
+    if (rc < 0) {
+        mf_atomic_discard(f, tmp);
+        return rc;
+    }
+    ex->stats->files = 1;
+    return mf_atomic_commit(f, tmp, ex->p->output);
+}
+
+/* ---- image formats -------------------------------------------------------------------- */
+
+typedef struct block {
+    mf_exporter *ex;
+    char **ids;     /* ids of the selected rows */
+    uint64_t *rows; /* their row numbers */
+} block;
+
+static int on_image(void *ctx, size_t i, const uint8_t *data, size_t size, const char *why)
+{
+    block *b = ctx;
+    mf_progress_add(b->ex->p->progress, 1);
+    if (!data) {
+        mf_export_missing(b->ex, b->ids[i], why);
+        return 0;
+    }
+    return b->ex->sink->put(b->ex, b->rows[i], b->ids[i], data, size);
+}
+
+/* Fetch the images of rows [at, at+k) that have a class, and hand them to the sink. */
+static int export_block(mf_exporter *ex, block *b, uint64_t at, size_t k)
+{
+    char **all = b->ids;
+    int rc = mf_store_read_ids(ex->s, at, k, all);
+    if (rc < 0)
+        return rc;
+    size_t m = 0;
+    for (size_t i = 0; i < k; i++) {
+        if (ex->cls[at + i] < 0) {
+            ex->stats->unlabelled++;
+            free(all[i]);
+            continue;
+        }
+        all[m] = all[i];
+        b->rows[m++] = at + i;
+    }
+    mf_progress_add(ex->p->progress, k - m);
+    rc = mf_fetch_images(all, m, ex->p->root, 0, on_image, b);
+    mf_store_free_strings(all, m);
+    return rc < 0 ? rc : rc > 0 ? MF_ERR_INTERNAL : 0;
+}
+
+static int export_images(mf_exporter *ex)
+{
+    size_t cap = ex->n < FETCH_BLOCK ? (size_t)ex->n : FETCH_BLOCK;
+    block b = {ex, malloc((cap ? cap : 1) * sizeof(char *)),
+               malloc((cap ? cap : 1) * sizeof(uint64_t))};
+    int rc = b.ids && b.rows ? ex->sink->begin(ex) : mf_set_error(MF_ERR_NOMEM, "out of memory");
+    for (uint64_t at = 0; at < ex->n && rc == 0; at += FETCH_BLOCK) {
+        size_t k = ex->n - at < FETCH_BLOCK ? (size_t)(ex->n - at) : FETCH_BLOCK;
+        rc = export_block(ex, &b, at, k);
+    }
+    free(b.ids);
+    free(b.rows);
+    if (rc == 0)
+        return ex->sink->commit(ex);
+    ex->sink->abort(ex);
+    return rc;
+}
+
+int mf_export_run(mf_store *s, const mf_export_params *p, mf_export_stats *stats)
+{
+    memset(stats, 0, sizeof *stats);
+    if (!p->output || !p->output[0])
+        return mf_set_error(MF_ERR_ARG, "no output given");
+    mf_exporter ex = {.s = s, .p = p, .stats = stats, .n = mf_store_rows(s),
+                      .dim = mf_store_dim(s)};
+    int rc = mf_make_parent(p->output);
+    if (rc == 0)
+        rc = read_columns(&ex);
+    if (rc == 0)
+        rc = make_classes(&ex);
+    if (rc == 0) {
+        switch (p->format) {
+        case MF_EXPORT_LIST:
+        case MF_EXPORT_FEATLIST: rc = export_text(&ex); break;
+        case MF_EXPORT_WDS: ex.sink = &mf_sink_wds; break;
+        case MF_EXPORT_TREE: ex.sink = &mf_sink_tree; break;
+        case MF_EXPORT_REC: ex.sink = &mf_sink_rec; break;
+        default: rc = mf_set_error(MF_ERR_ARG, "unknown export format %d", (int)p->format);
+        }
+    }
+    if (rc == 0 && ex.sink && (rc = ex.sink->check(&ex)) == 0)
+        rc = export_images(&ex);
+    free(ex.label);
+    free(ex.mag);
+    free(ex.cls);
+    return rc;
+}

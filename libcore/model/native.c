@@ -1,0 +1,351 @@
+/* native.c - model files: the native format (mf-convert's output), HDF5 state_dict
+ * dumps, and the dispatcher mf_model_load that also takes PyTorch checkpoints.
+ *
+ * Native file (HDF5): root attributes mf_format="mfkit-model", mf_format_version=1,
+ * arch, model, source_sha256, preprocess, blocks[4], widths[4], stem, dim, params,
+ * tensors; one float32 dataset /weights holding the engine's arena (folded, packed,
+ * Winograd-transformed weights). Its layout follows from blocks/widths/stem/dim alone
+ * (mf_iresnet_layout), so loading is one read. */
+#include <errno.h>
+#include <fcntl.h>
+#include <hdf5.h>
+#include <libgen.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "mf/status.h"
+#include "mf/checkpoint.h"
+#include "model/iresnet.h"
+
+#define NATIVE_FORMAT "mfkit-model"
+#define NATIVE_VERSION 1
+#define MAX_TENSOR_FLOATS ((size_t)1 << 28)
+
+int mf_sha256_file(const char *path, char hex[65])
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return mf_set_error(MF_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    unsigned char buf[1 << 16], md[EVP_MAX_MD_SIZE];
+    unsigned len = 0;
+    size_t n;
+    int ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+    while (ok && (n = fread(buf, 1, sizeof buf, f)) > 0)
+        ok = EVP_DigestUpdate(ctx, buf, n);
+    ok = ok && !ferror(f) && EVP_DigestFinal_ex(ctx, md, &len);
+    EVP_MD_CTX_free(ctx);
+    fclose(f);
+    if (!ok)
+        return mf_set_error(MF_ERR_IO, "cannot hash '%s'", path);
+    for (unsigned i = 0; i < len; i++)
+        sprintf(hex + 2 * i, "%02x", md[i]);
+    return 0;
+}
+
+/* ---- HDF5 attribute helpers ------------------------------------------------------- */
+
+static int put_str(hid_t obj, const char *name, const char *val)
+{
+    hid_t t = H5Tcopy(H5T_C_S1), sp = H5Screate(H5S_SCALAR);
+    H5Tset_size(t, strlen(val) + 1);
+    hid_t a = H5Acreate2(obj, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
+    herr_t rc = a < 0 ? -1 : H5Awrite(a, t, val);
+    H5Aclose(a), H5Sclose(sp), H5Tclose(t);
+    return rc < 0 ? -1 : 0;
+}
+
+static int put_ints(hid_t obj, const char *name, const long long *v, int n)
+{
+    hsize_t dims[1] = {(hsize_t)n};
+    hid_t sp = n == 1 ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, dims, NULL);
+    hid_t a = H5Acreate2(obj, name, H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
+    herr_t rc = a < 0 ? -1 : H5Awrite(a, H5T_NATIVE_LLONG, v);
+    H5Aclose(a), H5Sclose(sp);
+    return rc < 0 ? -1 : 0;
+}
+
+/* Fixed-length string attribute into buf (truncated to len), or -1. */
+static int get_str(hid_t obj, const char *name, char *buf, size_t len)
+{
+    if (H5Aexists(obj, name) <= 0)
+        return -1;
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT), ft = H5Aget_type(a);
+    int rc = -1;
+    if (H5Tget_class(ft) == H5T_STRING && H5Tis_variable_str(ft) == 0) {
+        size_t sz = H5Tget_size(ft);
+        char *tmp = sz < 4096 ? calloc(1, sz + 1) : NULL;
+        hid_t mt = H5Tcopy(H5T_C_S1);
+        H5Tset_size(mt, sz);
+        if (tmp && H5Aread(a, mt, tmp) >= 0) {
+            snprintf(buf, len, "%s", tmp);
+            rc = 0;
+        }
+        H5Tclose(mt), free(tmp);
+    }
+    H5Tclose(ft), H5Aclose(a);
+    return rc;
+}
+
+static int get_ints(hid_t obj, const char *name, long long *v, int n)
+{
+    if (H5Aexists(obj, name) <= 0)
+        return -1;
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT), sp = H5Aget_space(a);
+    int rc = H5Sget_simple_extent_npoints(sp) == n &&
+             H5Aread(a, H5T_NATIVE_LLONG, v) >= 0 ? 0 : -1;
+    H5Sclose(sp), H5Aclose(a);
+    return rc;
+}
+
+/* ---- native save ------------------------------------------------------------------ */
+
+static int write_native(const mf_model *m, const char *path)
+{
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    if (f < 0)
+        return -1;
+    long long ver = NATIVE_VERSION, blocks[4], widths[4];
+    long long one[4] = {m->stem, m->dim, (long long)m->params, (long long)m->tensors};
+    for (int i = 0; i < 4; i++)
+        blocks[i] = m->blocks[i], widths[i] = m->widths[i];
+    int bad = put_str(f, "mf_format", NATIVE_FORMAT) | put_ints(f, "mf_format_version", &ver, 1) |
+              put_str(f, "arch", m->arch) | put_str(f, "model", m->name) |
+              put_str(f, "source_sha256", m->sha256) | put_str(f, "preprocess", m->preprocess) |
+              put_ints(f, "blocks", blocks, 4) | put_ints(f, "widths", widths, 4) |
+              put_ints(f, "stem", &one[0], 1) | put_ints(f, "dim", &one[1], 1) |
+              put_ints(f, "params", &one[2], 1) | put_ints(f, "tensors", &one[3], 1);
+    hsize_t dims[1] = {m->arena_floats};
+    hid_t sp = H5Screate_simple(1, dims, NULL);
+    hid_t d = H5Dcreate2(f, "weights", H5T_IEEE_F32LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    bad |= d < 0 || H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, m->arena) < 0;
+    H5Dclose(d), H5Sclose(sp);
+    bad |= H5Fclose(f) < 0;
+    return bad ? -1 : 0;
+}
+
+static int fsync_path(const char *path, int dir)
+{
+    int fd = open(path, dir ? O_RDONLY | O_DIRECTORY : O_RDONLY);
+    int rc = fd < 0 ? -1 : fsync(fd);
+    if (fd >= 0)
+        close(fd);
+    return rc;
+}
+
+/* Written under a temporary name, flushed to disk, then renamed: a reader never sees a
+ * half-written model, and a crash leaves the old file (if any) intact. */
+int mf_model_save(const mf_model *m, const char *path)
+{
+    char tmp[4096], dir[4096];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid()) >= (int)sizeof tmp)
+        return mf_set_error(MF_ERR_ARG, "output path too long");
+    snprintf(dir, sizeof dir, "%s", path);
+    if (write_native(m, tmp) < 0) {
+        unlink(tmp);
+        return mf_set_error(MF_ERR_IO, "cannot write '%s'", path);
+    }
+    if (fsync_path(tmp, 0) < 0 || rename(tmp, path) < 0) {
+        int e = errno;
+        unlink(tmp);
+        return mf_set_error(MF_ERR_IO, "cannot write '%s': %s", path, strerror(e));
+    }
+    fsync_path(dirname(dir), 1);
+    return 0;
+}
+
+/* ---- native load ------------------------------------------------------------------ */
+
+static int read_native(struct mf_model *m, hid_t f, const char *path)
+{
+    long long ver, blocks[4], widths[4], v[4];
+    if (get_ints(f, "mf_format_version", &ver, 1) < 0 || ver != NATIVE_VERSION)
+        return mf_set_error(MF_ERR_UNSUPPORTED, "%s: unsupported native model version", path);
+    if (get_ints(f, "blocks", blocks, 4) < 0 || get_ints(f, "widths", widths, 4) < 0 ||
+        get_ints(f, "stem", &v[0], 1) < 0 || get_ints(f, "dim", &v[1], 1) < 0 ||
+        get_ints(f, "params", &v[2], 1) < 0 || get_ints(f, "tensors", &v[3], 1) < 0 ||
+        get_str(f, "source_sha256", m->sha256, sizeof m->sha256) < 0)
+        return mf_set_error(MF_ERR_FORMAT, "%s: native model lacks its shape attributes", path);
+    for (int i = 0; i < 4; i++) {
+        if (blocks[i] < 1 || blocks[i] > 64 || widths[i] < 1 || widths[i] > 4096)
+            return mf_set_error(MF_ERR_FORMAT, "%s: implausible stage %d (%lld blocks, width "
+                                "%lld)", path, i + 1, blocks[i], widths[i]);
+        m->blocks[i] = (int)blocks[i], m->widths[i] = (int)widths[i];
+    }
+    if (v[0] < 1 || v[0] > 4096 || v[1] < 1 || v[1] > 65536 || v[2] < 0 || v[3] < 0)
+        return mf_set_error(MF_ERR_FORMAT, "%s: implausible stem/dim attributes", path);
+    m->stem = (int)v[0], m->dim = (int)v[1], m->params = v[2], m->tensors = v[3];
+    int rc = mf_iresnet_alloc(m);
+    if (rc < 0)
+        return mf_wrap_error(rc, "%s", path);
+    hid_t d = H5Dopen2(f, "weights", H5P_DEFAULT), sp = d < 0 ? -1 : H5Dget_space(d);
+    hssize_t n = sp < 0 ? -1 : H5Sget_simple_extent_npoints(sp);
+    rc = n == (hssize_t)m->arena_floats &&
+         H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, m->arena) >= 0 ? 0 : -1;
+    if (sp >= 0)
+        H5Sclose(sp);
+    if (d >= 0)
+        H5Dclose(d);
+    if (rc < 0)
+        return mf_set_error(MF_ERR_FORMAT, "%s: /weights has %lld floats, %s needs %zu", path,
+                            (long long)n, m->arch, m->arena_floats);
+    return 0;
+}
+
+/* ---- HDF5 state_dict dump (/tensors/<key>, e.g. written with h5py) ----------------- */
+
+typedef struct dump {
+    mf_checkpoint *ck;
+    size_t cap;
+    int rc;
+    const char *path;
+} dump;
+
+static herr_t dump_one(hid_t g, const char *name, const H5L_info_t *info, void *ctx)
+{
+    dump *du = ctx;
+    hsize_t dims[MF_TENSOR_MAX_DIMS];
+    hid_t d = H5Dopen2(g, name, H5P_DEFAULT);
+    if (d < 0)
+        return 0; /* not a dataset: ignore */
+    hid_t sp = H5Dget_space(d), ty = H5Dget_type(d);
+    int nd = H5Sget_simple_extent_ndims(sp), cls = H5Tget_class(ty);
+    size_t numel = 1;
+    if (nd < 0 || nd > MF_TENSOR_MAX_DIMS || (cls != H5T_FLOAT && cls != H5T_INTEGER)) {
+        du->rc = mf_set_error(MF_ERR_FORMAT, "%s: tensor '%s' is not numeric", du->path, name);
+    } else {
+        H5Sget_simple_extent_dims(sp, dims, NULL);
+        for (int i = 0; i < nd; i++)
+            numel = dims[i] > MAX_TENSOR_FLOATS || numel * dims[i] > MAX_TENSOR_FLOATS
+                        ? MAX_TENSOR_FLOATS + 1 : numel * dims[i];
+        if (numel > MAX_TENSOR_FLOATS)
+            du->rc = mf_set_error(MF_ERR_LIMIT, "%s: tensor '%s' too large", du->path, name);
+    }
+    if (du->rc == 0 && du->ck->count == du->cap) {
+        size_t cap = du->cap ? 2 * du->cap : 256;
+        mf_tensor *t = cap < 100000 ? realloc(du->ck->tensors, cap * sizeof *t) : NULL;
+        if (!t)
+            du->rc = mf_set_error(MF_ERR_NOMEM, "%s: too many tensors", du->path);
+        else
+            du->ck->tensors = t, du->cap = cap;
+    }
+    if (du->rc == 0) {
+        mf_tensor *t = &du->ck->tensors[du->ck->count];
+        *t = (mf_tensor){.name = strdup(name), .ndim = nd, .numel = numel,
+                         .data = malloc((numel ? numel : 1) * sizeof(float)),
+                         .is_int = cls == H5T_INTEGER};
+        for (int i = 0; i < nd; i++)
+            t->shape[i] = (int64_t)dims[i];
+        du->ck->count++;
+        if (!t->name || !t->data ||
+            H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, t->data) < 0)
+            du->rc = mf_set_error(MF_ERR_FORMAT, "%s: cannot read tensor '%s'", du->path, name);
+    }
+    H5Tclose(ty), H5Sclose(sp), H5Dclose(d);
+    return du->rc < 0 ? -1 : 0;
+}
+
+void mf_iresnet_free_dump(mf_checkpoint *ck)
+{
+    for (size_t i = 0; ck && i < ck->count; i++)
+        free(ck->tensors[i].name), free(ck->tensors[i].data);
+    if (ck)
+        free(ck->tensors);
+    free(ck);
+}
+
+int mf_iresnet_load_dump(mf_checkpoint **out, const char *path)
+{
+    return mf_iresnet_load_group(out, path, "tensors");
+}
+
+int mf_iresnet_load_group(mf_checkpoint **out, const char *path, const char *group)
+{
+    *out = NULL;
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0)
+        return mf_set_error(MF_ERR_FORMAT, "%s: not an HDF5 file", path);
+    dump du = {.ck = calloc(1, sizeof(mf_checkpoint)), .path = path};
+    hid_t g = H5Lexists(f, group, H5P_DEFAULT) > 0 ? H5Gopen2(f, group, H5P_DEFAULT) : -1;
+    if (!du.ck)
+        du.rc = mf_set_error(MF_ERR_NOMEM, "%s: out of memory", path);
+    else if (g < 0)
+        du.rc = mf_set_error(MF_ERR_SCHEMA, "%s: neither a native model nor a /%s dump",
+                             path, group);
+    else if (H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, NULL, dump_one, &du) < 0 && !du.rc)
+        du.rc = mf_set_error(MF_ERR_FORMAT, "%s: cannot list /tensors", path);
+    if (g >= 0)
+        H5Gclose(g);
+    H5Fclose(f);
+    if (du.rc < 0) {
+        mf_iresnet_free_dump(du.ck);
+        return du.rc;
+    }
+    snprintf(du.ck->format, sizeof du.ck->format, "hdf5");
+    *out = du.ck;
+    return 0;
+}
+
+/* ---- the dispatcher ---------------------------------------------------------------- */
+
+static int is_hdf5(const char *path)
+{
+    unsigned char sig[8] = {0};
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return mf_set_error(MF_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
+    size_t n = fread(sig, 1, sizeof sig, f);
+    fclose(f);
+    return n == 8 && !memcmp(sig, "\x89HDF\r\n\x1a\n", 8);
+}
+
+static int load_native(mf_model **out, const char *path)
+{
+    char fmt[32] = "";
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0)
+        return mf_set_error(MF_ERR_FORMAT, "%s: not a readable HDF5 file", path);
+    int native = get_str(f, "mf_format", fmt, sizeof fmt) == 0 && !strcmp(fmt, NATIVE_FORMAT);
+    int rc = 1;
+    if (native) {
+        struct mf_model *m = calloc(1, sizeof *m);
+        rc = m ? read_native(m, f, path) : mf_set_error(MF_ERR_NOMEM, "out of memory");
+        if (rc < 0)
+            mf_model_free(m);
+        else
+            *out = m;
+    }
+    H5Fclose(f);
+    return rc; /* 1: not native */
+}
+
+int mf_model_load(mf_model **out, const char *path, const char *expect_arch)
+{
+    *out = NULL;
+    mf_checkpoint *ck = NULL;
+    char sha[65];
+    int hdf5 = is_hdf5(path), rc = hdf5 < 0 ? hdf5 : 0, dumped = 0;
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* our messages, not HDF5's stack dumps */
+    if (rc == 0 && hdf5 && (rc = load_native(out, path)) == 0)
+        rc = mf_iresnet_check_arch(*out, (*out)->tensors, path, expect_arch);
+    else if (rc == 1 && (rc = mf_iresnet_load_dump(&ck, path)) == 0)
+        dumped = 1;
+    else if (rc == 0 && !hdf5)
+        rc = mf_checkpoint_load(&ck, path);
+    if (rc == 0 && ck)
+        rc = mf_model_from_checkpoint(out, ck, path, expect_arch);
+    if (ck && dumped)
+        mf_iresnet_free_dump(ck);
+    else if (ck)
+        mf_checkpoint_free(ck);
+    if (rc == 0 && !(*out)->sha256[0] && (rc = mf_sha256_file(path, sha)) == 0)
+        memcpy((*out)->sha256, sha, sizeof sha);
+    if (rc < 0) {
+        mf_model_free(*out);
+        *out = NULL;
+    }
+    return rc;
+}
