@@ -1,0 +1,361 @@
+/* mf-cluster - group a store's samples into identities: kNN graph with FAISS (reusable
+ * with --graph), then a quality-aware clustering (include/mf/cluster.h). */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "cli.h"
+#include "mf/cluster.h"
+#include "mf/knn.h"
+#include "mf/status.h"
+#include "mf/store.h"
+
+enum {
+    OPT_OUT = 1000, OPT_TSV, OPT_JSON, OPT_METHOD, OPT_TAU, OPT_TAU2, OPT_QUANT, OPT_RES,
+    OPT_WEIGHT, OPT_K, OPT_INDEX, OPT_NPROBE, OPT_EF, OPT_GRAPH, OPT_CALIB, OPT_TRUTH,
+    OPT_RECALL
+};
+
+typedef struct config {
+    const char *out, *graph, *truth;
+    int tsv, json, calibrate;
+    int method_set;
+    float tau, tau2; /* < -1: method default */
+    double quant, res;
+    mf_cluster_params cp;
+    mf_knn_params kp;
+} config;
+
+static const mf_cli_opt options[] = {
+    {"output", 'o', "OUT.h5", "write the input rows plus /cluster to OUT.h5", OPT_OUT},
+    {"tsv", 0, NULL, "print id, cluster, magnitude as TSV on stdout", OPT_TSV},
+    {"json", 0, NULL, "print the summary as one JSON object on stdout", OPT_JSON},
+    {"method", 'm', "NAME", "anchors (default), components, peaks, infomap, leiden",
+     OPT_METHOD},
+    {"tau", 't', "COS", "edge threshold (cosine; default per method)", OPT_TAU},
+    {"tau2", 0, "COS", "anchors: threshold for attaching low-quality samples", OPT_TAU2},
+    {"anchor-quantile", 0, "Q", "anchors: share of lowest-magnitude samples that are not "
+     "anchors (default 0.3)", OPT_QUANT},
+    {"resolution", 0, "R", "leiden: CPM resolution (default 0.1)", OPT_RES},
+    {"weight", 'w', "magnitude|none", "quality weighting (default magnitude)", OPT_WEIGHT},
+    {"calibrate", 0, NULL, "choose the thresholds that maximise BCubed F on labelled rows",
+     OPT_CALIB},
+    {"truth", 0, "DATASET", "labels used by --calibrate (default label)", OPT_TRUTH},
+    {"k", 'k', "K", "neighbours per sample (default 30)", OPT_K},
+    {"index", 0, "FACTORY", "FAISS index factory string (default: Flat below 50000 rows, "
+     "else IVFJoin<4 sqrt n>)", OPT_INDEX},
+    {"nprobe", 0, "N", "IVF lists probed (default 32)", OPT_NPROBE},
+    {"ef", 0, "N", "HNSW efSearch (default max(2k, 64))", OPT_EF},
+    {"recall-sample", 0, "N", "queries checked against exact search (default 1000)",
+     OPT_RECALL},
+    {"graph", 'g', "FILE", "reuse the kNN graph in FILE, or save it there", OPT_GRAPH},
+    {0},
+};
+
+static const mf_cli_tool tool = {
+    "mf-cluster", "[options] <store.h5>",
+    "Cluster a store's samples into identities on a FAISS kNN graph; high-magnitude\n"
+    "samples anchor identities, low-magnitude ones attach but never bridge two.",
+    "Examples:\n"
+    "  mf-cluster -o clustered.h5 --graph faces.knn.h5 faces.h5\n"
+    "  mf-cluster --graph faces.knn.h5 --method peaks --tau 0.5 --tsv faces.h5 > c.tsv\n"
+    "  mf-cluster --calibrate --graph faces.knn.h5 -o clustered.h5 faces.h5\n"
+    "The graph file is refused if it was built from other embeddings.",
+    options};
+
+static int on_option(int id, const char *arg, void *ctx)
+{
+    config *c = ctx;
+    switch (id) {
+    case OPT_OUT: c->out = arg; break;
+    case OPT_TSV: c->tsv = 1; break;
+    case OPT_JSON: c->json = 1; break;
+    case OPT_METHOD:
+        if (mf_cluster_method_parse(arg) < 0)
+            mf_cli_usage_error("unknown method '%s' (anchors, components, peaks, infomap, "
+                               "leiden)", arg);
+        c->cp.method = (mf_cluster_method)mf_cluster_method_parse(arg);
+        break;
+    case OPT_TAU: c->tau = (float)mf_cli_parse_double("--tau", arg, -1, 1); break;
+    case OPT_TAU2: c->tau2 = (float)mf_cli_parse_double("--tau2", arg, -1, 1); break;
+    case OPT_QUANT: c->quant = mf_cli_parse_double("--anchor-quantile", arg, 0, 0.99); break;
+    case OPT_RES: c->res = mf_cli_parse_double("--resolution", arg, 0, 1e6); break;
+    case OPT_WEIGHT:
+        if (strcmp(arg, "magnitude") && strcmp(arg, "none"))
+            mf_cli_usage_error("--weight expects 'magnitude' or 'none', got '%s'", arg);
+        c->cp.weight = strcmp(arg, "none") != 0;
+        break;
+    case OPT_CALIB: c->calibrate = 1; break;
+    case OPT_TRUTH: c->truth = arg; break;
+    case OPT_K: c->kp.k = (int)mf_cli_parse_int("--k", arg, 1, 1024); break;
+    case OPT_INDEX: c->kp.index = arg; break;
+    case OPT_NPROBE: c->kp.nprobe = (int)mf_cli_parse_int("--nprobe", arg, 1, 1 << 20); break;
+    case OPT_EF: c->kp.ef = (int)mf_cli_parse_int("--ef", arg, 1, 1 << 20); break;
+    case OPT_RECALL:
+        c->kp.recall_sample = (size_t)mf_cli_parse_int("--recall-sample", arg, 0, 1 << 20);
+        break;
+    case OPT_GRAPH: c->graph = arg; break;
+    }
+    return 0;
+}
+
+/* Thresholds given on the command line override the method's defaults. */
+static void finish_params(config *c)
+{
+    int weight = c->cp.weight;
+    mf_cluster_method_defaults(&c->cp, c->cp.method);
+    c->cp.weight = weight;
+    if (c->tau >= -1)
+        c->cp.tau = c->tau;
+    if (c->tau2 >= -1)
+        c->cp.tau2 = c->tau2;
+    if (c->quant >= 0)
+        c->cp.anchor_quantile = c->quant;
+    if (c->res >= 0)
+        c->cp.resolution = c->res;
+}
+
+#define BLOCK 65536
+
+/* All embeddings, L2-normalised: n * dim floats (the kNN needs them in memory). */
+static int read_embeddings(mf_store *s, float **out)
+{
+    size_t n = mf_store_rows(s), dim = (size_t)mf_store_dim(s), bytes;
+    if (mf_size_mul(n, dim * sizeof(float), &bytes, "embeddings") < 0)
+        return MF_ERR_NOMEM;
+    float *x = malloc(bytes);
+    if (!x)
+        return mf_set_error(MF_ERR_NOMEM, "out of memory for %zu x %zu embeddings", n, dim);
+    for (size_t at = 0; at < n; at += BLOCK) {
+        size_t k = n - at < BLOCK ? n - at : BLOCK;
+        int rc = mf_store_read_embedding(s, at, k, x + at * dim);
+        if (rc < 0)
+            return free(x), rc;
+    }
+    mf_knn_normalize(x, n, (int)dim);
+    *out = x;
+    return 0;
+}
+
+static int file_exists(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0;
+}
+
+/* Load the saved graph if there is one, else build it (and save it if asked). */
+static int get_graph(config *c, mf_store *s, const float *mag, mf_knn_graph **g,
+                     mf_knn_info *info)
+{
+    size_t n = mf_store_rows(s);
+    char fp[64];
+    mf_knn_fingerprint(fp, n, mf_store_dim(s), mag);
+    memset(info, 0, sizeof *info);
+    info->recall = -1;
+    if (c->graph && file_exists(c->graph)) {
+        int rc = mf_knn_load(g, c->graph, n, fp);
+        if (rc == 0)
+            mf_cli_info("reusing the kNN graph '%s' (%s, k=%d)", c->graph, (*g)->index,
+                        (*g)->k);
+        return rc;
+    }
+    if (c->kp.k >= (int)n)
+        c->kp.k = (int)n - 1;
+    float *x = NULL;
+    int rc = read_embeddings(s, &x);
+    if (rc == 0) {
+        rc = mf_knn_build(g, x, n, mf_store_dim(s), &c->kp, info);
+        free(x);
+    }
+    if (rc == 0) {
+        snprintf((*g)->fingerprint, sizeof (*g)->fingerprint, "%s", fp);
+        if (c->graph)
+            rc = mf_knn_save(*g, c->graph);
+    }
+    return rc;
+}
+
+static int read_store(mf_store *s, float **mag, int64_t **truth, const char *truth_name)
+{
+    size_t n = mf_store_rows(s);
+    if (n < 2)
+        return mf_set_error(MF_ERR_ARG, "'%s' has %zu rows: nothing to cluster",
+                            mf_store_path(s), n);
+    *mag = malloc(n * sizeof **mag);
+    if (!*mag)
+        return mf_set_error(MF_ERR_NOMEM, "out of memory for magnitudes");
+    int rc = mf_store_read_magnitude(s, 0, n, *mag);
+    if (rc == 0 && truth) {
+        if (!mf_store_has(s, truth_name))
+            return mf_set_error(MF_ERR_SCHEMA, "'%s' has no dataset /%s for --calibrate",
+                                mf_store_path(s), truth_name);
+        if (!(*truth = malloc(n * sizeof **truth)))
+            return mf_set_error(MF_ERR_NOMEM, "out of memory for labels");
+        rc = mf_store_read_int64(s, truth_name, 0, n, *truth);
+    }
+    return rc;
+}
+
+/* Thresholds are floats: print them as the decimals the user gave. */
+static double dec4(double v) { return round(v * 1e4) / 1e4; }
+
+static cJSON *summary_json(const config *c, const mf_knn_graph *g, const mf_knn_info *ki,
+                           const mf_cluster_stats *st, double secs_cluster)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "method", mf_cluster_method_name(c->cp.method));
+    cJSON_AddStringToObject(o, "weight", c->cp.weight ? "magnitude" : "none");
+    cJSON_AddNumberToObject(o, "tau", dec4(c->cp.tau));
+    if (c->cp.method == MF_CLUSTER_ANCHORS) {
+        cJSON_AddNumberToObject(o, "tau2", dec4(c->cp.tau2));
+        cJSON_AddNumberToObject(o, "anchor_quantile", dec4(c->cp.anchor_quantile));
+    }
+    if (c->cp.method == MF_CLUSTER_LEIDEN)
+        cJSON_AddNumberToObject(o, "resolution", dec4(c->cp.resolution));
+    cJSON_AddNumberToObject(o, "k", g->k);
+    cJSON_AddStringToObject(o, "index", g->index);
+    cJSON_AddNumberToObject(o, "recall", ki->recall);
+    cJSON_AddNumberToObject(o, "knn_seconds",
+                            ki->seconds_train + ki->seconds_add + ki->seconds_search);
+    cJSON_AddNumberToObject(o, "cluster_seconds", secs_cluster);
+    cJSON_AddNumberToObject(o, "rows", (double)g->n);
+    cJSON_AddNumberToObject(o, "clusters", (double)st->clusters);
+    cJSON_AddNumberToObject(o, "singletons", (double)st->singletons);
+    cJSON_AddNumberToObject(o, "unassigned", (double)st->unassigned);
+    cJSON_AddNumberToObject(o, "largest", (double)st->largest);
+    double h[8];
+    for (int i = 0; i < 8; i++)
+        h[i] = (double)st->size_hist[i];
+    cJSON_AddItemToObject(o, "size_hist", cJSON_CreateDoubleArray(h, 8));
+    return o;
+}
+
+static void print_summary(const mf_cluster_stats *st, const mf_knn_graph *g,
+                          const mf_knn_info *ki, const config *c)
+{
+    mf_cli_info("%zu rows -> %zu clusters (%zu singletons, %zu unassigned, largest %zu); "
+                "method %s, weight %s, tau %.3f", g->n, st->clusters, st->singletons,
+                st->unassigned, st->largest, mf_cluster_method_name(c->cp.method),
+                c->cp.weight ? "magnitude" : "none", c->cp.tau);
+    mf_cli_info("cluster sizes: 1:%zu 2-3:%zu 4-7:%zu 8-15:%zu 16-31:%zu 32-63:%zu "
+                "64-127:%zu 128+:%zu", st->size_hist[0], st->size_hist[1], st->size_hist[2],
+                st->size_hist[3], st->size_hist[4], st->size_hist[5], st->size_hist[6],
+                st->size_hist[7]);
+    if (ki->recall >= 0 && !ki->exact)
+        mf_cli_info("kNN graph %s k=%d: recall@%d %.4f on %zu queries", g->index, g->k,
+                    g->k, ki->recall, ki->recall_queries);
+}
+
+static int write_tsv(mf_store *s, const int64_t *label, const float *mag)
+{
+    size_t n = mf_store_rows(s);
+    char **ids = malloc(BLOCK * sizeof *ids);
+    if (!ids)
+        return mf_set_error(MF_ERR_NOMEM, "out of memory");
+    printf("id\tcluster\tmagnitude\n");
+    int rc = 0;
+    for (size_t at = 0; at < n && rc == 0; at += BLOCK) {
+        size_t k = n - at < BLOCK ? n - at : BLOCK;
+        if ((rc = mf_store_read_ids(s, at, k, ids)) < 0)
+            break;
+        for (size_t i = 0; i < k; i++)
+            printf("%s\t%lld\t%.6g\n", ids[i], (long long)label[at + i], mag[at + i]);
+        mf_store_free_strings(ids, k);
+    }
+    free(ids);
+    return rc;
+}
+
+static int write_output(const char *path, mf_store *src, const int64_t *label,
+                        const char *meta)
+{
+    size_t n = mf_store_rows(src);
+    uint64_t *rows = malloc(n * sizeof *rows);
+    if (!rows)
+        return mf_set_error(MF_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++)
+        rows[i] = i;
+    mf_store *dst;
+    int rc = mf_store_create_like(&dst, path, src);
+    if (rc == 0) {
+        if ((rc = mf_store_copy_rows(dst, src, rows, n)) == 0 &&
+            (rc = mf_store_copy_failed(dst, src)) == 0 &&
+            (rc = mf_store_write_column_int64(dst, "cluster", label)) == 0 &&
+            (rc = mf_store_set_attr(dst, "mf_cluster", meta)) == 0)
+            rc = mf_store_commit(dst);
+        else
+            mf_store_discard(dst);
+    }
+    free(rows);
+    return rc;
+}
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+int main(int argc, char **argv)
+{
+    config c = {.tau = -9, .tau2 = -9, .quant = -1, .res = -1, .truth = "label"};
+    c.cp = mf_cluster_default_params();
+    c.kp = mf_knn_default_params();
+    int first = mf_cli_parse(&tool, argc, argv, on_option, &c);
+    if (argc - first != 1)
+        mf_cli_usage_error("expected one store, got %d operands", argc - first);
+    if (c.tsv && c.json)
+        mf_cli_usage_error("--tsv and --json both write to stdout: choose one");
+    finish_params(&c);
+    mf_store *s = NULL;
+    float *mag = NULL;
+    int64_t *truth = NULL, *label = NULL;
+    mf_knn_graph *g = NULL;
+    mf_knn_info ki;
+    mf_cluster_stats st;
+    char *meta = NULL;
+    double t0 = 0;
+    int rc = mf_store_open(&s, argv[first]);
+    if (rc == 0)
+        rc = read_store(s, &mag, c.calibrate ? &truth : NULL, c.truth);
+    if (rc == 0)
+        rc = get_graph(&c, s, mag, &g, &ki);
+    if (rc == 0 && c.calibrate) {
+        double f;
+        rc = mf_cluster_calibrate(g, mag, truth, &c.cp, &f);
+        if (rc == 0)
+            mf_cli_info("calibrated on /%s: tau %.3f tau2 %.3f anchor-quantile %.2f "
+                        "resolution %.2f -> BCubed F %.4f", c.truth, c.cp.tau, c.cp.tau2,
+                        c.cp.anchor_quantile, c.cp.resolution, f);
+    }
+    if (rc == 0 && !(label = malloc(g->n * sizeof *label)))
+        rc = mf_set_error(MF_ERR_NOMEM, "out of memory for labels");
+    if (rc == 0) {
+        t0 = now();
+        rc = mf_cluster_run(g, mag, &c.cp, label, &st);
+    }
+    cJSON *js = rc == 0 ? summary_json(&c, g, &ki, &st, now() - t0) : NULL;
+    if (js)
+        meta = cJSON_PrintUnformatted(js);
+    if (rc == 0 && c.out)
+        rc = write_output(c.out, s, label, meta ? meta : "{}");
+    if (rc == 0) {
+        print_summary(&st, g, &ki, &c);
+        if (c.json && meta)
+            printf("%s\n", meta);
+        if (c.tsv)
+            rc = write_tsv(s, label, mag);
+    }
+    if (rc < 0)
+        mf_cli_error("%s", mf_last_error());
+    cJSON_Delete(js);
+    free(meta), free(label), free(mag), free(truth);
+    mf_knn_free(g);
+    mf_store_close(s);
+    return mf_cli_finish(rc < 0 ? MF_EXIT_FAILURE : MF_EXIT_OK);
+}
