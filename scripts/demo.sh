@@ -40,14 +40,22 @@ step "mf-filter: drop the lowest 10% by magnitude, and per-identity outliers"
 allow3 mf-filter "$out/faces.h5" -o "$out/clean.h5" --drop-lowest 10 --outliers \
   --report "$out/dropped.tsv"
 
+step "mf-cluster: identities from the embeddings (quality-aware anchors method)"
+mf-cluster "$out/clean.h5" -o "$out/clustered.h5" -k 10
+
+step "mf-eval: clusters against the folder labels"
+mf-eval "$out/clustered.h5"
+
 step "mf-export: the cleaned set as insightface RecordIO"
 allow3 mf-export "$out/clean.h5" --format rec -o "$out/export/train"
 
 step "mf-report: an HTML page to look at before trusting the cleaning"
-allow3 mf-report "$out/faces.h5" --filter-report "$out/dropped.tsv" -o "$out/report.html"
+allow3 mf-report "$out/clustered.h5" --filter-report "$out/dropped.tsv" -o "$out/report.html"
 
-step "on a synthetic store with known truth (mf-synth: 200 identities, 6000 rows)"
+step "the same on a synthetic store with known truth (mf-synth: 200 identities, 6000 rows)"
 mf-synth -o "$out/synthetic.h5" --identities 200 --rows 6000 --seed 1
 mf-filter "$out/synthetic.h5" -o "$out/synthetic_clean.h5" --report "$out/synthetic_dropped.tsv"
+mf-cluster "$out/synthetic_clean.h5" -o "$out/synthetic_clustered.h5" --graph "$out/synthetic.knn.h5"
+mf-eval --truth true_label "$out/synthetic_clustered.h5"
 
 printf '\nDemo outputs are in %s; open %s in a browser.\n' "$out" "$out/report.html" >&2
