@@ -41,13 +41,23 @@ while [ "$n" -lt "$images" ]; do
 done
 mkdir "$work/in" && mv "$work"/img*.jpg "$work/in/"
 
-net=$("$bin/mf-convert" --bench -j "$threads" --batch 16 --seconds 20 "$model" 2>&1 |
+# Alternate the two measurements (the machine is shared: load comes and goes) and keep
+# the best round of each.
+rounds=${ROUNDS:-3}
+net=0 e2e=0
+for r in $(seq "$rounds"); do
+  x=$("$bin/mf-convert" --bench -j "$threads" --batch 16 --seconds 15 "$model" 2>&1 |
       grep -oE '[0-9.]+ img/s' | head -n 1 | cut -d' ' -f1)
-start=$(date +%s.%N)
-"$bin/mf-embed" -q -j "$threads" -b 16 -m "$model" -o "$work/out.h5" "$work/in"
-end=$(date +%s.%N)
-e2e=$(echo "$images / ($end - $start)" | bc -l)
-printf 'arch %s, %d images, %d threads, batch 16, %s\n' "$arch" "$images" "$threads" "$(date -u +%F)"
+  net=$(echo "if ($x > $net) $x else $net" | bc -l)
+  rm -f "$work/out.h5"
+  start=$(date +%s.%N)
+  "$bin/mf-embed" -q -j "$threads" -b 16 -m "$model" -o "$work/out.h5" "$work/in"
+  end=$(date +%s.%N)
+  x=$(echo "$images / ($end - $start)" | bc -l)
+  e2e=$(echo "if ($x > $e2e) $x else $e2e" | bc -l)
+done
+printf 'arch %s, %d images, %d threads, batch 16, best of %d alternating rounds, %s\n' \
+  "$arch" "$images" "$threads" "$rounds" "$(date -u +%F)"
 printf 'network alone (mf-convert --bench)  %8.2f img/s\n' "$net"
-printf 'mf-embed end to end                 %8.2f img/s\n' "$e2e"
+printf 'mf-embed end to end (incl. load)    %8.2f img/s\n' "$e2e"
 printf 'end to end / network                %8.3f\n' "$(echo "$e2e / $net" | bc -l)"
