@@ -224,6 +224,7 @@ static int sink_failed(void *ctx, const char *id, const char *reason)
 {
     job *j = ctx;
     mf_cli_warn("'%s': %s", id, reason);
+    mf_progress_add(j->progress, 1);
     j->failed++;
     char note[64];
     snprintf(note, sizeof note, "%llu failed", (unsigned long long)j->failed);
@@ -390,6 +391,11 @@ int main(int argc, char **argv)
     job j = {.out = out, .runner = runner,
              .progress = mf_cli.quiet ? NULL
                                       : mf_progress_new("embedding", 0, "img", mf_cli.progress)};
+    /* A total (hence an ETA) when the inputs can be counted without reading them:
+     * everything but archives. On resume, what is already stored is not to do. */
+    uint64_t total = 0, done = mf_store_rows(out) + mf_store_failed_count(out);
+    if (j.progress && mf_source_count(src, &total) == 1 && total > done)
+        mf_progress_set_total(j.progress, total - done);
     mf_embed_params ep = mf_embed_default_params();
     ep.batch = c.batch;
     ep.resize = c.resize;

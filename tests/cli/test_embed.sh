@@ -56,7 +56,7 @@ mf-embed -j 2 -m "$M" -o killed.h5 -b 8 --progress big 2> progress.txt &
 pid=$!
 done_rows=0
 for _ in $(seq 3000); do
-  done_rows=$( (grep -ao "embedding [0-9]*" progress.txt || true) | tail -n 1 | tr -dc 0-9)
+  done_rows=$( (grep -aoE "embedding (\[[#.]+\] )?[0-9]+" progress.txt || true) | tail -n 1 | tr -dc 0-9)
   [ "${done_rows:-0}" -ge 40 ] && break
   kill -0 "$pid" 2>/dev/null || break
   sleep 0.05
