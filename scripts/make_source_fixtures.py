@@ -30,6 +30,8 @@ import subprocess
 import sys
 import tarfile
 import zipfile
+
+from make_sample_faces import umeyama  # the one alignment reference of our scripts
 import zlib
 
 MAGIC = 0xCED7230A
@@ -164,21 +166,6 @@ def broken(out):
     data = bytearray(open(rec, "rb").read())
     data[offs[3]:offs[3] + 4] = b"BAD!"
     open(rec, "wb").write(bytes(data))
-
-
-def umeyama(src, dst):
-    """Least-squares similarity (Umeyama 1991, SVD form) as a 2x3 matrix."""
-    import numpy as np
-    mu_s, mu_d = src.mean(0), dst.mean(0)
-    s, d = src - mu_s, dst - mu_d
-    cov = d.T @ s / len(src)
-    u, sig, vt = np.linalg.svd(cov)
-    e = np.ones(2)
-    if np.linalg.det(cov) < 0:
-        e[1] = -1
-    r = u @ np.diag(e) @ vt
-    scale = (sig * e).sum() / s.var(0).sum()
-    return np.hstack([scale * r, (mu_d - scale * r @ mu_s)[:, None]])
 
 
 def cv2_refs(out):
