@@ -12,6 +12,8 @@
 #include <unistd.h>
 
 #include "mf/log.h"
+#include "mf/status.h"
+#include "mf/store.h"
 
 #ifndef MF_VERSION_STRING
 #define MF_VERSION_STRING "0.0.0"
@@ -260,4 +262,14 @@ int mf_cli_finish(int code)
         return code ? code : MF_EXIT_FAILURE;
     }
     return code;
+}
+
+mf_store *mf_cli_open_store(const char *path)
+{
+    mf_store *s;
+    if (mf_store_open(&s, path) < 0) {
+        mf_cli_error("%s", mf_last_error());
+        exit(mf_cli_finish(MF_EXIT_FAILURE));
+    }
+    return s;
 }

@@ -76,6 +76,10 @@ double mf_cli_parse_double(const char *opt, const char *s, double min, double ma
  * to use (the given one, or MF_EXIT_FAILURE if stdout failed). Call last in main. */
 int mf_cli_finish(int code);
 
+/* Open a store for reading, or print its one-line error and exit 1. */
+struct mf_store;
+struct mf_store *mf_cli_open_store(const char *path);
+
 /* Name of the running tool (for messages). */
 const char *mf_cli_name(void);
 

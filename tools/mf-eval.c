@@ -87,11 +87,7 @@ int main(int argc, char **argv)
     int first = mf_cli_parse(&tool, argc, argv, on_option, &c);
     if (argc - first != 1)
         mf_cli_usage_error("expected one store, got %d operands", argc - first);
-    mf_store *s;
-    if (mf_store_open(&s, argv[first]) < 0) {
-        mf_cli_error("%s", mf_last_error());
-        return mf_cli_finish(MF_EXIT_FAILURE);
-    }
+    mf_store *s = mf_cli_open_store(argv[first]);
     size_t n = (size_t)mf_store_rows(s), bytes;
     int64_t *t = NULL, *p = NULL;
     int rc = n == 0 ? mf_set_error(MF_ERR_ARG, "'%s' has no rows to evaluate", argv[first])

@@ -385,11 +385,7 @@ int main(int argc, char **argv)
     c.input = first < argc ? argv[first] : NULL;
     check_usage(&c, argc, first, argv);
     double t0 = mf_now();
-    mf_store *in;
-    if (mf_store_open(&in, c.input) < 0) {
-        mf_cli_error("%s", mf_last_error());
-        return mf_cli_finish(MF_EXIT_FAILURE);
-    }
+    mf_store *in = mf_cli_open_store(c.input);
     if (!c.any_rule) {
         c.p.auto_cut = 1;
         c.p.outliers = store_has_labels(in);

@@ -296,11 +296,7 @@ int main(int argc, char **argv)
     int first = mf_cli_parse(&tool, argc, argv, on_option, &c);
     if (argc - first != 1)
         mf_cli_usage_error(argc == first ? "missing <store.h5>" : "expected one store");
-    mf_store *s;
-    if (mf_store_open(&s, argv[first]) < 0) {
-        mf_cli_error("%s", mf_last_error());
-        return mf_cli_finish(MF_EXIT_FAILURE);
-    }
+    mf_store *s = mf_cli_open_store(argv[first]);
     int rc;
     if (c.head >= 0) {
         rc = print_head(s, (uint64_t)c.head);

@@ -64,11 +64,7 @@ int main(int argc, char **argv)
         mf_cli_usage_error("-o/--output is required");
     if (argc - first != 1)
         mf_cli_usage_error("expected one store, got %d", argc - first);
-    mf_store *s;
-    if (mf_store_open(&s, argv[first]) < 0) {
-        mf_cli_error("%s", mf_last_error());
-        return mf_cli_finish(MF_EXIT_FAILURE);
-    }
+    mf_store *s = mf_cli_open_store(argv[first]);
     mf_report_stats st;
     int rc = mf_report_write(s, c.output, &c.p, &st);
     mf_store_close(s);
