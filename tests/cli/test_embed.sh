@@ -12,6 +12,11 @@ embed() { mf-embed -q -j 2 -m "$M" "$@"; }
 # --- each input kind; the same image through each gives the same embedding and label
 expect_exit 0 embed -o dir.h5 --label-from-dir "$S/tree"
 "$PY" "$CHECK" rows dir.h5 8
+# --label-from-dir keeps the mapping: label i <-> folder name, in sorted order
+"$PY" -c "
+import h5py; f = h5py.File('dir.h5')
+assert list(f['labels/name'].asstr()[:]) == ['id00', 'id01', 'id02', 'id03'], f['labels/name'][:]
+assert sorted(set(f['label'][:])) == [0, 1, 2, 3]"
 for kind in faces.tar faces.tar.gz faces.zip wds-000000.tar train.rec; do
   expect_exit 0 embed -o "$kind.h5" --label-from-dir "$S/$kind"
 done
