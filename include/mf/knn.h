@@ -61,7 +61,8 @@ typedef struct mf_knn_info {
 
 mf_knn_params mf_knn_default_params(void);
 
-/* L2-normalise n rows of dim floats in place (a zero row stays zero). OpenMP. */
+/* L2-normalise n rows of dim floats in place (a zero or non-finite row becomes zero).
+ * OpenMP. */
 void mf_knn_normalize(float *x, size_t n, int dim);
 
 /* Build the graph of n normalised rows x (n*dim floats, kept by the caller). info may

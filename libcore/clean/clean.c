@@ -8,6 +8,7 @@
 
 #include "clean/clean_internal.h"
 #include "mf/progress.h"
+#include "mf/knn.h"
 #include "mf/status.h"
 
 #define DEFAULT_CHUNK 16384
@@ -342,18 +343,7 @@ int clean_read_unit(clean_ctx *c, uint64_t start, size_t n)
     int rc = mf_store_read_embedding(c->in, start, n, c->buf);
     if (rc < 0)
         return rc;
-    int dim = c->dim;
-    float *buf = c->buf;
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) {
-        float *v = buf + i * (size_t)dim;
-        double ss = 0;
-        for (int d = 0; d < dim; d++)
-            ss += (double)v[d] * v[d];
-        float inv = ss > 0 && isfinite(ss) ? (float)(1.0 / sqrt(ss)) : 0.f;
-        for (int d = 0; d < dim; d++)
-            v[d] = inv ? v[d] * inv : 0.f;
-    }
+    mf_knn_normalize(c->buf, n, c->dim);
     return 0;
 }
 

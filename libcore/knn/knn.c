@@ -36,11 +36,11 @@ void mf_knn_normalize(float *x, size_t n, int dim)
         double s = 0;
         for (int j = 0; j < dim; j++)
             s += (double)r[j] * r[j];
-        if (s > 0) {
-            float inv = (float)(1.0 / sqrt(s));
-            for (int j = 0; j < dim; j++)
-                r[j] *= inv;
-        }
+        /* A zero or non-finite row (NaN/inf from a broken input) becomes all zeros, so
+         * it matches nothing instead of poisoning inner products. */
+        float inv = s > 0 && isfinite(s) ? (float)(1.0 / sqrt(s)) : 0.f;
+        for (int j = 0; j < dim; j++)
+            r[j] = inv ? r[j] * inv : 0.f;
     }
 }
 
