@@ -81,6 +81,23 @@ hid_t mf_store_create_dataset(hid_t loc, const char *name, hid_t type, uint64_t 
     return ds;
 }
 
+int mf_store_rw_rows(hid_t ds, hid_t mem_type, uint64_t start, size_t n, uint64_t cols,
+                     void *buf, int write)
+{
+    int rank = cols ? 2 : 1;
+    hsize_t off[2] = {start, 0}, cnt[2] = {n, cols};
+    hid_t fs = H5Dget_space(ds), ms = H5Screate_simple(rank, cnt, NULL);
+    herr_t st = H5Sselect_hyperslab(fs, H5S_SELECT_SET, off, NULL, cnt, NULL);
+    if (st >= 0)
+        st = write ? H5Dwrite(ds, mem_type, ms, fs, H5P_DEFAULT, buf)
+                   : H5Dread(ds, mem_type, ms, fs, H5P_DEFAULT, buf);
+    H5Sclose(ms);
+    H5Sclose(fs);
+    return st < 0 ? mf_set_error(write ? MF_ERR_IO : MF_ERR_FORMAT, "%s failed: %s",
+                                 write ? "write" : "read", mf_h5_reason())
+                  : 0;
+}
+
 static mf_store *store_alloc(const char *path, int writable)
 {
     mf_store *s = calloc(1, sizeof *s);

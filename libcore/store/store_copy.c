@@ -101,23 +101,6 @@ static hid_t memory_type(hid_t ds)
     return mt;
 }
 
-static int rw_block(hid_t ds, hid_t mt, uint64_t start, size_t n, uint64_t cols, void *buf,
-                    int write)
-{
-    int rank = cols ? 2 : 1;
-    hsize_t off[2] = {start, 0}, cnt[2] = {n, cols};
-    hid_t fs = H5Dget_space(ds), ms = H5Screate_simple(rank, cnt, NULL);
-    herr_t st = H5Sselect_hyperslab(fs, H5S_SELECT_SET, off, NULL, cnt, NULL);
-    if (st >= 0)
-        st = write ? H5Dwrite(ds, mt, ms, fs, H5P_DEFAULT, buf)
-                   : H5Dread(ds, mt, ms, fs, H5P_DEFAULT, buf);
-    H5Sclose(ms);
-    H5Sclose(fs);
-    return st < 0 ? mf_set_error(write ? MF_ERR_IO : MF_ERR_FORMAT, "%s failed: %s",
-                                 write ? "write" : "read", mf_h5_reason())
-                  : 0;
-}
-
 /* Copy the selected rows of one column, window by window of source rows. */
 static int copy_column(mf_store *dst, mf_store *src, const char *name, const uint64_t *rows,
                        size_t n)
@@ -144,12 +127,12 @@ static int copy_column(mf_store *dst, mf_store *src, const char *name, const uin
     for (size_t i = 0; i < n && rc == 0;) {
         uint64_t w0 = rows[i];
         size_t wn = (size_t)(src->rows - w0 < COPY_WINDOW ? src->rows - w0 : COPY_WINDOW);
-        if ((rc = rw_block(sds, mt, w0, wn, cols, in, 0)) < 0)
+        if ((rc = mf_store_rw_rows(sds, mt, w0, wn, cols, in, 0)) < 0)
             break;
         size_t k = 0;
         for (; i < n && rows[i] < w0 + wn; i++, k++)
             memcpy(out + k * row_bytes, in + (rows[i] - w0) * row_bytes, row_bytes);
-        rc = rw_block(dds, mt, written, k, cols, out, 1);
+        rc = mf_store_rw_rows(dds, mt, written, k, cols, out, 1);
         written += k;
         if (is_vlen) { /* the window's strings were allocated by HDF5 */
             hsize_t cnt[2] = {wn, cols};
@@ -261,7 +244,7 @@ static int write_column(mf_store *s, const char *name, hid_t file_type, hid_t me
     }
     int rc = mf_store_extend(ds, s->rows);
     if (rc == 0 && s->rows)
-        rc = rw_block(ds, mem_type, 0, (size_t)s->rows, 0, (void *)values, 1);
+        rc = mf_store_rw_rows(ds, mem_type, 0, (size_t)s->rows, 0, (void *)values, 1);
     H5Dclose(ds);
     return rc < 0 ? mf_wrap_error(rc, "'%s': /%s", s->path, name) : 0;
 }
@@ -291,7 +274,7 @@ int mf_store_write_label_names(mf_store *s, const char *const *names, size_t n)
                                    mf_h5_reason())
                     : mf_store_extend(ds, n);
     if (rc == 0 && n)
-        rc = rw_block(ds, str, 0, n, 0, (void *)names, 1);
+        rc = mf_store_rw_rows(ds, str, 0, n, 0, (void *)names, 1);
     if (ds >= 0)
         H5Dclose(ds);
     if (g >= 0)
@@ -319,7 +302,7 @@ char *mf_store_label_name(mf_store *s, uint64_t label)
     hid_t ds = H5Dopen2(s->file, "labels/name", H5P_DEFAULT);
     hid_t str = mf_h5_vlen_str_type();
     char *v = NULL, *copy = NULL;
-    if (ds >= 0 && rw_block(ds, str, label, 1, 0, &v, 0) == 0) {
+    if (ds >= 0 && mf_store_rw_rows(ds, str, label, 1, 0, &v, 0) == 0) {
         copy = strdup(v ? v : "");
         hsize_t one = 1;
         hid_t ms = H5Screate_simple(1, &one, NULL);

@@ -37,6 +37,10 @@ static inline const char *mf_store_name(const mf_store *s) { return s->path; }
 int mf_store_extend(hid_t ds, uint64_t rows);
 /* Current length of a dataset's first dimension (0 on error). */
 uint64_t mf_store_length(hid_t ds);
+/* Read (write = 0) or write rows [start, start+n) of a dataset with `cols` columns (0 for
+ * a 1-D dataset) from/to `buf` in `mem_type`. */
+int mf_store_rw_rows(hid_t ds, hid_t mem_type, uint64_t start, size_t n, uint64_t cols,
+                     void *buf, int write);
 /* Create an extendible chunked dataset of `type` with `cols` columns (0 = 1-D). */
 hid_t mf_store_create_dataset(hid_t loc, const char *name, hid_t type, uint64_t cols,
                               size_t chunk_rows);

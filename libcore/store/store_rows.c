@@ -7,36 +7,21 @@
 #include "store/h5util.h"
 #include "store/store_internal.h"
 
-/* Write `n` rows of `mem` (`cols` columns, 0 for 1-D) at row `start` of `ds`. */
+/* Rows are moved with mf_store_rw_rows (store_internal.h), shared with store_copy.c. */
 static int write_rows(hid_t ds, hid_t mem_type, uint64_t start, size_t n, uint64_t cols,
                       const void *buf)
 {
-    int rank = cols ? 2 : 1;
-    hsize_t off[2] = {start, 0}, cnt[2] = {n, cols};
-    hid_t fs = H5Dget_space(ds);
-    hid_t ms = H5Screate_simple(rank, cnt, NULL);
-    herr_t st = H5Sselect_hyperslab(fs, H5S_SELECT_SET, off, NULL, cnt, NULL);
-    if (st >= 0)
-        st = H5Dwrite(ds, mem_type, ms, fs, H5P_DEFAULT, buf);
-    H5Sclose(ms);
-    H5Sclose(fs);
-    return st < 0 ? mf_set_error(MF_ERR_IO, "write failed: %s", mf_h5_reason()) : 0;
+    return mf_store_rw_rows(ds, mem_type, start, n, cols, (void *)buf, 1);
 }
 
-/* Read `n` rows at `start` of `ds` into `buf` as `mem_type`. */
+/* Read n rows of a 1-D or 2-D dataset (all its columns). */
 static int read_rows(hid_t ds, hid_t mem_type, uint64_t start, size_t n, void *buf)
 {
     hsize_t dims[2] = {0, 0};
     hid_t fs = H5Dget_space(ds);
     int rank = H5Sget_simple_extent_dims(fs, dims, NULL);
-    hsize_t off[2] = {start, 0}, cnt[2] = {n, dims[1]};
-    hid_t ms = H5Screate_simple(rank, cnt, NULL);
-    herr_t st = H5Sselect_hyperslab(fs, H5S_SELECT_SET, off, NULL, cnt, NULL);
-    if (st >= 0)
-        st = H5Dread(ds, mem_type, ms, fs, H5P_DEFAULT, buf);
-    H5Sclose(ms);
     H5Sclose(fs);
-    return st < 0 ? mf_set_error(MF_ERR_FORMAT, "read failed: %s", mf_h5_reason()) : 0;
+    return mf_store_rw_rows(ds, mem_type, start, n, rank == 2 ? dims[1] : 0, buf, 0);
 }
 
 static int check_range(const mf_store *s, uint64_t start, size_t n, uint64_t limit,
