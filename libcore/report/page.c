@@ -3,6 +3,7 @@
  * even if some text slipped through unescaped. */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "html.h"
 #include "mf/status.h"
@@ -45,6 +46,15 @@ static void face_html(FILE *f, const rp_data *d, const rp_face *x)
     fprintf(f, "</span>m %.3f", x->mag);
     if (x->label >= -1)
         fprintf(f, " · label %lld", (long long)x->label);
+    if (x->label >= 0) { /* the identity's name, when the store keeps /labels/name */
+        char *name = mf_store_label_name(d->s, (uint64_t)x->label);
+        if (name) {
+            fputs(" (", f);
+            mf_html_text(f, name);
+            fputs(")", f);
+        }
+        free(name);
+    }
     if (x->cluster >= -1)
         fprintf(f, " · cl %lld", (long long)x->cluster);
     if (x->figure_name && !isnan(x->figure))

@@ -37,6 +37,12 @@ def cmd_inputs(args):
         cut = float(np.percentile(mag, 20))
         f.attrs["mf_filter"] = json.dumps({"rules": {"min_magnitude": cut},
                                            "note": "</pre><script>alert(1)</script>"})
+        # identity names (as mf-embed --label-from-dir keeps them), hostile too
+        names = [f"person-{k}<b>&" for k in range(int(labels.max()) + 1)]
+        if "labels" in f:
+            del f["labels"]
+        f.create_dataset("labels/name", data=np.array(names, dtype=object),
+                         dtype=h5py.string_dtype())
     img = np.zeros((112, 112, 3), np.uint8)
     img[:, :, 2] = 200
     cv2.imwrite(HOSTILE, img)
@@ -90,6 +96,8 @@ def cmd_page(args):
         assert img is not None and img.shape[0] > 0, "a data: URI does not decode"
     text = "".join(p.text)
     assert HOSTILE in text, "the hostile id must appear as text (escaped in the source)"
+    assert re.search(r"label (\d+) \(person-\1<b>&\)", text), "captions name the identity"
+    assert "<b>&" not in raw, "identity names must be escaped"
     assert "<script>alert(1)</script>" in text and "<script>" not in raw, "JSON not escaped"
     assert p.cut_x is not None, "cut line missing"
     m = re.search(r"cut ([0-9.]+)</text>", raw)
