@@ -404,21 +404,39 @@ int mf_store_create_like(mf_store **out, const char *path, const mf_store *src)
     return rc;
 }
 
-/* Cut every row-aligned dataset back to the committed length (rows appended after the
- * last flush may be incomplete). */
-static herr_t truncate_cb(hid_t loc, const char *name, const H5L_info_t *info, void *data)
+typedef struct dataset_visit {
+    void (*fn)(hid_t ds, const char *name, void *ctx);
+    void *ctx;
+} dataset_visit;
+
+static herr_t visit_link(hid_t loc, const char *name, const H5L_info_t *info, void *data)
 {
-    const uint64_t *rows = data;
+    const dataset_visit *v = data;
     H5O_info_t oi;
     if (H5Oget_info_by_name(loc, name, &oi, H5P_DEFAULT) < 0 || oi.type != H5O_TYPE_DATASET)
         return 0;
     hid_t ds = H5Dopen2(loc, name, H5P_DEFAULT);
-    if (ds < 0)
-        return 0;
+    if (ds >= 0) {
+        v->fn(ds, name, v->ctx);
+        H5Dclose(ds);
+    }
+    return 0;
+}
+
+void mf_store_each_dataset(hid_t file, void (*fn)(hid_t ds, const char *name, void *ctx),
+                           void *ctx)
+{
+    dataset_visit v = {fn, ctx};
+    H5Literate(file, H5_INDEX_NAME, H5_ITER_NATIVE, NULL, visit_link, &v);
+}
+
+/* Cut a row-aligned dataset back to the committed length (rows appended after the last
+ * flush may be incomplete). */
+static void truncate_dataset(hid_t ds, const char *name, void *ctx)
+{
+    const uint64_t *rows = ctx;
     if (mf_store_length(ds) > *rows)
         mf_store_extend(ds, *rows);
-    H5Dclose(ds);
-    return 0;
 }
 
 int mf_store_resume(mf_store **out, const char *path)
@@ -429,7 +447,7 @@ int mf_store_resume(mf_store **out, const char *path)
         return mf_set_error(MF_ERR_NOMEM, "out of memory");
     int rc = open_and_validate(s, s->partial, H5F_ACC_RDWR);
     if (rc == 0) {
-        H5Literate(s->file, H5_INDEX_NAME, H5_ITER_NATIVE, NULL, truncate_cb, &s->rows);
+        mf_store_each_dataset(s->file, truncate_dataset, &s->rows);
         if (s->failed_id >= 0) {
             mf_store_extend(s->failed_id, s->failed);
             mf_store_extend(s->failed_reason, s->failed);

@@ -22,23 +22,18 @@ typedef struct column_scan {
 } column_scan;
 
 /* Collect the root datasets with one row per sample (1-D or 2-D, `rows` long). */
-static herr_t scan_cb(hid_t loc, const char *name, const H5L_info_t *info, void *data)
+static void scan_dataset(hid_t ds, const char *name, void *ctx)
 {
-    column_scan *scan = data;
-    H5O_info_t oi;
-    if (H5Oget_info_by_name(loc, name, &oi, H5P_DEFAULT) < 0 || oi.type != H5O_TYPE_DATASET)
-        return 0;
-    hid_t ds = H5Dopen2(loc, name, H5P_DEFAULT);
-    if (ds < 0)
-        return 0;
+    column_scan *scan = ctx;
     hid_t sp = H5Dget_space(ds);
     int rank = H5Sget_simple_extent_ndims(sp);
     H5Sclose(sp);
-    uint64_t len = mf_store_length(ds);
-    H5Dclose(ds);
-    if ((rank == 1 || rank == 2) && len >= scan->rows && scan->list->n < MAX_COLUMNS)
-        scan->list->names[scan->list->n++] = strdup(name);
-    return 0;
+    char *copy = (rank == 1 || rank == 2) && mf_store_length(ds) >= scan->rows &&
+                         scan->list->n < MAX_COLUMNS
+                     ? strdup(name)
+                     : NULL;
+    if (copy) /* out of memory drops the column from the scan, never a NULL name */
+        scan->list->names[scan->list->n++] = copy;
 }
 
 static void free_columns(column_list *l)
@@ -52,7 +47,7 @@ static void list_columns(mf_store *s, column_list *out)
 {
     column_scan scan = {out, s->rows};
     out->n = 0;
-    H5Literate(s->file, H5_INDEX_NAME, H5_ITER_NATIVE, NULL, scan_cb, &scan);
+    mf_store_each_dataset(s->file, scan_dataset, &scan);
 }
 
 /* Open `name` in dst, creating it like src's if absent; check the shapes agree. */

@@ -41,6 +41,10 @@ uint64_t mf_store_length(hid_t ds);
  * a 1-D dataset) from/to `buf` in `mem_type`. */
 int mf_store_rw_rows(hid_t ds, hid_t mem_type, uint64_t start, size_t n, uint64_t cols,
                      void *buf, int write);
+/* Call fn(ds, name, ctx) for every dataset at the root of `file` (groups such as
+ * /failed and /labels are not visited); ds is open for the call only. */
+void mf_store_each_dataset(hid_t file, void (*fn)(hid_t ds, const char *name, void *ctx),
+                           void *ctx);
 /* Create an extendible chunked dataset of `type` with `cols` columns (0 = 1-D). */
 hid_t mf_store_create_dataset(hid_t loc, const char *name, hid_t type, uint64_t cols,
                               size_t chunk_rows);
