@@ -19,11 +19,13 @@
 #define MF_VERSION_STRING "0.0.0"
 #endif
 
-enum { OPT_HELP = -100, OPT_VERSION, OPT_THREADS, OPT_QUIET, OPT_PROGRESS };
+enum { OPT_HELP = -100, OPT_VERSION, OPT_THREADS, OPT_QUIET, OPT_VERBOSE, OPT_PROGRESS };
 
 static const mf_cli_opt common_opts[] = {
     {"threads", 'j', "N", "use N threads (default: all cores)", OPT_THREADS},
     {"quiet", 'q', NULL, "print errors only", OPT_QUIET},
+    {"verbose", 0, NULL, "also print debugging detail (stage timings, choices made)",
+     OPT_VERBOSE},
     {"progress", 0, NULL, "show the progress bar even when stderr is not a terminal",
      OPT_PROGRESS},
     {"help", 'h', NULL, "show this help and exit", OPT_HELP},
@@ -219,6 +221,9 @@ int mf_cli_parse(const mf_cli_tool *t, int argc, char **argv, mf_cli_on_option c
         case OPT_QUIET:
             mf_cli.quiet = 1;
             mf_log_set_level(MF_LOG_ERROR);
+            break;
+        case OPT_VERBOSE:
+            mf_log_set_level(MF_LOG_DEBUG);
             break;
         case OPT_PROGRESS:
             mf_cli.progress = 1;
