@@ -16,7 +16,7 @@
 
 enum {
     OPT_OUT = 1000, OPT_TSV, OPT_JSON, OPT_METHOD, OPT_TAU, OPT_TAU2, OPT_QUANT, OPT_RES,
-    OPT_WEIGHT, OPT_K, OPT_INDEX, OPT_NPROBE, OPT_EF, OPT_GRAPH, OPT_CALIB, OPT_TRUTH,
+    OPT_WEIGHT, OPT_K, OPT_INDEX, OPT_NPROBE, OPT_EF, OPT_REFINE, OPT_GRAPH, OPT_CALIB, OPT_TRUTH,
     OPT_RECALL
 };
 
@@ -48,8 +48,11 @@ static const mf_cli_opt options[] = {
     {"k", 'k', "K", "neighbours per sample (default 30)", OPT_K},
     {"index", 0, "FACTORY", "FAISS index factory string (default: Flat below 50000 rows, "
      "else IVFJoin<4 sqrt n>)", OPT_INDEX},
-    {"nprobe", 0, "N", "IVF lists probed (default 32)", OPT_NPROBE},
+    {"nprobe", 0, "N", "IVF lists probed (default: an eighth of the lists, at least "
+     "32)", OPT_NPROBE},
     {"ef", 0, "N", "HNSW efSearch (default max(2k, 64))", OPT_EF},
+    {"refine", 0, "N", "IVFJoin: rounds of reverse-edge and neighbour-of-neighbour "
+     "refinement (default 4)", OPT_REFINE},
     {"recall-sample", 0, "N", "queries checked against exact search (default 1000)",
      OPT_RECALL},
     {"graph", 'g', "FILE", "reuse the kNN graph in FILE, or save it there", OPT_GRAPH},
@@ -95,6 +98,7 @@ static int on_option(int id, const char *arg, void *ctx)
     case OPT_INDEX: c->kp.index = arg; break;
     case OPT_NPROBE: c->kp.nprobe = (int)mf_cli_parse_int("--nprobe", arg, 1, 1 << 20); break;
     case OPT_EF: c->kp.ef = (int)mf_cli_parse_int("--ef", arg, 1, 1 << 20); break;
+    case OPT_REFINE: c->kp.refine = (int)mf_cli_parse_int("--refine", arg, 1, 100); break;
     case OPT_RECALL:
         c->kp.recall_sample = (size_t)mf_cli_parse_int("--recall-sample", arg, 0, 1 << 20);
         break;

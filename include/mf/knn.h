@@ -13,12 +13,14 @@
  * x must hold L2-normalised rows (mf_knn_normalize), so inner product = cosine. Below
  * p.exact_below rows the search is exact (IndexFlatIP, BLAS-backed). Above, the default
  * is "IVFJoin<nlist>" (nlist ~ 4 sqrt(n)): FAISS spherical k-means makes the inverted
- * lists and assigns every row its p.nprobe nearest lists, then each list is scanned by
- * all rows probing it in one sgemm per block, which is ~10x faster than FAISS's own
- * query-by-query IVF scan for an all-rows graph. p.index may name any FAISS factory
+ * lists (oversized ones split), every row gets its p.nprobe nearest lists, each list is
+ * scanned by all rows probing it in one matrix product per block (AMX int8 where the CPU
+ * has it, else float32 sgemm; ~10x faster than FAISS's own query-by-query IVF scan for
+ * an all-rows graph), then p.refine rounds of reverse-edge and neighbour-of-neighbour
+ * refinement score candidates exactly (docs/CLUSTER.md). p.index may name any FAISS factory
  * string instead ("IVF4096,Flat" with p.nprobe, "HNSW32,Flat" with p.ef as efSearch),
  * searched by FAISS in batches of p.batch rows. Besides x, memory is the index (n*dim
- * floats for FAISS Flat/IVF-Flat; n*nprobe*16 bytes for IVFJoin) and the graph
+ * floats for FAISS Flat/IVF-Flat; for IVFJoin n*nprobe*16 + n*dim + n*k*20 bytes) and the graph
  * (n*k*12 bytes).
  *
  * FAISS is only called from the calling thread; it runs its own OpenMP loops with the
@@ -43,8 +45,11 @@ typedef struct mf_knn_graph {
 typedef struct mf_knn_params {
     int k;                /* neighbours per sample (default 30) */
     const char *index;    /* FAISS factory string; NULL = automatic */
-    int nprobe;           /* IVF lists to probe; 0 = automatic (IVFJoin 16, IVF 32) */
+    int nprobe;           /* IVF lists to probe; 0 = automatic (IVFJoin nlist/8, min
+                             32; IVF 32) */
     int ef;               /* HNSW efSearch; 0 = automatic (max(2k, 64)) */
+    int refine;           /* IVFJoin: rounds of reverse-edge and neighbour-of-neighbour
+                             refinement; 0 = automatic (4) */
     size_t batch;         /* query rows per search call (default 8192) */
     size_t exact_below;   /* automatic choice: exact below this many rows (50000) */
     size_t recall_sample; /* queries checked against exact search when approximate

@@ -9,10 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "knn_internal.h"
 #include "mf/log.h"
+#include "mf/progress.h"
 #include "mf/status.h"
 
 #ifdef MF_HAVE_FAISS
@@ -104,13 +104,6 @@ void mf_knn_fingerprint(char out[64], size_t n, int dim, const float *magnitude)
     for (size_t i = 0; magnitude && i < n * sizeof(float); i++)
         h = (h ^ b[i]) * 1099511628211ULL;
     snprintf(out, 64, "rows=%zu dim=%d fnv1a64=%016llx", n, dim, (unsigned long long)h);
-}
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 #ifdef MF_HAVE_FAISS
@@ -307,10 +300,10 @@ static int faiss_search_graph(mf_knn_graph *g, const char *factory, const float 
         return mf_set_error(MF_ERR_ARG, "FAISS cannot build index '%s': %s", factory,
                             faiss_get_last_error());
     int rc = train_index(idx, x, n, dim);
-    *t_trained = now();
+    *t_trained = mf_now();
     if (rc == 0 && faiss_Index_add(idx, (idx_t)n, x))
         rc = faiss_fail("adding vectors");
-    *t_added = now();
+    *t_added = mf_now();
     if (rc == 0)
         rc = set_search_params(idx, factory, p);
     if (rc == 0)
@@ -338,14 +331,16 @@ int mf_knn_build(mf_knn_graph **out, const float *x, size_t n, int dim,
     if (rc < 0)
         return rc;
     snprintf(g->index, sizeof g->index, "%s", factory);
-    double t0 = now(), t1 = t0, t2 = t0;
+    double t0 = mf_now(), t1 = t0, t2 = t0;
     if (strncmp(factory, "IVFJoin", 7) == 0) {
-        int nprobe = p->nprobe > 0 ? p->nprobe : MF_KNN_JOIN_NPROBE;
-        rc = mf_knn_ivf_join(g, x, dim, atoi(factory + 7), nprobe, NULL);
+        int nlist = atoi(factory + 7);
+        int nprobe = p->nprobe > 0 ? p->nprobe : mf_knn_join_nprobe(nlist);
+        int rounds = p->refine > 0 ? p->refine : MF_KNN_REFINE_ROUNDS;
+        rc = mf_knn_ivf_join(g, x, dim, nlist, nprobe, rounds);
     } else {
         rc = faiss_search_graph(g, factory, x, n, dim, p, &t1, &t2);
     }
-    double t3 = now();
+    double t3 = mf_now();
     info->exact = strcmp(factory, "Flat") == 0;
     info->recall = info->exact ? 1.0 : -1.0;
     if (rc == 0 && !info->exact && p->recall_sample > 0) {
@@ -356,7 +351,7 @@ int mf_knn_build(mf_knn_graph **out, const float *x, size_t n, int dim,
     info->seconds_train = t1 - t0;
     info->seconds_add = t2 - t1;
     info->seconds_search = t3 - t2;
-    info->seconds_recall = now() - t3;
+    info->seconds_recall = mf_now() - t3;
     if (rc < 0) {
         mf_knn_free(g);
         return rc;

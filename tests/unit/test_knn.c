@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "mf/knn.h"
+#include "../../libcore/knn/knn_internal.h"
 #include "mf/status.h"
 
 /* n points in clusters of 5 around random centres, normalised. */
@@ -157,3 +158,85 @@ Test(knn, save_load_and_stale)
     cr_expect_lt(mf_knn_load(&h, path, 3, NULL), 0);
     mf_knn_free(g);
 }
+
+#ifdef MF_HAVE_FAISS
+/* Refinement: from a chain graph (row i knows only its neighbours in its cluster of 5's
+ * order), reverse edges and neighbours of neighbours reach the whole cluster;
+ * similarities come out exact, without self or repeats, the same for any thread count
+ * and visiting order. */
+Test(knn, refine_completes_clusters)
+{
+    size_t n = 500;
+    int d = 16, k = 4;
+    float *x = points(n, d, 21);
+    mf_knn_graph *chain, *a, *b;
+    cr_assert_eq(mf_knn_graph_alloc(&chain, n, 2), 0);
+    for (size_t i = 0; i < n; i++) {
+        size_t c0 = i / 5 * 5;
+        int r = 0;
+        if (i + 1 < c0 + 5)
+            chain->nbr[i * 2 + r] = (int64_t)i + 1, chain->sim[i * 2 + r++] = 0;
+        if (i > c0)
+            chain->nbr[i * 2 + r] = (int64_t)i - 1, chain->sim[i * 2 + r++] = 0;
+    }
+    cr_assert_eq(mf_knn_graph_alloc(&a, n, k), 0);
+    cr_assert_eq(mf_knn_graph_alloc(&b, n, k), 0);
+    omp_set_num_threads(1);
+    cr_assert_eq(mf_knn_refine(a, chain, x, d, 2, 10, NULL), 0, "%s", mf_last_error());
+    omp_set_num_threads(2);
+    int32_t *rev = malloc(n * sizeof *rev); /* any visiting order gives the same graph */
+    for (size_t i = 0; i < n; i++)
+        rev[i] = (int32_t)(n - 1 - i);
+    cr_assert_eq(mf_knn_refine(b, chain, x, d, 2, 10, rev), 0, "%s", mf_last_error());
+    free(rev);
+    cr_expect_eq(memcmp(a->nbr, b->nbr, n * k * sizeof *a->nbr), 0);
+    cr_expect_eq(memcmp(a->sim, b->sim, n * k * sizeof *a->sim), 0);
+    for (size_t i = 0; i < n; i++)
+        for (int r = 0; r < k; r++) {
+            int64_t j = a->nbr[i * k + r];
+            cr_assert(j >= 0 && j / 5 == (int64_t)i / 5 && j != (int64_t)i,
+                      "row %zu rank %d: %lld is not a cluster mate", i, r, (long long)j);
+            for (int u = 0; u < r; u++)
+                cr_expect_neq(a->nbr[i * k + u], j, "row %zu lists %lld twice", i, (long long)j);
+            float s = 0;
+            for (int t = 0; t < d; t++)
+                s += x[i * d + t] * x[j * d + t];
+            cr_expect(fabsf(a->sim[i * k + r] - s) < 1e-5f, "row %zu rank %d", i, r);
+            if (r)
+                cr_expect(a->sim[i * k + r] <= a->sim[i * k + r - 1], "row %zu not sorted", i);
+        }
+    mf_knn_free(chain), mf_knn_free(a), mf_knn_free(b);
+    free(x);
+}
+
+/* The AMX path (bf16 products, re-scored) and the float32 path find the same graph. */
+Test(knn, join_same_with_and_without_amx)
+{
+    size_t n = 4000;
+    int d = 48;
+    float *x = points(n, d, 17);
+    mf_knn_params p = mf_knn_default_params();
+    p.k = 10;
+    p.index = "IVFJoin32";
+    p.nprobe = 32; /* every list: both must be the exact graph */
+    p.recall_sample = 0;
+    mf_knn_graph *a, *b, *e;
+    cr_assert_eq(mf_knn_build(&a, x, n, d, &p, NULL), 0, "%s", mf_last_error());
+    setenv("MF_NO_AMX", "1", 1); /* read once per process: Criterion forks per test */
+    cr_assert_eq(mf_knn_build(&b, x, n, d, &p, NULL), 0, "%s", mf_last_error());
+    p.index = "Flat";
+    cr_assert_eq(mf_knn_build(&e, x, n, d, &p, NULL), 0, "%s", mf_last_error());
+    size_t same_a = 0, same_b = 0;
+    for (size_t i = 0; i < n * p.k; i++) {
+        same_a += a->nbr[i] == e->nbr[i];
+        same_b += b->nbr[i] == e->nbr[i];
+        cr_expect(fabsf(a->sim[i] - e->sim[i]) < 1e-5f, "entry %zu", i);
+    }
+    /* equal similarities may swap places; anything else is a real difference */
+    cr_expect(same_a > n * p.k * 0.999, "AMX path: %zu of %zu entries as exact", same_a,
+              n * p.k);
+    cr_expect(same_b > n * p.k * 0.999, "float path: %zu of %zu", same_b, n * p.k);
+    mf_knn_free(a), mf_knn_free(b), mf_knn_free(e);
+    free(x);
+}
+#endif
