@@ -8,7 +8,8 @@
 #   (b) calibrated on the store's given, noisy /label (as a user would), all scored
 #   against /true_label: pairwise F, BCubed F, NMI, clustering time.
 # scale: 100k, 300k, 1M rows x 512 end to end (kNN + clustering, default method) on
-#   MF_BENCH_THREADS (2) threads: time, peak RSS, recall@k of the approximate graph.
+#   MF_BENCH_THREADS (2) threads: time, peak RSS, recall@k of the approximate graph; and
+#   100k again on the float32 path (no AMX) for the ratio.
 # MF_BENCH_METHODS limits the quality table (e.g. "anchors peaks"), MF_BENCH_SIZES the
 # scale runs (e.g. "100000"). Tools from MF_BIN_DIR (default build/bin); work files in MF_BENCH_DIR
 # (default /tmp/mf-bench-cluster, ~2.5 GB for the 1M store).
@@ -66,12 +67,20 @@ quality() {
 scale() {
     # cpu_s (user + system) tells the machine's share apart: on a busy shared machine
     # total_s grows, cpu_s does not.
-    printf "%-9s %-16s %9s %9s %9s %9s %9s %8s %9s %8s\n" rows index knn_s cluster_s total_s \
-        cpu_s peak_MB recall bcubed_F nmi
-    for n in $SIZES; do
-        local s=$DIR/s$n.h5 ids=$((n / 32))
+    printf "%-9s %-6s %-16s %9s %9s %9s %9s %9s %8s %9s %8s\n" rows path index knn_s \
+        cluster_s total_s cpu_s peak_MB recall bcubed_F nmi
+    # Each size on the automatic path (AMX int8 where the CPU has it), then the float32 path
+    # (MF_NO_AMX=1) on the sizes in MF_BENCH_FLOAT_SIZES (default 100000): the ratio of the
+    # two knn_s is what AMX buys.
+    local runs="" n
+    for n in $SIZES; do runs="$runs $n:auto"; done
+    for n in ${MF_BENCH_FLOAT_SIZES-100000}; do runs="$runs $n:float"; done
+    for r in $runs; do
+        n=${r%%:*}
+        local path=${r##*:} s=$DIR/s$n.h5 ids=$((n / 32))
         [ -f "$s" ] || "$BIN/mf-synth" -q -j "$J" -o "$s" --rows "$n" --identities "$ids" --seed 5
         local js ev
+        MF_NO_AMX=$([ "$path" = float ] && echo 1 || echo 0) \
         /usr/bin/time -v -o "$DIR/time.$n" "$BIN/mf-cluster" -q -j "$J" --json \
             -o "$DIR/s$n.out.h5" "$s" > "$DIR/sum.$n"
         js=$(cat "$DIR/sum.$n")
@@ -80,7 +89,7 @@ scale() {
         wall=$(awk -F': ' '/Elapsed \(wall/ {n=split($2,a,":"); s=0; for(i=1;i<=n;i++) s=s*60+a[i]; print s}' "$DIR/time.$n")
         cpu=$(awk -F': ' '/User time|System time/ {s+=$2} END {print s}' "$DIR/time.$n")
         rss=$(awk -F': ' '/Maximum resident/ {print int($2/1024)}' "$DIR/time.$n")
-        printf "%-9s %-16s %9.1f %9.1f %9.1f %9.1f %9s %8.4f %9.4f %8.4f\n" "$n" \
+        printf "%-9s %-6s %-16s %9.1f %9.1f %9.1f %9.1f %9s %8.4f %9.4f %8.4f\n" "$n" "$path" \
             "$(jget index <<< "$js")" "$(jget knn_seconds <<< "$js")" \
             "$(jget cluster_seconds <<< "$js")" "$wall" "$cpu" "$rss" "$(jget recall <<< "$js")" \
             "$(jget bcubed_f <<< "$ev")" "$(jget nmi <<< "$ev")"
