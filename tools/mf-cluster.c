@@ -6,11 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 
 #include "cli.h"
 #include "mf/cluster.h"
 #include "mf/knn.h"
+#include "mf/progress.h"
 #include "mf/status.h"
 #include "mf/store.h"
 
@@ -298,13 +298,6 @@ static int write_output(const char *path, mf_store *src, const int64_t *label,
     return rc;
 }
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 int main(int argc, char **argv)
 {
     config c = {.tau = -9, .tau2 = -9, .quant = -1, .res = -1, .truth = "label"};
@@ -316,6 +309,7 @@ int main(int argc, char **argv)
     if (c.tsv && c.json)
         mf_cli_usage_error("--tsv and --json both write to stdout: choose one");
     finish_params(&c);
+    c.kp.progress = mf_cli.quiet ? 0 : mf_cli.progress ? 2 : 1;
     mf_store *s = NULL;
     float *mag = NULL;
     int64_t *truth = NULL, *label = NULL;
@@ -340,10 +334,10 @@ int main(int argc, char **argv)
     if (rc == 0 && !(label = malloc(g->n * sizeof *label)))
         rc = mf_set_error(MF_ERR_NOMEM, "out of memory for labels");
     if (rc == 0) {
-        t0 = now();
+        t0 = mf_now();
         rc = mf_cluster_run(g, mag, &c.cp, label, &st);
     }
-    cJSON *js = rc == 0 ? summary_json(&c, g, &ki, &st, now() - t0) : NULL;
+    cJSON *js = rc == 0 ? summary_json(&c, g, &ki, &st, mf_now() - t0) : NULL;
     if (js)
         meta = cJSON_PrintUnformatted(js);
     if (rc == 0 && c.out)

@@ -9,6 +9,7 @@
 
 #include "cli.h"
 #include "mf/model.h"
+#include "mf/progress.h"
 #include "mf/status.h"
 
 enum { OPT_OUTPUT = 1000, OPT_INFO, OPT_ARCH, OPT_BENCH, OPT_BATCH, OPT_SECONDS };
@@ -63,13 +64,6 @@ static void print_info(const mf_model *m, const char *path)
            mf_model_preprocess(m), mf_model_macs(m) / 1e9, mf_model_bytes(m) / 1048576.0);
 }
 
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
-
 static double cpu_seconds(void)
 {
     struct rusage ru;
@@ -92,12 +86,12 @@ static int bench(const mf_model *m, const config *c, int threads)
     for (size_t i = 0; i < px; i++)
         img[i] = (uint8_t)(i * 2654435761u >> 24);
     mf_runner_forward(r, c->batch, MF_MODEL_INPUT, MF_MODEL_INPUT, img, feat, NULL);
-    double t0 = now(), c0 = cpu_seconds(), t;
+    double t0 = mf_now(), c0 = cpu_seconds(), t;
     int batches = 0;
     do {
         mf_runner_forward(r, c->batch, MF_MODEL_INPUT, MF_MODEL_INPUT, img, feat, NULL);
         batches++;
-    } while ((t = now() - t0) < c->seconds || batches < 3);
+    } while ((t = mf_now() - t0) < c->seconds || batches < 3);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     double ips = batches * c->batch / t, cpu = cpu_seconds() - c0;

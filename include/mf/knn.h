@@ -54,6 +54,8 @@ typedef struct mf_knn_params {
     size_t exact_below;   /* automatic choice: exact below this many rows (50000) */
     size_t recall_sample; /* queries checked against exact search when approximate
                              (default 1000; 0 = skip) */
+    int progress;         /* IVFJoin progress bars on stderr: 0 none (default), 1 when
+                             stderr is a terminal, 2 always */
 } mf_knn_params;
 
 typedef struct mf_knn_info {

@@ -186,7 +186,7 @@ static scratch *alloc_scratch(int nt, size_t maxm, size_t maxq, const scan_input
 /* Scan every list l for this thread's rows among qrows[qs[l] .. qs[l+1]). */
 static void scan_pass(mf_knn_graph *g, const scan_input *in, int nlist, const size_t *ms,
                       const int32_t *mrows, const size_t *qs, const int32_t *qrows, int t,
-                      int nt, scratch *w)
+                      int nt, scratch *w, mf_knn_meter *meter)
 {
     for (int l = 0; l < nlist; l++) {
         size_t nq = 0;
@@ -196,6 +196,7 @@ static void scan_pass(mf_knn_graph *g, const scan_input *in, int nlist, const si
         if (nq && ms[l + 1] > ms[l])
             (in->xq ? scan_list_amx : scan_list)(g, in, mrows + ms[l], ms[l + 1] - ms[l],
                                                  w->sel, nq, w);
+        mf_knn_meter_add(meter, (uint64_t)nq * (ms[l + 1] - ms[l]));
     }
 }
 
@@ -216,7 +217,8 @@ static void free_list_rows(list_rows *lr)
     free(lr->ms), free(lr->qs), free(lr->mrows), free(lr->qrows);
 }
 
-static int join(mf_knn_graph *g, const scan_input *in, int nlist, const list_rows *lr)
+static int join(mf_knn_graph *g, const scan_input *in, int nlist, const list_rows *lr,
+                int progress)
 {
     size_t n = g->n, maxm = 1, maxq = 1;
     const size_t *ms = lr->ms, *qs = lr->qs;
@@ -235,6 +237,10 @@ static int join(mf_knn_graph *g, const scan_input *in, int nlist, const list_row
                "rows (mean %.0f)", pairs, 100 * pairs / ((double)n * n), maxm,
                (double)n / nlist);
     int nt = omp_get_max_threads();
+    mf_knn_meter meter = {.per = 1000000};
+    if (progress)
+        meter.bar = mf_progress_new("kNN join", (uint64_t)(pairs / 1e6), "Mpairs",
+                                    progress > 1);
     scratch *w = rc == 0 ? alloc_scratch(nt, maxm, maxq, in) : NULL;
     if (rc == 0 && !w)
         rc = mf_set_error(MF_ERR_NOMEM, "out of memory for list scans (largest list %zu "
@@ -247,15 +253,16 @@ static int join(mf_knn_graph *g, const scan_input *in, int nlist, const list_row
             int t = omp_get_thread_num();
             if (in->xq)
                 mf_amx_begin();
-            scan_pass(g, in, nlist, ms, mrows, ms, mrows, t, nt, &w[t]);
+            scan_pass(g, in, nlist, ms, mrows, ms, mrows, t, nt, &w[t], &meter);
             if (qs)
-                scan_pass(g, in, nlist, ms, mrows, qs, qrows, t, nt, &w[t]);
+                scan_pass(g, in, nlist, ms, mrows, qs, qrows, t, nt, &w[t], &meter);
             if (in->xq)
                 mf_amx_end();
         }
         openblas_set_num_threads(blas_threads);
     }
     free_scratch(w, nt);
+    mf_knn_meter_end(&meter);
     return rc;
 }
 
@@ -266,7 +273,7 @@ static int join(mf_knn_graph *g, const scan_input *in, int nlist, const list_row
 #define AMX_SPARE 8
 
 int mf_knn_ivf_join(mf_knn_graph *g, const float *x, int dim, int nlist, int nprobe,
-                    int refine_rounds)
+                    int refine_rounds, int progress)
 {
     size_t n = g->n, cells = 0;
     if (nlist < 1 || (size_t)nlist > n)
@@ -319,15 +326,20 @@ int mf_knn_ivf_join(mf_knn_graph *g, const float *x, int dim, int nlist, int npr
     if (rc == 0)
         rc = mf_knn_graph_alloc(&wide, n, g->k + spare);
     if (rc == 0)
-        rc = join(wide, &in, nlist, &lr);
+        rc = join(wide, &in, nlist, &lr, progress);
     free(xq), free(scale);
     free(lr.qs), free(lr.qrows);
     lr.qs = NULL, lr.qrows = NULL;
     double t3 = mf_now();
     /* Refine list by list (members in list order): rows of one list share most of their
      * candidates, so they stay in cache. */
+    mf_knn_meter meter = {.per = 1};
+    if (rc == 0 && progress)
+        meter.bar = mf_progress_new("kNN refine", (uint64_t)n * refine_rounds, "rows",
+                                    progress > 1);
     if (rc == 0)
-        rc = mf_knn_refine(g, wide, x, dim, refine_rounds, REFINE_FAN, lr.mrows);
+        rc = mf_knn_refine(g, wide, x, dim, refine_rounds, REFINE_FAN, lr.mrows, &meter);
+    mf_knn_meter_end(&meter);
     free_list_rows(&lr);
     mf_log(MF_LOG_DEBUG, "knn: %d lists: k-means %.1f s, probes %.1f s, scan (%s) %.1f s, "
            "%d refinement rounds %.1f s", nlist, t1 - t0, t2 - t1,
@@ -339,7 +351,7 @@ int mf_knn_ivf_join(mf_knn_graph *g, const float *x, int dim, int nlist, int npr
 #else
 
 int mf_knn_ivf_join(mf_knn_graph *g, const float *x, int dim, int nlist, int nprobe,
-                    int refine_rounds)
+                    int refine_rounds, int progress)
 {
     return mf_set_error(MF_ERR_UNSUPPORTED, "kNN: built without the FAISS C API");
 }

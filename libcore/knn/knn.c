@@ -336,7 +336,7 @@ int mf_knn_build(mf_knn_graph **out, const float *x, size_t n, int dim,
         int nlist = atoi(factory + 7);
         int nprobe = p->nprobe > 0 ? p->nprobe : mf_knn_join_nprobe(nlist);
         int rounds = p->refine > 0 ? p->refine : MF_KNN_REFINE_ROUNDS;
-        rc = mf_knn_ivf_join(g, x, dim, nlist, nprobe, rounds);
+        rc = mf_knn_ivf_join(g, x, dim, nlist, nprobe, rounds, p->progress);
     } else {
         rc = faiss_search_graph(g, factory, x, n, dim, p, &t1, &t2);
     }

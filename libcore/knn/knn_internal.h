@@ -7,15 +7,48 @@
 /* Allocate an n x k graph with every entry empty (nbr -1, sim -2). */
 int mf_knn_graph_alloc(mf_knn_graph **out, size_t n, int k);
 
+#include <omp.h>
 #include <stdint.h>
+
+#include "mf/progress.h"
+
+/* A progress bar fed from inside an OpenMP region: every thread adds its work to an
+ * atomic count, only thread 0 redraws (mf_progress is single-threaded). bar may be NULL
+ * (nothing shown). Work is counted in `per` units of one shown unit. */
+typedef struct {
+    mf_progress *bar;
+    uint64_t per;
+    uint64_t done, shown; /* done: atomic, in work units; shown: in bar units */
+} mf_knn_meter;
+
+static inline void mf_knn_meter_add(mf_knn_meter *m, uint64_t work)
+{
+    if (!m || !m->bar)
+        return;
+    uint64_t d = __atomic_add_fetch(&m->done, work, __ATOMIC_RELAXED) / m->per;
+    if (omp_get_thread_num() == 0 && d > m->shown) {
+        mf_progress_add(m->bar, d - m->shown);
+        m->shown = d;
+    }
+}
+
+/* After the parallel region: show what the other threads did last, finish the line. */
+static inline void mf_knn_meter_end(mf_knn_meter *m)
+{
+    if (m->bar && m->done / m->per > m->shown)
+        mf_progress_add(m->bar, m->done / m->per - m->shown);
+    mf_progress_free(m->bar);
+    m->bar = NULL;
+}
 
 /* Approximate self-join kNN grouped by inverted list (ivf_join.c): FAISS spherical
  * k-means into nlist lists (oversized ones split), each row probes its nprobe nearest
  * lists, each list is scanned by one product per block of probing rows (AMX int8 where
  * the CPU has it, else float32 sgemm), then refine_rounds (>= 1) rounds of mf_knn_refine
- * give exact float32 similarities. Fills g (allocated, empty). */
+ * give exact float32 similarities. Fills g (allocated, empty). progress: 0 none, 1 bars
+ * on a terminal, 2 bars always (mf_knn_params.progress). */
 int mf_knn_ivf_join(mf_knn_graph *g, const float *x, int dim, int nlist, int nprobe,
-                    int refine_rounds);
+                    int refine_rounds, int progress);
 /* Inverted lists (lists.c). make_lists: FAISS spherical k-means on a sample into nlist
  * centroids, then lists holding over 3x the mean share of a sample split by k-means of
  * their own; *centroids (malloc'd, *nlist_out x dim) and *nlist_out are the result.
@@ -41,9 +74,9 @@ static inline int mf_knn_join_nprobe(int nlist)
  * graph (in, first round; any width), its reverse edges and the first fan neighbours of
  * its first fan neighbours, all scored exactly; the best g->k go to g (in != g). Rows
  * are visited in `order` (a permutation of 0..n-1, or NULL: 0..n-1), which changes only
- * the speed. */
+ * the speed. meter (may be NULL) counts rows x rounds. */
 int mf_knn_refine(mf_knn_graph *g, const mf_knn_graph *in, const float *x, int dim,
-                  int rounds, int fan, const int32_t *order);
+                  int rounds, int fan, const int32_t *order, mf_knn_meter *meter);
 #define REFINE_FAN 10
 
 /* Inner product of two float rows, vectorised. */

@@ -71,7 +71,7 @@ static int reverse_edges(const mf_knn_graph *g, size_t **rstart, int64_t **rrow)
 
 /* One round: out (k columns) from in (any width). */
 static int refine_round(mf_knn_graph *out, const mf_knn_graph *in, const float *x, int dim,
-                        int fan, const int32_t *order)
+                        int fan, const int32_t *order, mf_knn_meter *meter)
 {
     size_t n = in->n, *rs;
     int64_t *rr;
@@ -116,6 +116,7 @@ static int refine_round(mf_knn_graph *out, const mf_knn_graph *in, const float *
                 mf_knn_topk_push(nb, sm, k, cand[c],
                                  mf_knn_dot(xi, x + cand[c] * (size_t)dim, dim));
             }
+            mf_knn_meter_add(meter, 1);
         }
         free(cand);
     }
@@ -124,7 +125,7 @@ static int refine_round(mf_knn_graph *out, const mf_knn_graph *in, const float *
 }
 
 int mf_knn_refine(mf_knn_graph *g, const mf_knn_graph *in, const float *x, int dim,
-                  int rounds, int fan, const int32_t *order)
+                  int rounds, int fan, const int32_t *order, mf_knn_meter *meter)
 {
     mf_knn_graph *tmp = NULL;
     const mf_knn_graph *cur = in;
@@ -138,7 +139,7 @@ int mf_knn_refine(mf_knn_graph *g, const mf_knn_graph *in, const float *x, int d
                 break;
             next = t;
         }
-        rc = refine_round(next, cur, x, dim, fan, order);
+        rc = refine_round(next, cur, x, dim, fan, order, meter);
         if (cur == tmp)
             mf_knn_free(tmp);
         tmp = next == g ? NULL : next;

@@ -182,12 +182,12 @@ Test(knn, refine_completes_clusters)
     cr_assert_eq(mf_knn_graph_alloc(&a, n, k), 0);
     cr_assert_eq(mf_knn_graph_alloc(&b, n, k), 0);
     omp_set_num_threads(1);
-    cr_assert_eq(mf_knn_refine(a, chain, x, d, 2, 10, NULL), 0, "%s", mf_last_error());
+    cr_assert_eq(mf_knn_refine(a, chain, x, d, 2, 10, NULL, NULL), 0, "%s", mf_last_error());
     omp_set_num_threads(2);
     int32_t *rev = malloc(n * sizeof *rev); /* any visiting order gives the same graph */
     for (size_t i = 0; i < n; i++)
         rev[i] = (int32_t)(n - 1 - i);
-    cr_assert_eq(mf_knn_refine(b, chain, x, d, 2, 10, rev), 0, "%s", mf_last_error());
+    cr_assert_eq(mf_knn_refine(b, chain, x, d, 2, 10, rev, NULL), 0, "%s", mf_last_error());
     free(rev);
     cr_expect_eq(memcmp(a->nbr, b->nbr, n * k * sizeof *a->nbr), 0);
     cr_expect_eq(memcmp(a->sim, b->sim, n * k * sizeof *a->sim), 0);
