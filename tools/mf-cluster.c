@@ -77,12 +77,14 @@ static int on_option(int id, const char *arg, void *ctx)
     case OPT_OUT: c->out = arg; break;
     case OPT_TSV: c->tsv = 1; break;
     case OPT_JSON: c->json = 1; break;
-    case OPT_METHOD:
-        if (mf_cluster_method_parse(arg) < 0)
+    case OPT_METHOD: {
+        int m = mf_cluster_method_parse(arg);
+        if (m < 0)
             mf_cli_usage_error("unknown method '%s' (anchors, components, peaks, infomap, "
                                "leiden)", arg);
-        c->cp.method = (mf_cluster_method)mf_cluster_method_parse(arg);
+        c->cp.method = (mf_cluster_method)m;
         break;
+    }
     case OPT_TAU: c->tau = (float)mf_cli_parse_double("--tau", arg, -1, 1); break;
     case OPT_TAU2: c->tau2 = (float)mf_cli_parse_double("--tau2", arg, -1, 1); break;
     case OPT_QUANT: c->quant = mf_cli_parse_double("--anchor-quantile", arg, 0, 0.99); break;
@@ -110,9 +112,7 @@ static int on_option(int id, const char *arg, void *ctx)
 /* Thresholds given on the command line override the method's defaults. */
 static void finish_params(config *c)
 {
-    int weight = c->cp.weight;
-    mf_cluster_method_defaults(&c->cp, c->cp.method);
-    c->cp.weight = weight;
+    mf_cluster_method_defaults(&c->cp, c->cp.method); /* thresholds only, not weight */
     if (c->tau >= -1)
         c->cp.tau = c->tau;
     if (c->tau2 >= -1)
@@ -310,7 +310,7 @@ int main(int argc, char **argv)
         mf_cli_usage_error("--tsv and --json both write to stdout: choose one");
     finish_params(&c);
     c.kp.progress = mf_cli.quiet ? 0 : mf_cli.progress ? 2 : 1;
-    mf_store *s = NULL;
+    mf_store *s = mf_cli_open_store(argv[first]);
     float *mag = NULL;
     int64_t *truth = NULL, *label = NULL;
     mf_knn_graph *g = NULL;
@@ -318,9 +318,7 @@ int main(int argc, char **argv)
     mf_cluster_stats st;
     char *meta = NULL;
     double t0 = 0;
-    int rc = mf_store_open(&s, argv[first]);
-    if (rc == 0)
-        rc = read_store(s, &mag, c.calibrate ? &truth : NULL, c.truth);
+    int rc = read_store(s, &mag, c.calibrate ? &truth : NULL, c.truth);
     if (rc == 0)
         rc = get_graph(&c, s, mag, &g, &ki);
     if (rc == 0 && c.calibrate) {

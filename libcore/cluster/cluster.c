@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "cluster_internal.h"
+#include "mf/stats.h"
 #include "mf/status.h"
 
 static const char *method_names[MF_CLUSTER_METHODS] = {"anchors", "components", "peaks",
@@ -88,7 +89,7 @@ void mf_uf_labels(int64_t *parent, const unsigned char *assigned, size_t n, int6
 
 /* ---- methods ------------------------------------------------------------------------- */
 
-static int components(const mf_knn_graph *g, float tau, int64_t *parent)
+static void components(const mf_knn_graph *g, float tau, int64_t *parent)
 {
     for (size_t i = 0; i < g->n; i++)
         for (int r = 0; r < g->k; r++) {
@@ -96,7 +97,6 @@ static int components(const mf_knn_graph *g, float tau, int64_t *parent)
             if (j >= 0 && g->sim[i * g->k + r] >= tau)
                 mf_uf_union(parent, (int64_t)i, j);
         }
-    return 0;
 }
 
 /* Local density: mean similarity to the listed neighbours. */
@@ -118,7 +118,7 @@ static int higher(const float *conf, int64_t j, int64_t i)
     return conf[j] > conf[i] || (conf[j] == conf[i] && j < i);
 }
 
-static int peaks(const mf_knn_graph *g, const float *conf, float tau, int64_t *parent)
+static void peaks(const mf_knn_graph *g, const float *conf, float tau, int64_t *parent)
 {
     for (size_t i = 0; i < g->n; i++)
         for (int r = 0; r < g->k; r++) {
@@ -130,7 +130,6 @@ static int peaks(const mf_knn_graph *g, const float *conf, float tau, int64_t *p
                 break;
             }
         }
-    return 0;
 }
 
 /* Magnitude at the q-quantile (q in [0,1)); -inf for q == 0. */
@@ -144,7 +143,7 @@ static int quantile(const float *v, size_t n, double q, float *out)
     if (!s)
         return mf_set_error(MF_ERR_NOMEM, "out of memory sorting magnitudes");
     memcpy(s, v, n * sizeof *s);
-    qsort(s, n, sizeof *s, mf_cmp_float);
+    mf_sort_floats(s, n);
     size_t at = (size_t)(q * (double)n);
     *out = s[at < n ? at : n - 1];
     free(s);
@@ -241,12 +240,6 @@ static int attach_via_leaves(const mf_knn_graph *g, float tau2, int64_t *parent,
     return 0;
 }
 
-int mf_cmp_float(const void *a, const void *b)
-{
-    float x = *(const float *)a, y = *(const float *)b;
-    return x < y ? -1 : x > y;
-}
-
 static int run_union_find(const mf_knn_graph *g, const float *mag,
                           const mf_cluster_params *p, int64_t *label)
 {
@@ -260,7 +253,7 @@ static int run_union_find(const mf_knn_graph *g, const float *mag,
     for (size_t i = 0; rc == 0 && i < n; i++)
         parent[i] = (int64_t)i, assigned[i] = 1;
     if (rc == 0 && p->method == MF_CLUSTER_COMPONENTS)
-        rc = components(g, p->tau, parent);
+        components(g, p->tau, parent);
     else if (rc == 0 && p->method == MF_CLUSTER_PEAKS) {
         if (!p->weight) {
             conf = malloc(n * sizeof *conf);
@@ -270,7 +263,7 @@ static int run_union_find(const mf_knn_graph *g, const float *mag,
                 density(g, conf);
         }
         if (rc == 0)
-            rc = peaks(g, p->weight ? mag : conf, p->tau, parent);
+            peaks(g, p->weight ? mag : conf, p->tau, parent);
     } else if (rc == 0)
         rc = anchors(g, mag, p, parent, assigned);
     if (rc == 0)

@@ -9,7 +9,6 @@ int64_t mf_uf_find(int64_t *parent, int64_t i);
 void mf_uf_union(int64_t *parent, int64_t a, int64_t b);
 /* Final labels from a union-find forest (see cluster.c). */
 void mf_uf_labels(int64_t *parent, const unsigned char *assigned, size_t n, int64_t *label);
-int mf_cmp_float(const void *a, const void *b);
 
 /* infomap / leiden through igraph (igraph.c); MF_ERR_UNSUPPORTED without igraph. */
 int mf_cluster_igraph(const mf_knn_graph *g, const float *magnitude,

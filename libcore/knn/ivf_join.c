@@ -200,11 +200,6 @@ static void scan_pass(mf_knn_graph *g, const scan_input *in, int nlist, const si
     }
 }
 
-/* Thread t owns the rows with row % nt == t and scans every list for them with a
- * single-threaded product: no two threads touch one row, no BLAS threads compete with
- * OpenMP's, and each row sees its candidates in list order whatever nt is. Each row
- * first meets the members of its own list (its best candidates, so its k-th similarity
- * rises at once and later scores rarely enter the top k), then its other probed lists. */
 /* The join's view of the probes: per list, its members (rows whose nearest list it is)
  * and its other probing rows, as CSR. */
 typedef struct {
@@ -217,53 +212,53 @@ static void free_list_rows(list_rows *lr)
     free(lr->ms), free(lr->qs), free(lr->mrows), free(lr->qrows);
 }
 
+/* Thread t owns the rows with row % nt == t and scans every list for them with a
+ * single-threaded product: no two threads touch one row, no BLAS threads compete with
+ * OpenMP's, and each row sees its candidates in list order whatever nt is. Each row
+ * first meets the members of its own list (its best candidates, so its k-th similarity
+ * rises at once and later scores rarely enter the top k), then its other probed lists. */
 static int join(mf_knn_graph *g, const scan_input *in, int nlist, const list_rows *lr,
                 int progress)
 {
     size_t n = g->n, maxm = 1, maxq = 1;
     const size_t *ms = lr->ms, *qs = lr->qs;
     const int32_t *mrows = lr->mrows, *qrows = lr->qrows;
-    int rc = 0;
     double pairs = 0;
-    for (int l = 0; rc == 0 && l < nlist; l++) {
+    for (int l = 0; l < nlist; l++) {
         size_t m = ms[l + 1] - ms[l], q = qs ? qs[l + 1] - qs[l] : 0;
         maxm = m > maxm ? m : maxm;
         maxq = q > maxq ? q : maxq;
         maxq = m > maxq ? m : maxq;
         pairs += (double)m * (m + q);
     }
-    if (rc == 0)
-        mf_log(MF_LOG_DEBUG, "knn: scanning %.3g pairs (%.1f%% of all), largest list %zu "
-               "rows (mean %.0f)", pairs, 100 * pairs / ((double)n * n), maxm,
-               (double)n / nlist);
+    mf_log(MF_LOG_DEBUG, "knn: scanning %.3g pairs (%.1f%% of all), largest list %zu rows "
+           "(mean %.0f)", pairs, 100 * pairs / ((double)n * n), maxm, (double)n / nlist);
     int nt = omp_get_max_threads();
+    scratch *w = alloc_scratch(nt, maxm, maxq, in);
+    if (!w)
+        return mf_set_error(MF_ERR_NOMEM, "out of memory for list scans (largest list %zu "
+                            "rows, %d threads)", maxm, nt);
     mf_knn_meter meter = {.per = 1000000};
     if (progress)
         meter.bar = mf_progress_new("kNN join", (uint64_t)(pairs / 1e6), "Mpairs",
                                     progress > 1);
-    scratch *w = rc == 0 ? alloc_scratch(nt, maxm, maxq, in) : NULL;
-    if (rc == 0 && !w)
-        rc = mf_set_error(MF_ERR_NOMEM, "out of memory for list scans (largest list %zu "
-                          "rows, %d threads)", maxm, nt);
     int blas_threads = openblas_get_num_threads();
-    if (rc == 0) {
-        openblas_set_num_threads(1);
+    openblas_set_num_threads(1);
 #pragma omp parallel num_threads(nt)
-        {
-            int t = omp_get_thread_num();
-            if (in->xq)
-                mf_amx_begin();
-            scan_pass(g, in, nlist, ms, mrows, ms, mrows, t, nt, &w[t], &meter);
-            if (qs)
-                scan_pass(g, in, nlist, ms, mrows, qs, qrows, t, nt, &w[t], &meter);
-            if (in->xq)
-                mf_amx_end();
-        }
-        openblas_set_num_threads(blas_threads);
+    {
+        int t = omp_get_thread_num();
+        if (in->xq)
+            mf_amx_begin();
+        scan_pass(g, in, nlist, ms, mrows, ms, mrows, t, nt, &w[t], &meter);
+        if (qs)
+            scan_pass(g, in, nlist, ms, mrows, qs, qrows, t, nt, &w[t], &meter);
+        if (in->xq)
+            mf_amx_end();
     }
+    openblas_set_num_threads(blas_threads);
     free_scratch(w, nt);
     mf_knn_meter_end(&meter);
-    return rc;
+    return 0;
 }
 
 /* Spare candidates kept per row when products are int8: the k-th and the (k+1)-th exact
@@ -286,7 +281,7 @@ int mf_knn_ivf_join(mf_knn_graph *g, const float *x, int dim, int nlist, int npr
     int32_t *probe = NULL;
     double t0 = mf_now();
     int rc = mf_knn_make_lists(x, n, dim, nlist, &cen, &nlist);
-    if (all || nprobe > nlist)
+    if (all)
         nprobe = nlist;
     if (rc == 0 && mf_size_mul(n, (size_t)nprobe * sizeof(int32_t), &cells,
                                "list assignments") < 0)

@@ -108,12 +108,6 @@ void mf_knn_fingerprint(char out[64], size_t n, int dim, const float *magnitude)
 
 #ifdef MF_HAVE_FAISS
 
-static int faiss_fail(const char *what)
-{
-    const char *m = faiss_get_last_error();
-    return mf_set_error(MF_ERR_INTERNAL, "FAISS %s failed: %s", what, m ? m : "unknown error");
-}
-
 /* Copy the first k results that are not the query itself into the graph row. */
 static void store_row(mf_knn_graph *g, size_t row, const idx_t *lab, const float *dist,
                       int kk)
@@ -154,12 +148,10 @@ static int train_index(FaissIndex *idx, const float *x, size_t n, int dim)
     if (faiss_Index_is_trained(idx))
         return 0;
     size_t m = n < 65536 ? n : 65536;
-    float *s = malloc(m * (size_t)dim * sizeof *s);
+    float *s = mf_knn_strided_sample(x, n, dim, m);
     if (!s)
         return mf_set_error(MF_ERR_NOMEM, "out of memory for the index training sample");
-    for (size_t i = 0; i < m; i++)
-        memcpy(s + i * dim, x + (i * (n / m)) * (size_t)dim, (size_t)dim * sizeof *s);
-    int rc = faiss_Index_train(idx, (idx_t)m, s) ? faiss_fail("training") : 0;
+    int rc = faiss_Index_train(idx, (idx_t)m, s) ? mf_knn_faiss_fail("training") : 0;
     free(s);
     return rc;
 }
@@ -168,17 +160,17 @@ static int set_search_params(FaissIndex *idx, const char *factory, const mf_knn_
 {
     FaissParameterSpace *ps;
     if (faiss_ParameterSpace_new(&ps))
-        return faiss_fail("parameter space");
+        return mf_knn_faiss_fail("parameter space");
     int rc = 0;
     if (strstr(factory, "IVF")) {
         int nprobe = p->nprobe > 0 ? p->nprobe : 32;
         if (faiss_ParameterSpace_set_index_parameter(ps, idx, "nprobe", nprobe))
-            rc = faiss_fail("setting nprobe");
+            rc = mf_knn_faiss_fail("setting nprobe");
     }
     if (rc == 0 && strstr(factory, "HNSW")) {
         int ef = p->ef > 0 ? p->ef : (2 * p->k > 64 ? 2 * p->k : 64);
         if (faiss_ParameterSpace_set_index_parameter(ps, idx, "efSearch", ef))
-            rc = faiss_fail("setting efSearch");
+            rc = mf_knn_faiss_fail("setting efSearch");
     }
     faiss_ParameterSpace_free(ps);
     return rc;
@@ -197,7 +189,7 @@ static int search_all(const FaissIndex *idx, const float *x, size_t n, int dim,
     for (size_t s = 0; rc == 0 && s < n; s += batch) {
         size_t b = n - s < batch ? n - s : batch;
         if (faiss_Index_search(idx, (idx_t)b, x + s * dim, kk, dist, lab)) {
-            rc = faiss_fail("search");
+            rc = mf_knn_faiss_fail("search");
             break;
         }
         for (size_t i = 0; i < b; i++)
@@ -255,12 +247,12 @@ static int measure_recall(const float *x, size_t n, int dim, const mf_knn_graph 
         size_t b = n - s < block ? n - s : block;
         FaissIndex *flat;
         if (faiss_index_factory(&flat, dim, "Flat", METRIC_INNER_PRODUCT)) {
-            rc = faiss_fail("creating the exact index");
+            rc = mf_knn_faiss_fail("creating the exact index");
             break;
         }
         if (faiss_Index_add(flat, (idx_t)b, x + s * dim) ||
             faiss_Index_search(flat, (idx_t)m, q, k + 1, dist, lab))
-            rc = faiss_fail("exact search");
+            rc = mf_knn_faiss_fail("exact search");
         faiss_Index_free(flat);
         for (size_t i = 0; rc == 0 && i < m; i++) {
             for (int t = 0; t <= k; t++)
@@ -302,7 +294,7 @@ static int faiss_search_graph(mf_knn_graph *g, const char *factory, const float 
     int rc = train_index(idx, x, n, dim);
     *t_trained = mf_now();
     if (rc == 0 && faiss_Index_add(idx, (idx_t)n, x))
-        rc = faiss_fail("adding vectors");
+        rc = mf_knn_faiss_fail("adding vectors");
     *t_added = mf_now();
     if (rc == 0)
         rc = set_search_params(idx, factory, p);

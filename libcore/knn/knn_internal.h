@@ -49,6 +49,13 @@ static inline void mf_knn_meter_end(mf_knn_meter *m)
  * on a terminal, 2 bars always (mf_knn_params.progress). */
 int mf_knn_ivf_join(mf_knn_graph *g, const float *x, int dim, int nlist, int nprobe,
                     int refine_rounds, int progress);
+/* m rows of x (n rows of dim) at an even stride, copied (m <= n); NULL when out of memory
+ * (lists.c). */
+float *mf_knn_strided_sample(const float *x, size_t n, int dim, size_t m);
+
+/* Set and return MF_ERR_INTERNAL naming the FAISS call that failed and FAISS's message. */
+int mf_knn_faiss_fail(const char *what);
+
 /* Inverted lists (lists.c). make_lists: FAISS spherical k-means on a sample into nlist
  * centroids, then lists holding over 3x the mean share of a sample split by k-means of
  * their own; *centroids (malloc'd, *nlist_out x dim) and *nlist_out are the result.

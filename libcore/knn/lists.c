@@ -17,14 +17,14 @@
 #include <faiss/c_api/error_c.h>
 #include <faiss/c_api/index_factory_c.h>
 
-static int ffail(const char *what)
+int mf_knn_faiss_fail(const char *what)
 {
     const char *m = faiss_get_last_error();
-    return mf_set_error(MF_ERR_INTERNAL, "FAISS %s failed: %s", what, m ? m : "unknown");
+    return mf_set_error(MF_ERR_INTERNAL, "FAISS %s failed: %s", what, m ? m : "unknown error");
 }
 
 /* m rows of x at an even stride (m <= n), copied; NULL when out of memory. */
-static float *strided_sample(const float *x, size_t n, int dim, size_t m)
+float *mf_knn_strided_sample(const float *x, size_t n, int dim, size_t m)
 {
     float *s = malloc(m * (size_t)dim * sizeof *s);
     for (size_t i = 0; s && i < m; i++)
@@ -48,7 +48,7 @@ static int kmeans(const float *s, size_t m, int dim, int nc, float *centroids)
     if (faiss_Clustering_new_with_params(&c, dim, nc, &cp) ||
         faiss_index_factory(&ip, dim, "Flat", METRIC_INNER_PRODUCT) ||
         faiss_Clustering_train(c, (idx_t)m, s, ip))
-        rc = ffail("k-means");
+        rc = mf_knn_faiss_fail("k-means");
     if (rc == 0) {
         float *cen;
         size_t sz;
@@ -66,7 +66,7 @@ static int kmeans(const float *s, size_t m, int dim, int nc, float *centroids)
 static int train_lists(const float *x, size_t n, int dim, int nlist, float *centroids)
 {
     size_t m = (size_t)nlist * 16 < n ? (size_t)nlist * 16 : n;
-    float *s = strided_sample(x, n, dim, m);
+    float *s = mf_knn_strided_sample(x, n, dim, m);
     if (!s)
         return mf_set_error(MF_ERR_NOMEM, "out of memory for the k-means sample");
     int rc = kmeans(s, m, dim, nlist, centroids);
@@ -108,7 +108,7 @@ static int split_large_lists(const float *x, size_t n, int dim, float **cen, int
     int nl = *nlist, extra = 0, rc = 0;
     size_t m = (size_t)nl * SPLIT_SAMPLE < n ? (size_t)nl * SPLIT_SAMPLE : n, most = 0;
     double mean = (double)m / nl;
-    float *s = strided_sample(x, n, dim, m), *part = NULL, *nc = NULL, *pc = NULL;
+    float *s = mf_knn_strided_sample(x, n, dim, m), *part = NULL, *nc = NULL, *pc = NULL;
     int32_t *lab = malloc(m * sizeof *lab);
     size_t *cnt = calloc((size_t)nl, sizeof *cnt);
     if (!s || !lab || !cnt)

@@ -127,24 +127,16 @@ static int refine_round(mf_knn_graph *out, const mf_knn_graph *in, const float *
 int mf_knn_refine(mf_knn_graph *g, const mf_knn_graph *in, const float *x, int dim,
                   int rounds, int fan, const int32_t *order, mf_knn_meter *meter)
 {
-    mf_knn_graph *tmp = NULL;
+    /* Rounds alternate between g and one scratch graph, ending in g; every round rewrites
+     * each row of its output, so neither needs clearing. */
+    mf_knn_graph *scratch = NULL;
+    int rc = rounds > 1 ? mf_knn_graph_alloc(&scratch, g->n, g->k) : 0;
     const mf_knn_graph *cur = in;
-    int rc = 0;
     for (int r = 0; rc == 0 && r < rounds; r++) {
-        mf_knn_graph *next = g;
-        if (r + 1 < rounds) { /* not the last round: into a scratch graph */
-            mf_knn_graph *t;
-            rc = mf_knn_graph_alloc(&t, g->n, g->k);
-            if (rc < 0)
-                break;
-            next = t;
-        }
+        mf_knn_graph *next = (rounds - 1 - r) % 2 ? scratch : g;
         rc = refine_round(next, cur, x, dim, fan, order, meter);
-        if (cur == tmp)
-            mf_knn_free(tmp);
-        tmp = next == g ? NULL : next;
         cur = next;
     }
-    mf_knn_free(tmp);
+    mf_knn_free(scratch);
     return rc;
 }
