@@ -3,9 +3,7 @@
  * name), then fsync the folder so the rename itself survives a crash. */
 #define _XOPEN_SOURCE 700
 #include <errno.h>
-#include <fcntl.h>
 #include <ftw.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +11,7 @@
 #include <unistd.h>
 
 #include "export_internal.h"
+#include "mf/durable.h"
 #include "mf/status.h"
 
 FILE *mf_atomic_open(const char *path, char **tmp_out)
@@ -34,26 +33,13 @@ FILE *mf_atomic_open(const char *path, char **tmp_out)
     return f;
 }
 
-void mf_fsync_parent(const char *path)
-{
-    char *copy = strdup(path);
-    if (!copy)
-        return;
-    int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
-    free(copy);
-}
-
 int mf_atomic_commit(FILE *f, char *tmp, const char *path)
 {
     int bad = fflush(f) != 0 || ferror(f) || fsync(fileno(f)) != 0;
     int err = errno;
     bad |= fclose(f) != 0;
     if (!bad && rename(tmp, path) == 0) {
-        mf_fsync_parent(path);
+        mf_fsync_parent_dir(path);
         free(tmp);
         return 0;
     }

@@ -17,7 +17,6 @@ int mf_atomic_commit(FILE *f, char *tmp, const char *path);
 void mf_atomic_discard(FILE *f, char *tmp);
 
 /* fsync the folder holding `path` (makes a rename durable). */
-void mf_fsync_parent(const char *path);
 
 /* Create the folders leading to `path` (mkdir -p of its parent). */
 int mf_make_parent(const char *path);

@@ -16,6 +16,7 @@
 
 #include "export_internal.h"
 #include "export_sinks.h"
+#include "mf/durable.h"
 #include "mf/status.h"
 
 typedef struct tree {
@@ -153,7 +154,7 @@ static int tree_commit(mf_exporter *ex)
         tree_abort(ex);
         return rc;
     }
-    mf_fsync_parent(ex->p->output);
+    mf_fsync_parent_dir(ex->p->output);
     ex->stats->files = ex->stats->written;
     tree_free(ex);
     return 0;

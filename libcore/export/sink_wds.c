@@ -6,7 +6,6 @@
 #include <archive_entry.h>
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +14,7 @@
 
 #include "export_internal.h"
 #include "export_sinks.h"
+#include "mf/durable.h"
 #include "mf/status.h"
 
 #define MAX_SHARDS 1000000 /* the names have 6 digits */
@@ -74,12 +74,8 @@ static int close_shard(mf_exporter *ex, wds *st)
     int rc = archive_write_close(st->w) == ARCHIVE_OK ? 0 : archive_fail(st->w, name);
     archive_write_free(st->w);
     st->w = NULL;
-    int fd = rc == 0 && name ? open(name, O_RDONLY | O_CLOEXEC) : -1;
-    if (rc == 0 && (fd < 0 || fsync(fd) != 0))
-        rc = mf_set_error(MF_ERR_IO, "cannot sync '%s': %s", name ? name : "shard",
-                          strerror(errno));
-    if (fd >= 0)
-        close(fd);
+    if (rc == 0)
+        rc = name ? mf_fsync_path(name) : mf_set_error(MF_ERR_NOMEM, "out of memory");
     free(name);
     return rc;
 }
@@ -210,7 +206,7 @@ static int wds_commit(mf_exporter *ex)
     }
     char *first = shard_name(ex->p->output, 0, 0);
     if (first)
-        mf_fsync_parent(first);
+        mf_fsync_parent_dir(first);
     free(first);
     ex->stats->files = st->shards;
     free(st);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "knn_internal.h"
+#include "mf/durable.h"
 #include "mf/status.h"
 #include "store/h5util.h"
 

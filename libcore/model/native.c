@@ -8,15 +8,14 @@
  * Winograd-transformed weights). Its layout follows from blocks/widths/stem/dim alone
  * (mf_iresnet_layout), so loading is one read. */
 #include <errno.h>
-#include <fcntl.h>
 #include <hdf5.h>
-#include <libgen.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "mf/durable.h"
 #include "mf/status.h"
 #include "mf/checkpoint.h"
 #include "model/iresnet.h"
@@ -130,33 +129,23 @@ static int write_native(const mf_model *m, const char *path)
     return bad ? -1 : 0;
 }
 
-static int fsync_path(const char *path, int dir)
-{
-    int fd = open(path, dir ? O_RDONLY | O_DIRECTORY : O_RDONLY);
-    int rc = fd < 0 ? -1 : fsync(fd);
-    if (fd >= 0)
-        close(fd);
-    return rc;
-}
-
 /* Written under a temporary name, flushed to disk, then renamed: a reader never sees a
  * half-written model, and a crash leaves the old file (if any) intact. */
 int mf_model_save(const mf_model *m, const char *path)
 {
-    char tmp[4096], dir[4096];
+    char tmp[4096];
     if (snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid()) >= (int)sizeof tmp)
         return mf_set_error(MF_ERR_ARG, "output path too long");
-    snprintf(dir, sizeof dir, "%s", path);
     if (write_native(m, tmp) < 0) {
         unlink(tmp);
         return mf_set_error(MF_ERR_IO, "cannot write '%s'", path);
     }
-    if (fsync_path(tmp, 0) < 0 || rename(tmp, path) < 0) {
+    if (mf_fsync_path(tmp) < 0 || rename(tmp, path) < 0) {
         int e = errno;
         unlink(tmp);
         return mf_set_error(MF_ERR_IO, "cannot write '%s': %s", path, strerror(e));
     }
-    fsync_path(dirname(dir), 1);
+    mf_fsync_parent_dir(path);
     return 0;
 }
 

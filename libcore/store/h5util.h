@@ -33,8 +33,4 @@ int mf_h5_read_u64_attr(hid_t obj, const char *name, uint64_t *out);
 /* Variable-length UTF-8 string memory type (caller closes with H5Tclose). */
 hid_t mf_h5_vlen_str_type(void);
 
-/* fsync a file by path, and the directory holding it. */
-int mf_fsync_path(const char *path);
-int mf_fsync_parent_dir(const char *path);
-
 #endif

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "mf/durable.h"
 #include "mf/status.h"
 #include "store/h5util.h"
 #include "store/store_internal.h"
