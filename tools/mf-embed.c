@@ -36,6 +36,7 @@ typedef struct config {
     int n_lists;
     int label_from_dir, resize, overwrite, batch;
     double max_megapixels;
+    char partial[4096]; /* "<output>.partial": the store while the job runs */
 } config;
 
 static const mf_cli_opt options[] = {
@@ -164,12 +165,15 @@ static int load_done_ids(mf_store *s, mf_idset *seen)
 static int open_output(const config *c, const mf_model *m, const char *job, mf_store **out,
                        mf_idset *seen, int *resumed)
 {
-    char partial[4096];
-    snprintf(partial, sizeof partial, "%s.partial", c->output);
     *resumed = 0;
-    if (access(partial, F_OK) == 0 && c->overwrite && unlink(partial) != 0)
-        return mf_set_error(MF_ERR_IO, "cannot remove '%s': %s", partial, strerror(errno));
-    if (access(partial, F_OK) == 0) {
+    int unfinished = access(c->partial, F_OK) == 0;
+    if (unfinished && c->overwrite) {
+        if (unlink(c->partial) != 0)
+            return mf_set_error(MF_ERR_IO, "cannot remove '%s': %s", c->partial,
+                                strerror(errno));
+        unfinished = 0;
+    }
+    if (unfinished) {
         int rc = mf_store_resume(out, c->output);
         if (rc < 0)
             return mf_wrap_error(rc, "cannot resume (use --overwrite to start over)");
@@ -179,7 +183,7 @@ static int open_output(const config *c, const mf_model *m, const char *job, mf_s
             *out = NULL;
             return mf_set_error(MF_ERR_MISMATCH, "'%s' was started with a different model, "
                                 "inputs or settings; run the original command to resume it, "
-                                "or add --overwrite to start over", partial);
+                                "or add --overwrite to start over", c->partial);
         }
         *resumed = 1;
         return load_done_ids(*out, seen);
@@ -346,12 +350,9 @@ int main(int argc, char **argv)
         mf_cli_usage_error("missing -o <out.h5>");
     if (first == argc && c.n_lists == 0)
         mf_cli_usage_error("no inputs");
-    if (!c.overwrite && access(c.output, F_OK) == 0) {
-        char partial[4096];
-        snprintf(partial, sizeof partial, "%s.partial", c.output);
-        if (access(partial, F_OK) != 0)
-            mf_cli_usage_error("'%s' exists (use --overwrite to replace it)", c.output);
-    }
+    snprintf(c.partial, sizeof c.partial, "%s.partial", c.output);
+    if (!c.overwrite && access(c.output, F_OK) == 0 && access(c.partial, F_OK) != 0)
+        mf_cli_usage_error("'%s' exists (use --overwrite to replace it)", c.output);
     int shard_k, shard_n;
     resolve_shard(&c, &shard_k, &shard_n);
     int threads = mf_cli.threads > 0 ? mf_cli.threads : omp_get_max_threads();

@@ -9,6 +9,7 @@
 #include "clean/clean_internal.h"
 #include "mf/progress.h"
 #include "mf/knn.h"
+#include "mf/stats.h"
 #include "mf/status.h"
 
 #define DEFAULT_CHUNK 16384
@@ -43,17 +44,11 @@ int mf_clean_needs_labels(const mf_clean_params *p)
 
 /* ---- small statistics ------------------------------------------------------------------ */
 
-static int cmp_float(const void *a, const void *b)
-{
-    float x = *(const float *)a, y = *(const float *)b;
-    return (x > y) - (x < y);
-}
-
 double clean_median(float *v, size_t n)
 {
     if (n == 0)
         return NAN;
-    qsort(v, n, sizeof *v, cmp_float);
+    mf_sort_floats(v, n);
     return n % 2 ? v[n / 2] : 0.5 * ((double)v[n / 2 - 1] + v[n / 2]);
 }
 
@@ -67,7 +62,7 @@ int mf_clean_quantiles(const float *v, const uint8_t *mask, size_t n, const doub
     for (size_t i = 0; i < n; i++)
         if (!mask || !mask[i])
             tmp[m++] = v[i];
-    qsort(tmp, m, sizeof *tmp, cmp_float);
+    mf_sort_floats(tmp, m);
     for (size_t j = 0; j < nq; j++) {
         double pos = q[j] * (double)(m ? m - 1 : 0);
         out[j] = m ? tmp[(size_t)llround(pos)] : NAN;

@@ -89,7 +89,7 @@ void mf_recordio_writer_discard(mf_recordio_writer *w)
 }
 
 /* A header-only payload: flag 2, labels a and b (record 0 and identity records). */
-static int write_pair(mf_recordio_writer *w, FILE *f, float a, float b)
+static int write_pair(FILE *f, float a, float b)
 {
     uint8_t p[32] = {0};
     wr32(p, 2);
@@ -115,7 +115,7 @@ int mf_recordio_writer_open(mf_recordio_writer **out, const char *rec_path, cons
     if (!(w->rec = fopen(w->rec_tmp, "wb")) || !(w->idx = fopen(w->idx_tmp, "w")))
         rc = mf_set_error(MF_ERR_IO, "cannot create '%s': %s", w->rec ? w->idx_tmp : w->rec_tmp,
                           strerror(errno));
-    else if ((rc = write_pair(w, w->rec, 0, 0)) == 0 && fprintf(w->idx, "0\t0\n") < 0)
+    else if ((rc = write_pair(w->rec, 0, 0)) == 0 && fprintf(w->idx, "0\t0\n") < 0)
         rc = mf_set_error(MF_ERR_IO, "cannot write '%s': %s", w->idx_tmp, strerror(errno));
     if (rc < 0) {
         writer_free(w, 1);
@@ -197,11 +197,11 @@ int mf_recordio_writer_commit(mf_recordio_writer *w)
             fprintf(w->idx, "%lld\t%lld\n", (long long)(first_id + (int64_t)i), (long long)at) < 0)
             rc = mf_set_error(MF_ERR_IO, "cannot write '%s': %s", w->idx_tmp, strerror(errno));
         else
-            rc = write_pair(w, w->rec, (float)w->ids[i].first, (float)w->ids[i].end);
+            rc = write_pair(w->rec, (float)w->ids[i].first, (float)w->ids[i].end);
     }
     if (rc == 0 && fseeko(w->rec, 0, SEEK_SET) != 0)
         rc = mf_set_error(MF_ERR_IO, "cannot seek in '%s'", w->rec_tmp);
-    if (rc == 0) rc = write_pair(w, w->rec, (float)first_id, (float)(first_id + (int64_t)w->n_ids));
+    if (rc == 0) rc = write_pair(w->rec, (float)first_id, (float)(first_id + (int64_t)w->n_ids));
     if (rc == 0) rc = finish_file(&w->rec, w->rec_tmp, w->rec_path);
     if (rc == 0) rc = finish_file(&w->idx, w->idx_tmp, w->idx_path);
     writer_free(w, rc < 0);

@@ -415,6 +415,10 @@ static int count_record_keys(const mf_source *s, const char *path, uint64_t *n)
     for (size_t i = 0; i < nk; i++) {
         int64_t key = mf_recordio_index_key(r, i);
         if (key < first || key >= end) continue;
+        if (s->p.shard_count <= 1) { /* unsharded: no id to hash */
+            *n += s->p.shard_index == 0;
+            continue;
+        }
         free(id);
         if (!(id = mf_src_printf("%s//%lld", path, (long long)key))) break;
         *n += mf_shard_of(id, s->p.shard_count) == s->p.shard_index;

@@ -278,12 +278,18 @@ int mf_store_write_label_names(mf_store *s, const char *const *names, size_t n)
     return rc < 0 ? mf_wrap_error(rc, "'%s'", s->path) : 0;
 }
 
-uint64_t mf_store_label_name_count(const mf_store *s)
+/* The open /labels/name dataset, or -1 when the store has none. */
+static hid_t open_label_names(const mf_store *s)
 {
     if (H5Lexists(s->file, "labels", H5P_DEFAULT) <= 0 ||
         H5Lexists(s->file, "labels/name", H5P_DEFAULT) <= 0)
-        return 0;
-    hid_t ds = H5Dopen2(s->file, "labels/name", H5P_DEFAULT);
+        return -1;
+    return H5Dopen2(s->file, "labels/name", H5P_DEFAULT);
+}
+
+uint64_t mf_store_label_name_count(const mf_store *s)
+{
+    hid_t ds = open_label_names(s);
     uint64_t n = ds < 0 ? 0 : mf_store_length(ds);
     if (ds >= 0)
         H5Dclose(ds);
@@ -292,12 +298,15 @@ uint64_t mf_store_label_name_count(const mf_store *s)
 
 char *mf_store_label_name(mf_store *s, uint64_t label)
 {
-    if (label >= mf_store_label_name_count(s))
+    hid_t ds = open_label_names(s); /* one open per call: mf-report asks per face */
+    if (ds < 0 || label >= mf_store_length(ds)) {
+        if (ds >= 0)
+            H5Dclose(ds);
         return NULL;
-    hid_t ds = H5Dopen2(s->file, "labels/name", H5P_DEFAULT);
+    }
     hid_t str = mf_h5_vlen_str_type();
     char *v = NULL, *copy = NULL;
-    if (ds >= 0 && mf_store_rw_rows(ds, str, label, 1, 0, &v, 0) == 0) {
+    if (mf_store_rw_rows(ds, str, label, 1, 0, &v, 0) == 0) {
         copy = strdup(v ? v : "");
         hsize_t one = 1;
         hid_t ms = H5Screate_simple(1, &one, NULL);
@@ -305,7 +314,6 @@ char *mf_store_label_name(mf_store *s, uint64_t label)
         H5Sclose(ms);
     }
     H5Tclose(str);
-    if (ds >= 0)
-        H5Dclose(ds);
+    H5Dclose(ds);
     return copy;
 }

@@ -31,7 +31,6 @@ struct mf_store {
 };
 
 /* The name used in messages: the final path (users never typed ".partial"). */
-static inline const char *mf_store_name(const mf_store *s) { return s->path; }
 
 /* Extend a dataset's first dimension to `rows` (keeping other dimensions). */
 int mf_store_extend(hid_t ds, uint64_t rows);

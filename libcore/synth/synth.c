@@ -70,13 +70,12 @@ static inline rng rng_at(uint64_t seed, uint64_t stream, uint64_t index)
     return r;
 }
 
+/* SplitMix64: the next state's mix (mix64 adds the increment itself). */
 static inline uint64_t rng_next(rng *r)
 {
+    uint64_t z = mix64(r->s);
     r->s += 0x9e3779b97f4a7c15ULL;
-    uint64_t z = r->s;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
+    return z;
 }
 
 /* Uniform in [0, 1). */
@@ -241,11 +240,8 @@ int mf_synth_new(mf_synth **out, const mf_synth_params *p)
         return mf_set_error(MF_ERR_NOMEM, "synth: cannot allocate %zu bytes of centres",
                             centre_bytes);
     }
-    /* The centres' buffer is not filled yet: use it as scratch for the real sizes. */
-    if (centre_bytes < (size_t)p->identities * sizeof(double)) {
-        mf_synth_free(g);
-        return mf_set_error(MF_ERR_ARG, "synth: dim %d is too small", p->dim);
-    }
+    /* The centres' buffer is not filled yet: use it as scratch for the real sizes (it
+     * holds identities x dim floats, dim >= 2, so at least one double per identity). */
     make_sizes(g, (double *)(void *)g->centre);
     random_unit(p->seed, S_FACE, 0, g->face, p->dim);
     random_unit(p->seed, S_UNREC, 0, g->unrec, p->dim);
@@ -318,8 +314,6 @@ static row_draws draws_at(const mf_synth *g, uint64_t r)
     d.lab = rng_uniform(&s);
     return d;
 }
-
-static int64_t identity_of(const mf_synth *g, uint64_t r);
 
 /* A label drawn like the label of a random row, so that identities receive wrong
  * samples in proportion to their size (as scraping noise does), never `avoid`. */
