@@ -1,7 +1,7 @@
 #!/bin/bash
 # bench_cluster.sh - clustering quality and speed on synthetic MagFace-like stores.
 #
-#   bench/bench_cluster.sh [quality|scale|all]     (default: quality)
+#   bench/bench_cluster.sh [quality|scale|anchor|all]     (default: quality)
 #
 # quality: one store of ~2000 identities / 65k rows x 512 (mf-synth, seed 1); one exact
 #   kNN graph; every method with quality weighting on and off, (a) at its defaults and
@@ -10,6 +10,8 @@
 # scale: 100k, 300k, 1M rows x 512 end to end (kNN + clustering, default method) on
 #   MF_BENCH_THREADS (2) threads: time, peak RSS, recall@k of the approximate graph; and
 #   100k again on the float32 path (no AMX) for the ratio.
+# anchor: the same kNN graph by FAISS from Python (exact Flat and IVF,Flat), recall over
+#   all rows and our time / theirs (bench/knn_anchor.py).
 # MF_BENCH_METHODS limits the quality table (e.g. "anchors peaks"), MF_BENCH_SIZES the
 # scale runs (e.g. "100000"). Tools from MF_BIN_DIR (default build/bin); work files in MF_BENCH_DIR
 # (default /tmp/mf-bench-cluster, ~2.5 GB for the 1M store).
@@ -97,9 +99,28 @@ scale() {
     done
 }
 
+anchor() {
+    # The same graph from FAISS in Python (exact IndexFlatIP, and IndexIVFFlat with the
+    # nominal lists and probes our join uses), recall over every row against the exact
+    # graph, and our kNN time over theirs. Sizes: MF_BENCH_ANCHOR_SIZES (default 100000).
+    for n in ${MF_BENCH_ANCHOR_SIZES:-100000}; do
+        local s=$DIR/s$n.h5 ids=$((n / 32)) g=$DIR/anchor$n.knn.h5
+        [ -f "$s" ] || "$BIN/mf-synth" -q -j "$J" -o "$s" --rows "$n" --identities "$ids" --seed 5
+        rm -f "$g"
+        local js
+        js=$("$BIN/mf-cluster" -q -j "$J" --json -g "$g" --recall-sample 0 "$s")
+        local nlist=${js#*\"index\":\"IVFJoin}
+        nlist=${nlist%%\"*}
+        echo "# $n rows, k=30, $J threads; our lists: $nlist nominal, probes: $((nlist / 8 > 32 ? nlist / 8 : 32))"
+        OMP_NUM_THREADS=$J /usr/bin/python3 "$here/bench/knn_anchor.py" "$s" "$g" \
+            "$(jget knn_seconds <<< "$js")" "$nlist" $((nlist / 8 > 32 ? nlist / 8 : 32))
+    done
+}
+
 case "${1:-quality}" in
 quality) quality ;;
 scale) scale ;;
-all) quality; scale ;;
-*) echo "usage: $0 [quality|scale|all]" >&2; exit 2 ;;
+anchor) anchor ;;
+all) quality; scale; anchor ;;
+*) echo "usage: $0 [quality|scale|anchor|all]" >&2; exit 2 ;;
 esac
