@@ -89,8 +89,9 @@ void mf_cli_usage_error(const char *fmt, ...)
 static void print_opt(const mf_cli_opt *o)
 {
     char left[64];
-    int n = o->short_name ? snprintf(left, sizeof left, "  -%c, --%s", o->short_name, o->long_name)
-                          : snprintf(left, sizeof left, "      --%s", o->long_name);
+    int n = o->short_name
+                ? snprintf(left, sizeof left, "  -%c, --%s", o->short_name, o->long_name)
+                : snprintf(left, sizeof left, "      --%s", o->long_name);
     if (o->arg_name && n > 0 && (size_t)n < sizeof left)
         snprintf(left + n, sizeof left - (size_t)n, " %s", o->arg_name);
     if (strlen(left) > 28)
@@ -209,9 +210,7 @@ int mf_cli_parse(const mf_cli_tool *t, int argc, char **argv, mf_cli_on_option c
         if (!o)
             mf_cli_usage_error("unknown option '%s'", argv[optind - 1]);
         switch (o->id) {
-        case OPT_HELP:
-            print_help(t);
-            exit(mf_cli_finish(MF_EXIT_OK));
+        case OPT_HELP: print_help(t); exit(mf_cli_finish(MF_EXIT_OK));
         case OPT_VERSION:
             printf("%s (mfkit) %s\n", t->name, MF_VERSION_STRING);
             exit(mf_cli_finish(MF_EXIT_OK));
@@ -222,12 +221,8 @@ int mf_cli_parse(const mf_cli_tool *t, int argc, char **argv, mf_cli_on_option c
             mf_cli.quiet = 1;
             mf_log_set_level(MF_LOG_ERROR);
             break;
-        case OPT_VERBOSE:
-            mf_log_set_level(MF_LOG_DEBUG);
-            break;
-        case OPT_PROGRESS:
-            mf_cli.progress = 1;
-            break;
+        case OPT_VERBOSE: mf_log_set_level(MF_LOG_DEBUG); break;
+        case OPT_PROGRESS: mf_cli.progress = 1; break;
         default:
             if (cb && cb(o->id, optarg, ctx) != 0)
                 mf_cli_usage_error("invalid value for --%s: '%s'", o->long_name,

@@ -15,8 +15,23 @@
 #include "mf/store.h"
 
 enum {
-    OPT_OUT = 1000, OPT_TSV, OPT_JSON, OPT_METHOD, OPT_TAU, OPT_TAU2, OPT_QUANT, OPT_RES,
-    OPT_WEIGHT, OPT_K, OPT_INDEX, OPT_NPROBE, OPT_EF, OPT_REFINE, OPT_GRAPH, OPT_CALIB, OPT_TRUTH,
+    OPT_OUT = 1000,
+    OPT_TSV,
+    OPT_JSON,
+    OPT_METHOD,
+    OPT_TAU,
+    OPT_TAU2,
+    OPT_QUANT,
+    OPT_RES,
+    OPT_WEIGHT,
+    OPT_K,
+    OPT_INDEX,
+    OPT_NPROBE,
+    OPT_EF,
+    OPT_REFINE,
+    OPT_GRAPH,
+    OPT_CALIB,
+    OPT_TRUTH,
     OPT_RECALL
 };
 
@@ -38,21 +53,29 @@ static const mf_cli_opt options[] = {
      OPT_METHOD},
     {"tau", 't', "COS", "edge threshold (cosine; default per method)", OPT_TAU},
     {"tau2", 0, "COS", "anchors: threshold for attaching low-quality samples", OPT_TAU2},
-    {"anchor-quantile", 0, "Q", "anchors: share of lowest-magnitude samples that are not "
-     "anchors (default 0.3)", OPT_QUANT},
+    {"anchor-quantile", 0, "Q",
+     "anchors: share of lowest-magnitude samples that are not "
+     "anchors (default 0.3)",
+     OPT_QUANT},
     {"resolution", 0, "R", "leiden: CPM resolution (default 0.1)", OPT_RES},
     {"weight", 'w', "magnitude|none", "quality weighting (default magnitude)", OPT_WEIGHT},
     {"calibrate", 0, NULL, "choose the thresholds that maximise BCubed F on labelled rows",
      OPT_CALIB},
     {"truth", 0, "DATASET", "labels used by --calibrate (default label)", OPT_TRUTH},
     {"k", 'k', "K", "neighbours per sample (default 30)", OPT_K},
-    {"index", 0, "FACTORY", "FAISS index factory string (default: Flat below 50000 rows, "
-     "else IVFJoin<4 sqrt n>)", OPT_INDEX},
-    {"nprobe", 0, "N", "IVF lists probed (default: an eighth of the lists, at least "
-     "32)", OPT_NPROBE},
+    {"index", 0, "FACTORY",
+     "FAISS index factory string (default: Flat below 50000 rows, "
+     "else IVFJoin<4 sqrt n>)",
+     OPT_INDEX},
+    {"nprobe", 0, "N",
+     "IVF lists probed (default: an eighth of the lists, at least "
+     "32)",
+     OPT_NPROBE},
     {"ef", 0, "N", "HNSW efSearch (default max(2k, 64))", OPT_EF},
-    {"refine", 0, "N", "IVFJoin: rounds of reverse-edge and neighbour-of-neighbour "
-     "refinement (default 4)", OPT_REFINE},
+    {"refine", 0, "N",
+     "IVFJoin: rounds of reverse-edge and neighbour-of-neighbour "
+     "refinement (default 4)",
+     OPT_REFINE},
     {"recall-sample", 0, "N", "queries checked against exact search (default 1000)",
      OPT_RECALL},
     {"graph", 'g', "FILE", "reuse the kNN graph in FILE, or save it there", OPT_GRAPH},
@@ -81,7 +104,8 @@ static int on_option(int id, const char *arg, void *ctx)
         int m = mf_cluster_method_parse(arg);
         if (m < 0)
             mf_cli_usage_error("unknown method '%s' (anchors, components, peaks, infomap, "
-                               "leiden)", arg);
+                               "leiden)",
+                               arg);
         c->cp.method = (mf_cluster_method)m;
         break;
     }
@@ -176,7 +200,7 @@ static int get_graph(config *c, mf_store *s, const float *mag, mf_knn_graph **g,
         free(x);
     }
     if (rc == 0) {
-        snprintf((*g)->fingerprint, sizeof (*g)->fingerprint, "%s", fp);
+        snprintf((*g)->fingerprint, sizeof(*g)->fingerprint, "%s", fp);
         if (c->graph)
             rc = mf_knn_save(*g, c->graph);
     }
@@ -242,16 +266,17 @@ static void print_summary(const mf_cluster_stats *st, const mf_knn_graph *g,
                           const mf_knn_info *ki, const config *c)
 {
     mf_cli_info("%zu rows -> %zu clusters (%zu singletons, %zu unassigned, largest %zu); "
-                "method %s, weight %s, tau %.3f", g->n, st->clusters, st->singletons,
-                st->unassigned, st->largest, mf_cluster_method_name(c->cp.method),
-                c->cp.weight ? "magnitude" : "none", c->cp.tau);
+                "method %s, weight %s, tau %.3f",
+                g->n, st->clusters, st->singletons, st->unassigned, st->largest,
+                mf_cluster_method_name(c->cp.method), c->cp.weight ? "magnitude" : "none",
+                c->cp.tau);
     mf_cli_info("cluster sizes: 1:%zu 2-3:%zu 4-7:%zu 8-15:%zu 16-31:%zu 32-63:%zu "
-                "64-127:%zu 128+:%zu", st->size_hist[0], st->size_hist[1], st->size_hist[2],
-                st->size_hist[3], st->size_hist[4], st->size_hist[5], st->size_hist[6],
-                st->size_hist[7]);
+                "64-127:%zu 128+:%zu",
+                st->size_hist[0], st->size_hist[1], st->size_hist[2], st->size_hist[3],
+                st->size_hist[4], st->size_hist[5], st->size_hist[6], st->size_hist[7]);
     if (ki->recall >= 0 && !ki->exact)
-        mf_cli_info("kNN graph %s k=%d: recall@%d %.4f on %zu queries", g->index, g->k,
-                    g->k, ki->recall, ki->recall_queries);
+        mf_cli_info("kNN graph %s k=%d: recall@%d %.4f on %zu queries", g->index, g->k, g->k,
+                    ki->recall, ki->recall_queries);
 }
 
 static int write_tsv(mf_store *s, const int64_t *label, const float *mag)
@@ -274,8 +299,7 @@ static int write_tsv(mf_store *s, const int64_t *label, const float *mag)
     return rc;
 }
 
-static int write_output(const char *path, mf_store *src, const int64_t *label,
-                        const char *meta)
+static int write_output(const char *path, mf_store *src, const int64_t *label, const char *meta)
 {
     size_t n = mf_store_rows(src);
     uint64_t *rows = malloc(n * sizeof *rows);
@@ -326,8 +350,8 @@ int main(int argc, char **argv)
         rc = mf_cluster_calibrate(g, mag, truth, &c.cp, &f);
         if (rc == 0)
             mf_cli_info("calibrated on /%s: tau %.3f tau2 %.3f anchor-quantile %.2f "
-                        "resolution %.2f -> BCubed F %.4f", c.truth, c.cp.tau, c.cp.tau2,
-                        c.cp.anchor_quantile, c.cp.resolution, f);
+                        "resolution %.2f -> BCubed F %.4f",
+                        c.truth, c.cp.tau, c.cp.tau2, c.cp.anchor_quantile, c.cp.resolution, f);
     }
     if (rc == 0 && !(label = malloc(g->n * sizeof *label)))
         rc = mf_set_error(MF_ERR_NOMEM, "out of memory for labels");

@@ -68,7 +68,8 @@ static double cpu_seconds(void)
 {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
+    return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec +
+           (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
 }
 
 /* One warm-up batch, then whole batches until `seconds` have passed (at least 3). */
@@ -98,9 +99,9 @@ static int bench(const mf_model *m, const config *c, int threads)
     /* on a shared machine the wall clock includes time other processes held the cores;
      * images per CPU-second x threads is what the threads achieve while running */
     printf("arch %s batch %d threads %d: %.2f img/s, %.1f GFLOP/s (direct-conv FLOPs), "
-           "%.2f img/s per %d busy cores, peak RSS %.0f MB\n", mf_model_arch(m), c->batch,
-           threads, ips, ips * 2 * mf_model_macs(m) / 1e9, batches * c->batch / cpu * threads,
-           threads, ru.ru_maxrss / 1024.0);
+           "%.2f img/s per %d busy cores, peak RSS %.0f MB\n",
+           mf_model_arch(m), c->batch, threads, ips, ips * 2 * mf_model_macs(m) / 1e9,
+           batches * c->batch / cpu * threads, threads, ru.ru_maxrss / 1024.0);
     mf_runner_free(r);
     free(img), free(feat);
     return MF_EXIT_OK;

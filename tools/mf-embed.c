@@ -24,8 +24,17 @@
 #include "mf/store.h"
 
 enum {
-    OPT_MODEL = 1000, OPT_OUTPUT, OPT_LIST, OPT_LABEL_FROM_DIR, OPT_RESIZE, OPT_SHARD,
-    OPT_BATCH, OPT_OVERWRITE, OPT_FEAT_LIST, OPT_ARCH, OPT_MAX_MP,
+    OPT_MODEL = 1000,
+    OPT_OUTPUT,
+    OPT_LIST,
+    OPT_LABEL_FROM_DIR,
+    OPT_RESIZE,
+    OPT_SHARD,
+    OPT_BATCH,
+    OPT_OVERWRITE,
+    OPT_FEAT_LIST,
+    OPT_ARCH,
+    OPT_MAX_MP,
 };
 
 #define MAX_LISTS 64
@@ -40,15 +49,23 @@ typedef struct config {
 } config;
 
 static const mf_cli_opt options[] = {
-    {"model", 'm', "FILE", "MagFace model: an official .pth checkpoint or an mf-convert file "
-                           "(default: $MF_MODEL)", OPT_MODEL},
+    {"model", 'm', "FILE",
+     "MagFace model: an official .pth checkpoint or an mf-convert file "
+     "(default: $MF_MODEL)",
+     OPT_MODEL},
     {"output", 'o', "FILE", "the store to write (required)", OPT_OUTPUT},
-    {"list", 'l', "FILE", "read inputs from FILE ('-' = stdin): `path [label] [x1 y1 .. x5 "
-                          "y5]` per line; repeatable", OPT_LIST},
-    {"label-from-dir", 0, NULL, "label = the image's parent folder (ids 0..K-1 in sorted "
-                                "order; names kept in /labels/name)", OPT_LABEL_FROM_DIR},
-    {"resize", 0, NULL, "resize images that are not 112x112 and have no landmarks (default: "
-                        "record them as failed)", OPT_RESIZE},
+    {"list", 'l', "FILE",
+     "read inputs from FILE ('-' = stdin): `path [label] [x1 y1 .. x5 "
+     "y5]` per line; repeatable",
+     OPT_LIST},
+    {"label-from-dir", 0, NULL,
+     "label = the image's parent folder (ids 0..K-1 in sorted "
+     "order; names kept in /labels/name)",
+     OPT_LABEL_FROM_DIR},
+    {"resize", 0, NULL,
+     "resize images that are not 112x112 and have no landmarks (default: "
+     "record them as failed)",
+     OPT_RESIZE},
     {"shard", 0, "K/N", "embed shard K (0-based) of N; default: from SLURM array variables",
      OPT_SHARD},
     {"batch", 'b', "N", "images per network call (default 16)", OPT_BATCH},
@@ -97,7 +114,9 @@ static int on_option(int id, const char *arg, void *ctx)
     case OPT_OVERWRITE: c->overwrite = 1; break;
     case OPT_FEAT_LIST: c->feat_list = arg; break;
     case OPT_ARCH: c->arch = arg; break;
-    case OPT_MAX_MP: c->max_megapixels = mf_cli_parse_double("--max-megapixels", arg, 0.01, 1e4); break;
+    case OPT_MAX_MP:
+        c->max_megapixels = mf_cli_parse_double("--max-megapixels", arg, 0.01, 1e4);
+        break;
     }
     return 0;
 }
@@ -181,9 +200,11 @@ static int open_output(const config *c, const mf_model *m, const char *job, mf_s
         if (!was || strcmp(was, job) != 0) {
             mf_store_close(*out);
             *out = NULL;
-            return mf_set_error(MF_ERR_MISMATCH, "'%s' was started with a different model, "
+            return mf_set_error(MF_ERR_MISMATCH,
+                                "'%s' was started with a different model, "
                                 "inputs or settings; run the original command to resume it, "
-                                "or add --overwrite to start over", c->partial);
+                                "or add --overwrite to start over",
+                                c->partial);
         }
         *resumed = 1;
         return load_done_ids(*out, seen);
@@ -389,9 +410,10 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
 
-    job j = {.out = out, .runner = runner,
-             .progress = mf_cli.quiet ? NULL
-                                      : mf_progress_new("embedding", 0, "img", mf_cli.progress)};
+    job j = {.out = out,
+             .runner = runner,
+             .progress =
+                 mf_cli.quiet ? NULL : mf_progress_new("embedding", 0, "img", mf_cli.progress)};
     /* A total (hence an ETA) when the inputs can be counted without reading them:
      * everything but archives. On resume, what is already stored is not to do. */
     uint64_t total = 0, done = mf_store_rows(out) + mf_store_failed_count(out);
@@ -403,8 +425,8 @@ int main(int argc, char **argv)
     ep.decode.max_pixels = (uint64_t)(c.max_megapixels * 1e6);
     mf_embed_sink sink = {sink_rows, sink_failed, sink_batch_done, &j};
     mf_embed_stats st;
-    int rc = mf_embed_run(src, seen, &ep, mf_model_dim(model), forward, &j, &sink,
-                          &stop_signal, &st);
+    int rc = mf_embed_run(src, seen, &ep, mf_model_dim(model), forward, &j, &sink, &stop_signal,
+                          &st);
     mf_progress_free(j.progress);
     if (rc == 0)
         rc = save_label_names(out, src);

@@ -59,8 +59,8 @@ static void print_metrics(const mf_cluster_metrics *m, int json)
         printf("rows\ttruth_classes\tpred_clusters\tpairwise_p\tpairwise_r\tpairwise_f\t"
                "bcubed_p\tbcubed_r\tbcubed_f\tnmi\n");
         printf("%zu\t%zu\t%zu\t%.6f\t%.6f\t%.6f\t%.6f\t%.6f\t%.6f\t%.6f\n", m->n,
-               m->truth_classes, m->pred_clusters, m->pairwise_p, m->pairwise_r,
-               m->pairwise_f, m->bcubed_p, m->bcubed_r, m->bcubed_f, m->nmi);
+               m->truth_classes, m->pred_clusters, m->pairwise_p, m->pairwise_r, m->pairwise_f,
+               m->bcubed_p, m->bcubed_r, m->bcubed_f, m->nmi);
         return;
     }
     cJSON *o = cJSON_CreateObject();

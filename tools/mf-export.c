@@ -10,8 +10,15 @@
 #include "mf/status.h"
 #include "mf/store.h"
 
-enum { OPT_FORMAT = 1000, OPT_OUTPUT, OPT_LABEL, OPT_SHARD_SIZE, OPT_COPY, OPT_ROOT,
-       OPT_OVERWRITE };
+enum {
+    OPT_FORMAT = 1000,
+    OPT_OUTPUT,
+    OPT_LABEL,
+    OPT_SHARD_SIZE,
+    OPT_COPY,
+    OPT_ROOT,
+    OPT_OVERWRITE
+};
 
 static const mf_cli_opt options[] = {
     {"format", 'f', "FMT", "rec | wds | list | featlist | tree (required)", OPT_FORMAT},

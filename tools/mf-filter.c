@@ -15,9 +15,21 @@
 #include "mf/store.h"
 
 enum {
-    OPT_OUTPUT = 1000, OPT_MIN_MAG, OPT_DROP_LOWEST, OPT_DROP_LOWEST_LABEL, OPT_AUTO,
-    OPT_OUTLIERS, OPT_MIN_CENTER_COS, OPT_OUTLIER_K, OPT_DEDUP,
-    OPT_MERGE, OPT_APPLY_MERGE, OPT_MIN_PER_LABEL, OPT_REPORT, OPT_DRY_RUN, OPT_JSON,
+    OPT_OUTPUT = 1000,
+    OPT_MIN_MAG,
+    OPT_DROP_LOWEST,
+    OPT_DROP_LOWEST_LABEL,
+    OPT_AUTO,
+    OPT_OUTLIERS,
+    OPT_MIN_CENTER_COS,
+    OPT_OUTLIER_K,
+    OPT_DEDUP,
+    OPT_MERGE,
+    OPT_APPLY_MERGE,
+    OPT_MIN_PER_LABEL,
+    OPT_REPORT,
+    OPT_DRY_RUN,
+    OPT_JSON,
 };
 
 static const mf_cli_opt opts[] = {
@@ -38,15 +50,18 @@ static const mf_cli_opt opts[] = {
     {"apply-merge", 0, NULL, "rule 4: relabel each such group to one label", OPT_APPLY_MERGE},
     {"min-per-label", 0, "N", "rule 5: drop labels left with fewer than N rows",
      OPT_MIN_PER_LABEL},
-    {"report", 0, "FILE", "write one TSV line per dropped row (id label magnitude rule "
-     "figure)", OPT_REPORT},
+    {"report", 0, "FILE",
+     "write one TSV line per dropped row (id label magnitude rule "
+     "figure)",
+     OPT_REPORT},
     {"dry-run", 0, NULL, "write only the report and the summary", OPT_DRY_RUN},
     {"json", 0, NULL, "print the summary as JSON on stdout", OPT_JSON},
     {0},
 };
 
 static const mf_cli_tool tool = {
-    "mf-filter", "<in.h5> -o <out.h5> [rules] [--report FILE.tsv] [--dry-run] [--json]",
+    "mf-filter",
+    "<in.h5> -o <out.h5> [rules] [--report FILE.tsv] [--dry-run] [--json]",
     "Keep the rows of an embedding store that pass every rule; copy them with all columns.",
     "Rules apply in this order, each to the rows the earlier ones kept: 1 magnitude,\n"
     "2 per-identity outliers, 3 near-duplicates, 4 label merge, 5 min-per-label.\n"
@@ -81,11 +96,12 @@ static int on_option(int id, const char *arg, void *ctx)
     config *c = ctx;
     mf_clean_params *p = &c->p;
     c->any_rule |= id != OPT_OUTPUT && id != OPT_REPORT && id != OPT_DRY_RUN &&
-                   id != OPT_JSON && id != OPT_OUTLIER_K &&
-                   id != OPT_APPLY_MERGE;
+                   id != OPT_JSON && id != OPT_OUTLIER_K && id != OPT_APPLY_MERGE;
     switch (id) {
     case OPT_OUTPUT: c->output = arg; break;
-    case OPT_MIN_MAG: p->min_magnitude = mf_cli_parse_double("--min-magnitude", arg, 0, 1e9); break;
+    case OPT_MIN_MAG:
+        p->min_magnitude = mf_cli_parse_double("--min-magnitude", arg, 0, 1e9);
+        break;
     case OPT_AUTO: p->auto_cut = 1; break;
     case OPT_DROP_LOWEST: p->drop_lowest = percent("--drop-lowest", arg); break;
     case OPT_DROP_LOWEST_LABEL:
@@ -166,14 +182,15 @@ static const double quantile_at[] = {0, 0.05, 0.25, 0.5, 0.75, 0.95, 1};
 static void rules_json(sbuf *b, const config *c)
 {
     const mf_clean_params *p = &c->p;
-    sb_printf(b, "{\"min_magnitude\": %g, \"auto\": %s, \"drop_lowest\": %g, "
+    sb_printf(b,
+              "{\"min_magnitude\": %g, \"auto\": %s, \"drop_lowest\": %g, "
               "\"drop_lowest_per_label\": %g, \"outliers\": %s, \"min_center_cos\": %g, "
               "\"outlier_k\": %g, \"dedup\": %g, \"merge_labels\": %g, "
               "\"apply_merge\": %s, \"min_per_label\": %lld}",
               p->min_magnitude, p->auto_cut ? "true" : "false", p->drop_lowest,
               p->drop_lowest_per_label, p->outliers ? "true" : "false", p->min_center_cos,
-              p->outlier_k, p->dedup_cos, p->merge_cos,
-              p->apply_merge ? "true" : "false", (long long)p->min_per_label);
+              p->outlier_k, p->dedup_cos, p->merge_cos, p->apply_merge ? "true" : "false",
+              (long long)p->min_per_label);
 }
 
 static void summary_json(sbuf *b, const config *c, const mf_clean_result *r,
@@ -218,26 +235,29 @@ static void summary_json(sbuf *b, const config *c, const mf_clean_result *r,
                       (long long)r->merges[i].b, r->merges[i].cos);
         sb_printf(b, "]");
     }
-    sb_printf(b, ", \"seconds_by_stage\": {\"magnitude+outliers\": %.2f, \"dedup\": %.2f, "
-              "\"merge\": %.2f, \"min_per_label\": %.2f}", r->seconds[0], r->seconds[1],
-              r->seconds[2], r->seconds[3]);
+    sb_printf(b,
+              ", \"seconds_by_stage\": {\"magnitude+outliers\": %.2f, \"dedup\": %.2f, "
+              "\"merge\": %.2f, \"min_per_label\": %.2f}",
+              r->seconds[0], r->seconds[1], r->seconds[2], r->seconds[3]);
     sb_printf(b, ", \"seconds\": %.2f}", seconds);
 }
 
 static void print_quantiles(const char *what, const double *q)
 {
     mf_cli_info("  magnitude %-7s min %.2f  p5 %.2f  p25 %.2f  median %.2f  p75 %.2f  "
-                "p95 %.2f  max %.2f", what, q[0], q[1], q[2], q[3], q[4], q[5], q[6]);
+                "p95 %.2f  max %.2f",
+                what, q[0], q[1], q[2], q[3], q[4], q[5], q[6]);
 }
 
 static void summary_text(const config *c, const mf_clean_result *r, const double *before,
                          const double *after, double seconds)
 {
-    mf_cli_info("%s: %llu rows in, %llu out (%.2f%% dropped); identities %lld in, %lld out; "
-                "%.1f s", c->input, (unsigned long long)r->rows,
-                (unsigned long long)r->dropped[MF_RULE_KEEP],
-                r->rows ? 100.0 * (double)(r->rows - r->dropped[MF_RULE_KEEP]) / (double)r->rows : 0,
-                (long long)r->identities_in, (long long)r->identities_out, seconds);
+    mf_cli_info(
+        "%s: %llu rows in, %llu out (%.2f%% dropped); identities %lld in, %lld out; "
+        "%.1f s",
+        c->input, (unsigned long long)r->rows, (unsigned long long)r->dropped[MF_RULE_KEEP],
+        r->rows ? 100.0 * (double)(r->rows - r->dropped[MF_RULE_KEEP]) / (double)r->rows : 0,
+        (long long)r->identities_in, (long long)r->identities_out, seconds);
     for (int k = 1; k < MF_RULE_COUNT; k++)
         if (r->dropped[k])
             mf_cli_info("  dropped by %-22s %llu", mf_clean_rule_name(k),
@@ -389,8 +409,8 @@ int main(int argc, char **argv)
     if (!c.any_rule) {
         c.p.auto_cut = 1;
         c.p.outliers = store_has_labels(in);
-        mf_cli_info("no rule given: using --auto%s", c.p.outliers ? " --outliers" :
-                    " (no labels, so no --outliers)");
+        mf_cli_info("no rule given: using --auto%s",
+                    c.p.outliers ? " --outliers" : " (no labels, so no --outliers)");
     }
     mf_clean_result r;
     int rc = mf_clean_run(in, &c.p, &r);

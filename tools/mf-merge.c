@@ -58,8 +58,8 @@ static int check_compatible(mf_store *a, mf_store *b)
         const char *x = mf_store_attr(a, keys[i]), *y = mf_store_attr(b, keys[i]);
         if ((x || y) && (!x || !y || strcmp(x, y) != 0))
             return mf_set_error(MF_ERR_MISMATCH, "'%s' has %s '%s' but '%s' has '%s'",
-                                mf_store_path(b), keys[i], y ? y : "(none)",
-                                mf_store_path(a), x ? x : "(none)");
+                                mf_store_path(b), keys[i], y ? y : "(none)", mf_store_path(a),
+                                x ? x : "(none)");
     }
     return 0;
 }
@@ -146,8 +146,8 @@ int main(int argc, char **argv)
     uint64_t kept = 0, dropped = 0, total = 0;
     for (int i = 0; i < n && rc == 0; i++)
         total += mf_store_rows(in[i]);
-    mf_progress *bar = mf_cli.quiet ? NULL : mf_progress_new("merging", total, "rows",
-                                                             mf_cli.progress);
+    mf_progress *bar =
+        mf_cli.quiet ? NULL : mf_progress_new("merging", total, "rows", mf_cli.progress);
     for (int i = 0; i < n && rc == 0; i++)
         rc = merge_one(out, in[i], seen, bar, &kept, &dropped);
     mf_progress_free(bar);
@@ -167,7 +167,8 @@ int main(int argc, char **argv)
         return mf_cli_finish(MF_EXIT_FAILURE);
     }
     mf_cli_info("merged %d stores into '%s': %llu rows, %llu duplicate ids dropped, %llu "
-                "failed inputs", n, c.output, (unsigned long long)kept,
-                (unsigned long long)dropped, (unsigned long long)failed);
+                "failed inputs",
+                n, c.output, (unsigned long long)kept, (unsigned long long)dropped,
+                (unsigned long long)failed);
     return mf_cli_finish(MF_EXIT_OK);
 }

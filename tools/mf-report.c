@@ -48,7 +48,9 @@ static int on_option(int id, const char *arg, void *ctx)
     switch (id) {
     case OPT_OUTPUT: c->output = arg; break;
     case OPT_FILTER_REPORT: c->p.filter_report = arg; break;
-    case OPT_MAX_FACES: c->p.max_faces = (int)mf_cli_parse_int("--max-faces", arg, 0, 10000); break;
+    case OPT_MAX_FACES:
+        c->p.max_faces = (int)mf_cli_parse_int("--max-faces", arg, 0, 10000);
+        break;
     case OPT_PER_RULE: c->p.per_rule = (int)mf_cli_parse_int("--per-rule", arg, 0, 1000); break;
     case OPT_TOP: c->p.top_groups = (int)mf_cli_parse_int("--top", arg, 0, 1000); break;
     case OPT_ROOT: c->p.root = arg; break;

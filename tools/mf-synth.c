@@ -9,9 +9,24 @@
 #include "mf/synth.h"
 
 enum {
-    OPT_OUTPUT = 1000, OPT_IDENTITIES, OPT_ROWS, OPT_DIM, OPT_SEED, OPT_JUNK, OPT_DUP,
-    OPT_MISLABEL, OPT_LOOKALIKE, OPT_LOW_QUALITY, OPT_MIN_SIZE, OPT_MAX_SIZE,
-    OPT_INTER_COS, OPT_CENTER_COS, OPT_DRIFT, OPT_MAG_BASE, OPT_MAG_SLOPE, OPT_JSON,
+    OPT_OUTPUT = 1000,
+    OPT_IDENTITIES,
+    OPT_ROWS,
+    OPT_DIM,
+    OPT_SEED,
+    OPT_JUNK,
+    OPT_DUP,
+    OPT_MISLABEL,
+    OPT_LOOKALIKE,
+    OPT_LOW_QUALITY,
+    OPT_MIN_SIZE,
+    OPT_MAX_SIZE,
+    OPT_INTER_COS,
+    OPT_CENTER_COS,
+    OPT_DRIFT,
+    OPT_MAG_BASE,
+    OPT_MAG_SLOPE,
+    OPT_JSON,
 };
 
 static const mf_cli_opt opts[] = {
@@ -39,7 +54,8 @@ static const mf_cli_opt opts[] = {
 };
 
 static const mf_cli_tool tool = {
-    "mf-synth", "-o OUT.h5 [--identities K] [--rows N] [--dim D] [--seed S] [options]",
+    "mf-synth",
+    "-o OUT.h5 [--identities K] [--rows N] [--dim D] [--seed S] [options]",
     "Write a synthetic embedding store that looks like MagFace embeddings of a scraped "
     "face training set, with the ground truth as extra columns.",
     "Columns besides the store's own: /true_label (-1 for junk), /is_junk, /is_dup,\n"
@@ -66,7 +82,9 @@ static int on_option(int id, const char *arg, void *ctx)
     mf_synth_params *p = &c->p;
     switch (id) {
     case OPT_OUTPUT: c->output = arg; break;
-    case OPT_IDENTITIES: p->identities = mf_cli_parse_int("--identities", arg, 1, 1LL << 26); break;
+    case OPT_IDENTITIES:
+        p->identities = mf_cli_parse_int("--identities", arg, 1, 1LL << 26);
+        break;
     case OPT_ROWS: p->rows = (uint64_t)mf_cli_parse_int("--rows", arg, 1, 1LL << 40); break;
     case OPT_DIM: p->dim = (int)mf_cli_parse_int("--dim", arg, 2, 65536); break;
     case OPT_SEED: p->seed = (uint64_t)mf_cli_parse_int("--seed", arg, 0, INT64_MAX); break;
@@ -75,8 +93,12 @@ static int on_option(int id, const char *arg, void *ctx)
     case OPT_MISLABEL: p->mislabel = share("--mislabel", arg); break;
     case OPT_LOOKALIKE: p->lookalike = share("--lookalike", arg); break;
     case OPT_LOW_QUALITY: p->low_quality = share("--low-quality", arg); break;
-    case OPT_MIN_SIZE: p->min_size = (int)mf_cli_parse_int("--min-size", arg, 1, 1 << 20); break;
-    case OPT_MAX_SIZE: p->max_size = (int)mf_cli_parse_int("--max-size", arg, 1, 1 << 20); break;
+    case OPT_MIN_SIZE:
+        p->min_size = (int)mf_cli_parse_int("--min-size", arg, 1, 1 << 20);
+        break;
+    case OPT_MAX_SIZE:
+        p->max_size = (int)mf_cli_parse_int("--max-size", arg, 1, 1 << 20);
+        break;
     case OPT_INTER_COS: p->inter_cos = share("--inter-cos", arg); break;
     case OPT_CENTER_COS: p->center_cos = share("--center-cos", arg); break;
     case OPT_DRIFT: p->drift = share("--drift", arg); break;
@@ -108,16 +130,16 @@ int main(int argc, char **argv)
         return mf_cli_finish(MF_EXIT_FAILURE);
     }
     mf_cli_info("wrote '%s': %llu rows, %lld identities (%llu look-alikes), %llu junk, "
-                "%llu near-duplicates, %llu mislabelled, in %.1f s", c.output,
-                (unsigned long long)n.rows, (long long)c.p.identities,
+                "%llu near-duplicates, %llu mislabelled, in %.1f s",
+                c.output, (unsigned long long)n.rows, (long long)c.p.identities,
                 (unsigned long long)n.lookalike_identities, (unsigned long long)n.junk,
                 (unsigned long long)n.dup, (unsigned long long)n.mislabeled, mf_now() - t0);
     if (c.json)
         printf("{\"output\": \"%s\", \"rows\": %llu, \"identities\": %lld, "
                "\"lookalike_identities\": %llu, \"junk\": %llu, \"dup\": %llu, "
-               "\"mislabeled\": %llu}\n", c.output, (unsigned long long)n.rows,
-               (long long)c.p.identities, (unsigned long long)n.lookalike_identities,
-               (unsigned long long)n.junk, (unsigned long long)n.dup,
-               (unsigned long long)n.mislabeled);
+               "\"mislabeled\": %llu}\n",
+               c.output, (unsigned long long)n.rows, (long long)c.p.identities,
+               (unsigned long long)n.lookalike_identities, (unsigned long long)n.junk,
+               (unsigned long long)n.dup, (unsigned long long)n.mislabeled);
     return mf_cli_finish(MF_EXIT_OK);
 }

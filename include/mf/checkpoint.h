@@ -31,21 +31,21 @@
 #define MF_TENSOR_MAX_DIMS 8
 
 typedef struct mf_tensor {
-    char *name;                          /* backbone key, prefix removed */
+    char *name; /* backbone key, prefix removed */
     int ndim;
     int64_t shape[MF_TENSOR_MAX_DIMS];
     size_t numel;
-    float *data;                         /* numel floats, row-major contiguous */
-    int is_int;                          /* stored as an integer type in the file */
+    float *data; /* numel floats, row-major contiguous */
+    int is_int;  /* stored as an integer type in the file */
 } mf_tensor;
 
 typedef struct mf_checkpoint {
     size_t count;
-    mf_tensor *tensors;      /* in file order */
-    char format[16];         /* "zip" or "legacy" */
-    char prefix[32];         /* the key prefix that was removed ("" if none) */
-    char arch[32];           /* the checkpoint dict's "arch" string if present, else "" */
-    size_t dropped;          /* entries ignored (classifier, non-backbone) */
+    mf_tensor *tensors; /* in file order */
+    char format[16];    /* "zip" or "legacy" */
+    char prefix[32];    /* the key prefix that was removed ("" if none) */
+    char arch[32];      /* the checkpoint dict's "arch" string if present, else "" */
+    size_t dropped;     /* entries ignored (classifier, non-backbone) */
 } mf_checkpoint;
 
 /* Load `path`. Returns 0, or a negative mf_status with mf_last_error() naming the file

@@ -34,14 +34,14 @@
 
 typedef enum mf_clean_rule {
     MF_RULE_KEEP = 0,
-    MF_RULE_MIN_MAGNITUDE,   /* figure: magnitude */
-    MF_RULE_AUTO,            /* figure: magnitude */
-    MF_RULE_DROP_LOWEST,     /* figure: magnitude */
+    MF_RULE_MIN_MAGNITUDE,     /* figure: magnitude */
+    MF_RULE_AUTO,              /* figure: magnitude */
+    MF_RULE_DROP_LOWEST,       /* figure: magnitude */
     MF_RULE_DROP_LOWEST_LABEL, /* figure: magnitude */
-    MF_RULE_CENTER_COS,      /* figure: cosine to the identity centre */
-    MF_RULE_SPREAD,          /* figure: cosine to the identity centre */
-    MF_RULE_DEDUP,           /* figure: cosine to the kept member of its group */
-    MF_RULE_MIN_PER_LABEL,   /* figure: rows the label had left */
+    MF_RULE_CENTER_COS,        /* figure: cosine to the identity centre */
+    MF_RULE_SPREAD,            /* figure: cosine to the identity centre */
+    MF_RULE_DEDUP,             /* figure: cosine to the kept member of its group */
+    MF_RULE_MIN_PER_LABEL,     /* figure: rows the label had left */
     MF_RULE_COUNT
 } mf_clean_rule;
 
@@ -50,25 +50,25 @@ const char *mf_clean_rule_name(int rule);
 
 typedef struct mf_clean_params {
     /* rule 1; each off when 0 */
-    double min_magnitude;        /* drop magnitude < X (X > 0) */
-    int auto_cut;                /* propose a cut from the magnitude distribution */
-    double drop_lowest;          /* percent of all rows, lowest magnitude first */
+    double min_magnitude;         /* drop magnitude < X (X > 0) */
+    int auto_cut;                 /* propose a cut from the magnitude distribution */
+    double drop_lowest;           /* percent of all rows, lowest magnitude first */
     double drop_lowest_per_label; /* percent of each label's rows */
     /* rule 2 (needs labels) */
-    int outliers;                /* on when set, or when min_center_cos > 0 */
-    double min_center_cos;       /* absolute floor on the cosine to the centre; 0 = none */
-    double outlier_k;            /* spread rule: robust z of the quality-corrected cosine
+    int outliers;          /* on when set, or when min_center_cos > 0 */
+    double min_center_cos; /* absolute floor on the cosine to the centre; 0 = none */
+    double outlier_k;      /* spread rule: robust z of the quality-corrected cosine
                                     below -k within the identity; 0 = off (default 4) */
     /* rule 3 */
-    double dedup_cos;            /* group rows with cosine >= this; 0 = off */
-    uint64_t dedup_flat_max;     /* one index up to this many rows, else k-means cells
+    double dedup_cos;        /* group rows with cosine >= this; 0 = off */
+    uint64_t dedup_flat_max; /* one index up to this many rows, else k-means cells
                                     (default 50000) */
     /* rule 4 (needs labels) */
-    double merge_cos;            /* report label pairs with centre cosine >= this; 0 = off */
-    int apply_merge;             /* and relabel each group to one label */
+    double merge_cos; /* report label pairs with centre cosine >= this; 0 = off */
+    int apply_merge;  /* and relabel each group to one label */
     /* rule 5 (needs labels) */
-    int64_t min_per_label;       /* 0 = off */
-    size_t chunk_rows;           /* rows read per step (default 16384) */
+    int64_t min_per_label; /* 0 = off */
+    size_t chunk_rows;     /* rows read per step (default 16384) */
 } mf_clean_params;
 
 mf_clean_params mf_clean_default_params(void);
@@ -83,18 +83,18 @@ typedef struct mf_clean_merge {
 
 typedef struct mf_clean_result {
     uint64_t rows;
-    uint8_t *rule;       /* rows: mf_clean_rule that dropped the row, MF_RULE_KEEP if kept */
-    float *figure;       /* rows: the value that failed (see mf_clean_rule) */
-    float *magnitude;    /* rows: from the store */
-    int64_t *label;      /* rows: the input label, or the merged one with apply_merge */
-    uint64_t dropped[MF_RULE_COUNT]; /* [MF_RULE_KEEP] holds the rows kept */
+    uint8_t *rule;    /* rows: mf_clean_rule that dropped the row, MF_RULE_KEEP if kept */
+    float *figure;    /* rows: the value that failed (see mf_clean_rule) */
+    float *magnitude; /* rows: from the store */
+    int64_t *label;   /* rows: the input label, or the merged one with apply_merge */
+    uint64_t dropped[MF_RULE_COUNT];       /* [MF_RULE_KEEP] holds the rows kept */
     int64_t identities_in, identities_out; /* distinct labels >= 0 */
-    int has_labels;      /* some label >= 0 */
-    double auto_cut;     /* the magnitude cut --auto chose (0 if not run) */
+    int has_labels;                        /* some label >= 0 */
+    double auto_cut;                       /* the magnitude cut --auto chose (0 if not run) */
     char auto_reason[256];
     mf_clean_merge *merges; /* label pairs found by rule 4 */
     size_t n_merges;
-    double seconds[4];   /* time in rules 1-2, 3, 4, 5 */
+    double seconds[4]; /* time in rules 1-2, 3, 4, 5 */
 } mf_clean_result;
 
 /* Run the rules on `in` (read only). Fails with MF_ERR_ARG if a label rule is asked for

@@ -54,11 +54,11 @@ typedef struct mf_cluster_params {
 } mf_cluster_params;
 
 typedef struct mf_cluster_stats {
-    size_t clusters;        /* clusters with >= 1 sample */
-    size_t singletons;      /* clusters of exactly one sample */
-    size_t unassigned;      /* rows left at -1 */
+    size_t clusters;   /* clusters with >= 1 sample */
+    size_t singletons; /* clusters of exactly one sample */
+    size_t unassigned; /* rows left at -1 */
     size_t largest;
-    size_t size_hist[8];    /* sizes 1, 2-3, 4-7, 8-15, 16-31, 32-63, 64-127, >= 128 */
+    size_t size_hist[8]; /* sizes 1, 2-3, 4-7, 8-15, 16-31, 32-63, 64-127, >= 128 */
 } mf_cluster_stats;
 
 mf_cluster_params mf_cluster_default_params(void);
@@ -72,8 +72,8 @@ const char *mf_cluster_method_name(mf_cluster_method m);
 /* Cluster the n = g->n samples. magnitude: n floats (may be NULL when p->weight == 0).
  * label: n int64, caller-allocated. stats may be NULL. Returns 0 or a negative
  * mf_status (MF_ERR_UNSUPPORTED for infomap/leiden without igraph). */
-int mf_cluster_run(const mf_knn_graph *g, const float *magnitude,
-                   const mf_cluster_params *p, int64_t *label, mf_cluster_stats *stats);
+int mf_cluster_run(const mf_knn_graph *g, const float *magnitude, const mf_cluster_params *p,
+                   int64_t *label, mf_cluster_stats *stats);
 
 /* Count clusters, singletons and sizes of a labelling. */
 int mf_cluster_stats_of(size_t n, const int64_t *label, mf_cluster_stats *stats);
@@ -81,7 +81,7 @@ int mf_cluster_stats_of(size_t n, const int64_t *label, mf_cluster_stats *stats)
 /* Pick the method's thresholds (tau, tau2, anchor_quantile or resolution) that maximise
  * BCubed F on the rows with truth >= 0, by coordinate search over a grid. p is updated
  * in place; *best_f receives the BCubed F reached. */
-int mf_cluster_calibrate(const mf_knn_graph *g, const float *magnitude,
-                         const int64_t *truth, mf_cluster_params *p, double *best_f);
+int mf_cluster_calibrate(const mf_knn_graph *g, const float *magnitude, const int64_t *truth,
+                         mf_cluster_params *p, double *best_f);
 
 #endif

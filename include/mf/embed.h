@@ -46,9 +46,9 @@ typedef struct mf_embed_sink {
 } mf_embed_sink;
 
 typedef struct mf_embed_stats {
-    uint64_t embedded;  /* rows handed to sink.rows */
-    uint64_t failed;    /* inputs handed to sink.failed */
-    uint64_t skipped;   /* ids already in `seen` (resumed, or given twice) */
+    uint64_t embedded;      /* rows handed to sink.rows */
+    uint64_t failed;        /* inputs handed to sink.failed */
+    uint64_t skipped;       /* ids already in `seen` (resumed, or given twice) */
     double network_seconds; /* time inside forward() */
     double wall_seconds;
 } mf_embed_stats;

@@ -59,8 +59,8 @@ typedef struct mf_knn_params {
 } mf_knn_params;
 
 typedef struct mf_knn_info {
-    int exact;            /* 1 if the graph is exact */
-    double recall;        /* recall@k of the graph on the sample, 1 if exact, -1 if
+    int exact;     /* 1 if the graph is exact */
+    double recall; /* recall@k of the graph on the sample, 1 if exact, -1 if
                              not measured */
     size_t recall_queries;
     double seconds_train, seconds_add, seconds_search, seconds_recall;
@@ -75,8 +75,8 @@ void mf_knn_normalize(float *x, size_t n, int dim);
 /* Build the graph of n normalised rows x (n*dim floats, kept by the caller). info may
  * be NULL. Returns 0 or a negative mf_status (MF_ERR_ARG: n < 2, k < 1, k >= n;
  * MF_ERR_INTERNAL: FAISS failed, with its message). */
-int mf_knn_build(mf_knn_graph **out, const float *x, size_t n, int dim,
-                 const mf_knn_params *p, mf_knn_info *info);
+int mf_knn_build(mf_knn_graph **out, const float *x, size_t n, int dim, const mf_knn_params *p,
+                 mf_knn_info *info);
 
 /* A graph from caller-provided arrays (copied); for tests and tools that make graphs
  * by other means. */

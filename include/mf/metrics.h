@@ -27,9 +27,9 @@
 #include <stdint.h>
 
 typedef struct mf_cluster_metrics {
-    size_t n;              /* samples compared */
-    size_t truth_classes;  /* distinct truth groups (negative labels counted singly) */
-    size_t pred_clusters;  /* distinct predicted groups (same rule) */
+    size_t n;             /* samples compared */
+    size_t truth_classes; /* distinct truth groups (negative labels counted singly) */
+    size_t pred_clusters; /* distinct predicted groups (same rule) */
     double pairwise_p, pairwise_r, pairwise_f;
     double bcubed_p, bcubed_r, bcubed_f;
     double nmi;

@@ -35,7 +35,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#define MF_RECORDIO_MAGIC       0xced7230au
+#define MF_RECORDIO_MAGIC 0xced7230au
 #define MF_RECORDIO_MAX_DEFAULT ((size_t)64 << 20) /* largest record we load: 64 MB */
 
 typedef struct mf_recordio_reader mf_recordio_reader;
@@ -89,10 +89,12 @@ int64_t mf_record_class(const mf_record_header *h);
 typedef struct mf_recordio_writer mf_recordio_writer;
 
 /* Create "<rec>.tmp" / "<idx>.tmp"; they replace rec_path / idx_path at commit. */
-int mf_recordio_writer_open(mf_recordio_writer **out, const char *rec_path, const char *idx_path);
+int mf_recordio_writer_open(mf_recordio_writer **out, const char *rec_path,
+                            const char *idx_path);
 /* Append one image (key = 1, 2, ...). Labels must be >= 0 and non-decreasing, so each
  * identity's images form one [first, end) range. */
-int mf_recordio_writer_add(mf_recordio_writer *w, int64_t label, const void *image, size_t size);
+int mf_recordio_writer_add(mf_recordio_writer *w, int64_t label, const void *image,
+                           size_t size);
 /* Write identity records and the header record, fsync, rename into place; frees w
  * (also on failure, after removing the temporaries). The header's float32 key bounds
  * are exact up to 2^24 images (the format's limit, as with insightface's own tools);

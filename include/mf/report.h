@@ -33,9 +33,9 @@ typedef struct mf_report_params {
 mf_report_params mf_report_default_params(void);
 
 typedef struct mf_report_stats {
-    size_t thumbnails;   /* images inlined */
-    size_t missing;      /* wanted but unreadable (each logged as a warning) */
-    int has_cut;         /* a magnitude cut was found in the store's mf_filter */
+    size_t thumbnails; /* images inlined */
+    size_t missing;    /* wanted but unreadable (each logged as a warning) */
+    int has_cut;       /* a magnitude cut was found in the store's mf_filter */
     double cut;
     size_t split, merged; /* identities split / clusters mixing labels (all, not shown) */
 } mf_report_stats;

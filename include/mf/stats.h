@@ -15,7 +15,7 @@
 
 typedef struct mf_histogram {
     int bins;
-    double lo, hi;                    /* range covered; bin width (hi-lo)/bins */
+    double lo, hi; /* range covered; bin width (hi-lo)/bins */
     uint64_t count[MF_HIST_MAX_BINS];
 } mf_histogram;
 

@@ -16,11 +16,11 @@
 
 typedef enum mf_status {
     MF_OK = 0,
-    MF_ERR_IO = -1,          /* open/read/write/fsync/rename failed (errno in message) */
-    MF_ERR_FORMAT = -2,      /* input is malformed, truncated or of the wrong kind */
-    MF_ERR_SCHEMA = -3,      /* well-formed file, but not what we expect (dataset, dtype, dim) */
-    MF_ERR_NOMEM = -4,       /* allocation failed or a size would overflow */
-    MF_ERR_ARG = -5,         /* caller passed an invalid argument */
+    MF_ERR_IO = -1,     /* open/read/write/fsync/rename failed (errno in message) */
+    MF_ERR_FORMAT = -2, /* input is malformed, truncated or of the wrong kind */
+    MF_ERR_SCHEMA = -3, /* well-formed file, but not what we expect (dataset, dtype, dim) */
+    MF_ERR_NOMEM = -4,  /* allocation failed or a size would overflow */
+    MF_ERR_ARG = -5,    /* caller passed an invalid argument */
     MF_ERR_UNSUPPORTED = -6, /* valid input that we deliberately do not handle */
     MF_ERR_LIMIT = -7,       /* input exceeds a safety limit (pixels, tensor size, ...) */
     MF_ERR_MISMATCH = -8,    /* two inputs disagree (model, dim, shapes) */

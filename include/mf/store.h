@@ -113,8 +113,7 @@ int mf_store_read_embedding(mf_store *s, uint64_t start, size_t n, float *out);
 int mf_store_read_magnitude(mf_store *s, uint64_t start, size_t n, float *out);
 int mf_store_read_label(mf_store *s, uint64_t start, size_t n, int64_t *out);
 /* Any 1-D integer dataset at the root, e.g. "cluster". */
-int mf_store_read_int64(mf_store *s, const char *name, uint64_t start, size_t n,
-                        int64_t *out);
+int mf_store_read_int64(mf_store *s, const char *name, uint64_t start, size_t n, int64_t *out);
 /* ids: fills out[0..n) with malloc'ed strings; free each with free() (or use
  * mf_store_free_strings). */
 int mf_store_read_ids(mf_store *s, uint64_t start, size_t n, char **out);

@@ -42,20 +42,20 @@
 #include <stdint.h>
 
 typedef struct mf_synth_params {
-    uint64_t rows;        /* total rows, junk included */
-    int64_t identities;   /* number of true identities (labels 0..identities-1) */
-    int dim;              /* embedding width */
+    uint64_t rows;      /* total rows, junk included */
+    int64_t identities; /* number of true identities (labels 0..identities-1) */
+    int dim;            /* embedding width */
     uint64_t seed;
-    double junk;          /* per-row probability of a junk row (0.02) */
-    double dup;           /* per-row probability of a near-duplicate (0.02) */
-    double mislabel;      /* per-row probability of a wrong label (0.03) */
-    double lookalike;     /* per-identity probability of being a look-alike (0.05) */
-    double low_quality;   /* share of faces drawn from the low-quality tail (0.10) */
+    double junk;            /* per-row probability of a junk row (0.02) */
+    double dup;             /* per-row probability of a near-duplicate (0.02) */
+    double mislabel;        /* per-row probability of a wrong label (0.03) */
+    double lookalike;       /* per-identity probability of being a look-alike (0.05) */
+    double low_quality;     /* share of faces drawn from the low-quality tail (0.10) */
     int min_size, max_size; /* identity sizes (5, 200), widened if rows/identities needs */
-    double inter_cos;     /* mean cosine between two identity centres (0.10) */
-    double lookalike_mix; /* weight of the twin's centre in a look-alike's centre (0.45) */
-    double center_cos;    /* cosine of a q = 1 sample to its centre (0.82) */
-    double drift;         /* weight of the unrecognisable direction at q = 0 (0.60) */
+    double inter_cos;       /* mean cosine between two identity centres (0.10) */
+    double lookalike_mix;   /* weight of the twin's centre in a look-alike's centre (0.45) */
+    double center_cos;      /* cosine of a q = 1 sample to its centre (0.82) */
+    double drift;           /* weight of the unrecognisable direction at q = 0 (0.60) */
     double mag_base, mag_slope; /* magnitude = base + slope * q (10, 25) */
 } mf_synth_params;
 
@@ -70,8 +70,8 @@ typedef struct mf_synth_batch {
     int64_t *label;      /* n: given (noisy) label */
     int64_t *true_label; /* n: true identity, -1 for junk */
     int64_t *is_junk, *is_dup, *is_mislabeled; /* n: 0/1 */
-    int64_t *dup_of;     /* n: row a duplicate copies, else -1 */
-    float *quality;      /* n: q in [0,1] */
+    int64_t *dup_of;                           /* n: row a duplicate copies, else -1 */
+    float *quality;                            /* n: q in [0,1] */
 } mf_synth_batch;
 
 /* Validate the parameters and precompute identity sizes and centres

@@ -36,7 +36,7 @@ static float half_to_float(uint16_t h)
     uint32_t bits;
     if (exp == 0 && mant == 0) {
         bits = sign;
-    } else if (exp == 0) {              /* subnormal: normalise the mantissa */
+    } else if (exp == 0) { /* subnormal: normalise the mantissa */
         exp = 113;
         while (!(mant & 0x400)) {
             mant <<= 1;
@@ -55,13 +55,23 @@ static float half_to_float(uint16_t h)
 
 static float element(pk_dtype dt, const uint8_t *p)
 {
-    union { float f; double d; int64_t i64; int32_t i32; int16_t i16; uint16_t u16;
-            uint32_t u32; } u;
+    union {
+        float f;
+        double d;
+        int64_t i64;
+        int32_t i32;
+        int16_t i16;
+        uint16_t u16;
+        uint32_t u32;
+    } u;
     switch (dt) {
     case PK_F32: memcpy(&u.f, p, 4); return u.f;
     case PK_F64: memcpy(&u.d, p, 8); return (float)u.d;
     case PK_F16: memcpy(&u.u16, p, 2); return half_to_float(u.u16);
-    case PK_BF16: memcpy(&u.u16, p, 2); u.u32 = (uint32_t)u.u16 << 16; return u.f;
+    case PK_BF16:
+        memcpy(&u.u16, p, 2);
+        u.u32 = (uint32_t)u.u16 << 16;
+        return u.f;
     case PK_I64: memcpy(&u.i64, p, 8); return (float)u.i64;
     case PK_I32: memcpy(&u.i32, p, 4); return (float)u.i32;
     case PK_I16: memcpy(&u.i16, p, 2); return (float)u.i16;
@@ -88,8 +98,8 @@ static void convert_run(pk_dtype dt, size_t esz, const uint8_t *src, int64_t str
 /* ---- one tensor -------------------------------------------------------------------- */
 
 typedef struct tensor_view {
-    const pk_value *t;         /* the PK_TENSOR */
-    const uint8_t *base;       /* element 0 of the storage */
+    const pk_value *t;   /* the PK_TENSOR */
+    const uint8_t *base; /* element 0 of the storage */
     size_t esz;
     pk_dtype dtype;
 } tensor_view;
@@ -111,9 +121,11 @@ static int check_view(const pth_file *f, const pk_value *t, tensor_view *v, size
                             (int)st->u.storage.key.len, st->u.storage.key.s);
     uint64_t end_el = (uint64_t)st->u.storage.base + (uint64_t)st->u.storage.numel;
     if (end_el < (uint64_t)st->u.storage.base || end_el > b->nbytes / v->esz)
-        return mf_set_error(MF_ERR_FORMAT, "storage '%.*s' too small: %zu bytes for %llu "
-                            "elements of %zu bytes", (int)st->u.storage.key.len,
-                            st->u.storage.key.s, b->nbytes, (unsigned long long)end_el, v->esz);
+        return mf_set_error(MF_ERR_FORMAT,
+                            "storage '%.*s' too small: %zu bytes for %llu "
+                            "elements of %zu bytes",
+                            (int)st->u.storage.key.len, st->u.storage.key.s, b->nbytes,
+                            (unsigned long long)end_el, v->esz);
     v->base = b->data + (size_t)st->u.storage.base * v->esz;
     uint64_t n = 1, last = (uint64_t)t->u.tensor.offset;
     for (int d = 0; d < t->u.tensor.ndim; d++) {
@@ -129,10 +141,11 @@ static int check_view(const pth_file *f, const pk_value *t, tensor_view *v, size
             last += (s - 1) * step;
     }
     if (n && last >= (uint64_t)st->u.storage.numel)
-        return mf_set_error(MF_ERR_FORMAT, "storage '%.*s' too small: the tensor reads "
-                            "element %llu of %lld", (int)st->u.storage.key.len,
-                            st->u.storage.key.s, (unsigned long long)last,
-                            (long long)st->u.storage.numel);
+        return mf_set_error(MF_ERR_FORMAT,
+                            "storage '%.*s' too small: the tensor reads "
+                            "element %llu of %lld",
+                            (int)st->u.storage.key.len, st->u.storage.key.s,
+                            (unsigned long long)last, (long long)st->u.storage.numel);
     *numel = (size_t)n;
     return 0;
 }
@@ -175,7 +188,7 @@ static int build_tensor(const pth_file *f, const pk_value *t, mf_tensor *out, si
         return rc;
     if (numel > *budget)
         return mf_set_error(MF_ERR_LIMIT, "tensors expand to more elements than the file "
-                            "can plausibly hold");
+                                          "can plausibly hold");
     *budget -= numel;
     out->data = malloc((numel ? numel : 1) * sizeof(float));
     if (!out->data)
@@ -185,8 +198,8 @@ static int build_tensor(const pth_file *f, const pk_value *t, mf_tensor *out, si
     out->ndim = t->u.tensor.ndim;
     memcpy(out->shape, t->u.tensor.size, sizeof out->shape);
     out->numel = numel;
-    out->is_int = v.dtype != PK_F32 && v.dtype != PK_F64 && v.dtype != PK_F16 &&
-                  v.dtype != PK_BF16;
+    out->is_int =
+        v.dtype != PK_F32 && v.dtype != PK_F64 && v.dtype != PK_F16 && v.dtype != PK_BF16;
     return 0;
 }
 
@@ -224,7 +237,7 @@ static int keep_entry(const pk_value *k, const pk_value *v, const char *prefix, 
         return 0;
     size_t n = strlen(prefix);
     *name = (pk_str){k->u.str.s + n, k->u.str.len - n};
-    if (!name->len || has_prefix(k->u.str, "parallel_fc."))   /* margin-head classifier */
+    if (!name->len || has_prefix(k->u.str, "parallel_fc.")) /* margin-head classifier */
         return 0;
     return 1;
 }
@@ -233,8 +246,10 @@ static int find_state_dict(const pth_file *f, mf_checkpoint *ck, const pk_value 
 {
     const pk_value *root = f->root;
     if (root->type != PK_DICT)
-        return mf_set_error(MF_ERR_FORMAT, "not a checkpoint: the saved object is a %s, "
-                            "not a dict", pk_type_name(root->type));
+        return mf_set_error(MF_ERR_FORMAT,
+                            "not a checkpoint: the saved object is a %s, "
+                            "not a dict",
+                            pk_type_name(root->type));
     const pk_value *inner = pk_dict_get(root, "state_dict");
     if (!inner) {
         *sd = root;

@@ -156,9 +156,9 @@ static const struct {
     const char *name;
     pk_dtype dtype;
 } storage_classes[] = {
-    {"FloatStorage", PK_F32}, {"DoubleStorage", PK_F64}, {"HalfStorage", PK_F16},
-    {"BFloat16Storage", PK_BF16}, {"LongStorage", PK_I64}, {"IntStorage", PK_I32},
-    {"ShortStorage", PK_I16}, {"CharStorage", PK_I8}, {"ByteStorage", PK_U8},
+    {"FloatStorage", PK_F32},     {"DoubleStorage", PK_F64}, {"HalfStorage", PK_F16},
+    {"BFloat16Storage", PK_BF16}, {"LongStorage", PK_I64},   {"IntStorage", PK_I32},
+    {"ShortStorage", PK_I16},     {"CharStorage", PK_I8},    {"ByteStorage", PK_U8},
     {"BoolStorage", PK_BOOL8},
 };
 
@@ -242,8 +242,8 @@ static int op_global(pk_run *r)
 static int int_tuple(const pk_value *t, int64_t *dst, int *n, const char *what)
 {
     if (t->type != PK_TUPLE || t->u.seq.n > MF_TENSOR_MAX_DIMS)
-        return mf_set_error(MF_ERR_FORMAT, "tensor %s is not a tuple of at most %d ints",
-                            what, MF_TENSOR_MAX_DIMS);
+        return mf_set_error(MF_ERR_FORMAT, "tensor %s is not a tuple of at most %d ints", what,
+                            MF_TENSOR_MAX_DIMS);
     for (size_t i = 0; i < t->u.seq.n; i++) {
         const pk_value *e = t->u.seq.items[i];
         if (e->type != PK_INT || e->u.i < 0)
@@ -324,9 +324,9 @@ static int op_persid(pk_run *r)
     if (pid->type != PK_TUPLE || (pid->u.seq.n != 5 && pid->u.seq.n != 6))
         return mf_set_error(MF_ERR_FORMAT, "persistent id is not a 5- or 6-tuple");
     pk_value **a = pid->u.seq.items;
-    if (a[0]->type != PK_STR || !pk_str_eq(a[0]->u.str, "storage") ||
-        a[1]->type != PK_GLOBAL || a[1]->u.global.kind != PKG_STORAGE_CLASS ||
-        a[2]->type != PK_STR || a[4]->type != PK_INT || a[4]->u.i < 0)
+    if (a[0]->type != PK_STR || !pk_str_eq(a[0]->u.str, "storage") || a[1]->type != PK_GLOBAL ||
+        a[1]->u.global.kind != PKG_STORAGE_CLASS || a[2]->type != PK_STR ||
+        a[4]->type != PK_INT || a[4]->u.i < 0)
         return mf_set_error(MF_ERR_FORMAT, "persistent id is not a storage reference");
     pk_value *s = new_value(r->ctx, PK_STORAGE);
     if (!s)
@@ -497,7 +497,7 @@ static int op_long1(pk_run *r)
     for (size_t i = 0; i < n; i++)
         u |= (uint64_t)r->p[i] << (8 * i);
     if (n && n < 8 && (r->p[n - 1] & 0x80))
-        u |= ~(uint64_t)0 << (8 * n);          /* sign-extend */
+        u |= ~(uint64_t)0 << (8 * n); /* sign-extend */
     r->p += n;
     int64_t i;
     memcpy(&i, &u, sizeof i);
@@ -511,7 +511,7 @@ static int op_binfloat(pk_run *r)
         return rc;
     uint64_t u = 0;
     for (int i = 0; i < 8; i++)
-        u = u << 8 | r->p[i];                  /* big-endian */
+        u = u << 8 | r->p[i]; /* big-endian */
     r->p += 8;
     pk_value *v = new_value(r->ctx, PK_FLOAT);
     if (v)
@@ -523,8 +523,8 @@ static int op_binfloat(pk_run *r)
 
 static int op_mark(pk_run *r)
 {
-    int rc = grow((void **)&r->marks, &r->marks_cap, r->nmarks + 1, sizeof(size_t),
-                  PK_MAX_STACK);
+    int rc =
+        grow((void **)&r->marks, &r->marks_cap, r->nmarks + 1, sizeof(size_t), PK_MAX_STACK);
     if (rc < 0)
         return rc;
     r->marks[r->nmarks++] = r->stack.n;
@@ -555,41 +555,41 @@ static int step(pk_run *r, uint8_t op, int *stop)
         if ((rc = arg(r, 1, &a)) < 0)
             return rc;
         return a <= 5 ? 0 : mf_set_error(MF_ERR_UNSUPPORTED, "pickle protocol %u", a);
-    case '.': *stop = 1; return 0;                                    /* STOP */
-    case '}': return push(r, new_value(r->ctx, PK_DICT));             /* EMPTY_DICT */
-    case ']': return push(r, new_value(r->ctx, PK_LIST));             /* EMPTY_LIST */
-    case ')': return push(r, new_value(r->ctx, PK_TUPLE));            /* EMPTY_TUPLE */
-    case 'N': return push(r, new_value(r->ctx, PK_NONE));             /* NONE */
-    case 0x88: return push_int(r, PK_BOOL, 1);                        /* NEWTRUE */
-    case 0x89: return push_int(r, PK_BOOL, 0);                        /* NEWFALSE */
-    case '(': return op_mark(r);                                      /* MARK */
-    case 't': return op_tuple_mark(r);                                /* TUPLE */
-    case 0x85: return op_tuple_n(r, 1);                               /* TUPLE1 */
-    case 0x86: return op_tuple_n(r, 2);                               /* TUPLE2 */
-    case 0x87: return op_tuple_n(r, 3);                               /* TUPLE3 */
-    case 'q': return (rc = arg(r, 1, &a)) < 0 ? rc : memo_put(r, a);  /* BINPUT */
-    case 'r': return (rc = arg(r, 4, &a)) < 0 ? rc : memo_put(r, a);  /* LONG_BINPUT */
-    case 'h': return (rc = arg(r, 1, &a)) < 0 ? rc : memo_get(r, a);  /* BINGET */
-    case 'j': return (rc = arg(r, 4, &a)) < 0 ? rc : memo_get(r, a);  /* LONG_BINGET */
-    case 'X': case 'T':                                               /* BINUNICODE, BINSTRING */
-        return (rc = arg(r, 4, &a)) < 0 ? rc : push_str(r, a);
-    case 'U': return (rc = arg(r, 1, &a)) < 0 ? rc : push_str(r, a);  /* SHORT_BINSTRING */
-    case 'K': return (rc = arg(r, 1, &a)) < 0 ? rc : push_int(r, PK_INT, a);  /* BININT1 */
-    case 'M': return (rc = arg(r, 2, &a)) < 0 ? rc : push_int(r, PK_INT, a);  /* BININT2 */
-    case 'J':                                                         /* BININT */
+    case '.': *stop = 1; return 0;                                   /* STOP */
+    case '}': return push(r, new_value(r->ctx, PK_DICT));            /* EMPTY_DICT */
+    case ']': return push(r, new_value(r->ctx, PK_LIST));            /* EMPTY_LIST */
+    case ')': return push(r, new_value(r->ctx, PK_TUPLE));           /* EMPTY_TUPLE */
+    case 'N': return push(r, new_value(r->ctx, PK_NONE));            /* NONE */
+    case 0x88: return push_int(r, PK_BOOL, 1);                       /* NEWTRUE */
+    case 0x89: return push_int(r, PK_BOOL, 0);                       /* NEWFALSE */
+    case '(': return op_mark(r);                                     /* MARK */
+    case 't': return op_tuple_mark(r);                               /* TUPLE */
+    case 0x85: return op_tuple_n(r, 1);                              /* TUPLE1 */
+    case 0x86: return op_tuple_n(r, 2);                              /* TUPLE2 */
+    case 0x87: return op_tuple_n(r, 3);                              /* TUPLE3 */
+    case 'q': return (rc = arg(r, 1, &a)) < 0 ? rc : memo_put(r, a); /* BINPUT */
+    case 'r': return (rc = arg(r, 4, &a)) < 0 ? rc : memo_put(r, a); /* LONG_BINPUT */
+    case 'h': return (rc = arg(r, 1, &a)) < 0 ? rc : memo_get(r, a); /* BINGET */
+    case 'j': return (rc = arg(r, 4, &a)) < 0 ? rc : memo_get(r, a); /* LONG_BINGET */
+    case 'X':
+    case 'T': /* BINUNICODE, BINSTRING */ return (rc = arg(r, 4, &a)) < 0 ? rc : push_str(r, a);
+    case 'U': return (rc = arg(r, 1, &a)) < 0 ? rc : push_str(r, a); /* SHORT_BINSTRING */
+    case 'K': return (rc = arg(r, 1, &a)) < 0 ? rc : push_int(r, PK_INT, a); /* BININT1 */
+    case 'M': return (rc = arg(r, 2, &a)) < 0 ? rc : push_int(r, PK_INT, a); /* BININT2 */
+    case 'J':                                                                /* BININT */
         return (rc = arg(r, 4, &a)) < 0 ? rc : push_int(r, PK_INT, (int32_t)a);
-    case 'G': return op_binfloat(r);                                  /* BINFLOAT */
-    case 0x8a: return op_long1(r);                                    /* LONG1 */
-    case 'c': return op_global(r);                                    /* GLOBAL */
-    case 'R': return op_reduce(r);                                    /* REDUCE */
-    case 'Q': return op_persid(r);                                    /* BINPERSID */
-    case 'b': return pop(r, &v, "BUILD");      /* BUILD: state ignored (e.g. _metadata) */
-    case 's': return op_setitem(r);                                   /* SETITEM */
-    case 'u': return op_fill(r, PK_DICT, "SETITEMS");                 /* SETITEMS */
-    case 'a': return op_append(r);                                    /* APPEND */
-    case 'e': return op_fill(r, PK_LIST, "APPENDS");                  /* APPENDS */
-    case '0': return pop(r, &v, "POP");                               /* POP */
-    case '2': return (rc = top(r, &v, "DUP")) < 0 ? rc : push(r, v);  /* DUP */
+    case 'G': return op_binfloat(r);      /* BINFLOAT */
+    case 0x8a: return op_long1(r);        /* LONG1 */
+    case 'c': return op_global(r);        /* GLOBAL */
+    case 'R': return op_reduce(r);        /* REDUCE */
+    case 'Q': return op_persid(r);        /* BINPERSID */
+    case 'b': return pop(r, &v, "BUILD"); /* BUILD: state ignored (e.g. _metadata) */
+    case 's': return op_setitem(r);       /* SETITEM */
+    case 'u': return op_fill(r, PK_DICT, "SETITEMS");                /* SETITEMS */
+    case 'a': return op_append(r);                                   /* APPEND */
+    case 'e': return op_fill(r, PK_LIST, "APPENDS");                 /* APPENDS */
+    case '0': return pop(r, &v, "POP");                              /* POP */
+    case '2': return (rc = top(r, &v, "DUP")) < 0 ? rc : push(r, v); /* DUP */
     }
     if (op >= 0x20 && op < 0x7f)
         return mf_set_error(MF_ERR_UNSUPPORTED, "unsupported pickle opcode '%c' (0x%02x)", op,
@@ -645,10 +645,16 @@ const pk_value *pk_dict_get(const pk_value *dict, const char *key)
 size_t pk_dtype_size(pk_dtype dt)
 {
     switch (dt) {
-    case PK_F64: case PK_I64: return 8;
-    case PK_F32: case PK_I32: return 4;
-    case PK_F16: case PK_BF16: case PK_I16: return 2;
-    case PK_I8: case PK_U8: case PK_BOOL8: return 1;
+    case PK_F64:
+    case PK_I64: return 8;
+    case PK_F32:
+    case PK_I32: return 4;
+    case PK_F16:
+    case PK_BF16:
+    case PK_I16: return 2;
+    case PK_I8:
+    case PK_U8:
+    case PK_BOOL8: return 1;
     case PK_DT_UNKNOWN: break;
     }
     return 0;
@@ -656,7 +662,7 @@ size_t pk_dtype_size(pk_dtype dt)
 
 const char *pk_type_name(pk_type t)
 {
-    static const char *names[] = {"None", "bool", "int", "int", "float", "str",
+    static const char *names[] = {"None",  "bool", "int",  "int",    "float",   "str",
                                   "tuple", "list", "dict", "global", "storage", "tensor"};
     return (unsigned)t < sizeof names / sizeof *names ? names[t] : "?";
 }

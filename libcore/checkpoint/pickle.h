@@ -29,16 +29,16 @@
 typedef enum pk_type {
     PK_NONE,
     PK_BOOL,
-    PK_INT,       /* fits int64 */
-    PK_BIGINT,    /* LONG1 wider than 8 bytes: raw little-endian bytes in str */
+    PK_INT,    /* fits int64 */
+    PK_BIGINT, /* LONG1 wider than 8 bytes: raw little-endian bytes in str */
     PK_FLOAT,
-    PK_STR,       /* unicode or byte string: bytes in str (not NUL-terminated) */
+    PK_STR, /* unicode or byte string: bytes in str (not NUL-terminated) */
     PK_TUPLE,
     PK_LIST,
-    PK_DICT,      /* dict or OrderedDict: items[2i] key, items[2i+1] value, file order */
-    PK_GLOBAL,    /* an allowed global, see pk_global */
-    PK_STORAGE,   /* a persistent id naming a storage */
-    PK_TENSOR,    /* a rebuilt-tensor description */
+    PK_DICT,    /* dict or OrderedDict: items[2i] key, items[2i+1] value, file order */
+    PK_GLOBAL,  /* an allowed global, see pk_global */
+    PK_STORAGE, /* a persistent id naming a storage */
+    PK_TENSOR,  /* a rebuilt-tensor description */
 } pk_type;
 
 typedef enum pk_global {
@@ -51,9 +51,17 @@ typedef enum pk_global {
 
 /* Element types of storages, from the class name (torch.FloatStorage -> PK_F32). */
 typedef enum pk_dtype {
-    PK_DT_UNKNOWN,  /* a torch.*Storage we do not convert (complex, quantized) */
-    PK_F32, PK_F64, PK_F16, PK_BF16,
-    PK_I64, PK_I32, PK_I16, PK_I8, PK_U8, PK_BOOL8,
+    PK_DT_UNKNOWN, /* a torch.*Storage we do not convert (complex, quantized) */
+    PK_F32,
+    PK_F64,
+    PK_F16,
+    PK_BF16,
+    PK_I64,
+    PK_I32,
+    PK_I16,
+    PK_I8,
+    PK_U8,
+    PK_BOOL8,
 } pk_dtype;
 
 typedef struct pk_str {
@@ -65,28 +73,28 @@ typedef struct pk_value pk_value;
 struct pk_value {
     pk_type type;
     union {
-        int64_t i;                    /* PK_BOOL, PK_INT */
-        double f;                     /* PK_FLOAT */
-        pk_str str;                   /* PK_STR, PK_BIGINT */
-        struct {                      /* PK_TUPLE, PK_LIST, PK_DICT */
+        int64_t i;  /* PK_BOOL, PK_INT */
+        double f;   /* PK_FLOAT */
+        pk_str str; /* PK_STR, PK_BIGINT */
+        struct {    /* PK_TUPLE, PK_LIST, PK_DICT */
             pk_value **items;
-            size_t n, cap;            /* n items (a dict holds n/2 pairs) */
+            size_t n, cap; /* n items (a dict holds n/2 pairs) */
         } seq;
-        struct {                      /* PK_GLOBAL */
+        struct { /* PK_GLOBAL */
             pk_global kind;
-            pk_dtype dtype;           /* for PKG_STORAGE_CLASS */
-            pk_str name;              /* class name, e.g. "FloatStorage" */
+            pk_dtype dtype; /* for PKG_STORAGE_CLASS */
+            pk_str name;    /* class name, e.g. "FloatStorage" */
         } global;
-        struct {                      /* PK_STORAGE */
+        struct { /* PK_STORAGE */
             pk_dtype dtype;
             pk_str class_name;
             pk_str key;
-            int64_t numel;            /* elements visible through this storage */
-            int64_t base;             /* first element in the root storage (legacy views) */
-            int64_t root_numel;       /* elements of the root storage as the pickle says */
+            int64_t numel;      /* elements visible through this storage */
+            int64_t base;       /* first element in the root storage (legacy views) */
+            int64_t root_numel; /* elements of the root storage as the pickle says */
         } storage;
-        struct {                      /* PK_TENSOR */
-            pk_value *storage;        /* a PK_STORAGE */
+        struct {               /* PK_TENSOR */
+            pk_value *storage; /* a PK_STORAGE */
             int64_t offset;
             int ndim;
             int64_t size[MF_TENSOR_MAX_DIMS];
@@ -98,8 +106,8 @@ struct pk_value {
 typedef struct pk_chunk pk_chunk;
 
 typedef struct pk_ctx {
-    pk_chunk *chunks;            /* every value allocated, freed by pk_release */
-    pk_value **storages;         /* every PK_STORAGE created, in creation order */
+    pk_chunk *chunks;    /* every value allocated, freed by pk_release */
+    pk_value **storages; /* every PK_STORAGE created, in creation order */
     size_t nstorages, storages_cap;
 } pk_ctx;
 

@@ -25,10 +25,10 @@ typedef struct pth_blob {
 
 typedef struct pth_file {
     pk_ctx pk;
-    pk_value *root;          /* the saved object */
-    pth_blob *blobs;         /* sorted by key once pth_sort_blobs ran */
+    pk_value *root;  /* the saved object */
+    pth_blob *blobs; /* sorted by key once pth_sort_blobs ran */
     size_t nblobs, blobs_cap;
-    void **owned;            /* buffers to free (copies of blobs, of the pickle) */
+    void **owned; /* buffers to free (copies of blobs, of the pickle) */
     size_t nowned, owned_cap;
 } pth_file;
 
@@ -41,7 +41,7 @@ int pth_legacy_read(pth_file *f, const uint8_t *buf, size_t len);
 /* Shared helpers. */
 int pth_add_blob(pth_file *f, pk_str key, const uint8_t *data, size_t nbytes);
 int pth_own(pth_file *f, void *p);
-int pth_sort_blobs(pth_file *f);   /* also rejects duplicate keys */
+int pth_sort_blobs(pth_file *f); /* also rejects duplicate keys */
 const pth_blob *pth_find_blob(const pth_file *f, pk_str key);
 
 #endif

@@ -54,7 +54,8 @@ static int check_header(pth_file *f, legacy_cursor *c)
 
 static int storage_cmp(const void *a, const void *b)
 {
-    pk_str x = (*(pk_value *const *)a)->u.storage.key, y = (*(pk_value *const *)b)->u.storage.key;
+    pk_str x = (*(pk_value *const *)a)->u.storage.key,
+           y = (*(pk_value *const *)b)->u.storage.key;
     size_t n = x.len < y.len ? x.len : y.len;
     int c = memcmp(x.s, y.s, n);
     return c ? c : (x.len < y.len ? -1 : x.len > y.len);
@@ -69,7 +70,7 @@ static int element_size(pk_value **sorted, size_t n, pk_str key, size_t *esz)
         return mf_set_error(MF_ERR_FORMAT, "legacy storage '%.*s' is never referenced",
                             (int)key.len, key.s);
     *esz = pk_dtype_size((*hit)->u.storage.dtype);
-    if (!*esz)          /* an unsupported dtype: its bytes cannot even be skipped */
+    if (!*esz) /* an unsupported dtype: its bytes cannot even be skipped */
         return mf_set_error(MF_ERR_UNSUPPORTED, "unsupported dtype 'torch.%.*s'",
                             (int)(*hit)->u.storage.class_name.len,
                             (*hit)->u.storage.class_name.s);
@@ -107,8 +108,9 @@ static int read_storages(pth_file *f, legacy_cursor *c, const pk_value *keys)
         if (numel > (c->len - c->pos) / esz) {
             rc = mf_set_error(MF_ERR_FORMAT,
                               "truncated legacy checkpoint: storage '%.*s' needs %llu bytes, "
-                              "%zu left", (int)k->u.str.len, k->u.str.s,
-                              (unsigned long long)numel * esz, c->len - c->pos);
+                              "%zu left",
+                              (int)k->u.str.len, k->u.str.s, (unsigned long long)numel * esz,
+                              c->len - c->pos);
             break;
         }
         nbytes = (size_t)numel * esz;

@@ -30,12 +30,13 @@ static int zip_fail(zip_reader *z, const char *what)
 }
 
 /* Read the current entry's data: *data and *n reference the buffer or an owned copy. */
-static int read_entry(pth_file *f, zip_reader *z, struct archive_entry *e,
-                      const uint8_t **data, size_t *n)
+static int read_entry(pth_file *f, zip_reader *z, struct archive_entry *e, const uint8_t **data,
+                      size_t *n)
 {
     int64_t size = archive_entry_size_is_set(e) ? archive_entry_size(e) : -1;
     if (size > (int64_t)z->len)
-        return mf_set_error(MF_ERR_FORMAT, "zip entry '%s' claims %lld bytes in a %zu-byte file",
+        return mf_set_error(MF_ERR_FORMAT,
+                            "zip entry '%s' claims %lld bytes in a %zu-byte file",
                             archive_entry_pathname(e), (long long)size, z->len);
     uint8_t *copy = NULL;
     size_t have = 0, cap = 0;
@@ -58,11 +59,11 @@ static int read_entry(pth_file *f, zip_reader *z, struct archive_entry *e,
             goto fail;
         }
         if (bn == 0)
-            continue;                  /* libarchive ends an entry with an empty block */
+            continue; /* libarchive ends an entry with an empty block */
         const uint8_t *b = blk;
         if (have == 0 && !copy && !ref && b >= z->buf && bn <= (size_t)(z->buf + z->len - b) &&
             (size < 0 || (size_t)size == bn)) {
-            ref = b;                   /* whole entry in one block of our buffer */
+            ref = b; /* whole entry in one block of our buffer */
             have = bn;
             continue;
         }
@@ -78,7 +79,7 @@ static int read_entry(pth_file *f, zip_reader *z, struct archive_entry *e,
                 goto fail;
             }
             if (ref)
-                memcpy(nc, ref, have);    /* the first block was referenced: copy it now */
+                memcpy(nc, ref, have); /* the first block was referenced: copy it now */
             ref = NULL;
             copy = nc;
             cap = ncap;
@@ -92,7 +93,7 @@ static int read_entry(pth_file *f, zip_reader *z, struct archive_entry *e,
         goto fail;
     }
     if (copy && (rc = pth_own(f, copy)) < 0) {
-        copy = NULL;                   /* pth_own freed it */
+        copy = NULL; /* pth_own freed it */
         goto fail;
     }
     *data = copy ? copy : ref;
@@ -199,7 +200,8 @@ int pth_zip_read(pth_file *f, const uint8_t *buf, size_t len)
         goto out;
     }
     if (!pkl) {
-        rc = mf_set_error(MF_ERR_FORMAT, "zip archive without data.pkl: not a PyTorch checkpoint");
+        rc = mf_set_error(MF_ERR_FORMAT,
+                          "zip archive without data.pkl: not a PyTorch checkpoint");
         goto out;
     }
     size_t used;

@@ -16,8 +16,8 @@
 #define AUTO_SAMPLE 200000 /* magnitudes used to fit --auto's mixture */
 
 static const char *rule_names[MF_RULE_COUNT] = {
-    "keep", "min-magnitude", "auto", "drop-lowest", "drop-lowest-per-label",
-    "center-cos", "spread", "dedup", "min-per-label",
+    "keep",       "min-magnitude", "auto",  "drop-lowest",   "drop-lowest-per-label",
+    "center-cos", "spread",        "dedup", "min-per-label",
 };
 
 const char *mf_clean_rule_name(int rule)
@@ -227,9 +227,11 @@ double mf_clean_auto_cut(const float *mag, size_t n, char *why, size_t why_len)
                 hi = mid;
         }
         cut = 0.5 * (lo + hi);
-        snprintf(why, why_len, "two modes: low mode at %.2f (sd %.2f, %.1f%% of rows), bulk "
+        snprintf(why, why_len,
+                 "two modes: low mode at %.2f (sd %.2f, %.1f%% of rows), bulk "
                  "at %.2f (sd %.2f), separation D=%.1f; cut where the low mode stops being "
-                 "the more likely: %.2f", mu[0], sd[0], 100 * pi[0], mu[1], sd[1], d, cut);
+                 "the more likely: %.2f",
+                 mu[0], sd[0], 100 * pi[0], mu[1], sd[1], d, cut);
     } else {
         float *dev = x; /* reuse: absolute deviations from the median */
         double med = q[2];
@@ -237,9 +239,11 @@ double mf_clean_auto_cut(const float *mag, size_t n, char *why, size_t why_len)
             dev[i] = (float)fabs(dev[i] - med);
         double mad = 1.4826 * clean_median(dev, m);
         cut = med - 4.0 * mad;
-        snprintf(why, why_len, "no separate low mode (two-component fit: D=%.1f, low weight "
+        snprintf(why, why_len,
+                 "no separate low mode (two-component fit: D=%.1f, low weight "
                  "%.1f%%); cut where the distribution departs from its bulk: median %.2f - "
-                 "4 x robust sd %.2f = %.2f", d, 100 * pi[0], med, mad, cut);
+                 "4 x robust sd %.2f = %.2f",
+                 d, 100 * pi[0], med, mad, cut);
     }
     free(x);
     return cut;
@@ -378,7 +382,8 @@ static int load_columns(clean_ctx *c)
     r->label = malloc((n ? n : 1) * sizeof *r->label);
     c->buf = malloc(cells);
     if (!r->rule || !r->figure || !r->magnitude || !r->label || !c->buf)
-        return mf_set_error(MF_ERR_NOMEM, "cannot allocate the filter's columns for %zu rows", n);
+        return mf_set_error(MF_ERR_NOMEM, "cannot allocate the filter's columns for %zu rows",
+                            n);
     for (uint64_t s = 0; s < c->rows; s += c->chunk) {
         size_t m = c->rows - s < c->chunk ? (size_t)(c->rows - s) : c->chunk;
         int rc = mf_store_read_magnitude(c->in, s, m, r->magnitude + s);
@@ -414,17 +419,23 @@ static int run_rules(clean_ctx *c)
 int mf_clean_run(mf_store *in, const mf_clean_params *p, mf_clean_result *out)
 {
     memset(out, 0, sizeof *out);
-    clean_ctx c = {.in = in, .p = p, .r = out, .rows = mf_store_rows(in),
-                   .dim = mf_store_dim(in), .chunk = p->chunk_rows ? p->chunk_rows : DEFAULT_CHUNK};
+    clean_ctx c = {.in = in,
+                   .p = p,
+                   .r = out,
+                   .rows = mf_store_rows(in),
+                   .dim = mf_store_dim(in),
+                   .chunk = p->chunk_rows ? p->chunk_rows : DEFAULT_CHUNK};
     out->rows = c.rows;
     int rc = load_columns(&c);
     if (rc == 0) {
         out->has_labels = c.lab.n > 0;
         out->identities_in = (int64_t)c.lab.n;
         if (mf_clean_needs_labels(p) && !out->has_labels)
-            rc = mf_set_error(MF_ERR_ARG, "'%s' has no labels (every /label is -1); the "
+            rc = mf_set_error(MF_ERR_ARG,
+                              "'%s' has no labels (every /label is -1); the "
                               "label rules (per-label percentile, outliers, merge, "
-                              "min-per-label) need them", mf_store_path(in));
+                              "min-per-label) need them",
+                              mf_store_path(in));
     }
     if (rc == 0)
         rc = run_rules(&c);

@@ -125,7 +125,8 @@ static int fit_curve(clean_ctx *c, const uint8_t *stats, const float *cosv, curv
     qsort_r(idx, n, sizeof *idx, cmp_by_mag, &ctx);
     cv->n = n / 50 < 1 ? 1 : n / 50 > CURVE_BINS ? CURVE_BINS : (int)(n / 50);
     for (int b = 0; b < cv->n; b++) {
-        uint64_t lo = n * (uint64_t)b / (uint64_t)cv->n, hi = n * (uint64_t)(b + 1) / (uint64_t)cv->n;
+        uint64_t lo = n * (uint64_t)b / (uint64_t)cv->n,
+                 hi = n * (uint64_t)(b + 1) / (uint64_t)cv->n;
         size_t m = 0;
         for (uint64_t j = lo; j < hi; j++)
             tmp[m++] = c->r->magnitude[idx[j]];
@@ -147,7 +148,8 @@ static double curve_at(const curve *cv, double m)
         return cv->y[0];
     for (int b = 1; b < cv->n; b++)
         if (m <= cv->x[b]) {
-            double t = cv->x[b] > cv->x[b - 1] ? (m - cv->x[b - 1]) / (cv->x[b] - cv->x[b - 1]) : 1;
+            double t =
+                cv->x[b] > cv->x[b - 1] ? (m - cv->x[b - 1]) / (cv->x[b] - cv->x[b - 1]) : 1;
             return cv->y[b - 1] + t * (cv->y[b] - cv->y[b - 1]);
         }
     return cv->y[cv->n - 1];
@@ -164,8 +166,8 @@ static void robust_stats(float *v, size_t n, double *med, double *sd)
 
 /* Flag candidates: absolute floor, and quality-corrected residual below its identity's
  * median - k * spread (statistics from the rows in `stats`). */
-static int flag_rows(clean_ctx *c, const uint8_t *cand, const uint8_t *stats,
-                     const float *cosv, uint8_t *flag)
+static int flag_rows(clean_ctx *c, const uint8_t *cand, const uint8_t *stats, const float *cosv,
+                     uint8_t *flag)
 {
     const mf_clean_params *p = c->p;
     const float *mag = c->r->magnitude;

@@ -38,15 +38,20 @@ static int push_pair(clean_pairs *p, int64_t a, int64_t b, float sim)
 {
     if (p->n == p->cap) {
         if (p->cap >= MAX_PAIRS)
-            return mf_set_error(MF_ERR_LIMIT, "more than %u pairs above the cosine threshold: "
-                                "raise it", MAX_PAIRS);
+            return mf_set_error(MF_ERR_LIMIT,
+                                "more than %u pairs above the cosine threshold: "
+                                "raise it",
+                                MAX_PAIRS);
         size_t nc = p->cap ? p->cap * 2 : 1024;
         int64_t *na = realloc(p->a, nc * sizeof *na);
-        if (na) p->a = na;
+        if (na)
+            p->a = na;
         int64_t *nb = realloc(p->b, nc * sizeof *nb);
-        if (nb) p->b = nb;
+        if (nb)
+            p->b = nb;
         float *ns = realloc(p->sim, nc * sizeof *ns);
-        if (ns) p->sim = ns;
+        if (ns)
+            p->sim = ns;
         if (!na || !nb || !ns)
             return mf_set_error(MF_ERR_NOMEM, "cannot store %zu similar pairs", nc);
         p->cap = nc;
@@ -286,9 +291,11 @@ static int find_pairs_cells(clean_ctx *c, const uint8_t *keep, uint64_t n, clean
     float *sim2 = malloc((size_t)n * 2 * sizeof *sim2);
     int cells = (int)fmin(65536, fmax(2, (double)n / CELL_ROWS));
     FaissIndex *quant = NULL;
-    int rc = g.all && top2 && sim2 ? 0 : mf_set_error(MF_ERR_NOMEM, "cannot hold %llu "
-                                                      "vectors for the duplicate search",
-                                                      (unsigned long long)n);
+    int rc = g.all && top2 && sim2 ? 0
+                                   : mf_set_error(MF_ERR_NOMEM,
+                                                  "cannot hold %llu "
+                                                  "vectors for the duplicate search",
+                                                  (unsigned long long)n);
     if (rc == 0)
         rc = for_each_kept(c, keep, gather_batch, &g);
     if (rc == 0)
@@ -296,7 +303,8 @@ static int find_pairs_cells(clean_ctx *c, const uint8_t *keep, uint64_t n, clean
     const uint64_t batch = 65536;
     for (uint64_t s = 0; rc == 0 && s < n; s += batch) {
         idx_t m = (idx_t)(n - s < batch ? n - s : batch);
-        if (faiss_Index_search(quant, m, g.all + s * (size_t)c->dim, 2, sim2 + 2 * s, top2 + 2 * s))
+        if (faiss_Index_search(quant, m, g.all + s * (size_t)c->dim, 2, sim2 + 2 * s,
+                               top2 + 2 * s))
             rc = faiss_fail("cell assignment");
     }
     if (rc == 0)
@@ -372,7 +380,8 @@ static int resolve_groups(clean_ctx *c, const uint64_t *row_of, uint64_t n,
     float *fig = calloc(n ? n : 1, sizeof *fig);
     if (!parent || !best || !fig) {
         free(parent), free(best), free(fig);
-        return mf_set_error(MF_ERR_NOMEM, "cannot group %llu duplicates", (unsigned long long)n);
+        return mf_set_error(MF_ERR_NOMEM, "cannot group %llu duplicates",
+                            (unsigned long long)n);
     }
     for (uint64_t i = 0; i < n; i++)
         parent[i] = (int64_t)i, best[i] = -1;
@@ -388,8 +397,10 @@ static int resolve_groups(clean_ctx *c, const uint64_t *row_of, uint64_t n,
         if (b == k || a == k)
             fig[a == k ? b : a] = 2 + pairs->sim[j]; /* marks "paired with the kept row" */
         else {
-            if (fig[a] < 2) fig[a] = fmaxf(fig[a], pairs->sim[j]);
-            if (fig[b] < 2) fig[b] = fmaxf(fig[b], pairs->sim[j]);
+            if (fig[a] < 2)
+                fig[a] = fmaxf(fig[a], pairs->sim[j]);
+            if (fig[b] < 2)
+                fig[b] = fmaxf(fig[b], pairs->sim[j]);
         }
     }
     for (uint64_t i = 0; i < n; i++)

@@ -9,7 +9,7 @@
 
 /* Labels >= 0 mapped to dense indices 0..n-1. */
 typedef struct clean_labels {
-    int64_t *values;  /* n sorted distinct labels */
+    int64_t *values; /* n sorted distinct labels */
     size_t n;
     int32_t *dense;   /* rows: index into values, -1 if unlabelled */
     uint64_t *offset; /* n + 1: rows of label k are order[offset[k] .. offset[k+1]) */
@@ -28,8 +28,8 @@ typedef struct clean_ctx {
     mf_clean_result *r;
     uint64_t rows;
     int dim;
-    size_t chunk;     /* rows per read */
-    float *buf;       /* chunk * dim: unit embeddings of the current chunk */
+    size_t chunk; /* rows per read */
+    float *buf;   /* chunk * dim: unit embeddings of the current chunk */
     clean_labels lab;
 } clean_ctx;
 

@@ -28,8 +28,8 @@ static int score(calib_ctx *c, const mf_cluster_params *p, double *f)
 }
 
 /* Scan *param over [lo, hi] by step (as float or double); keep the best. */
-static int scan(calib_ctx *c, mf_cluster_params *p, float *fparam, double *dparam,
-                double lo, double hi, double step, double *best)
+static int scan(calib_ctx *c, mf_cluster_params *p, float *fparam, double *dparam, double lo,
+                double hi, double step, double *best)
 {
     double keep = fparam ? *fparam : *dparam;
     for (double v = lo; v <= hi + 1e-9; v += step) {
@@ -51,8 +51,8 @@ static int scan(calib_ctx *c, mf_cluster_params *p, float *fparam, double *dpara
     return 0;
 }
 
-int mf_cluster_calibrate(const mf_knn_graph *g, const float *magnitude,
-                         const int64_t *truth, mf_cluster_params *p, double *best_f)
+int mf_cluster_calibrate(const mf_knn_graph *g, const float *magnitude, const int64_t *truth,
+                         mf_cluster_params *p, double *best_f)
 {
     calib_ctx c = {g, magnitude, truth, malloc((g->n ? g->n : 1) * sizeof(int64_t))};
     if (!c.label)

@@ -173,8 +173,8 @@ static int anchors(const mf_knn_graph *g, const float *mag, const mf_cluster_par
     for (size_t i = 0; i < n; i++)
         for (int r = 0; r < k; r++) {
             int64_t j = g->nbr[i * k + r];
-            keep[i * k + r] = j >= 0 && is_anchor[i] && is_anchor[j] &&
-                              g->sim[i * k + r] >= p->tau;
+            keep[i * k + r] =
+                j >= 0 && is_anchor[i] && is_anchor[j] && g->sim[i * k + r] >= p->tau;
         }
     for (size_t i = 0; i < n; i++)
         for (int r = 0; r < k; r++)
@@ -240,8 +240,8 @@ static int attach_via_leaves(const mf_knn_graph *g, float tau2, int64_t *parent,
     return 0;
 }
 
-static int run_union_find(const mf_knn_graph *g, const float *mag,
-                          const mf_cluster_params *p, int64_t *label)
+static int run_union_find(const mf_knn_graph *g, const float *mag, const mf_cluster_params *p,
+                          int64_t *label)
 {
     size_t n = g->n;
     int64_t *parent = malloc(n * sizeof *parent);
@@ -272,8 +272,8 @@ static int run_union_find(const mf_knn_graph *g, const float *mag,
     return rc;
 }
 
-int mf_cluster_run(const mf_knn_graph *g, const float *magnitude,
-                   const mf_cluster_params *p, int64_t *label, mf_cluster_stats *stats)
+int mf_cluster_run(const mf_knn_graph *g, const float *magnitude, const mf_cluster_params *p,
+                   int64_t *label, mf_cluster_stats *stats)
 {
     if (!g || !label || (unsigned)p->method >= MF_CLUSTER_METHODS)
         return mf_set_error(MF_ERR_ARG, "cluster: bad arguments");

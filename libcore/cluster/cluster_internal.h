@@ -11,7 +11,7 @@ void mf_uf_union(int64_t *parent, int64_t a, int64_t b);
 void mf_uf_labels(int64_t *parent, const unsigned char *assigned, size_t n, int64_t *label);
 
 /* infomap / leiden through igraph (igraph.c); MF_ERR_UNSUPPORTED without igraph. */
-int mf_cluster_igraph(const mf_knn_graph *g, const float *magnitude,
-                      const mf_cluster_params *p, int64_t *label);
+int mf_cluster_igraph(const mf_knn_graph *g, const float *magnitude, const mf_cluster_params *p,
+                      int64_t *label);
 
 #endif

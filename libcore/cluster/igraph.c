@@ -52,8 +52,8 @@ static int node_weights(const float *mag, size_t n, int weight, igraph_vector_t 
     return 0;
 }
 
-int mf_cluster_igraph(const mf_knn_graph *g, const float *magnitude,
-                      const mf_cluster_params *p, int64_t *label)
+int mf_cluster_igraph(const mf_knn_graph *g, const float *magnitude, const mf_cluster_params *p,
+                      int64_t *label)
 {
     igraph_t graph;
     igraph_vector_int_t edges, memb;
@@ -76,8 +76,8 @@ int mf_cluster_igraph(const mf_knn_graph *g, const float *magnitude,
         } else {
             igraph_integer_t nc;
             igraph_real_t q;
-            e = igraph_community_leiden(&graph, &ew, &vw, p->resolution, 0.01, 0, 2, &memb,
-                                        &nc, &q);
+            e = igraph_community_leiden(&graph, &ew, &vw, p->resolution, 0.01, 0, 2, &memb, &nc,
+                                        &q);
         }
         if (e != IGRAPH_SUCCESS)
             rc = mf_set_error(MF_ERR_INTERNAL, "igraph %s failed: %s",
@@ -99,10 +99,11 @@ int mf_cluster_igraph(const mf_knn_graph *g, const float *magnitude,
 
 #else
 
-int mf_cluster_igraph(const mf_knn_graph *g, const float *magnitude,
-                      const mf_cluster_params *p, int64_t *label)
+int mf_cluster_igraph(const mf_knn_graph *g, const float *magnitude, const mf_cluster_params *p,
+                      int64_t *label)
 {
-    return mf_set_error(MF_ERR_UNSUPPORTED, "cluster: %s needs the igraph library "
+    return mf_set_error(MF_ERR_UNSUPPORTED,
+                        "cluster: %s needs the igraph library "
                         "(libigraph-dev), which this build lacks",
                         mf_cluster_method_name(p->method));
 }

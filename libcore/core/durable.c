@@ -14,7 +14,8 @@ int mf_fsync_path(const char *path)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return mf_set_error(MF_ERR_IO, "cannot open '%s' to sync it: %s", path, strerror(errno));
+        return mf_set_error(MF_ERR_IO, "cannot open '%s' to sync it: %s", path,
+                            strerror(errno));
     int rc = fsync(fd);
     int err = errno;
     close(fd);

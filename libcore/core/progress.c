@@ -51,7 +51,8 @@ static void draw(mf_progress *p, int final)
             bar[i] = i < fill ? '#' : '.';
         bar[20] = '\0';
         format_duration(eta, sizeof eta,
-                        final ? elapsed : (rate > 0 ? (double)(p->total - p->done) / rate : -1));
+                        final ? elapsed
+                              : (rate > 0 ? (double)(p->total - p->done) / rate : -1));
         n = snprintf(line, sizeof line, "\r%s [%s] %llu/%llu %.1f %s/s %s %s %s", p->what, bar,
                      (unsigned long long)p->done, (unsigned long long)p->total, rate, p->unit,
                      final ? "in" : "eta", eta, p->note);

@@ -20,14 +20,14 @@
 #define FACE_BYTES (MF_FACE_SIZE * MF_FACE_SIZE * 3)
 
 typedef struct batch {
-    int n;                  /* faces filled */
-    uint8_t *faces;         /* capacity x FACE_BYTES */
-    char **ids;             /* capacity, malloc'ed strings */
+    int n;          /* faces filled */
+    uint8_t *faces; /* capacity x FACE_BYTES */
+    char **ids;     /* capacity, malloc'ed strings */
     int64_t *labels;
     char **fail_id, **fail_reason; /* failures met while filling, in input order */
     size_t n_fail, cap_fail;
-    int last;               /* the producer is done after this batch */
-    int fatal;              /* the producer hit a fatal error (message in `error`) */
+    int last;  /* the producer is done after this batch */
+    int fatal; /* the producer hit a fatal error (message in `error`) */
     char error[512];
 } batch;
 
@@ -155,8 +155,10 @@ int mf_embed_prepare_face(uint8_t *face, const mf_image *img, const float *landm
     }
     if (resize)
         return mf_image_resize(face, MF_FACE_SIZE, MF_FACE_SIZE, img);
-    return mf_set_error(MF_ERR_FORMAT, "image is %dx%d, not an aligned 112x112 face (give "
-                        "5 landmarks in a list, or --resize)", img->width, img->height);
+    return mf_set_error(MF_ERR_FORMAT,
+                        "image is %dx%d, not an aligned 112x112 face (give "
+                        "5 landmarks in a list, or --resize)",
+                        img->width, img->height);
 }
 
 /* Decode and prepare one sample into slot b->n, or record why it failed. */
@@ -168,8 +170,7 @@ static int fill_one(pipeline *pl, batch *b, const mf_sample *s)
     int rc = mf_image_decode(&img, s->data, s->size, &pl->params->decode);
     if (rc == 0)
         rc = mf_embed_prepare_face(b->faces + (size_t)b->n * FACE_BYTES, &img,
-                                   s->has_landmarks ? s->landmarks : NULL,
-                                   pl->params->resize);
+                                   s->has_landmarks ? s->landmarks : NULL, pl->params->resize);
     mf_image_release(&img);
     if (rc == MF_ERR_NOMEM)
         return rc;
@@ -242,9 +243,8 @@ static void *producer(void *arg)
 }
 
 /* Consumer side of one batch: network, then rows, failures, batch_done. */
-static int consume(const batch *b, float *feat, float *mag,
-                   mf_embed_forward_fn forward, void *fctx, const mf_embed_sink *sink,
-                   mf_embed_stats *st)
+static int consume(const batch *b, float *feat, float *mag, mf_embed_forward_fn forward,
+                   void *fctx, const mf_embed_sink *sink, mf_embed_stats *st)
 {
     int rc = 0;
     if (b->n > 0) {
@@ -273,12 +273,16 @@ int mf_embed_run(mf_source *src, mf_idset *seen, const mf_embed_params *p, int d
     static volatile sig_atomic_t never;
     memset(stats, 0, sizeof *stats);
     double t0 = mf_now();
-    pipeline pl = {.src = src, .seen = seen, .params = p, .stop = stop ? stop : &never,
+    pipeline pl = {.src = src,
+                   .seen = seen,
+                   .params = p,
+                   .stop = stop ? stop : &never,
                    .capacity = p->batch > 0 ? p->batch : 16};
     size_t nfeat;
     if (mf_size_mul((size_t)pl.capacity, (size_t)dim, &nfeat, "feature buffer") < 0)
         return MF_ERR_NOMEM;
-    float *feat = malloc(nfeat * sizeof *feat), *mag = malloc((size_t)pl.capacity * sizeof *mag);
+    float *feat = malloc(nfeat * sizeof *feat),
+          *mag = malloc((size_t)pl.capacity * sizeof *mag);
     int rc = feat && mag ? 0 : MF_ERR_NOMEM;
     for (int i = 0; i < N_BATCHES && rc == 0; i++)
         rc = batch_init(&pl.batches[i], pl.capacity);

@@ -34,8 +34,8 @@ int mf_export_format_parse(const char *name, mf_export_format *out)
             *out = (mf_export_format)k;
             return 0;
         }
-    return mf_set_error(MF_ERR_ARG, "unknown export format '%s' (rec, wds, list, featlist, tree)",
-                        name);
+    return mf_set_error(MF_ERR_ARG,
+                        "unknown export format '%s' (rec, wds, list, featlist, tree)", name);
 }
 
 static int cmp_i64(const void *a, const void *b)
@@ -65,8 +65,8 @@ static int make_classes(mf_exporter *ex)
         if (i == 0 || vals[i] != vals[u - 1])
             vals[u++] = vals[i];
     for (size_t i = 0; i < n; i++) {
-        int64_t *hit = ex->label[i] < 0 ? NULL : bsearch(&ex->label[i], vals, u, sizeof *vals,
-                                                         cmp_i64);
+        int64_t *hit =
+            ex->label[i] < 0 ? NULL : bsearch(&ex->label[i], vals, u, sizeof *vals, cmp_i64);
         ex->cls[i] = hit ? hit - vals : -1;
     }
     free(vals);
@@ -78,7 +78,8 @@ static int read_columns(mf_exporter *ex)
 {
     const char *col = ex->p->label_column ? ex->p->label_column : "label";
     if (strcmp(col, "label") && strcmp(col, "cluster"))
-        return mf_set_error(MF_ERR_ARG, "label column must be 'label' or 'cluster', not '%s'", col);
+        return mf_set_error(MF_ERR_ARG, "label column must be 'label' or 'cluster', not '%s'",
+                            col);
     if (!mf_store_has(ex->s, col))
         return mf_set_error(MF_ERR_SCHEMA, "'%s' has no /%s (run mf-cluster first)",
                             mf_store_path(ex->s), col);
@@ -261,7 +262,8 @@ static int export_images(mf_exporter *ex)
     size_t cap = ex->n < FETCH_BLOCK ? (size_t)ex->n : FETCH_BLOCK;
     block b = {ex, malloc((cap ? cap : 1) * sizeof(char *)),
                malloc((cap ? cap : 1) * sizeof(uint64_t))};
-    int rc = b.ids && b.rows ? ex->sink->begin(ex) : mf_set_error(MF_ERR_NOMEM, "out of memory");
+    int rc =
+        b.ids && b.rows ? ex->sink->begin(ex) : mf_set_error(MF_ERR_NOMEM, "out of memory");
     for (uint64_t at = 0; at < ex->n && rc == 0; at += FETCH_BLOCK) {
         size_t k = ex->n - at < FETCH_BLOCK ? (size_t)(ex->n - at) : FETCH_BLOCK;
         rc = export_block(ex, &b, at, k);
@@ -279,8 +281,8 @@ int mf_export_run(mf_store *s, const mf_export_params *p, mf_export_stats *stats
     memset(stats, 0, sizeof *stats);
     if (!p->output || !p->output[0])
         return mf_set_error(MF_ERR_ARG, "no output given");
-    mf_exporter ex = {.s = s, .p = p, .stats = stats, .n = mf_store_rows(s),
-                      .dim = mf_store_dim(s)};
+    mf_exporter ex = {
+        .s = s, .p = p, .stats = stats, .n = mf_store_rows(s), .dim = mf_store_dim(s)};
     int rc = mf_make_parent(p->output);
     if (rc == 0)
         rc = read_columns(&ex);

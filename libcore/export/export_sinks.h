@@ -21,14 +21,13 @@ typedef struct mf_exporter {
     float *mag;     /* [n] magnitudes */
     int64_t *cls;   /* [n] class 0..K-1, or -1 */
     const mf_sink *sink;
-    void *state;    /* the sink's */
+    void *state; /* the sink's */
 } mf_exporter;
 
 struct mf_sink {
     int (*check)(mf_exporter *ex); /* refuse existing outputs before any work */
     int (*begin)(mf_exporter *ex);
-    int (*put)(mf_exporter *ex, uint64_t row, const char *id, const uint8_t *data,
-               size_t size);
+    int (*put)(mf_exporter *ex, uint64_t row, const char *id, const uint8_t *data, size_t size);
     int (*commit)(mf_exporter *ex); /* rename into place; frees the state */
     void (*abort)(mf_exporter *ex); /* remove temporaries; frees the state */
 };

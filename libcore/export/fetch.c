@@ -15,7 +15,6 @@
 #include "mf/recordio.h"
 #include "mf/status.h"
 
-
 #define DEFAULT_MAX_BYTES ((size_t)64 << 20)
 
 mf_id_kind mf_id_classify(const char *id, size_t *container_len)
@@ -68,9 +67,9 @@ char *mf_export_resolve(const char *root, const char *path, size_t len)
 }
 
 typedef struct item {
-    size_t i;           /* index into the caller's ids */
+    size_t i; /* index into the caller's ids */
     const char *id;
-    size_t clen;        /* container length */
+    size_t clen; /* container length */
     mf_id_kind kind;
     const char *member; /* archive member / rec key text (after "//"); NULL for files */
     int64_t key;        /* rec key */
@@ -112,8 +111,9 @@ static int read_file(const char *path, size_t max, uint8_t **out, size_t *size,
             close(fd);
         return -1;
     }
-    *why = !S_ISREG(st.st_mode) ? "not a regular file"
-           : (uint64_t)st.st_size > max ? "file too large" : NULL;
+    *why = !S_ISREG(st.st_mode)         ? "not a regular file"
+           : (uint64_t)st.st_size > max ? "file too large"
+                                        : NULL;
     uint8_t *buf = *why ? NULL : malloc(st.st_size ? (size_t)st.st_size : 1);
     if (!*why && !buf)
         *why = "out of memory";

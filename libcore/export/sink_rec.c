@@ -21,9 +21,9 @@
 typedef struct rec {
     char *rec_path, *idx_path;
     FILE *spool;
-    uint64_t spooled;   /* bytes in the spool */
-    uint64_t *off;      /* [n] offset in the spool, UINT64_MAX = no image */
-    uint32_t *size;     /* [n] */
+    uint64_t spooled; /* bytes in the spool */
+    uint64_t *off;    /* [n] offset in the spool, UINT64_MAX = no image */
+    uint32_t *size;   /* [n] */
 } rec;
 
 /* "x.rec" -> x.rec + x.idx; "x" -> x.rec + x.idx. */
@@ -192,10 +192,6 @@ static int rec_commit(mf_exporter *ex)
     return rc;
 }
 
-static void rec_abort(mf_exporter *ex)
-{
-    rec_free(ex);
-}
-
+static void rec_abort(mf_exporter *ex) { rec_free(ex); }
 
 const mf_sink mf_sink_rec = {rec_check, rec_begin, rec_put, rec_commit, rec_abort};

@@ -20,9 +20,9 @@
 #include "mf/status.h"
 
 typedef struct tree {
-    char *tmp;        /* OUT.partial */
-    uint8_t *made;    /* [K] class folder exists */
-    int width;        /* digits of the class folder names */
+    char *tmp;     /* OUT.partial */
+    uint8_t *made; /* [K] class folder exists */
+    int width;     /* digits of the class folder names */
 } tree;
 
 static int tree_check(mf_exporter *ex)
@@ -106,7 +106,7 @@ static int tree_put(mf_exporter *ex, uint64_t row, const char *id, const uint8_t
     if (!ex->p->copy && mf_id_classify(id, &clen) == MF_ID_FILE) {
         char *src = mf_export_resolve(ex->p->root, id, clen);
         char *abs = src ? realpath(src, NULL) : NULL;
-        rc = !src ? mf_set_error(MF_ERR_NOMEM, "out of memory")
+        rc = !src   ? mf_set_error(MF_ERR_NOMEM, "out of memory")
              : !abs ? mf_set_error(MF_ERR_IO, "cannot resolve '%s': %s", src, strerror(errno))
              : symlink(abs, path) != 0
                  ? mf_set_error(MF_ERR_IO, "cannot create '%s': %s", path, strerror(errno))

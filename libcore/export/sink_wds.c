@@ -48,7 +48,8 @@ static int wds_check(mf_exporter *ex)
     if (!first)
         return mf_set_error(MF_ERR_NOMEM, "out of memory");
     int rc = !ex->p->overwrite && exists(first)
-                 ? mf_set_error(MF_ERR_ARG, "'%s' exists (use --overwrite)", first) : 0;
+                 ? mf_set_error(MF_ERR_ARG, "'%s' exists (use --overwrite)", first)
+                 : 0;
     free(first);
     return rc;
 }
@@ -83,7 +84,8 @@ static int close_shard(mf_exporter *ex, wds *st)
 static int open_shard(mf_exporter *ex, wds *st)
 {
     if (st->shards >= MAX_SHARDS)
-        return mf_set_error(MF_ERR_LIMIT, "more than %d shards: raise --shard-size", MAX_SHARDS);
+        return mf_set_error(MF_ERR_LIMIT, "more than %d shards: raise --shard-size",
+                            MAX_SHARDS);
     char *name = shard_name(ex->p->output, st->shards, 1);
     if (!name)
         return mf_set_error(MF_ERR_NOMEM, "out of memory");
@@ -144,7 +146,8 @@ static int wds_put(mf_exporter *ex, uint64_t row, const char *id, const uint8_t 
     char *json = sample_json(ex, row, id);
     if (!json)
         return mf_set_error(MF_ERR_NOMEM, "out of memory");
-    snprintf(name, sizeof name, "%010llu.%s", (unsigned long long)row, mf_image_ext(data, size));
+    snprintf(name, sizeof name, "%010llu.%s", (unsigned long long)row,
+             mf_image_ext(data, size));
     rc = add_member(st->w, name, data, size);
     snprintf(name, sizeof name, "%010llu.cls", (unsigned long long)row);
     int len = snprintf(cls, sizeof cls, "%lld", (long long)ex->cls[row]);

@@ -14,14 +14,16 @@ mf_decode_params mf_decode_default_params(void)
 
 void mf_image_release(mf_image *img)
 {
-    if (!img) return;
+    if (!img)
+        return;
     free(img->data);
     *img = (mf_image){0};
 }
 
 int mf_image_check_limit(int w, int h, const mf_decode_params *p)
 {
-    if (w <= 0 || h <= 0) return mf_set_error(MF_ERR_FORMAT, "image has no pixels (%dx%d)", w, h);
+    if (w <= 0 || h <= 0)
+        return mf_set_error(MF_ERR_FORMAT, "image has no pixels (%dx%d)", w, h);
     uint64_t max = p ? p->max_pixels : MF_DEFAULT_MAX_PIXELS;
     if ((uint64_t)w * (uint64_t)h > max) {
         double mp = (double)max / 1e6;
@@ -34,9 +36,11 @@ int mf_image_check_limit(int w, int h, const mf_decode_params *p)
 int mf_image_alloc(mf_image *img, int w, int h)
 {
     size_t n;
-    if (mf_size_mul((size_t)w * 3, (size_t)h, &n, "image") < 0) return MF_ERR_NOMEM;
+    if (mf_size_mul((size_t)w * 3, (size_t)h, &n, "image") < 0)
+        return MF_ERR_NOMEM;
     img->data = malloc(n);
-    if (!img->data) return mf_set_error(MF_ERR_NOMEM, "out of memory for a %dx%d image", w, h);
+    if (!img->data)
+        return mf_set_error(MF_ERR_NOMEM, "out of memory for a %dx%d image", w, h);
     img->width = w;
     img->height = h;
     return 0;
@@ -53,7 +57,8 @@ static int is_png(const uint8_t *b, size_t n)
 
 static int unknown(size_t len)
 {
-    if (len == 0) return mf_set_error(MF_ERR_FORMAT, "empty file");
+    if (len == 0)
+        return mf_set_error(MF_ERR_FORMAT, "empty file");
     return mf_set_error(MF_ERR_FORMAT, "not an image (unknown signature)");
 }
 
@@ -62,7 +67,8 @@ int mf_image_decode(mf_image *out, const void *buf, size_t len, const mf_decode_
     const uint8_t *b = buf;
     *out = (mf_image){0};
     mf_decode_params def = mf_decode_default_params();
-    if (!p) p = &def;
+    if (!p)
+        p = &def;
     int rc, o;
     if (is_jpeg(b, len)) {
         rc = mf_jpeg_decode(out, b, len, p);
@@ -72,15 +78,18 @@ int mf_image_decode(mf_image *out, const void *buf, size_t len, const mf_decode_
         o = rc < 0 || p->ignore_orientation ? 1 : mf_png_exif_orientation(b, len);
     } else
         return unknown(len);
-    if (o > 1 && (rc = mf_image_orient(out, o)) < 0) mf_image_release(out);
+    if (o > 1 && (rc = mf_image_orient(out, o)) < 0)
+        mf_image_release(out);
     return rc;
 }
 
 int mf_image_probe(const void *buf, size_t len, int *w, int *h)
 {
     const uint8_t *b = buf;
-    if (is_jpeg(b, len)) return mf_jpeg_probe(b, len, w, h);
-    if (is_png(b, len)) return mf_png_probe(b, len, w, h);
+    if (is_jpeg(b, len))
+        return mf_jpeg_probe(b, len, w, h);
+    if (is_png(b, len))
+        return mf_png_probe(b, len, w, h);
     return unknown(len);
 }
 
@@ -91,31 +100,58 @@ static void orient_src(int o, int x, int y, int w, int h, int *sx, int *sy)
 {
     /* clang-format off: one line per orientation reads as a table */
     switch (o) {
-    case 2: *sx = w - 1 - x; *sy = y;         break;
-    case 3: *sx = w - 1 - x; *sy = h - 1 - y; break;
-    case 4: *sx = x;         *sy = h - 1 - y; break;
-    case 5: *sx = y;         *sy = x;         break;
-    case 6: *sx = y;         *sy = w - 1 - x; break;
-    case 7: *sx = h - 1 - y; *sy = w - 1 - x; break;
-    case 8: *sx = h - 1 - y; *sy = x;         break;
-    default: *sx = x;        *sy = y;         break;
+    case 2:
+        *sx = w - 1 - x;
+        *sy = y;
+        break;
+    case 3:
+        *sx = w - 1 - x;
+        *sy = h - 1 - y;
+        break;
+    case 4:
+        *sx = x;
+        *sy = h - 1 - y;
+        break;
+    case 5:
+        *sx = y;
+        *sy = x;
+        break;
+    case 6:
+        *sx = y;
+        *sy = w - 1 - x;
+        break;
+    case 7:
+        *sx = h - 1 - y;
+        *sy = w - 1 - x;
+        break;
+    case 8:
+        *sx = h - 1 - y;
+        *sy = x;
+        break;
+    default:
+        *sx = x;
+        *sy = y;
+        break;
     }
     /* clang-format on */
 }
 
 int mf_image_orient(mf_image *img, int o)
 {
-    if (o < 2 || o > 8) return 0;
+    if (o < 2 || o > 8)
+        return 0;
     int sw = img->width, sh = img->height;
     int w = o >= 5 ? sh : sw, h = o >= 5 ? sw : sh;
     mf_image dst = {0};
     int rc = mf_image_alloc(&dst, w, h);
-    if (rc < 0) return rc;
+    if (rc < 0)
+        return rc;
     for (int y = 0; y < h; y++)
         for (int x = 0; x < w; x++) {
             int sx, sy;
             orient_src(o, x, y, w, h, &sx, &sy);
-            memcpy(dst.data + ((size_t)y * w + x) * 3, img->data + ((size_t)sy * sw + sx) * 3, 3);
+            memcpy(dst.data + ((size_t)y * w + x) * 3, img->data + ((size_t)sy * sw + sx) * 3,
+                   3);
         }
     free(img->data);
     *img = dst;

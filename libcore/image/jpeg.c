@@ -31,7 +31,8 @@ static int jpeg_error(tjhandle tj, const char *what)
 static int read_header(tjhandle tj, const uint8_t *buf, size_t len, int *w, int *h, int *cs)
 {
     int subsamp;
-    if (len > (unsigned long)-1) return mf_set_error(MF_ERR_LIMIT, "JPEG too large");
+    if (len > (unsigned long)-1)
+        return mf_set_error(MF_ERR_LIMIT, "JPEG too large");
     if (tjDecompressHeader3(tj, buf, (unsigned long)len, w, h, &subsamp, cs) < 0)
         return jpeg_error(tj, "header");
     return 0;
@@ -40,7 +41,8 @@ static int read_header(tjhandle tj, const uint8_t *buf, size_t len, int *w, int 
 int mf_jpeg_probe(const uint8_t *buf, size_t len, int *w, int *h)
 {
     tjhandle tj = tjInitDecompress();
-    if (!tj) return mf_set_error(MF_ERR_INTERNAL, "cannot initialise TurboJPEG");
+    if (!tj)
+        return mf_set_error(MF_ERR_INTERNAL, "cannot initialise TurboJPEG");
     int cs, rc = read_header(tj, buf, len, w, h, &cs);
     tjDestroy(tj);
     return rc;
@@ -54,7 +56,8 @@ static int decode_cmyk(tjhandle tj, const uint8_t *buf, size_t len, mf_image *ou
     if (mf_size_mul((size_t)out->width * 4, (size_t)out->height, &n, "CMYK image") < 0)
         return MF_ERR_NOMEM;
     uint8_t *cmyk = malloc(n);
-    if (!cmyk) return mf_set_error(MF_ERR_NOMEM, "out of memory for a CMYK JPEG");
+    if (!cmyk)
+        return mf_set_error(MF_ERR_NOMEM, "out of memory for a CMYK JPEG");
     int rc = 0;
     if (tjDecompress2(tj, buf, (unsigned long)len, cmyk, out->width, 0, out->height, TJPF_CMYK,
                       TJFLAG_ACCURATEDCT) < 0 &&
@@ -74,11 +77,14 @@ static int decode_cmyk(tjhandle tj, const uint8_t *buf, size_t len, mf_image *ou
 int mf_jpeg_decode(mf_image *out, const uint8_t *buf, size_t len, const mf_decode_params *p)
 {
     tjhandle tj = tjInitDecompress();
-    if (!tj) return mf_set_error(MF_ERR_INTERNAL, "cannot initialise TurboJPEG");
+    if (!tj)
+        return mf_set_error(MF_ERR_INTERNAL, "cannot initialise TurboJPEG");
     int w, h, cs;
     int rc = read_header(tj, buf, len, &w, &h, &cs);
-    if (rc == 0) rc = mf_image_check_limit(w, h, p);
-    if (rc == 0) rc = mf_image_alloc(out, w, h);
+    if (rc == 0)
+        rc = mf_image_check_limit(w, h, p);
+    if (rc == 0)
+        rc = mf_image_alloc(out, w, h);
     if (rc == 0 && (cs == TJCS_CMYK || cs == TJCS_YCCK))
         rc = decode_cmyk(tj, buf, len, out);
     else if (rc == 0 && tjDecompress2(tj, buf, (unsigned long)len, out->data, w, 0, h, TJPF_BGR,
@@ -87,6 +93,7 @@ int mf_jpeg_decode(mf_image *out, const uint8_t *buf, size_t len, const mf_decod
             rc = jpeg_error(tj, "data");
     }
     tjDestroy(tj);
-    if (rc < 0) mf_image_release(out);
+    if (rc < 0)
+        mf_image_release(out);
     return rc;
 }

@@ -20,7 +20,8 @@ typedef struct png_src {
 static void on_read(png_structp png, png_bytep out, size_t n)
 {
     png_src *s = png_get_io_ptr(png);
-    if (n > s->len - s->pos) png_error(png, "truncated PNG");
+    if (n > s->len - s->pos)
+        png_error(png, "truncated PNG");
     memcpy(out, s->buf + s->pos, n);
     s->pos += n;
 }
@@ -40,18 +41,24 @@ static void on_warning(png_structp png, png_const_charp msg)
 
 static int png_reason(const png_src *s)
 {
-    if (strstr(s->msg, "CRC")) return mf_set_error(MF_ERR_FORMAT, "PNG CRC error");
-    if (strstr(s->msg, "truncated")) return mf_set_error(MF_ERR_FORMAT, "truncated PNG");
-    return mf_set_error(MF_ERR_FORMAT, "corrupt PNG (%s)", s->msg[0] ? s->msg : "unknown error");
+    if (strstr(s->msg, "CRC"))
+        return mf_set_error(MF_ERR_FORMAT, "PNG CRC error");
+    if (strstr(s->msg, "truncated"))
+        return mf_set_error(MF_ERR_FORMAT, "truncated PNG");
+    return mf_set_error(MF_ERR_FORMAT, "corrupt PNG (%s)",
+                        s->msg[0] ? s->msg : "unknown error");
 }
 
 static void set_transforms(png_structp png, png_infop info)
 {
     int ct = png_get_color_type(png, info), depth = png_get_bit_depth(png, info);
-    if (depth > 8) png_set_strip_16(png);
+    if (depth > 8)
+        png_set_strip_16(png);
     png_set_strip_alpha(png);
-    if (ct == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
-    if (!(ct & PNG_COLOR_MASK_COLOR) && depth < 8) png_set_expand_gray_1_2_4_to_8(png);
+    if (ct == PNG_COLOR_TYPE_PALETTE)
+        png_set_palette_to_rgb(png);
+    if (!(ct & PNG_COLOR_MASK_COLOR) && depth < 8)
+        png_set_expand_gray_1_2_4_to_8(png);
     if (ct & PNG_COLOR_MASK_COLOR)
         png_set_bgr(png);
     else
@@ -83,26 +90,30 @@ static int png_run(const uint8_t *buf, size_t len, const mf_decode_params *p, mf
     int w = (int)png_get_image_width(png, info), h = (int)png_get_image_height(png, info);
     *pw = w;
     *ph = h;
-    if (!out || (rc = mf_image_check_limit(w, h, p)) < 0) goto done;
+    if (!out || (rc = mf_image_check_limit(w, h, p)) < 0)
+        goto done;
     set_transforms(png, info);
     if (png_get_rowbytes(png, info) != (size_t)w * 3) {
         rc = mf_set_error(MF_ERR_INTERNAL, "libpng produced %zu bytes per row, expected %d",
                           (size_t)png_get_rowbytes(png, info), w * 3);
         goto done;
     }
-    if ((rc = mf_image_alloc(out, w, h)) < 0) goto done;
+    if ((rc = mf_image_alloc(out, w, h)) < 0)
+        goto done;
     rows = malloc((size_t)h * sizeof *rows);
     if (!rows) {
         rc = mf_set_error(MF_ERR_NOMEM, "out of memory for PNG rows");
         goto done;
     }
-    for (int y = 0; y < h; y++) rows[y] = out->data + (size_t)y * w * 3;
+    for (int y = 0; y < h; y++)
+        rows[y] = out->data + (size_t)y * w * 3;
     png_read_image(png, rows);
     png_read_end(png, NULL);
 done:
     free(rows);
     png_destroy_read_struct(&png, &info, NULL);
-    if (rc < 0 && out) mf_image_release(out);
+    if (rc < 0 && out)
+        mf_image_release(out);
     return rc;
 }
 

@@ -46,7 +46,8 @@ static int estimate(double m[6], const double *src, const double *dst, int n)
         dot += px * qx + py * qy;
         cross += px * qy - py * qx;
     }
-    if (!(ss > 1e-12)) return mf_set_error(MF_ERR_ARG, "landmarks coincide");
+    if (!(ss > 1e-12))
+        return mf_set_error(MF_ERR_ARG, "landmarks coincide");
     double a = dot / ss, b = cross / ss;
     m[0] = a;
     m[1] = -b;
@@ -62,8 +63,8 @@ static int estimate(double m[6], const double *src, const double *dst, int n)
 int mf_similarity_estimate(double m[6], const float *src, const float *dst, int n)
 {
     if (n < 2 || n > MF_MAX_POINTS)
-        return mf_set_error(MF_ERR_ARG, "need 2..%d points for a similarity, got %d", MF_MAX_POINTS,
-                            n);
+        return mf_set_error(MF_ERR_ARG, "need 2..%d points for a similarity, got %d",
+                            MF_MAX_POINTS, n);
     double s[2 * MF_MAX_POINTS], d[2 * MF_MAX_POINTS];
     for (int i = 0; i < 2 * n; i++) {
         s[i] = src[i];
@@ -94,9 +95,9 @@ static int sat_int(double v)
 
 static int clamp_short(int v) { return v < -32768 ? -32768 : v > 32767 ? 32767 : v; }
 
-#define AB_BITS     10
-#define INTER_BITS  5
-#define TAB         32   /* 1 << INTER_BITS */
+#define AB_BITS 10
+#define INTER_BITS 5
+#define TAB 32           /* 1 << INTER_BITS */
 #define MF_WARP_MAX 4096 /* widest output: keeps the per-row tables small on the stack */
 
 /* One output pixel from source position (sx, sy) + (fx, fy)/32, zero outside. */
@@ -145,7 +146,8 @@ int mf_image_align_matrix(double m[6], const float landmarks[10])
 {
     double lm[10];
     for (int i = 0; i < 10; i++) {
-        if (!isfinite(landmarks[i])) return mf_set_error(MF_ERR_ARG, "landmarks are not finite");
+        if (!isfinite(landmarks[i]))
+            return mf_set_error(MF_ERR_ARG, "landmarks are not finite");
         lm[i] = landmarks[i];
     }
     return estimate(m, lm, face_template_d, 5);
@@ -155,7 +157,8 @@ int mf_image_align(uint8_t *dst, const mf_image *src, const float landmarks[10])
 {
     double m[6];
     int rc = mf_image_align_matrix(m, landmarks);
-    if (rc < 0) return rc;
+    if (rc < 0)
+        return rc;
     return mf_image_warp_affine(dst, MF_FACE_SIZE, MF_FACE_SIZE, src, m);
 }
 

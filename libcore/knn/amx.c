@@ -22,8 +22,7 @@
 #define ARCH_REQ_XCOMP_PERM 0x1023 /* asm/prctl.h; not in every libc's headers */
 #define XFEATURE_XTILEDATA 18
 
-void mf_i8_from_f32(int8_t *dst, float *scale, const float *src, size_t n, int dim,
-                    size_t dimp)
+void mf_i8_from_f32(int8_t *dst, float *scale, const float *src, size_t n, int dim, size_t dimp)
 {
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) {
@@ -44,8 +43,7 @@ void mf_i8_from_f32(int8_t *dst, float *scale, const float *src, size_t n, int d
     }
 }
 
-void mf_amx_pack(int8_t *packed, const int8_t *xq, size_t dimp, const int32_t *rows,
-                 size_t nm)
+void mf_amx_pack(int8_t *packed, const int8_t *xq, size_t dimp, const int32_t *rows, size_t nm)
 {
     /* As 32-bit words of four int8: member c of a 16-member block, word j (dims 4j ..
      * 4j+3) goes to block[j * 16 + c]: tile t is words 16t .. 16t+15, one 64-byte row
@@ -106,14 +104,12 @@ __attribute__((target("amx-tile"))) void mf_amx_begin(void)
     _tile_loadconfig(&cfg);
 }
 
-__attribute__((target("amx-tile"))) void mf_amx_end(void)
-{
-    _tile_release();
-}
+__attribute__((target("amx-tile"))) void mf_amx_end(void) { _tile_release(); }
 
-__attribute__((target("amx-tile,amx-int8"))) void
-mf_amx_products(int32_t *acc, size_t ld, const int8_t *q, size_t nq, const int8_t *packed,
-                size_t nm, size_t dimp)
+__attribute__((target("amx-tile,amx-int8"))) void mf_amx_products(int32_t *acc, size_t ld,
+                                                                  const int8_t *q, size_t nq,
+                                                                  const int8_t *packed,
+                                                                  size_t nm, size_t dimp)
 {
     size_t chunks = dimp / 64, qpad = MF_AMX_PAD(nq), mpad = MF_AMX_PAD(nm);
     size_t blk = chunks * 1024; /* bytes per 16 packed members */
@@ -148,21 +144,14 @@ mf_amx_products(int32_t *acc, size_t ld, const int8_t *q, size_t nq, const int8_
 
 #else /* no AMX in this compiler or architecture */
 
-int mf_amx_available(void)
-{
-    return 0;
-}
+int mf_amx_available(void) { return 0; }
 
-void mf_amx_begin(void)
-{
-}
+void mf_amx_begin(void) {}
 
-void mf_amx_end(void)
-{
-}
+void mf_amx_end(void) {}
 
-void mf_amx_products(int32_t *acc, size_t ld, const int8_t *q, size_t nq,
-                     const int8_t *packed, size_t nm, size_t dimp)
+void mf_amx_products(int32_t *acc, size_t ld, const int8_t *q, size_t nq, const int8_t *packed,
+                     size_t nm, size_t dimp)
 {
     abort(); /* unreachable: mf_amx_available() is 0 */
 }

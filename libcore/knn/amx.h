@@ -41,13 +41,12 @@ void mf_amx_begin(void);
 void mf_amx_end(void);
 
 /* Gather rows[0..nm) of xq into packed (MF_AMX_PAD(nm) * dimp int8). */
-void mf_amx_pack(int8_t *packed, const int8_t *xq, size_t dimp, const int32_t *rows,
-                 size_t nm);
+void mf_amx_pack(int8_t *packed, const int8_t *xq, size_t dimp, const int32_t *rows, size_t nm);
 
 /* acc[i * ld + j] = sum of products of query i and member j (int32), for
  * i < MF_AMX_PAD(nq), j < MF_AMX_PAD(nm); ld >= MF_AMX_PAD(nm). Needs mf_amx_begin() on
  * this thread. */
-void mf_amx_products(int32_t *acc, size_t ld, const int8_t *q, size_t nq,
-                     const int8_t *packed, size_t nm, size_t dimp);
+void mf_amx_products(int32_t *acc, size_t ld, const int8_t *q, size_t nq, const int8_t *packed,
+                     size_t nm, size_t dimp);
 
 #endif

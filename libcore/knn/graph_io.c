@@ -61,8 +61,8 @@ int mf_knn_save(const mf_knn_graph *g, const char *path)
 }
 
 /* Read a 2-D dataset that must be exactly (n, k) of the given class. */
-static int read_2d(hid_t f, const char *path, const char *name, hid_t mtype, size_t n,
-                   int k, void *out)
+static int read_2d(hid_t f, const char *path, const char *name, hid_t mtype, size_t n, int k,
+                   void *out)
 {
     hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
     if (d < 0)
@@ -94,14 +94,16 @@ static int check_header(hid_t f, const char *path, size_t expect_rows, const cha
     mf_h5_read_str_attr(f, "index", &idx);
     if (!fmt || strcmp(fmt, MF_GRAPH_FORMAT) != 0)
         rc = mf_set_error(MF_ERR_FORMAT, "'%s' is not an mfkit kNN graph", path);
-    else if (mf_h5_read_u64_attr(f, "rows", &rows) != 1 || mf_h5_read_u64_attr(f, "k", k) != 1 ||
-             *k < 1 || *k > MF_GRAPH_MAX_K)
+    else if (mf_h5_read_u64_attr(f, "rows", &rows) != 1 ||
+             mf_h5_read_u64_attr(f, "k", k) != 1 || *k < 1 || *k > MF_GRAPH_MAX_K)
         rc = mf_set_error(MF_ERR_FORMAT, "graph '%s': bad rows/k attributes", path);
     else if (rows != expect_rows || (fp && (!gfp || strcmp(fp, gfp) != 0)))
-        rc = mf_set_error(MF_ERR_MISMATCH, "graph '%s' was built from other embeddings "
+        rc = mf_set_error(MF_ERR_MISMATCH,
+                          "graph '%s' was built from other embeddings "
                           "(%llu rows, %s; the store has %zu rows, %s): delete it or pass "
-                          "another --graph", path, (unsigned long long)rows,
-                          gfp ? gfp : "no fingerprint", expect_rows, fp ? fp : "-");
+                          "another --graph",
+                          path, (unsigned long long)rows, gfp ? gfp : "no fingerprint",
+                          expect_rows, fp ? fp : "-");
     snprintf(index, index_len, "%s", idx ? idx : "?");
     free(fmt), free(gfp), free(idx);
     return rc;

@@ -38,14 +38,15 @@ static void push_scores(int64_t *nb, float *sm, int k, const int32_t *mem, const
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
-__attribute__((target("avx512f"))) static void
-push_scores_avx512(int64_t *nb, float *sm, int k, const int32_t *mem, const float *sc,
-                   size_t nm, int64_t self)
+__attribute__((target("avx512f"))) static void push_scores_avx512(int64_t *nb, float *sm, int k,
+                                                                  const int32_t *mem,
+                                                                  const float *sc, size_t nm,
+                                                                  int64_t self)
 {
     size_t j = 0;
     for (; j + 16 <= nm; j += 16) {
-        __mmask16 m = _mm512_cmp_ps_mask(_mm512_loadu_ps(sc + j), _mm512_set1_ps(sm[k - 1]),
-                                         _CMP_GT_OQ);
+        __mmask16 m =
+            _mm512_cmp_ps_mask(_mm512_loadu_ps(sc + j), _mm512_set1_ps(sm[k - 1]), _CMP_GT_OQ);
         while (m) {
             int b = __builtin_ctz(m);
             m &= m - 1;
@@ -73,8 +74,8 @@ static push_fn choose_push(void)
 /* What the list scans read: float32 rows (sgemm) or, with AMX, int8 rows and scales. */
 typedef struct {
     const float *x;
-    const int8_t *xq;    /* n x dimp quantised rows, or NULL: float32 sgemm */
-    const float *scale;  /* n row scales of xq */
+    const int8_t *xq;   /* n x dimp quantised rows, or NULL: float32 sgemm */
+    const float *scale; /* n row scales of xq */
     int dim;
     size_t dimp;
     push_fn push;
@@ -106,19 +107,19 @@ static void scan_list(mf_knn_graph *g, const scan_input *in, const int32_t *mem,
     for (size_t q0 = 0; q0 < nq; q0 += QBLOCK) {
         size_t b = nq - q0 < QBLOCK ? nq - q0 : QBLOCK;
         gather(in->x, dim, qry + q0, b, bq);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)b, (int)nm, dim, 1.0f,
-                    bq, dim, bm, dim, 0.0f, score, (int)nm);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)b, (int)nm, dim, 1.0f, bq,
+                    dim, bm, dim, 0.0f, score, (int)nm);
         for (size_t i = 0; i < b; i++)
-            in->push(g->nbr + (size_t)qry[q0 + i] * k, g->sim + (size_t)qry[q0 + i] * k, k,
-                     mem, score + i * nm, nm, qry[q0 + i]);
+            in->push(g->nbr + (size_t)qry[q0 + i] * k, g->sim + (size_t)qry[q0 + i] * k, k, mem,
+                     score + i * nm, nm, qry[q0 + i]);
     }
 }
 
 /* The same with AMX int8 products; query blocks are smaller so that they stay in L2
  * while the packed members stream past. */
 #define QBLOCK_AMX 512
-static void scan_list_amx(mf_knn_graph *g, const scan_input *in, const int32_t *mem,
-                          size_t nm, const int32_t *qry, size_t nq, scratch *w)
+static void scan_list_amx(mf_knn_graph *g, const scan_input *in, const int32_t *mem, size_t nm,
+                          const int32_t *qry, size_t nq, scratch *w)
 {
     int k = g->k;
     size_t dimp = in->dimp, ld = MF_AMX_PAD(nm);
@@ -203,7 +204,7 @@ static void scan_pass(mf_knn_graph *g, const scan_input *in, int nlist, const si
 /* The join's view of the probes: per list, its members (rows whose nearest list it is)
  * and its other probing rows, as CSR. */
 typedef struct {
-    size_t *ms, *qs;       /* nlist + 1 offsets each; qs NULL when nprobe is 1 */
+    size_t *ms, *qs; /* nlist + 1 offsets each; qs NULL when nprobe is 1 */
     int32_t *mrows, *qrows;
 } list_rows;
 
@@ -231,17 +232,21 @@ static int join(mf_knn_graph *g, const scan_input *in, int nlist, const list_row
         maxq = m > maxq ? m : maxq;
         pairs += (double)m * (m + q);
     }
-    mf_log(MF_LOG_DEBUG, "knn: scanning %.3g pairs (%.1f%% of all), largest list %zu rows "
-           "(mean %.0f)", pairs, 100 * pairs / ((double)n * n), maxm, (double)n / nlist);
+    mf_log(MF_LOG_DEBUG,
+           "knn: scanning %.3g pairs (%.1f%% of all), largest list %zu rows "
+           "(mean %.0f)",
+           pairs, 100 * pairs / ((double)n * n), maxm, (double)n / nlist);
     int nt = omp_get_max_threads();
     scratch *w = alloc_scratch(nt, maxm, maxq, in);
     if (!w)
-        return mf_set_error(MF_ERR_NOMEM, "out of memory for list scans (largest list %zu "
-                            "rows, %d threads)", maxm, nt);
+        return mf_set_error(MF_ERR_NOMEM,
+                            "out of memory for list scans (largest list %zu "
+                            "rows, %d threads)",
+                            maxm, nt);
     mf_knn_meter meter = {.per = 1000000};
     if (progress)
-        meter.bar = mf_progress_new("kNN join", (uint64_t)(pairs / 1e6), "Mpairs",
-                                    progress > 1);
+        meter.bar =
+            mf_progress_new("kNN join", (uint64_t)(pairs / 1e6), "Mpairs", progress > 1);
     int blas_threads = openblas_get_num_threads();
     openblas_set_num_threads(1);
 #pragma omp parallel num_threads(nt)
@@ -274,8 +279,10 @@ int mf_knn_ivf_join(mf_knn_graph *g, const float *x, int dim, int nlist, int npr
     if (nlist < 1 || (size_t)nlist > n)
         return mf_set_error(MF_ERR_ARG, "kNN: %d lists for %zu rows", nlist, n);
     if (n > INT32_MAX) /* rows are kept as int32 (the probes are n x nprobe of them) */
-        return mf_set_error(MF_ERR_LIMIT, "kNN: the list join takes at most %d rows; use "
-                            "--index with a FAISS index", INT32_MAX);
+        return mf_set_error(MF_ERR_LIMIT,
+                            "kNN: the list join takes at most %d rows; use "
+                            "--index with a FAISS index",
+                            INT32_MAX);
     int all = nprobe >= nlist; /* every list: an exact graph, whatever the split adds */
     float *cen = NULL;
     int32_t *probe = NULL;
@@ -283,8 +290,8 @@ int mf_knn_ivf_join(mf_knn_graph *g, const float *x, int dim, int nlist, int npr
     int rc = mf_knn_make_lists(x, n, dim, nlist, &cen, &nlist);
     if (all)
         nprobe = nlist;
-    if (rc == 0 && mf_size_mul(n, (size_t)nprobe * sizeof(int32_t), &cells,
-                               "list assignments") < 0)
+    if (rc == 0 &&
+        mf_size_mul(n, (size_t)nprobe * sizeof(int32_t), &cells, "list assignments") < 0)
         rc = MF_ERR_NOMEM;
     if (rc == 0 && !(probe = malloc(cells)))
         rc = mf_set_error(MF_ERR_NOMEM, "out of memory for list assignments");
@@ -330,15 +337,17 @@ int mf_knn_ivf_join(mf_knn_graph *g, const float *x, int dim, int nlist, int npr
      * candidates, so they stay in cache. */
     mf_knn_meter meter = {.per = 1};
     if (rc == 0 && progress)
-        meter.bar = mf_progress_new("kNN refine", (uint64_t)n * refine_rounds, "rows",
-                                    progress > 1);
+        meter.bar =
+            mf_progress_new("kNN refine", (uint64_t)n * refine_rounds, "rows", progress > 1);
     if (rc == 0)
         rc = mf_knn_refine(g, wide, x, dim, refine_rounds, REFINE_FAN, lr.mrows, &meter);
     mf_knn_meter_end(&meter);
     free_list_rows(&lr);
-    mf_log(MF_LOG_DEBUG, "knn: %d lists: k-means %.1f s, probes %.1f s, scan (%s) %.1f s, "
-           "%d refinement rounds %.1f s", nlist, t1 - t0, t2 - t1,
-           spare ? "AMX int8" : "float32 sgemm", t3 - t2, refine_rounds, mf_now() - t3);
+    mf_log(MF_LOG_DEBUG,
+           "knn: %d lists: k-means %.1f s, probes %.1f s, scan (%s) %.1f s, "
+           "%d refinement rounds %.1f s",
+           nlist, t1 - t0, t2 - t1, spare ? "AMX int8" : "float32 sgemm", t3 - t2,
+           refine_rounds, mf_now() - t3);
     mf_knn_free(wide);
     return rc;
 }

@@ -24,8 +24,7 @@
 
 mf_knn_params mf_knn_default_params(void)
 {
-    return (mf_knn_params){.k = 30, .batch = 8192, .exact_below = 50000,
-                           .recall_sample = 1000};
+    return (mf_knn_params){.k = 30, .batch = 8192, .exact_below = 50000, .recall_sample = 1000};
 }
 
 void mf_knn_normalize(float *x, size_t n, int dim)
@@ -87,8 +86,10 @@ int mf_knn_from_arrays(mf_knn_graph **out, size_t n, int k, const int64_t *nbr,
         return rc;
     for (size_t i = 0; i < n * (size_t)k; i++) {
         if (nbr[i] < -1 || nbr[i] >= (int64_t)n)
-            return mf_knn_free(g), mf_set_error(MF_ERR_ARG, "kNN graph: neighbour %lld of "
-                                                "row %zu out of range", (long long)nbr[i], i / k);
+            return mf_knn_free(g), mf_set_error(MF_ERR_ARG,
+                                                "kNN graph: neighbour %lld of "
+                                                "row %zu out of range",
+                                                (long long)nbr[i], i / k);
         g->nbr[i] = nbr[i];
         g->sim[i] = nbr[i] < 0 ? -2.0f : sim[i];
     }
@@ -109,8 +110,7 @@ void mf_knn_fingerprint(char out[64], size_t n, int dim, const float *magnitude)
 #ifdef MF_HAVE_FAISS
 
 /* Copy the first k results that are not the query itself into the graph row. */
-static void store_row(mf_knn_graph *g, size_t row, const idx_t *lab, const float *dist,
-                      int kk)
+static void store_row(mf_knn_graph *g, size_t row, const idx_t *lab, const float *dist, int kk)
 {
     int64_t *nb = g->nbr + row * (size_t)g->k;
     float *sm = g->sim + row * (size_t)g->k;
@@ -177,8 +177,8 @@ static int set_search_params(FaissIndex *idx, const char *factory, const mf_knn_
 }
 
 /* Search rows [0,n) of x in batches into g. */
-static int search_all(const FaissIndex *idx, const float *x, size_t n, int dim,
-                      mf_knn_graph *g, size_t batch)
+static int search_all(const FaissIndex *idx, const float *x, size_t n, int dim, mf_knn_graph *g,
+                      size_t batch)
 {
     int kk = g->k + 1;
     idx_t *lab = malloc(batch * kk * sizeof *lab);
@@ -225,8 +225,8 @@ static void merge_topk(int64_t *an, float *as, const idx_t *bn, const float *bs,
 
 /* recall@k of g on m strided query rows, against an exact scan of x in blocks (each
  * block is a temporary flat index: no second full copy of the data). */
-static int measure_recall(const float *x, size_t n, int dim, const mf_knn_graph *g,
-                          size_t m, double *recall)
+static int measure_recall(const float *x, size_t n, int dim, const mf_knn_graph *g, size_t m,
+                          double *recall)
 {
     int k = g->k, rc = 0;
     if (k > 511)
@@ -283,8 +283,8 @@ static int measure_recall(const float *x, size_t n, int dim, const mf_knn_graph 
 }
 
 /* Build, fill and free a FAISS index of x; t_trained/t_added: when those steps ended. */
-static int faiss_search_graph(mf_knn_graph *g, const char *factory, const float *x,
-                              size_t n, int dim, const mf_knn_params *p, double *t_trained,
+static int faiss_search_graph(mf_knn_graph *g, const char *factory, const float *x, size_t n,
+                              int dim, const mf_knn_params *p, double *t_trained,
                               double *t_added)
 {
     FaissIndex *idx = NULL;
@@ -304,16 +304,16 @@ static int faiss_search_graph(mf_knn_graph *g, const char *factory, const float 
     return rc;
 }
 
-int mf_knn_build(mf_knn_graph **out, const float *x, size_t n, int dim,
-                 const mf_knn_params *p, mf_knn_info *info)
+int mf_knn_build(mf_knn_graph **out, const float *x, size_t n, int dim, const mf_knn_params *p,
+                 mf_knn_info *info)
 {
     mf_knn_info dummy;
     if (!info)
         info = &dummy;
     memset(info, 0, sizeof *info);
     if (n < 2 || dim < 1 || p->k < 1 || (size_t)p->k >= n)
-        return mf_set_error(MF_ERR_ARG, "kNN: need k (%d) in [1, rows-1] with rows = %zu",
-                            p->k, n);
+        return mf_set_error(MF_ERR_ARG, "kNN: need k (%d) in [1, rows-1] with rows = %zu", p->k,
+                            n);
     if (n > ((size_t)1 << 40))
         return mf_set_error(MF_ERR_LIMIT, "kNN: %zu rows is beyond the limit", n);
     char factory[64];
@@ -354,11 +354,11 @@ int mf_knn_build(mf_knn_graph **out, const float *x, size_t n, int dim,
 
 #else /* !MF_HAVE_FAISS */
 
-int mf_knn_build(mf_knn_graph **out, const float *x, size_t n, int dim,
-                 const mf_knn_params *p, mf_knn_info *info)
+int mf_knn_build(mf_knn_graph **out, const float *x, size_t n, int dim, const mf_knn_params *p,
+                 mf_knn_info *info)
 {
     return mf_set_error(MF_ERR_UNSUPPORTED, "kNN: built without the FAISS C API "
-                        "(run scripts/setup.sh)");
+                                            "(run scripts/setup.sh)");
 }
 
 #endif

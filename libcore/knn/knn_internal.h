@@ -71,10 +71,7 @@ int mf_knn_group_rows(size_t n, const int32_t *probe, int per, int stride, int n
 
 /* Default lists probed: an eighth of them (at least 32). On face data at 1M rows this is
  * what reaches recall@30 0.95 after refinement (docs/CLUSTER.md). */
-static inline int mf_knn_join_nprobe(int nlist)
-{
-    return nlist / 8 > 32 ? nlist / 8 : 32;
-}
+static inline int mf_knn_join_nprobe(int nlist) { return nlist / 8 > 32 ? nlist / 8 : 32; }
 #define MF_KNN_REFINE_ROUNDS 4
 
 /* Refine (refine.c): rounds >= 1 of: every row's candidates are its row in the previous
@@ -82,8 +79,8 @@ static inline int mf_knn_join_nprobe(int nlist)
  * its first fan neighbours, all scored exactly; the best g->k go to g (in != g). Rows
  * are visited in `order` (a permutation of 0..n-1, or NULL: 0..n-1), which changes only
  * the speed. meter (may be NULL) counts rows x rounds. */
-int mf_knn_refine(mf_knn_graph *g, const mf_knn_graph *in, const float *x, int dim,
-                  int rounds, int fan, const int32_t *order, mf_knn_meter *meter);
+int mf_knn_refine(mf_knn_graph *g, const mf_knn_graph *in, const float *x, int dim, int rounds,
+                  int fan, const int32_t *order, mf_knn_meter *meter);
 #define REFINE_FAN 10
 
 /* Inner product of two float rows, vectorised. */

@@ -237,7 +237,7 @@ int mf_knn_assign_lists(const float *x, size_t n, int dim, const float *centroid
 
 /* CSR of rows grouped by key: start[nlist+1], rows[]; key(i, j) for j < per. */
 int mf_knn_group_rows(size_t n, const int32_t *probe, int per, int stride, int nlist,
-                 size_t **start_out, int32_t **rows_out)
+                      size_t **start_out, int32_t **rows_out)
 {
     size_t *start = calloc((size_t)nlist + 1, sizeof *start);
     int32_t *rows = malloc(n * (size_t)per * sizeof *rows);

@@ -124,8 +124,8 @@ static int refine_round(mf_knn_graph *out, const mf_knn_graph *in, const float *
     return failed ? mf_set_error(MF_ERR_NOMEM, "out of memory refining the kNN graph") : 0;
 }
 
-int mf_knn_refine(mf_knn_graph *g, const mf_knn_graph *in, const float *x, int dim,
-                  int rounds, int fan, const int32_t *order, mf_knn_meter *meter)
+int mf_knn_refine(mf_knn_graph *g, const mf_knn_graph *in, const float *x, int dim, int rounds,
+                  int fan, const int32_t *order, mf_knn_meter *meter)
 {
     /* Rounds alternate between g and one scratch graph, ending in g; every round rewrites
      * each row of its output, so neither needs clearing. */

@@ -80,8 +80,8 @@ static double entropy_of_counts(const uint64_t *cnt, size_t k, double n)
 static double f_of(double p, double r) { return p + r > 0 ? 2 * p * r / (p + r) : 0; }
 
 /* Fill out from dense ids t (kt groups) and p (kp groups). */
-static int metrics_dense(size_t n, const int64_t *t, int64_t kt, const int64_t *p,
-                         int64_t kp, mf_cluster_metrics *out)
+static int metrics_dense(size_t n, const int64_t *t, int64_t kt, const int64_t *p, int64_t kp,
+                         mf_cluster_metrics *out)
 {
     uint64_t *a = calloc((size_t)kt, sizeof *a), *b = calloc((size_t)kp, sizeof *b);
     uint64_t *keys = malloc(n * sizeof *keys);
@@ -144,7 +144,8 @@ int mf_metrics_compute(size_t n, const int64_t *truth, const int64_t *pred,
         return mf_set_error(MF_ERR_NOMEM, "out of memory for metrics over %zu rows", n);
     }
     int rc;
-    int64_t kt = mf_labels_densify(n, truth, t), kp = kt < 0 ? kt : mf_labels_densify(n, pred, p);
+    int64_t kt = mf_labels_densify(n, truth, t),
+            kp = kt < 0 ? kt : mf_labels_densify(n, pred, p);
     if (kt < 0 || kp < 0)
         rc = (int)(kt < 0 ? kt : kp);
     else

@@ -54,10 +54,14 @@ static float *take(float *arena, size_t *at, size_t n)
 static void conv_layout(mf_conv *c, float *arena, size_t *at, int cin, int cout, int ksize,
                         int stride, int has_bn_in, int has_prelu)
 {
-    *c = (mf_conv){.cin = cin, .cout = cout, .ksize = ksize, .stride = stride,
+    *c = (mf_conv){.cin = cin,
+                   .cout = cout,
+                   .ksize = ksize,
+                   .stride = stride,
                    .winograd = use_winograd(cin, ksize, stride)};
-    c->w = take(arena, at, c->winograd ? MF_WINO_E * mf_pack_a_size(cout, cin)
-                                       : mf_pack_a_size(cout, cin * ksize * ksize));
+    c->w = take(arena, at,
+                c->winograd ? MF_WINO_E * mf_pack_a_size(cout, cin)
+                            : mf_pack_a_size(cout, cin * ksize * ksize));
     c->bias = take(arena, at, cout);
     c->in_a = has_bn_in ? take(arena, at, cin) : NULL;
     c->in_b = has_bn_in ? take(arena, at, cin) : NULL;
@@ -92,9 +96,10 @@ int mf_iresnet_alloc(struct mf_model *m)
     int standard = m->stem == 64 && m->widths[0] == 64 && m->widths[1] == 128 &&
                    m->widths[2] == 256 && m->widths[3] == 512 && m->dim == 512;
     if (!known)
-        return mf_set_error(MF_ERR_SCHEMA, "stage blocks %d,%d,%d,%d match no iResNet "
-                            "(18/34/50/100)", m->blocks[0], m->blocks[1], m->blocks[2],
-                            m->blocks[3]);
+        return mf_set_error(MF_ERR_SCHEMA,
+                            "stage blocks %d,%d,%d,%d match no iResNet "
+                            "(18/34/50/100)",
+                            m->blocks[0], m->blocks[1], m->blocks[2], m->blocks[3]);
     if (standard)
         snprintf(m->arch, sizeof m->arch, "%s", known);
     else
@@ -266,8 +271,10 @@ static int detect(struct mf_model *m, const mf_checkpoint *ck, const char *file)
 {
     char key[64];
     if ((m->stem = (int)dim0(ck, "conv1.weight", 4)) < 0)
-        return mf_set_error(MF_ERR_SCHEMA, "%s: not an iResNet backbone: no usable tensor "
-                            "'conv1.weight' among %zu tensors", file, ck->count);
+        return mf_set_error(MF_ERR_SCHEMA,
+                            "%s: not an iResNet backbone: no usable tensor "
+                            "'conv1.weight' among %zu tensors",
+                            file, ck->count);
     for (int s = 0; s < 4; s++) {
         m->blocks[s] = 0;
         for (;; m->blocks[s]++) {
@@ -291,11 +298,15 @@ int mf_iresnet_check_arch(const struct mf_model *m, size_t tensors, const char *
         return 0;
     for (size_t i = 0; i < N_ARCHS; i++)
         if (!strcmp(known_archs[i].name, expect))
-            return mf_set_error(MF_ERR_MISMATCH, "%s: checkpoint has %zu backbone tensors "
-                                "(%s), expected %zu (%s)", file, tensors, m->arch,
+            return mf_set_error(MF_ERR_MISMATCH,
+                                "%s: checkpoint has %zu backbone tensors "
+                                "(%s), expected %zu (%s)",
+                                file, tensors, m->arch,
                                 mf_iresnet_tensor_count(known_archs[i].blocks), expect);
-    return mf_set_error(MF_ERR_ARG, "unknown architecture '%s' (iresnet18, iresnet34, "
-                        "iresnet50 or iresnet100)", expect);
+    return mf_set_error(MF_ERR_ARG,
+                        "unknown architecture '%s' (iresnet18, iresnet34, "
+                        "iresnet50 or iresnet100)",
+                        expect);
 }
 
 static int build(struct mf_model *m, const mf_checkpoint *ck, const char *file)

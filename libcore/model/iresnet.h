@@ -10,11 +10,11 @@
 /* A convolution with its following BatchNorm folded in: out = conv(in; w) + bias. */
 typedef struct mf_conv {
     int cin, cout, ksize, stride;
-    int winograd;          /* 3x3 stride 1: w holds the 16 Winograd matrices */
-    float *w;              /* packed, see nn.h: (cout, cin*k*k) or 36 x (cout, cin) */
-    float *bias;           /* (cout) */
-    float *in_a, *in_b;    /* (cin) BatchNorm on the input inside the padding, or NULL */
-    float *prelu;          /* (cout) slopes, or NULL */
+    int winograd;       /* 3x3 stride 1: w holds the 16 Winograd matrices */
+    float *w;           /* packed, see nn.h: (cout, cin*k*k) or 36 x (cout, cin) */
+    float *bias;        /* (cout) */
+    float *in_a, *in_b; /* (cin) BatchNorm on the input inside the padding, or NULL */
+    float *prelu;       /* (cout) slopes, or NULL */
 } mf_conv;
 
 typedef struct mf_block {
@@ -27,10 +27,10 @@ struct mf_model {
     size_t params, tensors;
     mf_conv stem_conv;
     int nblocks;
-    mf_block *block;           /* nblocks */
-    float *fc_w;               /* packed (dim, widths[3]*49), head bn2 and features folded */
-    float *fc_b;               /* (dim) */
-    float *arena;              /* every weight above, one allocation (native file dataset) */
+    mf_block *block; /* nblocks */
+    float *fc_w;     /* packed (dim, widths[3]*49), head bn2 and features folded */
+    float *fc_b;     /* (dim) */
+    float *arena;    /* every weight above, one allocation (native file dataset) */
     size_t arena_floats;
 };
 

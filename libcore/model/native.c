@@ -96,8 +96,8 @@ static int get_ints(hid_t obj, const char *name, long long *v, int n)
     if (H5Aexists(obj, name) <= 0)
         return -1;
     hid_t a = H5Aopen(obj, name, H5P_DEFAULT), sp = H5Aget_space(a);
-    int rc = H5Sget_simple_extent_npoints(sp) == n &&
-             H5Aread(a, H5T_NATIVE_LLONG, v) >= 0 ? 0 : -1;
+    int rc =
+        H5Sget_simple_extent_npoints(sp) == n && H5Aread(a, H5T_NATIVE_LLONG, v) >= 0 ? 0 : -1;
     H5Sclose(sp), H5Aclose(a);
     return rc;
 }
@@ -113,16 +113,17 @@ static int write_native(const mf_model *m, const char *path)
     long long one[4] = {m->stem, m->dim, (long long)m->params, (long long)m->tensors};
     for (int i = 0; i < 4; i++)
         blocks[i] = m->blocks[i], widths[i] = m->widths[i];
-    int bad = put_str(f, "mf_format", NATIVE_FORMAT) | put_ints(f, "mf_format_version", &ver, 1) |
-              put_str(f, "arch", m->arch) | put_str(f, "model", m->name) |
-              put_str(f, "source_sha256", m->sha256) | put_str(f, "preprocess", m->preprocess) |
-              put_ints(f, "blocks", blocks, 4) | put_ints(f, "widths", widths, 4) |
-              put_ints(f, "stem", &one[0], 1) | put_ints(f, "dim", &one[1], 1) |
-              put_ints(f, "params", &one[2], 1) | put_ints(f, "tensors", &one[3], 1) |
-              put_ints(f, "kernel_rows", &mr, 1);
+    int bad = put_str(f, "mf_format", NATIVE_FORMAT) |
+              put_ints(f, "mf_format_version", &ver, 1) | put_str(f, "arch", m->arch) |
+              put_str(f, "model", m->name) | put_str(f, "source_sha256", m->sha256) |
+              put_str(f, "preprocess", m->preprocess) | put_ints(f, "blocks", blocks, 4) |
+              put_ints(f, "widths", widths, 4) | put_ints(f, "stem", &one[0], 1) |
+              put_ints(f, "dim", &one[1], 1) | put_ints(f, "params", &one[2], 1) |
+              put_ints(f, "tensors", &one[3], 1) | put_ints(f, "kernel_rows", &mr, 1);
     hsize_t dims[1] = {m->arena_floats};
     hid_t sp = H5Screate_simple(1, dims, NULL);
-    hid_t d = H5Dcreate2(f, "weights", H5T_IEEE_F32LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t d =
+        H5Dcreate2(f, "weights", H5T_IEEE_F32LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     bad |= d < 0 || H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, m->arena) < 0;
     H5Dclose(d), H5Sclose(sp);
     bad |= H5Fclose(f) < 0;
@@ -157,7 +158,8 @@ static int read_native(struct mf_model *m, hid_t f, const char *path)
     if (get_ints(f, "mf_format_version", &ver, 1) < 0 || ver != NATIVE_VERSION)
         return mf_set_error(MF_ERR_UNSUPPORTED, "%s: unsupported native model version", path);
     if (get_ints(f, "kernel_rows", &mr, 1) < 0 || mr != MF_MR)
-        return mf_set_error(MF_ERR_UNSUPPORTED, "%s: weights packed for %lld-row kernels, this "
+        return mf_set_error(MF_ERR_UNSUPPORTED,
+                            "%s: weights packed for %lld-row kernels, this "
                             "build uses %d (AVX-512 vs AVX2): convert the checkpoint again",
                             path, mr, MF_MR);
     if (get_ints(f, "blocks", blocks, 4) < 0 || get_ints(f, "widths", widths, 4) < 0 ||
@@ -167,8 +169,10 @@ static int read_native(struct mf_model *m, hid_t f, const char *path)
         return mf_set_error(MF_ERR_FORMAT, "%s: native model lacks its shape attributes", path);
     for (int i = 0; i < 4; i++) {
         if (blocks[i] < 1 || blocks[i] > 64 || widths[i] < 1 || widths[i] > 4096)
-            return mf_set_error(MF_ERR_FORMAT, "%s: implausible stage %d (%lld blocks, width "
-                                "%lld)", path, i + 1, blocks[i], widths[i]);
+            return mf_set_error(MF_ERR_FORMAT,
+                                "%s: implausible stage %d (%lld blocks, width "
+                                "%lld)",
+                                path, i + 1, blocks[i], widths[i]);
         m->blocks[i] = (int)blocks[i], m->widths[i] = (int)widths[i];
     }
     if (v[0] < 1 || v[0] > 4096 || v[1] < 1 || v[1] > 65536 || v[2] < 0 || v[3] < 0)
@@ -180,7 +184,9 @@ static int read_native(struct mf_model *m, hid_t f, const char *path)
     hid_t d = H5Dopen2(f, "weights", H5P_DEFAULT), sp = d < 0 ? -1 : H5Dget_space(d);
     hssize_t n = sp < 0 ? -1 : H5Sget_simple_extent_npoints(sp);
     rc = n == (hssize_t)m->arena_floats &&
-         H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, m->arena) >= 0 ? 0 : -1;
+                 H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, m->arena) >= 0
+             ? 0
+             : -1;
     if (sp >= 0)
         H5Sclose(sp);
     if (d >= 0)
@@ -216,7 +222,8 @@ static herr_t dump_one(hid_t g, const char *name, const H5L_info_t *info, void *
         H5Sget_simple_extent_dims(sp, dims, NULL);
         for (int i = 0; i < nd; i++)
             numel = dims[i] > MAX_TENSOR_FLOATS || numel * dims[i] > MAX_TENSOR_FLOATS
-                        ? MAX_TENSOR_FLOATS + 1 : numel * dims[i];
+                        ? MAX_TENSOR_FLOATS + 1
+                        : numel * dims[i];
         if (numel > MAX_TENSOR_FLOATS)
             du->rc = mf_set_error(MF_ERR_LIMIT, "%s: tensor '%s' too large", du->path, name);
     }
@@ -230,7 +237,9 @@ static herr_t dump_one(hid_t g, const char *name, const H5L_info_t *info, void *
     }
     if (du->rc == 0) {
         mf_tensor *t = &du->ck->tensors[du->ck->count];
-        *t = (mf_tensor){.name = strdup(name), .ndim = nd, .numel = numel,
+        *t = (mf_tensor){.name = strdup(name),
+                         .ndim = nd,
+                         .numel = numel,
                          .data = malloc((numel ? numel : 1) * sizeof(float)),
                          .is_int = cls == H5T_INTEGER};
         for (int i = 0; i < nd; i++)
@@ -269,8 +278,8 @@ int mf_iresnet_load_group(mf_checkpoint **out, const char *path, const char *gro
     if (!du.ck)
         du.rc = mf_set_error(MF_ERR_NOMEM, "%s: out of memory", path);
     else if (g < 0)
-        du.rc = mf_set_error(MF_ERR_SCHEMA, "%s: neither a native model nor a /%s dump",
-                             path, group);
+        du.rc = mf_set_error(MF_ERR_SCHEMA, "%s: neither a native model nor a /%s dump", path,
+                             group);
     else if (H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, NULL, dump_one, &du) < 0 && !du.rc)
         du.rc = mf_set_error(MF_ERR_FORMAT, "%s: cannot list /tensors", path);
     if (g >= 0)

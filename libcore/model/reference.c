@@ -65,8 +65,8 @@ static int conv(float *out, const float *in, const float *w, int cin, int cout, 
     return ho;
 }
 
-static int block(const mf_checkpoint *ck, const char *p, float *x, float *t, float *u, float *sc,
-                 int cin, int cout, int h, int stride)
+static int block(const mf_checkpoint *ck, const char *p, float *x, float *t, float *u,
+                 float *sc, int cin, int cout, int h, int stride)
 {
     char k[96];
     memcpy(t, x, (size_t)cin * h * h * sizeof *t);

@@ -11,10 +11,10 @@
 struct mf_runner {
     const mf_model *m;
     int max_batch, threads;
-    float *buf[3];   /* activations, each buf_floats: block input, conv1 output, output */
+    float *buf[3]; /* activations, each buf_floats: block input, conv1 output, output */
     size_t buf_floats;
-    float *scratch;  /* per-thread packing / Winograd space, the largest layer's need */
-    float *flat;     /* (max_batch, widths[3]*49) head input */
+    float *scratch; /* per-thread packing / Winograd space, the largest layer's need */
+    float *flat;    /* (max_batch, widths[3]*49) head input */
 };
 
 static mf_conv_shape shape_of(const mf_conv *c, int n, int h)
@@ -65,8 +65,10 @@ int mf_runner_new(mf_runner **out, const mf_model *m, int max_batch, int threads
     float *mem = aligned_alloc(64, total * sizeof(float));
     if (!mem) {
         free(r);
-        return mf_set_error(MF_ERR_NOMEM, "runner: out of memory for %zu MB of scratch "
-                            "(batch %d)", total * sizeof(float) >> 20, max_batch);
+        return mf_set_error(MF_ERR_NOMEM,
+                            "runner: out of memory for %zu MB of scratch "
+                            "(batch %d)",
+                            total * sizeof(float) >> 20, max_batch);
     }
     for (int i = 0; i < 3; i++)
         r->buf[i] = mem + i * r->buf_floats;
@@ -84,8 +86,8 @@ void mf_runner_free(mf_runner *r)
     free(r);
 }
 
-static void run_conv(const mf_runner *r, const mf_conv *c, float *out, const float *in,
-                     int n, int h, const float *residual)
+static void run_conv(const mf_runner *r, const mf_conv *c, float *out, const float *in, int n,
+                     int h, const float *residual)
 {
     mf_conv_shape s = shape_of(c, n, h);
     mf_epilogue ep = {c->bias, c->prelu, residual};
@@ -135,7 +137,7 @@ static void head(mf_runner *r, int n, const float *x, float *features, float *ma
 {
     const mf_model *m = r->m;
     int c = m->widths[3];
-    for (int ch = 0; ch < c; ch++)  /* CNHW -> per image c*49 + h*7 + w */
+    for (int ch = 0; ch < c; ch++) /* CNHW -> per image c*49 + h*7 + w */
         for (int i = 0; i < n; i++)
             memcpy(r->flat + ((size_t)i * c + ch) * 49, x + ((size_t)ch * n + i) * 49,
                    49 * sizeof(float));
@@ -168,8 +170,10 @@ int mf_runner_forward(mf_runner *r, int n, int height, int width, const uint8_t 
                       float *features, float *magnitudes)
 {
     if (height != MF_MODEL_INPUT || width != MF_MODEL_INPUT)
-        return mf_set_error(MF_ERR_ARG, "input is %dx%d, the network takes aligned "
-                            "112x112 faces", width, height);
+        return mf_set_error(MF_ERR_ARG,
+                            "input is %dx%d, the network takes aligned "
+                            "112x112 faces",
+                            width, height);
     if (check_batch(r, n) < 0)
         return MF_ERR_ARG;
     const size_t px = MF_MODEL_INPUT * MF_MODEL_INPUT;

@@ -48,7 +48,8 @@ static inline float finish(float y, int k, const mf_epilogue *ep, size_t idx)
 static void pack_columns(float *restrict b, const float *restrict in, const mf_conv_shape *s,
                          size_t t0, int nt)
 {
-    int oh = mf_conv_out(s->h, s->ksize, s->stride), ow = mf_conv_out(s->w, s->ksize, s->stride);
+    int oh = mf_conv_out(s->h, s->ksize, s->stride),
+        ow = mf_conv_out(s->w, s->ksize, s->stride);
     int pad = s->ksize / 2, taps = s->ksize * s->ksize;
     size_t plane = (size_t)s->n * s->h * s->w;
     int32_t idx[9][MF_NR];
@@ -110,9 +111,12 @@ void mf_conv_im2col(float *out, const float *in, const float *wp, const mf_conv_
 /* U for every (k, c), computed in double and rounded once. */
 void mf_winograd_weights(float *dst, const float *g, int k, int c)
 {
-    static const double G[6][3] = {{1 / 4., 0, 0},          {-1 / 6., -1 / 6., -1 / 6.},
-                                   {-1 / 6., 1 / 6., -1 / 6.}, {1 / 24., 1 / 12., 1 / 6.},
-                                   {1 / 24., -1 / 12., 1 / 6.}, {0, 0, 1}};
+    static const double G[6][3] = {{1 / 4., 0, 0},
+                                   {-1 / 6., -1 / 6., -1 / 6.},
+                                   {-1 / 6., 1 / 6., -1 / 6.},
+                                   {1 / 24., 1 / 12., 1 / 6.},
+                                   {1 / 24., -1 / 12., 1 / 6.},
+                                   {0, 0, 1}};
     size_t one = mf_pack_a_size(k, c);
     memset(dst, 0, MF_WINO_E * one * sizeof(float));
     for (int ko = 0; ko < k; ko++)
@@ -126,7 +130,8 @@ void mf_winograd_weights(float *dst, const float *g, int k, int c)
             for (int i = 0; i < 6; i++)
                 for (int j = 0; j < 6; j++)
                     dst[(size_t)(i * 6 + j) * one + at] =
-                        (float)(tmp[i][0] * G[j][0] + tmp[i][1] * G[j][1] + tmp[i][2] * G[j][2]);
+                        (float)(tmp[i][0] * G[j][0] + tmp[i][1] * G[j][1] +
+                                tmp[i][2] * G[j][2]);
         }
 }
 
@@ -137,7 +142,9 @@ typedef struct wino_task {
     const mf_conv_shape *s;
     int tw, tpi, panels, lanes, nt, kp, nseg;
     size_t t0;
-    struct { int n, ty, tx0, len, lane0; } seg[MAX_LANES];
+    struct {
+        int n, ty, tx0, len, lane0;
+    } seg[MAX_LANES];
 } wino_task;
 
 static void wino_segments(wino_task *w)
@@ -146,7 +153,8 @@ static void wino_segments(wino_task *w)
     for (int l = 0; l < w->nt;) {
         size_t t = w->t0 + l, r = t % w->tpi;
         int tx0 = (int)(r % w->tw), len = w->tw - tx0 < w->nt - l ? w->tw - tx0 : w->nt - l;
-        w->seg[w->nseg++] = (typeof(w->seg[0])){(int)(t / w->tpi), (int)(r / w->tw), tx0, len, l};
+        w->seg[w->nseg++] =
+            (typeof(w->seg[0])){(int)(t / w->tpi), (int)(r / w->tw), tx0, len, l};
         l += len;
     }
 }
@@ -177,20 +185,20 @@ static void wino_rows(float (*restrict d)[ROW], const float *restrict src,
 }
 
 /* v (6 values, stride st) = B^T applied to d0..d5 */
-#define BT6(o, st, d0, d1, d2, d3, d4, d5)                                                  \
-    do {                                                                                    \
-        (o)[0] = 4 * (d0) - 5 * (d2) + (d4), (o)[(st)] = (d3) + (d4) - 4 * ((d1) + (d2));   \
-        (o)[2 * (st)] = 4 * ((d1) - (d2)) + (d4) - (d3);                                    \
-        (o)[3 * (st)] = 2 * ((d3) - (d1)) + (d4) - (d2);                                    \
-        (o)[4 * (st)] = 2 * ((d1) - (d3)) + (d4) - (d2);                                    \
-        (o)[5 * (st)] = 4 * (d1) - 5 * (d3) + (d5);                                         \
+#define BT6(o, st, d0, d1, d2, d3, d4, d5)                                                     \
+    do {                                                                                       \
+        (o)[0] = 4 * (d0)-5 * (d2) + (d4), (o)[(st)] = (d3) + (d4)-4 * ((d1) + (d2));          \
+        (o)[2 * (st)] = 4 * ((d1) - (d2)) + (d4) - (d3);                                       \
+        (o)[3 * (st)] = 2 * ((d3) - (d1)) + (d4) - (d2);                                       \
+        (o)[4 * (st)] = 2 * ((d1) - (d3)) + (d4) - (d2);                                       \
+        (o)[5 * (st)] = 4 * (d1)-5 * (d3) + (d5);                                              \
     } while (0)
 
-#define BT6_COL(d, p)                                                                       \
-    do {                                                                                    \
-        float d0 = d[0][p], d1 = d[1][p], d2 = d[2][p], d3 = d[3][p], d4 = d[4][p];          \
-        float d5 = d[5][p];                                                                 \
-        BT6(&d[0][p], ROW, d0, d1, d2, d3, d4, d5);                                         \
+#define BT6_COL(d, p)                                                                          \
+    do {                                                                                       \
+        float d0 = d[0][p], d1 = d[1][p], d2 = d[2][p], d3 = d[3][p], d4 = d[4][p];            \
+        float d5 = d[5][p];                                                                    \
+        BT6(&d[0][p], ROW, d0, d1, d2, d3, d4, d5);                                            \
     } while (0)
 
 /* q[f][j] = u[4j + f]: 4x4 transposes of consecutive groups of four columns. */
@@ -251,11 +259,11 @@ static void wino_input(float *v, const float *in, const wino_task *w, const floa
 }
 
 /* y (4 values, stride st) = A^T applied to m0..m5 */
-#define AT6(y, st, m0, m1, m2, m3, m4, m5)                                                  \
-    do {                                                                                    \
-        float s12 = (m1) + (m2), d12 = (m1) - (m2), s34 = (m3) + (m4), d34 = (m3) - (m4);   \
-        (y)[0] = (m0) + s12 + s34, (y)[(st)] = d12 + 2 * d34;                               \
-        (y)[2 * (st)] = s12 + 4 * s34, (y)[3 * (st)] = d12 + 8 * d34 + (m5);                \
+#define AT6(y, st, m0, m1, m2, m3, m4, m5)                                                     \
+    do {                                                                                       \
+        float s12 = (m1) + (m2), d12 = (m1) - (m2), s34 = (m3) + (m4), d34 = (m3) - (m4);      \
+        (y)[0] = (m0) + s12 + s34, (y)[(st)] = d12 + 2 * d34;                                  \
+        (y)[2 * (st)] = s12 + 4 * s34, (y)[3 * (st)] = d12 + 8 * d34 + (m5);                   \
     } while (0)
 
 /* o[x] = y[x%4][l0 + x/4] (+ res[x]) for x < cols: 4x4 transposes back to pixels. */
@@ -268,8 +276,10 @@ static void put_row(float *o, const float *res, float (*y)[MAX_LANES], int l0, i
         __m128 c = _mm_loadu_ps(y[2] + l), d = _mm_loadu_ps(y[3] + l);
         _MM_TRANSPOSE4_PS(a, b, c, d);
         if (res) {
-            a = _mm_add_ps(a, _mm_loadu_ps(res + x)), b = _mm_add_ps(b, _mm_loadu_ps(res + x + 4));
-            c = _mm_add_ps(c, _mm_loadu_ps(res + x + 8)), d = _mm_add_ps(d, _mm_loadu_ps(res + x + 12));
+            a = _mm_add_ps(a, _mm_loadu_ps(res + x)),
+            b = _mm_add_ps(b, _mm_loadu_ps(res + x + 4));
+            c = _mm_add_ps(c, _mm_loadu_ps(res + x + 8)),
+            d = _mm_add_ps(d, _mm_loadu_ps(res + x + 12));
         }
         _mm_storeu_ps(o + x, a), _mm_storeu_ps(o + x + 4, b);
         _mm_storeu_ps(o + x + 8, c), _mm_storeu_ps(o + x + 12, d);
@@ -334,7 +344,8 @@ void mf_conv_winograd(float *out, const float *in, const float *wp, const mf_con
 #pragma omp parallel num_threads(threads)
     {
         float *v = scratch + (size_t)omp_get_thread_num() * (vsize + msize), *m = v + vsize;
-        wino_task w = {.s = s, .tw = tw, .tpi = tpi, .panels = panels, .lanes = lanes, .kp = kp};
+        wino_task w = {
+            .s = s, .tw = tw, .tpi = tpi, .panels = panels, .lanes = lanes, .kp = kp};
 #pragma omp for schedule(dynamic, 1)
         for (long task = 0; task < ttasks * kchunks; task++) {
             int ka = (int)(task % kchunks) * kstep, kb = ka + kstep < kp ? ka + kstep : kp;

@@ -72,10 +72,7 @@ void mf_pack_a(float *dst, const float *a, int m, int depth)
                 *dst++ = i0 + r < m ? a[(size_t)(i0 + r) * depth + p] : 0.0f;
 }
 
-size_t mf_fc_scratch_size(int n, int depth)
-{
-    return (size_t)depth * MF_NR;
-}
+size_t mf_fc_scratch_size(int n, int depth) { return (size_t)depth * MF_NR; }
 
 /* Images become the columns of one B panel (up to 24 at a time); threads split the
  * output rows, so each reads a disjoint part of the (large) weight matrix once. */
@@ -86,7 +83,8 @@ void mf_fc(float *out, const float *in, const float *ap, const float *bias, int 
         int nc = n - n0 < MF_NR ? n - n0 : MF_NR;
         for (int p = 0; p < depth; p++)
             for (int j = 0; j < MF_NR; j++)
-                scratch[(size_t)p * MF_NR + j] = j < nc ? in[(size_t)(n0 + j) * depth + p] : 0.0f;
+                scratch[(size_t)p * MF_NR + j] =
+                    j < nc ? in[(size_t)(n0 + j) * depth + p] : 0.0f;
         int panels = (m + MF_MR - 1) / MF_MR;
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 4)
         for (int i = 0; i < panels; i++) {

@@ -26,8 +26,8 @@
 #include <stddef.h>
 
 #ifdef __AVX512F__
-#define MF_MR 8   /* rows of the micro-kernel (output channels) */
-#define MF_NR 32  /* columns of the micro-kernel (pixels / tiles / images) */
+#define MF_MR 8  /* rows of the micro-kernel (output channels) */
+#define MF_NR 32 /* columns of the micro-kernel (pixels / tiles / images) */
 #else
 #define MF_MR 4
 #define MF_NR 24

@@ -49,9 +49,11 @@ static char *idx_path_for(const char *rec)
 {
     size_t n = strlen(rec);
     char *p = malloc(n + 5);
-    if (!p) return NULL;
+    if (!p)
+        return NULL;
     memcpy(p, rec, n + 1);
-    if (n >= 4 && !strcmp(rec + n - 4, ".rec")) n -= 4;
+    if (n >= 4 && !strcmp(rec + n - 4, ".rec"))
+        n -= 4;
     memcpy(p + n, ".idx", 5);
     return p;
 }
@@ -60,17 +62,19 @@ static char *idx_path_for(const char *rec)
 static int load_index(mf_recordio_reader *r, const char *idx_path)
 {
     FILE *f = fopen(idx_path, "r");
-    if (!f) return 0;
+    if (!f)
+        return 0;
     size_t cap = 0;
     char line[128];
     long long key;
     unsigned long long off;
     int rc = 0;
     for (size_t lineno = 1; fgets(line, sizeof line, f); lineno++) {
-        if (line[0] == '\n' || line[0] == '\0') continue;
+        if (line[0] == '\n' || line[0] == '\0')
+            continue;
         if (sscanf(line, "%lld\t%llu", &key, &off) != 2) {
-            rc = mf_set_error(MF_ERR_FORMAT, "'%s' line %zu: expected 'key<TAB>offset'", idx_path,
-                              lineno);
+            rc = mf_set_error(MF_ERR_FORMAT, "'%s' line %zu: expected 'key<TAB>offset'",
+                              idx_path, lineno);
             break;
         }
         if (r->n_idx == cap) {
@@ -85,9 +89,11 @@ static int load_index(mf_recordio_reader *r, const char *idx_path)
         r->by_offset[r->n_idx++] = (idx_entry){.offset = off, .key = key};
     }
     fclose(f);
-    if (rc < 0 || r->n_idx == 0) return rc;
+    if (rc < 0 || r->n_idx == 0)
+        return rc;
     r->by_key = malloc(r->n_idx * sizeof *r->by_key);
-    if (!r->by_key) return mf_set_error(MF_ERR_NOMEM, "out of memory reading '%s'", idx_path);
+    if (!r->by_key)
+        return mf_set_error(MF_ERR_NOMEM, "out of memory reading '%s'", idx_path);
     memcpy(r->by_key, r->by_offset, r->n_idx * sizeof *r->by_key);
     qsort(r->by_offset, r->n_idx, sizeof *r->by_offset, cmp_offset);
     qsort(r->by_key, r->n_idx, sizeof *r->by_key, cmp_key);
@@ -98,7 +104,8 @@ int mf_recordio_open(mf_recordio_reader **out, const char *rec_path, size_t max_
 {
     *out = NULL;
     mf_recordio_reader *r = calloc(1, sizeof *r);
-    if (!r) return mf_set_error(MF_ERR_NOMEM, "out of memory");
+    if (!r)
+        return mf_set_error(MF_ERR_NOMEM, "out of memory");
     r->max = max_record ? max_record : MF_RECORDIO_MAX_DEFAULT;
     r->path = strdup(rec_path);
     char *idx = idx_path_for(rec_path);
@@ -123,8 +130,10 @@ int mf_recordio_open(mf_recordio_reader **out, const char *rec_path, size_t max_
 
 void mf_recordio_close(mf_recordio_reader *r)
 {
-    if (!r) return;
-    if (r->f) fclose(r->f);
+    if (!r)
+        return;
+    if (r->f)
+        fclose(r->f);
     free(r->path);
     free(r->buf);
     free(r->by_offset);
@@ -140,7 +149,8 @@ int64_t mf_recordio_index_key(const mf_recordio_reader *r, size_t i)
 
 static int64_t key_at(const mf_recordio_reader *r, uint64_t offset)
 {
-    if (!r->n_idx) return r->ordinal;
+    if (!r->n_idx)
+        return r->ordinal;
     idx_entry probe = {.offset = offset};
     const idx_entry *e = bsearch(&probe, r->by_offset, r->n_idx, sizeof probe, cmp_offset);
     return e ? e->key : -1;
@@ -161,11 +171,14 @@ static int read_at(mf_recordio_reader *r, uint64_t at, void *dst, size_t n)
 
 static int grow(mf_recordio_reader *r, size_t need)
 {
-    if (need <= r->cap) return 0;
+    if (need <= r->cap)
+        return 0;
     size_t cap = r->cap ? r->cap : 65536;
-    while (cap < need) cap *= 2;
+    while (cap < need)
+        cap *= 2;
     uint8_t *b = realloc(r->buf, cap);
-    if (!b) return mf_set_error(MF_ERR_NOMEM, "out of memory for a %zu-byte record", need);
+    if (!b)
+        return mf_set_error(MF_ERR_NOMEM, "out of memory for a %zu-byte record", need);
     r->buf = b;
     r->cap = cap;
     return 0;
@@ -178,25 +191,33 @@ static int read_parts(mf_recordio_reader *r, int load, size_t *size, int *too_bi
     size_t total = 0;
     for (int part = 0;; part++) {
         uint8_t h[8];
-        if (at + 8 > r->file_size) return stop(r, "truncated record", at);
-        if (read_at(r, at, h, 8) < 0) return MF_ERR_FORMAT;
-        if (rd32(h) != MF_RECORDIO_MAGIC) return stop(r, "bad RecordIO magic", at);
+        if (at + 8 > r->file_size)
+            return stop(r, "truncated record", at);
+        if (read_at(r, at, h, 8) < 0)
+            return MF_ERR_FORMAT;
+        if (rd32(h) != MF_RECORDIO_MAGIC)
+            return stop(r, "bad RecordIO magic", at);
         uint32_t cflag = rd32(h + 4) >> 29, len = rd32(h + 4) & ((1u << 29) - 1);
         if ((part == 0) != (cflag == 0 || cflag == 1))
             return stop(r, "bad RecordIO part sequence", at);
-        if (at + 8 + pad4(len) > r->file_size) return stop(r, "truncated record", at);
+        if (at + 8 + pad4(len) > r->file_size)
+            return stop(r, "truncated record", at);
         size_t add = (part > 0 ? 4 : 0) + (size_t)len;
-        if (total + add > r->max) *too_big = 1;
+        if (total + add > r->max)
+            *too_big = 1;
         if (load && !*too_big) {
             int rc = grow(r, total + add);
-            if (rc < 0) return rc;
-            if (part > 0) memcpy(r->buf + total, "\x0a\x23\xd7\xce", 4); /* the magic, LE */
+            if (rc < 0)
+                return rc;
+            if (part > 0)
+                memcpy(r->buf + total, "\x0a\x23\xd7\xce", 4); /* the magic, LE */
             if (len && read_at(r, at + 8, r->buf + total + (part > 0 ? 4 : 0), len) < 0)
                 return MF_ERR_FORMAT;
         }
         total += add;
         at += 8 + pad4(len);
-        if (cflag == 0 || cflag == 3) break;
+        if (cflag == 0 || cflag == 3)
+            break;
     }
     r->pos = at;
     *size = total;
@@ -205,21 +226,25 @@ static int read_parts(mf_recordio_reader *r, int load, size_t *size, int *too_bi
 
 int mf_recordio_next(mf_recordio_reader *r, mf_record *rec, int load)
 {
-    if (r->dead) return MF_ERR_FORMAT;
-    if (r->pos >= r->file_size) return 0;
+    if (r->dead)
+        return MF_ERR_FORMAT;
+    if (r->pos >= r->file_size)
+        return 0;
     memset(rec, 0, sizeof *rec);
     rec->offset = r->pos;
     rec->key = key_at(r, r->pos);
     size_t size = 0;
     int too_big = 0, rc = read_parts(r, load, &size, &too_big);
-    if (rc < 0) return rc;
+    if (rc < 0)
+        return rc;
     r->ordinal++;
     rec->size = size;
     if (too_big)
         return mf_set_error(MF_ERR_LIMIT, "record of %zu bytes exceeds the %zu MB limit", size,
                             r->max >> 20);
     rec->data = load ? r->buf : NULL;
-    if (load && size == 0) rec->data = (const uint8_t *)"";
+    if (load && size == 0)
+        rec->data = (const uint8_t *)"";
     return 1;
 }
 
@@ -250,8 +275,8 @@ int mf_recordio_read_key(mf_recordio_reader *r, int64_t key, mf_record *rec)
     r->dead = 0;
     int rc = mf_recordio_next(r, rec, 1);
     if (rc == 0)
-        return mf_set_error(MF_ERR_FORMAT, "key %lld points past the end of '%s'", (long long)key,
-                            r->path);
+        return mf_set_error(MF_ERR_FORMAT, "key %lld points past the end of '%s'",
+                            (long long)key, r->path);
     rec->key = key;
     return rc < 0 ? rc : 0;
 }
@@ -259,14 +284,17 @@ int mf_recordio_read_key(mf_recordio_reader *r, int64_t key, mf_record *rec)
 int mf_record_parse(mf_record_header *h, const uint8_t *p, size_t size)
 {
     memset(h, 0, sizeof *h);
-    if (size < 24) return mf_set_error(MF_ERR_FORMAT, "record shorter than its 24-byte header");
+    if (size < 24)
+        return mf_set_error(MF_ERR_FORMAT, "record shorter than its 24-byte header");
     h->flag = rd32(p);
     memcpy(&h->label, p + 4, 4);
     memcpy(&h->id, p + 8, 8);
     memcpy(&h->id2, p + 16, 8);
     if (h->flag > (size - 24) / 4)
-        return mf_set_error(MF_ERR_FORMAT, "record header announces %u labels, too many", h->flag);
-    for (uint32_t i = 0; i < h->flag && i < 2; i++) memcpy(&h->labels[i], p + 24 + 4 * i, 4);
+        return mf_set_error(MF_ERR_FORMAT, "record header announces %u labels, too many",
+                            h->flag);
+    for (uint32_t i = 0; i < h->flag && i < 2; i++)
+        memcpy(&h->labels[i], p + 24 + 4 * i, 4);
     size_t head = 24 + (size_t)h->flag * 4;
     h->image = p + head;
     h->image_size = size - head;
@@ -276,6 +304,7 @@ int mf_record_parse(mf_record_header *h, const uint8_t *p, size_t size)
 int64_t mf_record_class(const mf_record_header *h)
 {
     float v = h->flag > 0 ? h->labels[0] : h->label;
-    if (!(v > -9.2e18f && v < 9.2e18f)) return -1;
+    if (!(v > -9.2e18f && v < 9.2e18f))
+        return -1;
     return (int64_t)v;
 }

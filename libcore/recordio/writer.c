@@ -27,20 +27,23 @@ struct mf_recordio_writer {
 
 static void wr32(uint8_t *p, uint32_t v)
 {
-    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
 }
 
 int mf_recordio_write_record(FILE *f, const void *payload, size_t size)
 {
     if (size >= (1u << 29))
-        return mf_set_error(MF_ERR_LIMIT, "record of %zu bytes is too large for RecordIO", size);
+        return mf_set_error(MF_ERR_LIMIT, "record of %zu bytes is too large for RecordIO",
+                            size);
     const uint8_t *p = payload;
     uint8_t head[8], magic[4];
     wr32(magic, MF_RECORDIO_MAGIC);
     size_t done = 0, aligned = size & ~(size_t)3;
     int ok = 1;
     for (size_t i = 0; i < aligned; i += 4) {
-        if (memcmp(p + i, magic, 4)) continue;
+        if (memcmp(p + i, magic, 4))
+            continue;
         wr32(head, MF_RECORDIO_MAGIC);
         wr32(head + 4, (done == 0 ? 1u : 2u) << 29 | (uint32_t)(i - done));
         ok &= fwrite(head, 1, 8, f) == 8 && fwrite(p + done, 1, i - done, f) == i - done;
@@ -68,11 +71,15 @@ static char *suffixed(const char *path, const char *suffix)
 
 static void writer_free(mf_recordio_writer *w, int remove_tmp)
 {
-    if (w->rec) fclose(w->rec);
-    if (w->idx) fclose(w->idx);
+    if (w->rec)
+        fclose(w->rec);
+    if (w->idx)
+        fclose(w->idx);
     if (remove_tmp) {
-        if (w->rec_tmp) unlink(w->rec_tmp);
-        if (w->idx_tmp) unlink(w->idx_tmp);
+        if (w->rec_tmp)
+            unlink(w->rec_tmp);
+        if (w->idx_tmp)
+            unlink(w->idx_tmp);
     }
     free(w->rec_path);
     free(w->idx_path);
@@ -85,7 +92,8 @@ static void writer_free(mf_recordio_writer *w, int remove_tmp)
 
 void mf_recordio_writer_discard(mf_recordio_writer *w)
 {
-    if (w) writer_free(w, 1);
+    if (w)
+        writer_free(w, 1);
 }
 
 /* A header-only payload: flag 2, labels a and b (record 0 and identity records). */
@@ -98,11 +106,13 @@ static int write_pair(FILE *f, float a, float b)
     return mf_recordio_write_record(f, p, sizeof p);
 }
 
-int mf_recordio_writer_open(mf_recordio_writer **out, const char *rec_path, const char *idx_path)
+int mf_recordio_writer_open(mf_recordio_writer **out, const char *rec_path,
+                            const char *idx_path)
 {
     *out = NULL;
     mf_recordio_writer *w = calloc(1, sizeof *w);
-    if (!w) return mf_set_error(MF_ERR_NOMEM, "out of memory");
+    if (!w)
+        return mf_set_error(MF_ERR_NOMEM, "out of memory");
     w->rec_path = strdup(rec_path);
     w->idx_path = strdup(idx_path);
     w->rec_tmp = suffixed(rec_path, ".tmp");
@@ -137,7 +147,8 @@ static int note_identity(mf_recordio_writer *w, int64_t label, int64_t key)
     if (w->n_ids == w->cap_ids) {
         size_t cap = w->cap_ids ? w->cap_ids * 2 : 256;
         identity *ids = realloc(w->ids, cap * sizeof *ids);
-        if (!ids) return mf_set_error(MF_ERR_NOMEM, "out of memory");
+        if (!ids)
+            return mf_set_error(MF_ERR_NOMEM, "out of memory");
         w->ids = ids;
         w->cap_ids = cap;
     }
@@ -155,10 +166,12 @@ int mf_recordio_writer_add(mf_recordio_writer *w, int64_t label, const void *ima
         return mf_set_error(MF_ERR_LIMIT, "image of %zu bytes is too large for RecordIO", size);
     int64_t key = w->n + 1;
     int rc = note_identity(w, label, key);
-    if (rc < 0) return rc;
+    if (rc < 0)
+        return rc;
     if (24 + size > w->cap) {
         uint8_t *b = realloc(w->buf, 24 + size);
-        if (!b) return mf_set_error(MF_ERR_NOMEM, "out of memory");
+        if (!b)
+            return mf_set_error(MF_ERR_NOMEM, "out of memory");
         w->buf = b;
         w->cap = 24 + size;
     }
@@ -172,7 +185,8 @@ int mf_recordio_writer_add(mf_recordio_writer *w, int64_t label, const void *ima
     off_t at = ftello(w->rec);
     if (at < 0 || fprintf(w->idx, "%lld\t%lld\n", (long long)key, (long long)at) < 0)
         return mf_set_error(MF_ERR_IO, "cannot write '%s': %s", w->idx_tmp, strerror(errno));
-    if ((rc = mf_recordio_write_record(w->rec, w->buf, 24 + size)) < 0) return rc;
+    if ((rc = mf_recordio_write_record(w->rec, w->buf, 24 + size)) < 0)
+        return rc;
     w->n = key;
     return 0;
 }
@@ -193,17 +207,20 @@ int mf_recordio_writer_commit(mf_recordio_writer *w)
     int64_t first_id = w->n + 1;
     for (size_t i = 0; i < w->n_ids && rc == 0; i++) {
         off_t at = ftello(w->rec);
-        if (at < 0 ||
-            fprintf(w->idx, "%lld\t%lld\n", (long long)(first_id + (int64_t)i), (long long)at) < 0)
+        if (at < 0 || fprintf(w->idx, "%lld\t%lld\n", (long long)(first_id + (int64_t)i),
+                              (long long)at) < 0)
             rc = mf_set_error(MF_ERR_IO, "cannot write '%s': %s", w->idx_tmp, strerror(errno));
         else
             rc = write_pair(w->rec, (float)w->ids[i].first, (float)w->ids[i].end);
     }
     if (rc == 0 && fseeko(w->rec, 0, SEEK_SET) != 0)
         rc = mf_set_error(MF_ERR_IO, "cannot seek in '%s'", w->rec_tmp);
-    if (rc == 0) rc = write_pair(w->rec, (float)first_id, (float)(first_id + (int64_t)w->n_ids));
-    if (rc == 0) rc = finish_file(&w->rec, w->rec_tmp, w->rec_path);
-    if (rc == 0) rc = finish_file(&w->idx, w->idx_tmp, w->idx_path);
+    if (rc == 0)
+        rc = write_pair(w->rec, (float)first_id, (float)(first_id + (int64_t)w->n_ids));
+    if (rc == 0)
+        rc = finish_file(&w->rec, w->rec_tmp, w->rec_path);
+    if (rc == 0)
+        rc = finish_file(&w->idx, w->idx_tmp, w->idx_path);
     writer_free(w, rc < 0);
     return rc;
 }

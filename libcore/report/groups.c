@@ -19,10 +19,7 @@ typedef struct sort_ctx {
     const float *mag;
 } sort_ctx;
 
-static int cmp3(int64_t a, int64_t b)
-{
-    return (a > b) - (a < b);
-}
+static int cmp3(int64_t a, int64_t b) { return (a > b) - (a < b); }
 
 static int cmp_rows(const void *a, const void *b, void *ctx)
 {
@@ -44,9 +41,9 @@ static int cmp3_ptr(const void *a, const void *b)
 }
 
 typedef struct run {
-    int64_t a, b;         /* primary and secondary key */
+    int64_t a, b;          /* primary and secondary key */
     uint64_t start, count; /* into the sorted rows */
-    uint64_t rank;        /* for groups: second-largest part */
+    uint64_t rank;         /* for groups: second-largest part */
 } run;
 
 /* Runs of equal (k1[row], k2[row]) over the sorted rows; malloc'ed. */
@@ -99,8 +96,8 @@ static uint64_t *sorted_rows(const rp_data *d, const int64_t *k1, const int64_t 
     return rows;
 }
 
-static int fill_part(rp_data *d, rp_part *p, int64_t key, const uint64_t *rows,
-                     const run *r, size_t want)
+static int fill_part(rp_data *d, rp_part *p, int64_t key, const uint64_t *rows, const run *r,
+                     size_t want)
 {
     size_t k = r->count < want ? (size_t)r->count : want;
     *p = (rp_part){key, r->count, calloc(k ? k : 1, sizeof(rp_face)), 0};
@@ -150,7 +147,8 @@ int rp_gather_clusters(rp_data *d)
         qsort(r, nr, sizeof *r, cmp_run_size);
     for (size_t i = 0; i < k && rc == 0; i++) {
         rp_group *g = &d->big[d->n_big++];
-        *g = (rp_group){.key = r[i].a, .total = r[i].count, .parts = calloc(1, sizeof(rp_part))};
+        *g =
+            (rp_group){.key = r[i].a, .total = r[i].count, .parts = calloc(1, sizeof(rp_part))};
         if (!g->parts) {
             rc = mf_set_error(MF_ERR_NOMEM, "out of memory");
             break;
@@ -192,11 +190,14 @@ static int disagreements(rp_data *d, const uint64_t *rows, run *p, size_t np, in
     int rc = *out ? 0 : mf_set_error(MF_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < k && rc == 0; i++) {
         run *parts = p + cand[i].a;
-        size_t n_parts = (size_t)cand[i].b, shown = n_parts < PARTS_SHOWN ? n_parts : PARTS_SHOWN;
+        size_t n_parts = (size_t)cand[i].b,
+               shown = n_parts < PARTS_SHOWN ? n_parts : PARTS_SHOWN;
         qsort(parts, n_parts, sizeof *parts, cmp_run_size); /* all rank 0: by count */
         rp_group *g = &(*out)[(*n_out)++];
-        *g = (rp_group){.key = by_a ? parts[0].a : parts[0].b, .total = cand[i].count,
-                        .distinct = n_parts, .majority = -1,
+        *g = (rp_group){.key = by_a ? parts[0].a : parts[0].b,
+                        .total = cand[i].count,
+                        .distinct = n_parts,
+                        .majority = -1,
                         .parts = calloc(shown, sizeof(rp_part))};
         if (!g->parts) {
             rc = mf_set_error(MF_ERR_NOMEM, "out of memory");

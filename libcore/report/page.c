@@ -87,9 +87,10 @@ static void summary(FILE *f, const rp_data *d)
         fprintf(f, "<tr><th>clusters</th><td>%llu (%llu rows unassigned)</td></tr>\n",
                 (unsigned long long)d->clusters, (unsigned long long)d->unassigned);
     if (d->n)
-        fprintf(f, "<tr><th>magnitude</th><td>min %.3f · p1 %.3f · median %.3f · p99 %.3f"
-                   " · max %.3f</td></tr>\n", d->pct[0], d->pct[1], d->pct[2], d->pct[3],
-                d->pct[4]);
+        fprintf(f,
+                "<tr><th>magnitude</th><td>min %.3f · p1 %.3f · median %.3f · p99 %.3f"
+                " · max %.3f</td></tr>\n",
+                d->pct[0], d->pct[1], d->pct[2], d->pct[3], d->pct[4]);
     fputs("</table>\n", f);
     if (d->filter_json) {
         fputs("<h3>Filter settings (mf_filter)</h3><pre>", f);
@@ -117,8 +118,10 @@ static void histogram(FILE *f, const rp_data *d)
 
 static void lowest(FILE *f, const rp_data *d)
 {
-    fprintf(f, "<section id=\"lowest\"><h2>Lowest magnitude faces</h2>\n<p>The %zu faces "
-               "MagFace rates lowest (magnitude = quality), lowest first.</p>\n", d->n_lowest);
+    fprintf(f,
+            "<section id=\"lowest\"><h2>Lowest magnitude faces</h2>\n<p>The %zu faces "
+            "MagFace rates lowest (magnitude = quality), lowest first.</p>\n",
+            d->n_lowest);
     faces_html(f, d, d->lowest, d->n_lowest);
     fputs("</section>\n", f);
 }
@@ -128,7 +131,8 @@ static void dropped(FILE *f, const rp_data *d)
     fputs("<section id=\"dropped\"><h2>Dropped by the filter</h2>\n", f);
     if (!d->p->filter_report)
         fputs("<p class=\"none\">No filter report given (mf-report --filter-report FILE.tsv,"
-              " from mf-filter --report).</p>\n", f);
+              " from mf-filter --report).</p>\n",
+              f);
     else if (!d->n_rules)
         fputs("<p class=\"none\">The filter report lists no dropped rows.</p>\n", f);
     else
@@ -179,10 +183,13 @@ static void disagreements(FILE *f, const rp_data *d, int split)
         fprintf(f, "<p>%llu %s; the %zu with the largest second part below.</p>\n",
                 (unsigned long long)all,
                 split ? "labels have rows in more than one cluster"
-                      : "clusters hold rows of more than one label", n);
+                      : "clusters hold rows of more than one label",
+                n);
     for (size_t i = 0; i < n; i++) {
-        fprintf(f, "<div class=\"group\"><h3>%s %lld: %llu rows in %llu %s</h3>"
-                   "<div class=\"parts\">\n", split ? "label" : "cluster", (long long)g[i].key,
+        fprintf(f,
+                "<div class=\"group\"><h3>%s %lld: %llu rows in %llu %s</h3>"
+                "<div class=\"parts\">\n",
+                split ? "label" : "cluster", (long long)g[i].key,
                 (unsigned long long)g[i].total, (unsigned long long)g[i].distinct,
                 split ? "clusters" : "labels");
         for (size_t k = 0; k < g[i].n_parts; k++) {
@@ -202,15 +209,19 @@ int mf_report_page(FILE *f, const rp_data *d)
 {
     fputs("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
           "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
-          "img-src data:; style-src 'unsafe-inline'\">\n<title>mfkit report: ", f);
+          "img-src data:; style-src 'unsafe-inline'\">\n<title>mfkit report: ",
+          f);
     mf_html_text(f, mf_store_path(d->s));
-    fprintf(f, "</title>\n<style>%s</style></head><body>\n<h1>mfkit report</h1>\n"
-               "<p class=\"sub\">", style);
+    fprintf(f,
+            "</title>\n<style>%s</style></head><body>\n<h1>mfkit report</h1>\n"
+            "<p class=\"sub\">",
+            style);
     mf_html_text(f, mf_store_path(d->s));
     fputs("</p>\n<nav><a href=\"#summary\">summary</a><a href=\"#histogram\">histogram</a>"
           "<a href=\"#lowest\">lowest</a><a href=\"#dropped\">dropped</a>"
           "<a href=\"#clusters\">clusters</a><a href=\"#split\">split</a>"
-          "<a href=\"#merged\">merged</a></nav>\n", f);
+          "<a href=\"#merged\">merged</a></nav>\n",
+          f);
     summary(f, d);
     histogram(f, d);
     lowest(f, d);

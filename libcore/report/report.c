@@ -20,7 +20,6 @@
 
 #define MAX_RULES 64
 
-
 mf_report_params mf_report_default_params(void)
 {
     mf_report_params p = {0};
@@ -39,7 +38,8 @@ static void find_cut(const cJSON *j, double *best)
     for (const cJSON *c = j ? j->child : NULL; c; c = c->next) {
         if (cJSON_IsNumber(c) && c->string && c->valuedouble > 0 &&
             (!strcmp(c->string, "magnitude_cut") || !strcmp(c->string, "min_magnitude") ||
-             !strcmp(c->string, "auto_cut")) && c->valuedouble > *best)
+             !strcmp(c->string, "auto_cut")) &&
+            c->valuedouble > *best)
             *best = c->valuedouble;
         find_cut(c, best);
     }
@@ -86,8 +86,8 @@ int rp_row_face(rp_data *d, uint64_t row, rp_face *out)
     long t = add_thumb(d, id);
     if (t < 0)
         return (int)t;
-    *out = (rp_face){(size_t)t, d->mag[row], d->label[row],
-                     d->cluster ? d->cluster[row] : -2, NULL, 0};
+    *out = (rp_face){
+        (size_t)t, d->mag[row], d->label[row], d->cluster ? d->cluster[row] : -2, NULL, 0};
     return 0;
 }
 
@@ -170,7 +170,8 @@ static int read_columns(rp_data *d)
     d->cluster = has_cluster ? malloc(m * sizeof *d->cluster) : NULL;
     float *sorted = malloc(m * sizeof *sorted);
     int rc = d->mag && d->label && sorted && (d->cluster || !has_cluster)
-                 ? 0 : mf_set_error(MF_ERR_NOMEM, "out of memory for %zu rows", n);
+                 ? 0
+                 : mf_set_error(MF_ERR_NOMEM, "out of memory for %zu rows", n);
     if (rc == 0 && n)
         rc = mf_store_read_magnitude(d->s, 0, n, d->mag);
     if (rc == 0 && n)
@@ -264,11 +265,16 @@ static int parse_header(char *line, tsv_cols *c, const char *path)
     int n = split_tabs(line, f, 32);
     *c = (tsv_cols){-1, -1, -1, -1, -1, n};
     for (int k = 0; k < n; k++) {
-        if (!strcmp(f[k], "id")) c->id = k;
-        else if (!strcmp(f[k], "label")) c->label = k;
-        else if (!strcmp(f[k], "magnitude")) c->mag = k;
-        else if (!strcmp(f[k], "rule")) c->rule = k;
-        else if (!strcmp(f[k], "figure")) c->figure = k;
+        if (!strcmp(f[k], "id"))
+            c->id = k;
+        else if (!strcmp(f[k], "label"))
+            c->label = k;
+        else if (!strcmp(f[k], "magnitude"))
+            c->mag = k;
+        else if (!strcmp(f[k], "rule"))
+            c->rule = k;
+        else if (!strcmp(f[k], "figure"))
+            c->figure = k;
     }
     if (c->id < 0 || c->rule < 0)
         return mf_set_error(MF_ERR_FORMAT, "'%s': the header needs columns 'id' and 'rule'",
@@ -305,12 +311,12 @@ static int take_row(rp_data *d, char **f, int n, const tsv_cols *c, uint64_t *rn
         return 0;
     rp_rule *r = find_rule(d, f[c->rule]);
     if (!r)
-        return mf_set_error(MF_ERR_LIMIT, "filter report: more than %d rules (or out of memory)",
-                            MAX_RULES);
+        return mf_set_error(MF_ERR_LIMIT,
+                            "filter report: more than %d rules (or out of memory)", MAX_RULES);
     r->count++;
     d->dropped_total++;
-    uint64_t slot = r->count <= (uint64_t)d->p->per_rule ? r->count - 1
-                                                         : next_random(rng) % r->count;
+    uint64_t slot =
+        r->count <= (uint64_t)d->p->per_rule ? r->count - 1 : next_random(rng) % r->count;
     if (slot >= (uint64_t)d->p->per_rule)
         return 0;
     char *id = strdup(f[c->id]);
@@ -322,9 +328,9 @@ static int take_row(rp_data *d, char **f, int n, const tsv_cols *c, uint64_t *rn
     if (slot < r->n_faces)
         free(d->thumbs[r->faces[slot].thumb].id), d->thumbs[r->faces[slot].thumb].id = NULL;
     double lab = field_num(f, n, c->label);
-    r->faces[slot] = (rp_face){(size_t)t, (float)field_num(f, n, c->mag),
-                               isnan(lab) ? -2 : (int64_t)lab, -2,
-                               c->figure >= 0 ? "figure" : NULL, field_num(f, n, c->figure)};
+    r->faces[slot] =
+        (rp_face){(size_t)t, (float)field_num(f, n, c->mag),   isnan(lab) ? -2 : (int64_t)lab,
+                  -2,        c->figure >= 0 ? "figure" : NULL, field_num(f, n, c->figure)};
     if (slot == r->n_faces)
         r->n_faces++;
     return 0;
@@ -341,7 +347,7 @@ static int gather_dropped(rp_data *d)
     size_t cap = 0;
     tsv_cols cols = {-1, -1, -1, -1, -1, 0};
     uint64_t rng = 12345;
-    int rc = !d->rules ? mf_set_error(MF_ERR_NOMEM, "out of memory")
+    int rc = !d->rules                     ? mf_set_error(MF_ERR_NOMEM, "out of memory")
              : getline(&line, &cap, f) < 0 ? mf_set_error(MF_ERR_FORMAT, "'%s' is empty", path)
                                            : parse_header(line, &cols, path);
     while (rc == 0 && getline(&line, &cap, f) >= 0) {

@@ -13,30 +13,30 @@
 
 typedef struct rp_thumb {
     char *id;
-    char *uri;       /* data: URI, or NULL */
-    char *why;       /* why there is no image */
+    char *uri; /* data: URI, or NULL */
+    char *why; /* why there is no image */
 } rp_thumb;
 
 typedef struct rp_face {
-    size_t thumb;    /* index into rp_data.thumbs */
+    size_t thumb; /* index into rp_data.thumbs */
     float mag;
-    int64_t label, cluster; /* -2 = not known */
+    int64_t label, cluster;  /* -2 = not known */
     const char *figure_name; /* rule figure label, or NULL */
     double figure;
 } rp_face;
 
 typedef struct rp_part {
-    int64_t key;     /* cluster (split identities) or label (merged clusters) */
+    int64_t key; /* cluster (split identities) or label (merged clusters) */
     uint64_t count;
     rp_face *faces;
     size_t n_faces;
 } rp_part;
 
 typedef struct rp_group {
-    int64_t key;     /* cluster (clusters, merged) or label (split) */
+    int64_t key; /* cluster (clusters, merged) or label (split) */
     uint64_t total;
-    uint64_t distinct;  /* clusters: distinct labels; else number of parts in all */
-    int64_t majority;   /* clusters: most common label (-1 none) */
+    uint64_t distinct; /* clusters: distinct labels; else number of parts in all */
+    int64_t majority;  /* clusters: most common label (-1 none) */
     uint64_t majority_count;
     double mean_mag;
     rp_part *parts;
@@ -46,7 +46,7 @@ typedef struct rp_group {
 typedef struct rp_rule {
     char *name;
     uint64_t count;
-    rp_face *faces;  /* the sample */
+    rp_face *faces; /* the sample */
     size_t n_faces;
 } rp_rule;
 
@@ -56,9 +56,9 @@ typedef struct rp_data {
     uint64_t n;
     float *mag;
     int64_t *label;
-    int64_t *cluster;      /* NULL without /cluster */
+    int64_t *cluster; /* NULL without /cluster */
     uint64_t identities, unlabelled, clusters, unassigned;
-    float pct[5];          /* min p1 p50 p99 max */
+    float pct[5]; /* min p1 p50 p99 max */
     mf_histogram hist;
     const char *filter_json;
     int has_cut;

@@ -16,7 +16,8 @@
 static struct archive *open_archive(const char *path)
 {
     struct archive *a = archive_read_new();
-    if (!a) return NULL;
+    if (!a)
+        return NULL;
     archive_read_support_filter_all(a);
     archive_read_support_format_all(a);
     if (archive_read_open_filename(a, path, 1 << 16) != ARCHIVE_OK) {
@@ -46,16 +47,20 @@ static int is_image_ext(const char *ext)
 int mf_src_archive_names(mf_source *s, const char *path)
 {
     struct archive *a = open_archive(path);
-    if (!a) return 0; /* reported when the archive is iterated */
+    if (!a)
+        return 0; /* reported when the archive is iterated */
     struct archive_entry *e;
     int rc = 0;
     int r;
-    while (rc == 0 && ((r = archive_read_next_header(a, &e)) == ARCHIVE_OK || r == ARCHIVE_WARN)) {
+    while (rc == 0 &&
+           ((r = archive_read_next_header(a, &e)) == ARCHIVE_OK || r == ARCHIVE_WARN)) {
         const char *name = archive_entry_pathname(e), *ext;
-        if (!name || archive_entry_filetype(e) != AE_IFREG) continue;
+        if (!name || archive_entry_filetype(e) != AE_IFREG)
+            continue;
         char *key = member_key(name, &ext);
         char *dir = key && is_image_ext(ext) ? mf_src_parent_name(name) : NULL;
-        if (dir) rc = mf_src_add_name(s, dir);
+        if (dir)
+            rc = mf_src_add_name(s, dir);
         free(dir);
         free(key);
     }
@@ -75,7 +80,8 @@ static void group_reset(mf_src_group *g)
 
 void mf_src_archive_close(mf_source *s)
 {
-    if (s->ar) archive_read_free(s->ar);
+    if (s->ar)
+        archive_read_free(s->ar);
     s->ar = NULL;
     s->ar_have_header = s->ar_dead = 0;
     free(s->damage);
@@ -96,11 +102,14 @@ static char *read_member(mf_source *s, mf_src_buf *b, size_t max)
 {
     b->n = 0;
     for (;;) {
-        if (mf_src_buf_reserve(b, b->n + 65536) < 0) return strdup("out of memory");
+        if (mf_src_buf_reserve(b, b->n + 65536) < 0)
+            return strdup("out of memory");
         la_ssize_t r = archive_read_data(s->ar, b->p + b->n, 65536);
-        if (r == 0) return NULL;
+        if (r == 0)
+            return NULL;
         if (r < 0) {
-            if (r == ARCHIVE_FATAL) s->ar_dead = 1;
+            if (r == ARCHIVE_FATAL)
+                s->ar_dead = 1;
             return reason(s->ar, "archive member");
         }
         b->n += (size_t)r;
@@ -121,20 +130,25 @@ static int take_member(mf_source *s, struct archive_entry *e, const char *name, 
         if (!(g->id = mf_src_printf("%s//%s", path, name)))
             return mf_set_error(MF_ERR_NOMEM, "out of memory");
         g->other_shard = !mf_src_wanted(s, g->id);
-        if (g->other_shard) return 0;
-        if (archive_entry_size_is_set(e) && (uint64_t)archive_entry_size(e) > s->p.max_image_bytes)
-            g->error = mf_src_printf("file too large (%lld bytes, limit %zu MB)",
-                                     (long long)archive_entry_size(e), s->p.max_image_bytes >> 20);
+        if (g->other_shard)
+            return 0;
+        if (archive_entry_size_is_set(e) &&
+            (uint64_t)archive_entry_size(e) > s->p.max_image_bytes)
+            g->error =
+                mf_src_printf("file too large (%lld bytes, limit %zu MB)",
+                              (long long)archive_entry_size(e), s->p.max_image_bytes >> 20);
         else
             g->error = read_member(s, &g->data, s->p.max_image_bytes);
-        if (s->p.label_from_dir) g->dir_label = mf_src_label_of(s, name);
+        if (s->p.label_from_dir)
+            g->dir_label = mf_src_label_of(s, name);
         return 0;
     }
     if (!strcasecmp(ext, "cls")) {
         mf_src_buf b = {0};
         char *err = read_member(s, &b, 64);
         char text[80] = "", *end;
-        if (!err && b.n) memcpy(text, b.p, b.n < 79 ? b.n : 79);
+        if (!err && b.n)
+            memcpy(text, b.p, b.n < 79 ? b.n : 79);
         long long v = strtoll(text, &end, 10);
         if (!err && end != text) {
             g->has_cls = 1;
@@ -182,14 +196,18 @@ int mf_src_archive_next(mf_source *s, mf_sample *out)
         if (!(s->ar = open_archive(path)))
             return mf_src_emit(s, out, path, -1, mf_last_error(), NULL, 0);
     }
-    if (!s->ar) return 0;
+    if (!s->ar)
+        return 0;
     struct archive_entry *e;
     for (;;) {
-        if (s->ar_dead == 2) return 0;
-        if (s->ar_dead && !s->g.open) return s->damage ? fail_damage(s, out, path) : 0;
+        if (s->ar_dead == 2)
+            return 0;
+        if (s->ar_dead && !s->g.open)
+            return s->damage ? fail_damage(s, out, path) : 0;
         if (s->ar_dead) {
             int rc = flush_group(s, out);
-            if (rc) return rc;
+            if (rc)
+                return rc;
             continue;
         }
         if (!s->ar_have_header) {
@@ -197,10 +215,12 @@ int mf_src_archive_next(mf_source *s, mf_sample *out)
             if (r == ARCHIVE_EOF) {
                 s->ar_dead = 2;
                 int rc = flush_group(s, out);
-                if (rc) return rc;
+                if (rc)
+                    return rc;
                 return 0;
             }
-            if (r != ARCHIVE_OK && r != ARCHIVE_WARN) { /* RETRY/FAILED too: never loop on them */
+            if (r != ARCHIVE_OK &&
+                r != ARCHIVE_WARN) { /* RETRY/FAILED too: never loop on them */
                 s->ar_dead = 1;
                 s->damage = reason(s->ar, "archive");
                 continue;
@@ -214,11 +234,14 @@ int mf_src_archive_next(mf_source *s, mf_sample *out)
             continue;
         }
         char *key = member_key(name, &ext);
-        if (!key) return mf_set_error(MF_ERR_NOMEM, "out of memory");
+        if (!key)
+            return mf_set_error(MF_ERR_NOMEM, "out of memory");
         if (s->g.open && strcmp(key, s->g.key)) {
             free(key);
-            int rc = flush_group(s, out); /* this member starts the next group: keep its header */
-            if (rc) return rc;
+            int rc =
+                flush_group(s, out); /* this member starts the next group: keep its header */
+            if (rc)
+                return rc;
             continue;
         }
         if (!s->g.open) {
@@ -229,6 +252,7 @@ int mf_src_archive_next(mf_source *s, mf_sample *out)
             free(key);
         s->ar_have_header = 0;
         int rc = take_member(s, e, name, ext, path);
-        if (rc < 0) return rc;
+        if (rc < 0)
+            return rc;
     }
 }

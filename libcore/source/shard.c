@@ -7,7 +7,8 @@
 
 int mf_shard_of(const char *id, int n)
 {
-    if (n <= 1) return 0;
+    if (n <= 1)
+        return 0;
     uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a 64: fixed constants, same everywhere */
     for (const unsigned char *p = (const unsigned char *)id; *p; p++) {
         h ^= *p;
@@ -34,8 +35,9 @@ int mf_shard_parse(const char *spec, int *k, int *n)
 {
     char *end;
     long kk, nn;
-    if (!spec || !parse_long(spec, &end, &kk) || *end != '/' || !parse_long(end + 1, &end, &nn) ||
-        *end != '\0' || nn < 1 || nn > 1000000 || kk < 0 || kk >= nn)
+    if (!spec || !parse_long(spec, &end, &kk) || *end != '/' ||
+        !parse_long(end + 1, &end, &nn) || *end != '\0' || nn < 1 || nn > 1000000 || kk < 0 ||
+        kk >= nn)
         return mf_set_error(MF_ERR_ARG, "bad shard '%s': expected K/N with 0 <= K < N",
                             spec ? spec : "");
     *k = (int)kk;
@@ -49,7 +51,8 @@ static int env_long(const char *(*env)(const char *), const char *name, long *v)
 {
     const char *s = env(name);
     char *end;
-    if (!s || !*s) return 0;
+    if (!s || !*s)
+        return 0;
     if (!parse_long(s, &end, v) || *end != '\0')
         return mf_set_error(MF_ERR_ARG, "%s='%s' is not an integer", name, s);
     return 1;
@@ -57,23 +60,28 @@ static int env_long(const char *(*env)(const char *), const char *name, long *v)
 
 int mf_shard_from_slurm(int *k, int *n, const char *(*env)(const char *name))
 {
-    if (!env) env = real_getenv;
+    if (!env)
+        env = real_getenv;
     long id, min, count, step = 1;
     int rc = env_long(env, "SLURM_ARRAY_TASK_ID", &id);
-    if (rc <= 0) return rc; /* not an array task */
+    if (rc <= 0)
+        return rc; /* not an array task */
     if ((rc = env_long(env, "SLURM_ARRAY_TASK_MIN", &min)) <= 0 ||
         (rc = env_long(env, "SLURM_ARRAY_TASK_COUNT", &count)) <= 0)
         return rc < 0 ? rc
                       : mf_set_error(MF_ERR_ARG,
                                      "SLURM_ARRAY_TASK_ID is set but _MIN or _COUNT is not");
-    if ((rc = env_long(env, "SLURM_ARRAY_TASK_STEP", &step)) < 0) return rc;
-    if (step < 1) step = 1;
+    if ((rc = env_long(env, "SLURM_ARRAY_TASK_STEP", &step)) < 0)
+        return rc;
+    if (step < 1)
+        step = 1;
     long pos = (id - min) / step;
     if (count < 1 || id < min || (id - min) % step != 0 || pos >= count)
-        return mf_set_error(MF_ERR_ARG,
-                            "SLURM array task %ld is not min %ld + step %ld * k with k < count %ld "
-                            "(an irregular --array list?): give --shard K/N",
-                            id, min, step, count);
+        return mf_set_error(
+            MF_ERR_ARG,
+            "SLURM array task %ld is not min %ld + step %ld * k with k < count %ld "
+            "(an irregular --array list?): give --shard K/N",
+            id, min, step, count);
     *k = (int)pos;
     *n = (int)count;
     return 1;

@@ -20,12 +20,16 @@ int mf_source_new(mf_source **out, const mf_source_params *params)
 {
     *out = NULL;
     mf_source_params p = params ? *params : mf_source_default_params();
-    if (p.shard_count < 1) p.shard_count = 1;
+    if (p.shard_count < 1)
+        p.shard_count = 1;
     if (p.shard_index < 0 || p.shard_index >= p.shard_count)
-        return mf_set_error(MF_ERR_ARG, "shard %d/%d out of range", p.shard_index, p.shard_count);
-    if (!p.max_image_bytes) p.max_image_bytes = mf_source_default_params().max_image_bytes;
+        return mf_set_error(MF_ERR_ARG, "shard %d/%d out of range", p.shard_index,
+                            p.shard_count);
+    if (!p.max_image_bytes)
+        p.max_image_bytes = mf_source_default_params().max_image_bytes;
     mf_source *s = calloc(1, sizeof *s);
-    if (!s) return mf_set_error(MF_ERR_NOMEM, "out of memory");
+    if (!s)
+        return mf_set_error(MF_ERR_NOMEM, "out of memory");
     s->p = p;
     *out = s;
     return 0;
@@ -33,19 +37,22 @@ int mf_source_new(mf_source **out, const mf_source_params *params)
 
 int mf_source_add(mf_source *s, const char *path, mf_input_kind kind)
 {
-    if (!path || !*path) return mf_set_error(MF_ERR_ARG, "empty input path");
+    if (!path || !*path)
+        return mf_set_error(MF_ERR_ARG, "empty input path");
     if (s->prepared)
         return mf_set_error(MF_ERR_ARG, "inputs must be added before the first sample");
     if (s->n_inputs == s->cap_inputs) {
         size_t cap = s->cap_inputs ? s->cap_inputs * 2 : 16;
         mf_src_input *v = realloc(s->inputs, cap * sizeof *v);
-        if (!v) return mf_set_error(MF_ERR_NOMEM, "out of memory");
+        if (!v)
+            return mf_set_error(MF_ERR_NOMEM, "out of memory");
         s->inputs = v;
         s->cap_inputs = cap;
     }
     mf_src_input *in = &s->inputs[s->n_inputs];
     *in = (mf_src_input){.kind = kind, .path = strdup(path)};
-    if (!in->path) return mf_set_error(MF_ERR_NOMEM, "out of memory");
+    if (!in->path)
+        return mf_set_error(MF_ERR_NOMEM, "out of memory");
     s->n_inputs++;
     return 0;
 }
@@ -62,7 +69,8 @@ static void free_entries(mf_src_entries *e)
 
 void mf_source_free(mf_source *s)
 {
-    if (!s) return;
+    if (!s)
+        return;
     mf_src_archive_close(s);
     mf_recordio_close(s->rec);
     for (size_t i = 0; i < s->n_inputs; i++) {
@@ -70,7 +78,8 @@ void mf_source_free(mf_source *s)
         free_entries(&s->inputs[i].entries);
     }
     free(s->inputs);
-    for (size_t i = 0; i < s->n_names; i++) free(s->names[i]);
+    for (size_t i = 0; i < s->n_names; i++)
+        free(s->names[i]);
     free(s->names);
     free(s->g.data.p);
     free(s->damage);
@@ -117,7 +126,8 @@ static int archive_name(const char *p)
     static const char *const sufs[] = {".tar",    ".tar.gz",  ".tgz", ".tar.zst",
                                        ".tar.xz", ".tar.bz2", ".zip"};
     for (size_t i = 0; i < sizeof sufs / sizeof *sufs; i++)
-        if (has_suffix(p, sufs[i])) return 1;
+        if (has_suffix(p, sufs[i]))
+            return 1;
     return 0;
 }
 
@@ -126,7 +136,8 @@ static int archive_signature(const char *path)
 {
     unsigned char b[264] = {0};
     FILE *f = fopen(path, "rb");
-    if (!f) return 0;
+    if (!f)
+        return 0;
     size_t n = fread(b, 1, sizeof b, f);
     fclose(f);
     return (n >= 2 && b[0] == 0x1f && b[1] == 0x8b) ||
@@ -142,9 +153,12 @@ static int archive_signature(const char *path)
 static mf_input_kind detect(const char *path)
 {
     struct stat st;
-    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) return MF_INPUT_DIR;
-    if (has_suffix(path, ".rec")) return MF_INPUT_RECORDIO;
-    if (archive_name(path) || archive_signature(path)) return MF_INPUT_ARCHIVE;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        return MF_INPUT_DIR;
+    if (has_suffix(path, ".rec"))
+        return MF_INPUT_RECORDIO;
+    if (archive_name(path) || archive_signature(path))
+        return MF_INPUT_ARCHIVE;
     return MF_INPUT_IMAGE;
 }
 
@@ -160,18 +174,21 @@ int mf_src_add_name(mf_source *s, const char *name)
     if (s->n_names == s->cap_names) {
         size_t cap = s->cap_names ? s->cap_names * 2 : 64;
         char **v = realloc(s->names, cap * sizeof *v);
-        if (!v) return mf_set_error(MF_ERR_NOMEM, "out of memory");
+        if (!v)
+            return mf_set_error(MF_ERR_NOMEM, "out of memory");
         s->names = v;
         s->cap_names = cap;
     }
-    if (!(s->names[s->n_names] = strdup(name))) return mf_set_error(MF_ERR_NOMEM, "out of memory");
+    if (!(s->names[s->n_names] = strdup(name)))
+        return mf_set_error(MF_ERR_NOMEM, "out of memory");
     s->n_names++;
     return 0;
 }
 
 static void sort_unique_names(mf_source *s)
 {
-    if (!s->n_names) return;
+    if (!s->n_names)
+        return;
     qsort(s->names, s->n_names, sizeof *s->names, cmp_name);
     size_t k = 1;
     for (size_t i = 1; i < s->n_names; i++) {
@@ -186,7 +203,8 @@ static void sort_unique_names(mf_source *s)
 int64_t mf_src_label_of(const mf_source *s, const char *path)
 {
     char *name = mf_src_parent_name(path);
-    if (!name) return -1;
+    if (!name)
+        return -1;
     char **hit = bsearch(&name, s->names, s->n_names, sizeof *s->names, cmp_name);
     free(name);
     return hit ? (int64_t)(hit - s->names) : -1;
@@ -194,13 +212,15 @@ int64_t mf_src_label_of(const mf_source *s, const char *path)
 
 static int collect_names(mf_source *s, mf_src_input *in)
 {
-    if (in->kind == MF_INPUT_ARCHIVE) return mf_src_archive_names(s, in->path);
+    if (in->kind == MF_INPUT_ARCHIVE)
+        return mf_src_archive_names(s, in->path);
     for (size_t i = 0; i < in->entries.n; i++) {
         mf_src_entry *e = &in->entries.v[i];
         char *name = e->error || e->label >= 0 ? NULL : mf_src_parent_name(e->path);
         int rc = name ? mf_src_add_name(s, name) : 0;
         free(name);
-        if (rc < 0) return rc;
+        if (rc < 0)
+            return rc;
     }
     return 0;
 }
@@ -211,21 +231,25 @@ static int prepare(mf_source *s)
     int rc = 0;
     for (size_t i = 0; i < s->n_inputs && rc == 0; i++) {
         mf_src_input *in = &s->inputs[i];
-        if (in->kind == MF_INPUT_AUTO) in->kind = detect(in->path);
+        if (in->kind == MF_INPUT_AUTO)
+            in->kind = detect(in->path);
         if (in->kind == MF_INPUT_DIR)
             rc = mf_src_expand_dir(in);
         else if (in->kind == MF_INPUT_LIST)
             rc = mf_src_expand_list(in);
         else if (in->kind == MF_INPUT_IMAGE)
             rc = mf_src_entries_push(&in->entries, in->path, NULL);
-        if (rc == 0 && s->p.label_from_dir) rc = collect_names(s, in);
+        if (rc == 0 && s->p.label_from_dir)
+            rc = collect_names(s, in);
     }
-    if (rc < 0) return rc;
+    if (rc < 0)
+        return rc;
     sort_unique_names(s);
     for (size_t i = 0; i < s->n_inputs && s->p.label_from_dir; i++)
         for (size_t j = 0; j < s->inputs[i].entries.n; j++) {
             mf_src_entry *e = &s->inputs[i].entries.v[j];
-            if (e->label < 0) e->label = mf_src_label_of(s, e->path);
+            if (e->label < 0)
+                e->label = mf_src_label_of(s, e->path);
         }
     s->prepared = 1;
     return 0;
@@ -243,7 +267,8 @@ static int replace(char **dst, const char *src)
 int mf_src_emit(mf_source *s, mf_sample *out, const char *id, int64_t label, const char *error,
                 const uint8_t *data, size_t size)
 {
-    if (replace(&s->id, id) < 0 || replace(&s->error, error) < 0) return MF_ERR_NOMEM;
+    if (replace(&s->id, id) < 0 || replace(&s->error, error) < 0)
+        return MF_ERR_NOMEM;
     memset(out, 0, sizeof *out);
     out->id = s->id;
     out->label = label;
@@ -263,7 +288,8 @@ static const char *read_file(mf_source *s, const char *path, char *why, size_t n
     struct stat st;
     if (fd < 0 || fstat(fd, &st) < 0) {
         snprintf(why, n_why, "cannot open: %s", strerror(errno));
-        if (fd >= 0) close(fd);
+        if (fd >= 0)
+            close(fd);
         return why;
     }
     const char *res = NULL;
@@ -278,7 +304,8 @@ static const char *read_file(mf_source *s, const char *path, char *why, size_t n
         res = "out of memory";
     for (size_t got = 0; !res && got < size;) {
         ssize_t r = read(fd, s->data.p + got, size - got);
-        if (r < 0 && errno == EINTR) continue;
+        if (r < 0 && errno == EINTR)
+            continue;
         if (r <= 0) {
             snprintf(why, n_why, "read error: %s",
                      r < 0 ? strerror(errno) : "file shrank while reading");
@@ -342,18 +369,21 @@ static int next_record(mf_source *s, mf_src_input *in, mf_sample *out)
         if (mf_recordio_open(&s->rec, in->path, s->p.max_image_bytes) < 0)
             return mf_src_emit(s, out, in->path, -1, mf_last_error(), NULL, 0);
     }
-    if (!s->rec) return 0;
+    if (!s->rec)
+        return 0;
     for (;;) {
         mf_record r;
         char key[32];
         /* Peek without loading: other shards' records are seeked over. */
         int rc = mf_recordio_next(s->rec, &r, 0);
-        if (rc == 0) return 0;
+        if (rc == 0)
+            return 0;
         if (r.key >= 0)
             snprintf(key, sizeof key, "%lld", (long long)r.key);
         else
             snprintf(key, sizeof key, "@%llu", (unsigned long long)r.offset);
-        if (rc == MF_ERR_LIMIT) return rec_fail(s, out, in->path, key, mf_last_error());
+        if (rc == MF_ERR_LIMIT)
+            return rec_fail(s, out, in->path, key, mf_last_error());
         if (rc < 0) {
             /* Damage: report where it is, then end this input. */
             snprintf(key, sizeof key, "@%llu", (unsigned long long)r.offset);
@@ -362,9 +392,11 @@ static int next_record(mf_source *s, mf_src_input *in, mf_sample *out)
             s->rec = NULL;
             return rc;
         }
-        if (r.key >= s->rec_images_end) continue; /* identity records */
+        if (r.key >= s->rec_images_end)
+            continue; /* identity records */
         char *id = mf_src_printf("%s//%s", in->path, key);
-        if (!id) return mf_set_error(MF_ERR_NOMEM, "out of memory");
+        if (!id)
+            return mf_set_error(MF_ERR_NOMEM, "out of memory");
         /* Record 0 is read even when it is not wanted: it may be the header. */
         int mine = r.key == 0 ? mf_shard_of(id, s->p.shard_count) == s->p.shard_index &&
                                     !(s->skip_fn && s->skip_fn(id, s->skip_ctx))
@@ -376,11 +408,13 @@ static int next_record(mf_source *s, mf_src_input *in, mf_sample *out)
             return rec_fail(s, out, in->path, key, mf_last_error());
         mf_record_header h;
         if (mf_record_parse(&h, r.data, r.size) < 0) {
-            if (mine) return rec_fail(s, out, in->path, key, mf_last_error());
+            if (mine)
+                return rec_fail(s, out, in->path, key, mf_last_error());
             continue;
         }
         if (h.image_size == 0) {
-            if (r.key == 0 && h.flag >= 2) s->rec_images_end = images_end(&h);
+            if (r.key == 0 && h.flag >= 2)
+                s->rec_images_end = images_end(&h);
             continue;
         }
         if (!mine) {
@@ -388,7 +422,8 @@ static int next_record(mf_source *s, mf_src_input *in, mf_sample *out)
             continue;
         }
         id = mf_src_printf("%s//%s", in->path, key);
-        if (!id) return mf_set_error(MF_ERR_NOMEM, "out of memory");
+        if (!id)
+            return mf_set_error(MF_ERR_NOMEM, "out of memory");
         rc = mf_src_emit(s, out, id, mf_record_class(&h), NULL, h.image, h.image_size);
         free(id);
         return rc;
@@ -401,7 +436,8 @@ static int next_record(mf_source *s, mf_src_input *in, mf_sample *out)
 static int count_record_keys(const mf_source *s, const char *path, uint64_t *n)
 {
     mf_recordio_reader *r;
-    if (mf_recordio_open(&r, path, s->p.max_image_bytes) < 0) return 0;
+    if (mf_recordio_open(&r, path, s->p.max_image_bytes) < 0)
+        return 0;
     size_t nk = mf_recordio_index_size(r);
     int64_t end = INT64_MAX, first = 0;
     mf_record rec;
@@ -414,13 +450,15 @@ static int count_record_keys(const mf_source *s, const char *path, uint64_t *n)
     char *id = NULL;
     for (size_t i = 0; i < nk; i++) {
         int64_t key = mf_recordio_index_key(r, i);
-        if (key < first || key >= end) continue;
+        if (key < first || key >= end)
+            continue;
         if (s->p.shard_count <= 1) { /* unsharded: no id to hash */
             *n += s->p.shard_index == 0;
             continue;
         }
         free(id);
-        if (!(id = mf_src_printf("%s//%lld", path, (long long)key))) break;
+        if (!(id = mf_src_printf("%s//%lld", path, (long long)key)))
+            break;
         *n += mf_shard_of(id, s->p.shard_count) == s->p.shard_index;
     }
     free(id);
@@ -433,7 +471,8 @@ int mf_source_count(mf_source *s, uint64_t *n)
     *n = 0;
     if (!s->prepared) {
         int rc = prepare(s);
-        if (rc < 0) return rc;
+        if (rc < 0)
+            return rc;
     }
     int exact = 1;
     for (size_t i = 0; i < s->n_inputs; i++) {
@@ -465,7 +504,8 @@ int mf_source_next(mf_source *s, mf_sample *out)
 {
     if (!s->prepared) {
         int rc = prepare(s);
-        if (rc < 0) return rc;
+        if (rc < 0)
+            return rc;
     }
     while (s->cur < s->n_inputs) {
         mf_src_input *in = &s->inputs[s->cur];
@@ -476,7 +516,8 @@ int mf_source_next(mf_source *s, mf_sample *out)
             rc = next_record(s, in, out);
         else
             rc = next_entry(s, in, out);
-        if (rc != 0) return rc;
+        if (rc != 0)
+            return rc;
         end_input(s);
     }
     return 0;

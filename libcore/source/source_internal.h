@@ -52,7 +52,7 @@ struct mf_source {
     char **names; /* sorted label names (label_from_dir) */
     size_t n_names, cap_names;
     uint64_t skipped;
-    int no_read; /* mf_source_set_reading(s, 0) */
+    int no_read;               /* mf_source_set_reading(s, 0) */
     mf_source_skip_fn skip_fn; /* mf_source_set_skip */
     void *skip_ctx;
     /* cursor */

@@ -17,11 +17,14 @@
 
 int mf_src_buf_reserve(mf_src_buf *b, size_t n)
 {
-    if (n <= b->cap) return 0;
+    if (n <= b->cap)
+        return 0;
     size_t cap = b->cap ? b->cap : 4096;
-    while (cap < n) cap *= 2;
+    while (cap < n)
+        cap *= 2;
     uint8_t *p = realloc(b->p, cap);
-    if (!p) return mf_set_error(MF_ERR_NOMEM, "out of memory for %zu bytes", n);
+    if (!p)
+        return mf_set_error(MF_ERR_NOMEM, "out of memory for %zu bytes", n);
     b->p = p;
     b->cap = cap;
     return 0;
@@ -32,7 +35,8 @@ char *mf_src_printf(const char *fmt, ...)
     va_list ap;
     char *s = NULL;
     va_start(ap, fmt);
-    if (vasprintf(&s, fmt, ap) < 0) s = NULL;
+    if (vasprintf(&s, fmt, ap) < 0)
+        s = NULL;
     va_end(ap);
     return s;
 }
@@ -47,12 +51,16 @@ int mf_src_is_image_name(const char *name)
 char *mf_src_parent_name(const char *path)
 {
     const char *slash = strrchr(path, '/');
-    if (!slash) return NULL;
+    if (!slash)
+        return NULL;
     const char *end = slash;
-    while (end > path && end[-1] == '/') end--;
+    while (end > path && end[-1] == '/')
+        end--;
     const char *start = end;
-    while (start > path && start[-1] != '/') start--;
-    if (start == end || (end - start == 1 && *start == '.')) return NULL;
+    while (start > path && start[-1] != '/')
+        start--;
+    if (start == end || (end - start == 1 && *start == '.'))
+        return NULL;
     return strndup(start, (size_t)(end - start));
 }
 
@@ -61,12 +69,14 @@ int mf_src_entries_push(mf_src_entries *e, const char *path, const char *error)
     if (e->n == e->cap) {
         size_t cap = e->cap ? e->cap * 2 : 64;
         mf_src_entry *v = realloc(e->v, cap * sizeof *v);
-        if (!v) return mf_set_error(MF_ERR_NOMEM, "out of memory listing inputs");
+        if (!v)
+            return mf_set_error(MF_ERR_NOMEM, "out of memory listing inputs");
         e->v = v;
         e->cap = cap;
     }
     mf_src_entry *x = &e->v[e->n];
-    *x = (mf_src_entry){.label = -1, .path = strdup(path), .error = error ? strdup(error) : NULL};
+    *x = (mf_src_entry){
+        .label = -1, .path = strdup(path), .error = error ? strdup(error) : NULL};
     if (!x->path || (error && !x->error))
         return mf_set_error(MF_ERR_NOMEM, "out of memory listing inputs");
     e->n++;
@@ -93,10 +103,12 @@ static int read_dir_sorted(const char *dir, char ***out, size_t *n)
     size_t cap = 0;
     int rc = 0;
     *n = 0;
-    if (!d) return errno ? errno : EIO;
+    if (!d)
+        return errno ? errno : EIO;
     struct dirent *de;
     while (rc == 0 && (de = readdir(d))) {
-        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+            continue;
         if (*n == cap) {
             cap = cap ? cap * 2 : 64;
             char **nv = realloc(v, cap * sizeof *nv);
@@ -112,7 +124,8 @@ static int read_dir_sorted(const char *dir, char ***out, size_t *n)
             (*n)++;
     }
     closedir(d);
-    if (*n) qsort(v, *n, sizeof *v, cmp_str);
+    if (*n)
+        qsort(v, *n, sizeof *v, cmp_str);
     *out = v;
     return rc;
 }
@@ -129,7 +142,8 @@ typedef struct walk_path {
 static int is_ancestor(const walk_path *wp, const struct stat *st)
 {
     for (size_t i = 0; i < wp->depth; i++)
-        if (wp->dev[i] == st->st_dev && wp->ino[i] == st->st_ino) return 1;
+        if (wp->dev[i] == st->st_dev && wp->ino[i] == st->st_ino)
+            return 1;
     return 0;
 }
 
@@ -139,11 +153,13 @@ static int walk(mf_src_entries *e, const char *dir, const struct stat *dst, walk
 static int walk_name(mf_src_entries *e, const char *dir, const char *name, walk_path *wp)
 {
     char *path = join(dir, name);
-    if (!path) return mf_set_error(MF_ERR_NOMEM, "out of memory walking '%s'", dir);
+    if (!path)
+        return mf_set_error(MF_ERR_NOMEM, "out of memory walking '%s'", dir);
     struct stat st;
     int rc = 0;
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
-        if (!is_ancestor(wp, &st)) rc = walk(e, path, &st, wp);
+        if (!is_ancestor(wp, &st))
+            rc = walk(e, path, &st, wp);
     } else if (mf_src_is_image_name(name))
         rc = mf_src_entries_push(e, path, NULL);
     free(path);
@@ -162,12 +178,14 @@ static int walk(mf_src_entries *e, const char *dir, const struct stat *dst, walk
         snprintf(reason, sizeof reason, "cannot read directory: %s", strerror(err));
         return mf_src_entries_push(e, dir, reason);
     }
-    if (err < 0) rc = mf_set_error(MF_ERR_NOMEM, "out of memory listing '%s'", dir);
+    if (err < 0)
+        rc = mf_set_error(MF_ERR_NOMEM, "out of memory listing '%s'", dir);
     wp->dev[wp->depth] = dst->st_dev;
     wp->ino[wp->depth] = dst->st_ino;
     wp->depth++;
     for (size_t i = 0; i < n; i++) {
-        if (rc == 0) rc = walk_name(e, dir, names[i], wp);
+        if (rc == 0)
+            rc = walk_name(e, dir, names[i], wp);
         free(names[i]);
     }
     wp->depth--;
@@ -205,9 +223,11 @@ static int parse_list_line(mf_src_entries *e, char *line, const char *base, cons
     for (char *t = strtok_r(rest, " \t\r\n", &save); t && nt < 13;
          t = strtok_r(NULL, " \t\r\n", &save))
         tok[nt++] = t;
-    if (nt == 0 || tok[0][0] == '#') return 0;
+    if (nt == 0 || tok[0][0] == '#')
+        return 0;
     char *path = tok[0][0] == '/' || !base ? strdup(tok[0]) : join(base, tok[0]);
-    if (!path) return mf_set_error(MF_ERR_NOMEM, "out of memory reading '%s'", list);
+    if (!path)
+        return mf_set_error(MF_ERR_NOMEM, "out of memory reading '%s'", list);
     int bad = !(nt == 1 || nt == 2 || nt == 11 || nt == 12);
     double v[12];
     for (int i = 1; i < nt && !bad; i++) {
@@ -215,19 +235,23 @@ static int parse_list_line(mf_src_entries *e, char *line, const char *base, cons
         v[i] = strtod(tok[i], &end);
         bad = *end != '\0' || !isfinite(v[i]);
     }
-    if (!bad && (nt == 2 || nt == 12) && (v[1] != (double)(int64_t)v[1] || v[1] < -1)) bad = 1;
+    if (!bad && (nt == 2 || nt == 12) && (v[1] != (double)(int64_t)v[1] || v[1] < -1))
+        bad = 1;
     char reason[200];
     snprintf(reason, sizeof reason,
              "bad line %zu of '%s': expected 'path [label] [x1 y1 ... x5 y5]'", lineno, list);
     int rc = mf_src_entries_push(e, path, bad ? reason : NULL);
     free(path);
-    if (rc < 0 || bad) return rc;
+    if (rc < 0 || bad)
+        return rc;
     mf_src_entry *x = &e->v[e->n - 1];
     int first_lm = nt == 11 ? 1 : 2;
-    if (nt == 2 || nt == 12) x->label = (int64_t)v[1];
+    if (nt == 2 || nt == 12)
+        x->label = (int64_t)v[1];
     if (nt >= 11) {
         x->has_landmarks = 1;
-        for (int i = 0; i < 10; i++) x->landmarks[i] = (float)v[first_lm + i];
+        for (int i = 0; i < 10; i++)
+            x->landmarks[i] = (float)v[first_lm + i];
     }
     return 0;
 }
@@ -243,7 +267,8 @@ int mf_src_expand_list(mf_src_input *in)
     }
     char *base = NULL;
     const char *slash = strrchr(in->path, '/');
-    if (!is_stdin && slash) base = strndup(in->path, (size_t)(slash - in->path + 1));
+    if (!is_stdin && slash)
+        base = strndup(in->path, (size_t)(slash - in->path + 1));
     char *line = NULL;
     size_t cap = 0;
     int rc = 0;
@@ -251,6 +276,7 @@ int mf_src_expand_list(mf_src_input *in)
         rc = parse_list_line(&in->entries, line, base, in->path, lineno);
     free(line);
     free(base);
-    if (!is_stdin) fclose(f);
+    if (!is_stdin)
+        fclose(f);
     return rc;
 }

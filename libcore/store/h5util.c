@@ -36,8 +36,10 @@ int mf_h5_open_error(int code, const char *path, const char *what)
     snprintf(reason, sizeof reason, "%s", mf_h5_reason());
     /* HDF5's messages are generic; the common cases deserve a plain explanation. */
     if (strstr(reason, "lock"))
-        return mf_set_error(code, "cannot %s '%s': unable to lock the file (on NFS/Lustre set "
-                                  "HDF5_USE_FILE_LOCKING=FALSE)", what, path);
+        return mf_set_error(code,
+                            "cannot %s '%s': unable to lock the file (on NFS/Lustre set "
+                            "HDF5_USE_FILE_LOCKING=FALSE)",
+                            what, path);
     if (access(path, F_OK) != 0 && strcmp(what, "create") != 0)
         return mf_set_error(MF_ERR_IO, "cannot %s '%s': %s", what, path, strerror(errno));
     return mf_set_error(code, "cannot %s '%s': %s", what, path,

@@ -146,8 +146,8 @@ static void store_release(mf_store *s)
 /* Open /name and check its class and rank; errors name the file and the dataset. */
 static int open_checked(mf_store *s, const char *name, H5T_class_t cls, int rank, hid_t *out)
 {
-    static const char *class_words[] = {[H5T_INTEGER] = "integer", [H5T_FLOAT] = "float",
-                                        [H5T_STRING] = "string"};
+    static const char *class_words[] = {
+        [H5T_INTEGER] = "integer", [H5T_FLOAT] = "float", [H5T_STRING] = "string"};
     if (H5Lexists(s->file, name, H5P_DEFAULT) <= 0)
         return mf_set_error(MF_ERR_SCHEMA, "'%s': missing dataset '/%s'", s->path, name);
     hid_t ds = H5Dopen2(s->file, name, H5P_DEFAULT);
@@ -234,8 +234,10 @@ static int check_lengths(mf_store *s)
     for (int i = 0; i < 4; i++) {
         uint64_t len = mf_store_length(ds[i]);
         if (has_committed ? len < n : len != n)
-            return mf_set_error(MF_ERR_SCHEMA, "'%s': '/%s' has %llu rows but '/embedding' has "
-                                "%llu", s->path, names[i], (unsigned long long)len,
+            return mf_set_error(MF_ERR_SCHEMA,
+                                "'%s': '/%s' has %llu rows but '/embedding' has "
+                                "%llu",
+                                s->path, names[i], (unsigned long long)len,
                                 (unsigned long long)n);
     }
     s->rows = n;
@@ -364,8 +366,10 @@ int mf_store_create(mf_store **out, const char *path, const mf_store_params *p)
     if (!s)
         return mf_set_error(MF_ERR_NOMEM, "out of memory");
     if (access(s->partial, F_OK) == 0) {
-        int rc = mf_set_error(MF_ERR_ARG, "'%s' exists: an unfinished run (resume it or "
-                              "delete it)", s->partial);
+        int rc = mf_set_error(MF_ERR_ARG,
+                              "'%s' exists: an unfinished run (resume it or "
+                              "delete it)",
+                              s->partial);
         store_release(s);
         return rc;
     }

@@ -80,7 +80,8 @@ static hid_t open_target(mf_store *dst, hid_t src_ds, const char *name)
     if (ds < 0 || drank != srank || (srank == 2 && ddims[1] != sdims[1]) || !same_class) {
         if (ds >= 0)
             H5Dclose(ds);
-        mf_set_error(MF_ERR_MISMATCH, "'/%s' has a different type or shape in the output", name);
+        mf_set_error(MF_ERR_MISMATCH, "'/%s' has a different type or shape in the output",
+                     name);
         return -1;
     }
     return ds;
@@ -175,9 +176,11 @@ int mf_store_copy_rows(mf_store *dst, mf_store *src, const uint64_t *rows, size_
                             src->path, src->dim, dst->path, dst->dim);
     for (size_t i = 0; i < n; i++)
         if (rows[i] >= src->rows || (i && rows[i] <= rows[i - 1]))
-            return mf_set_error(MF_ERR_ARG, "copy from '%s': row list must be increasing and "
-                                "below %llu (entry %zu is %llu)", src->path,
-                                (unsigned long long)src->rows, i, (unsigned long long)rows[i]);
+            return mf_set_error(MF_ERR_ARG,
+                                "copy from '%s': row list must be increasing and "
+                                "below %llu (entry %zu is %llu)",
+                                src->path, (unsigned long long)src->rows, i,
+                                (unsigned long long)rows[i]);
     if (n == 0)
         return 0;
     column_list cols;
@@ -265,9 +268,9 @@ int mf_store_write_label_names(mf_store *s, const char *const *names, size_t n)
     hid_t g = H5Gcreate2(s->file, "labels", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     hid_t str = mf_h5_vlen_str_type();
     hid_t ds = g < 0 ? -1 : mf_store_create_dataset(g, "name", str, 0, 1024);
-    int rc = ds < 0 ? mf_set_error(MF_ERR_IO, "cannot create '/labels/name': %s",
-                                   mf_h5_reason())
-                    : mf_store_extend(ds, n);
+    int rc = ds < 0
+                 ? mf_set_error(MF_ERR_IO, "cannot create '/labels/name': %s", mf_h5_reason())
+                 : mf_store_extend(ds, n);
     if (rc == 0 && n)
         rc = mf_store_rw_rows(ds, str, 0, n, 0, (void *)names, 1);
     if (ds >= 0)

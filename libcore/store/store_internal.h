@@ -24,7 +24,7 @@ struct mf_store {
     int dim;
     uint64_t rows;
     uint64_t failed;
-    hid_t emb, mag, id, label;    /* the four required datasets */
+    hid_t emb, mag, id, label;      /* the four required datasets */
     hid_t failed_id, failed_reason; /* -1 when the store has no /failed */
     mf_store_attr_cache *attrs;
     size_t n_attrs;

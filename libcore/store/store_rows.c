@@ -28,9 +28,11 @@ static int check_range(const mf_store *s, uint64_t start, size_t n, uint64_t lim
                        const char *what)
 {
     if (start > limit || n > limit - start)
-        return mf_set_error(MF_ERR_ARG, "'%s': rows %llu..%llu of '/%s' are out of range "
-                            "(%llu rows)", s->path, (unsigned long long)start,
-                            (unsigned long long)(start + n), what, (unsigned long long)limit);
+        return mf_set_error(MF_ERR_ARG,
+                            "'%s': rows %llu..%llu of '/%s' are out of range "
+                            "(%llu rows)",
+                            s->path, (unsigned long long)start, (unsigned long long)(start + n),
+                            what, (unsigned long long)limit);
     return 0;
 }
 
@@ -43,7 +45,8 @@ int mf_store_append(mf_store *s, size_t n, const float *emb, const float *mag,
         return 0;
     for (size_t i = 0; i < n; i++)
         if (!ids[i])
-            return mf_set_error(MF_ERR_ARG, "append to '%s': id of row %zu is NULL", s->path, i);
+            return mf_set_error(MF_ERR_ARG, "append to '%s': id of row %zu is NULL", s->path,
+                                i);
     float *mags = NULL;
     int64_t *labs = NULL;
     if (!mag) {
@@ -146,8 +149,9 @@ int mf_store_read_int64(mf_store *s, const char *name, uint64_t start, size_t n,
     int ok = H5Tget_class(t) == H5T_INTEGER && H5Sget_simple_extent_ndims(sp) == 1;
     H5Tclose(t);
     H5Sclose(sp);
-    int rc = ok ? 0 : mf_set_error(MF_ERR_SCHEMA, "'%s': '/%s' is not a 1-D integer dataset",
-                                   s->path, name);
+    int rc = ok ? 0
+                : mf_set_error(MF_ERR_SCHEMA, "'%s': '/%s' is not a 1-D integer dataset",
+                               s->path, name);
     if (rc == 0 && mf_store_length(ds) < s->rows)
         rc = mf_set_error(MF_ERR_SCHEMA, "'%s': '/%s' has %llu rows, the store has %llu",
                           s->path, name, (unsigned long long)mf_store_length(ds),

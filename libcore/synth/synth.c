@@ -29,21 +29,33 @@ enum { S_SIZE = 1, S_CENTRE, S_TWIN, S_FACE, S_UNREC, S_KIND, S_ROW, S_DUP };
 
 struct mf_synth {
     mf_synth_params p;
-    uint64_t *start;  /* identities + 1: first row of each identity block */
-    float *centre;    /* (identities, dim) unit identity centres */
-    uint8_t *twin;    /* identities: 1 if a look-alike of identity k - 1 */
-    float *face;      /* (dim) the direction all faces share a little of */
-    float *unrec;     /* (dim) the "unrecognisable" direction */
+    uint64_t *start; /* identities + 1: first row of each identity block */
+    float *centre;   /* (identities, dim) unit identity centres */
+    uint8_t *twin;   /* identities: 1 if a look-alike of identity k - 1 */
+    float *face;     /* (dim) the direction all faces share a little of */
+    float *unrec;    /* (dim) the "unrecognisable" direction */
 };
 
 mf_synth_params mf_synth_default_params(void)
 {
     mf_synth_params p = {
-        .rows = 65000, .identities = 2000, .dim = 512, .seed = 1,
-        .junk = 0.02, .dup = 0.02, .mislabel = 0.03, .lookalike = 0.05,
-        .low_quality = 0.10, .min_size = 5, .max_size = 200,
-        .inter_cos = 0.10, .lookalike_mix = 0.45, .center_cos = 0.82, .drift = 0.60,
-        .mag_base = 10.0, .mag_slope = 25.0,
+        .rows = 65000,
+        .identities = 2000,
+        .dim = 512,
+        .seed = 1,
+        .junk = 0.02,
+        .dup = 0.02,
+        .mislabel = 0.03,
+        .lookalike = 0.05,
+        .low_quality = 0.10,
+        .min_size = 5,
+        .max_size = 200,
+        .inter_cos = 0.10,
+        .lookalike_mix = 0.45,
+        .center_cos = 0.82,
+        .drift = 0.60,
+        .mag_base = 10.0,
+        .mag_slope = 25.0,
     };
     return p;
 }
@@ -180,7 +192,8 @@ static void make_centres(mf_synth *g)
         normalise(c, dim);
     }
     /* A twin's partner is never a twin itself, so its centre is final: no race. */
-    float tm = (float)p->lookalike_mix, tn = (float)sqrt(1.0 - p->lookalike_mix * p->lookalike_mix);
+    float tm = (float)p->lookalike_mix,
+          tn = (float)sqrt(1.0 - p->lookalike_mix * p->lookalike_mix);
 #pragma omp parallel for schedule(static)
     for (int64_t k = 1; k < k_n; k++) {
         if (!g->twin[k])
@@ -196,19 +209,23 @@ static void make_centres(mf_synth *g)
 static int check_params(const mf_synth_params *p)
 {
     if (p->dim < 2 || p->dim > MAX_DIM)
-        return mf_set_error(MF_ERR_ARG, "synth: dim must be in 2..%d (got %d)", MAX_DIM, p->dim);
+        return mf_set_error(MF_ERR_ARG, "synth: dim must be in 2..%d (got %d)", MAX_DIM,
+                            p->dim);
     if (p->identities < 1 || p->identities > MAX_IDENTITIES)
         return mf_set_error(MF_ERR_ARG, "synth: identities must be in 1..%lld (got %lld)",
                             MAX_IDENTITIES, (long long)p->identities);
     if (p->rows < (uint64_t)p->identities)
         return mf_set_error(MF_ERR_ARG, "synth: %llu rows cannot hold %lld identities",
                             (unsigned long long)p->rows, (long long)p->identities);
-    double shares[] = {p->junk, p->dup, p->mislabel, p->lookalike, p->low_quality,
-                       p->inter_cos, p->lookalike_mix, p->center_cos, p->drift};
+    double shares[] = {p->junk,          p->dup,         p->mislabel,
+                       p->lookalike,     p->low_quality, p->inter_cos,
+                       p->lookalike_mix, p->center_cos,  p->drift};
     for (size_t i = 0; i < sizeof shares / sizeof shares[0]; i++)
         if (!(shares[i] >= 0 && shares[i] < 1))
-            return mf_set_error(MF_ERR_ARG, "synth: probabilities and cosines must be in "
-                                "[0, 1) (got %g)", shares[i]);
+            return mf_set_error(MF_ERR_ARG,
+                                "synth: probabilities and cosines must be in "
+                                "[0, 1) (got %g)",
+                                shares[i]);
     if (p->min_size < 1 || p->max_size < p->min_size)
         return mf_set_error(MF_ERR_ARG, "synth: need 1 <= min_size <= max_size");
     if (!(p->mag_base > 0) || !(p->mag_slope >= 0))
@@ -295,8 +312,8 @@ static int64_t identity_of(const mf_synth *g, uint64_t r)
 typedef struct row_kind {
     int64_t identity; /* true identity block */
     int junk;
-    int64_t dup_of;   /* -1 unless a duplicate */
-    int64_t label;    /* given label */
+    int64_t dup_of; /* -1 unless a duplicate */
+    int64_t label;  /* given label */
 } row_kind;
 
 /* The per-row draws that decide what a row is. */
@@ -435,14 +452,22 @@ static void one_row(const mf_synth *g, uint64_t r, size_t i, const mf_synth_batc
         ss += (double)v[d] * v[d];
     }
     int64_t truth = kd.junk ? -1 : kd.identity;
-    if (o->mag) o->mag[i] = (float)sqrt(ss);
-    if (o->label) o->label[i] = kd.label;
-    if (o->true_label) o->true_label[i] = truth;
-    if (o->is_junk) o->is_junk[i] = kd.junk;
-    if (o->is_dup) o->is_dup[i] = kd.dup_of >= 0;
-    if (o->is_mislabeled) o->is_mislabeled[i] = !kd.junk && kd.label != truth;
-    if (o->dup_of) o->dup_of[i] = kd.dup_of;
-    if (o->quality) o->quality[i] = (float)q;
+    if (o->mag)
+        o->mag[i] = (float)sqrt(ss);
+    if (o->label)
+        o->label[i] = kd.label;
+    if (o->true_label)
+        o->true_label[i] = truth;
+    if (o->is_junk)
+        o->is_junk[i] = kd.junk;
+    if (o->is_dup)
+        o->is_dup[i] = kd.dup_of >= 0;
+    if (o->is_mislabeled)
+        o->is_mislabeled[i] = !kd.junk && kd.label != truth;
+    if (o->dup_of)
+        o->dup_of[i] = kd.dup_of;
+    if (o->quality)
+        o->quality[i] = (float)q;
 }
 
 int mf_synth_rows(const mf_synth *g, uint64_t start, size_t n, const mf_synth_batch *out)

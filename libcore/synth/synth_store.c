@@ -51,11 +51,16 @@ static int truth_alloc(truth_cols *t, uint64_t rows)
 static int write_truth(mf_store *s, const truth_cols *t)
 {
     int rc = mf_store_write_column_int64(s, "true_label", t->true_label);
-    if (rc == 0) rc = mf_store_write_column_int64(s, "is_junk", t->is_junk);
-    if (rc == 0) rc = mf_store_write_column_int64(s, "is_dup", t->is_dup);
-    if (rc == 0) rc = mf_store_write_column_int64(s, "is_mislabeled", t->is_mislabeled);
-    if (rc == 0) rc = mf_store_write_column_int64(s, "dup_of", t->dup_of);
-    if (rc == 0) rc = mf_store_write_column_float(s, "quality", t->quality);
+    if (rc == 0)
+        rc = mf_store_write_column_int64(s, "is_junk", t->is_junk);
+    if (rc == 0)
+        rc = mf_store_write_column_int64(s, "is_dup", t->is_dup);
+    if (rc == 0)
+        rc = mf_store_write_column_int64(s, "is_mislabeled", t->is_mislabeled);
+    if (rc == 0)
+        rc = mf_store_write_column_int64(s, "dup_of", t->dup_of);
+    if (rc == 0)
+        rc = mf_store_write_column_float(s, "quality", t->quality);
     return rc;
 }
 
@@ -83,9 +88,9 @@ static int set_params_attr(mf_store *s, const mf_synth_params *p, const mf_synth
              (unsigned long long)p->rows, (long long)p->identities, p->dim,
              (unsigned long long)p->seed, p->junk, p->dup, p->mislabel, p->lookalike,
              p->low_quality, p->min_size, p->max_size, p->inter_cos, p->lookalike_mix,
-             p->center_cos, p->drift, p->mag_base, p->mag_slope,
-             (unsigned long long)c->junk, (unsigned long long)c->dup,
-             (unsigned long long)c->mislabeled, (unsigned long long)c->lookalike_identities);
+             p->center_cos, p->drift, p->mag_base, p->mag_slope, (unsigned long long)c->junk,
+             (unsigned long long)c->dup, (unsigned long long)c->mislabeled,
+             (unsigned long long)c->lookalike_identities);
     return mf_store_set_attr(s, "mf_synth", json);
 }
 
@@ -104,8 +109,14 @@ static int append_rows(mf_store *s, const mf_synth *g, const mf_synth_params *p,
         rc = mf_set_error(MF_ERR_NOMEM, "synth: cannot allocate a chunk of %zu rows", chunk);
     for (uint64_t r = 0; rc == 0 && r < p->rows; r += chunk) {
         size_t n = p->rows - r < chunk ? (size_t)(p->rows - r) : chunk;
-        mf_synth_batch b = {emb, mag, label, t->true_label + r, t->is_junk + r,
-                            t->is_dup + r, t->is_mislabeled + r, t->dup_of + r,
+        mf_synth_batch b = {emb,
+                            mag,
+                            label,
+                            t->true_label + r,
+                            t->is_junk + r,
+                            t->is_dup + r,
+                            t->is_mislabeled + r,
+                            t->dup_of + r,
                             t->quality + r};
         rc = mf_synth_rows(g, r, n, &b);
         for (size_t i = 0; rc == 0 && i < n; i++) {

@@ -26,7 +26,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (size_t i = 0; i < ck->count; i++) {
         const mf_tensor *t = &ck->tensors[i];
         volatile float sink = 0;
-        for (size_t j = 0; j < t->numel; j++)   /* touch every value the reader produced */
+        for (size_t j = 0; j < t->numel; j++) /* touch every value the reader produced */
             sink += t->data[j];
         (void)sink;
     }

@@ -11,9 +11,8 @@
  * zero, and a zero or non-finite row quantises to zeros with scale 0. */
 Test(amx, int8_quantisation)
 {
-    const float in[3][5] = {{0.5f, -0.25f, 0.0f, 0.126f, -0.5f},
-                            {0, 0, 0, 0, 0},
-                            {1.0f, NAN, 0.0f, 0.0f, 0.0f}};
+    const float in[3][5] = {
+        {0.5f, -0.25f, 0.0f, 0.126f, -0.5f}, {0, 0, 0, 0, 0}, {1.0f, NAN, 0.0f, 0.0f, 0.0f}};
     int8_t out[3 * 64];
     float scale[3];
     memset(out, 0x55, sizeof out);

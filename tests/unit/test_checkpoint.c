@@ -71,8 +71,9 @@ static mf_checkpoint *check_header(const char *dir, char *line, char *file, size
 {
     char fmt[16], prefix[64], arch[64];
     size_t count, dropped;
-    cr_assert_eq(sscanf(line, "F %255s %15s %63s %63s %zu %zu", file, fmt, prefix, arch,
-                        &count, &dropped), 6);
+    cr_assert_eq(sscanf(line, "F %255s %15s %63s %63s %zu %zu", file, fmt, prefix, arch, &count,
+                        &dropped),
+                 6);
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", dir, file);
     mf_checkpoint *ck;
@@ -138,10 +139,7 @@ static int check_expected(const char *dir)
     return files;
 }
 
-Test(checkpoint, fixtures_match_torch)
-{
-    cr_expect_eq(check_expected(fixture_dir()), 7);
-}
+Test(checkpoint, fixtures_match_torch) { cr_expect_eq(check_expected(fixture_dir()), 7); }
 
 Test(checkpoint, missing_file_and_garbage)
 {
@@ -197,7 +195,10 @@ static void mutate(const char *name)
 
 Test(checkpoint, mutated_zip_never_crashes, .timeout = 300) { mutate("zip_bare.pth"); }
 Test(checkpoint, mutated_legacy_never_crashes, .timeout = 300) { mutate("legacy_dp.pth"); }
-Test(checkpoint, mutated_legacy_views_never_crash, .timeout = 300) { mutate("legacy_bare.pth"); }
+Test(checkpoint, mutated_legacy_views_never_crash, .timeout = 300)
+{
+    mutate("legacy_bare.pth");
+}
 
 static int have_torch(void)
 {
@@ -214,8 +215,10 @@ Test(checkpoint, fresh_random_checkpoints_match_torch, .timeout = 300)
     cr_assert_not_null(mkdtemp(dir));
     char cmd[8192];
     unsigned seed = (unsigned)getpid();
-    snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/scripts/make_checkpoint_fixtures.py "
-             "--random %u %s", src, seed, dir);
+    snprintf(cmd, sizeof cmd,
+             "/usr/bin/python3 %s/scripts/make_checkpoint_fixtures.py "
+             "--random %u %s",
+             src, seed, dir);
     cr_assert_eq(system(cmd), 0, "generator failed: %s", cmd);
     cr_log_info("random checkpoints with seed %u", seed);
     cr_expect_eq(check_expected(dir), 2);

@@ -111,7 +111,7 @@ Test(clean, min_magnitude_drops_below_the_threshold)
     mf_clean_result r;
     run(&c, &p, &r);
     cr_assert_str_eq(dropped(&r), "0:min-magnitude 1:min-magnitude 2:min-magnitude "
-                     "3:min-magnitude 4:min-magnitude");
+                                  "3:min-magnitude 4:min-magnitude");
     cr_assert_float_eq(r.figure[4], 5.0f, 1e-4);
     cr_assert_eq(r.dropped[MF_RULE_KEEP], 5);
     mf_clean_result_release(&r);
@@ -134,7 +134,8 @@ Test(clean, drop_lowest_global_and_per_label)
     p = mf_clean_default_params();
     p.drop_lowest_per_label = 50; /* label 0: 2 of 4 (11, 12); label 1: 3 of 6 (10, 13, 21) */
     run(&c, &p, &r);
-    cr_assert_str_eq(dropped(&r), "1:drop-lowest-per-label 3:drop-lowest-per-label "
+    cr_assert_str_eq(dropped(&r),
+                     "1:drop-lowest-per-label 3:drop-lowest-per-label "
                      "5:drop-lowest-per-label 7:drop-lowest-per-label 9:drop-lowest-per-label");
     mf_clean_result_release(&r);
 }
@@ -146,8 +147,8 @@ Test(clean, auto_cut_finds_the_low_mode_or_the_bulk_edge)
     /* 10% around 12, 90% around 28 */
     for (int i = 0; i < N; i++) {
         /* sum of three equidistributed sequences: close to a standard normal */
-        double u = fmod(i * 0.6180339887, 1) + fmod(i * 0.4142135624, 1) +
-                   fmod(i * 0.7320508076, 1);
+        double u =
+            fmod(i * 0.6180339887, 1) + fmod(i * 0.4142135624, 1) + fmod(i * 0.7320508076, 1);
         double z = 2.0 * (u - 1.5);
         m[i] = (float)(i % 10 == 0 ? 12 + 1.5 * z : 28 + 2.5 * z);
     }
@@ -192,13 +193,13 @@ Test(clean, outliers_flag_exactly_the_wrong_sample)
 Test(clean, dedup_keeps_the_highest_magnitude_of_each_group)
 {
     crafted c = {0};
-    add_row(&c, (float[DIM]){1, 0, 0, 0, 0, 0, 0, 0}, 20, 0);      /* 0: group A */
-    add_row(&c, (float[DIM]){0, 1, 0, 0, 0, 0, 0, 0}, 20, 0);      /* 1 */
-    add_row(&c, (float[DIM]){0, 0, 1, 0, 0, 0, 0, 0}, 20, 1);      /* 2: group B */
-    add_row(&c, (float[DIM]){1, 0.02f, 0, 0, 0, 0, 0, 0}, 25, 0);  /* 3: group A, best */
-    add_row(&c, (float[DIM]){0, 0, 0, 1, 0, 0, 0, 0}, 20, 1);      /* 4 */
-    add_row(&c, (float[DIM]){0, 0, 1, 0.05f, 0, 0, 0, 0}, 30, 1);  /* 5: group B, best */
-    add_row(&c, (float[DIM]){0, 0, 1, 0, 0.05f, 0, 0, 0}, 22, 1);  /* 6: group B */
+    add_row(&c, (float[DIM]){1, 0, 0, 0, 0, 0, 0, 0}, 20, 0);       /* 0: group A */
+    add_row(&c, (float[DIM]){0, 1, 0, 0, 0, 0, 0, 0}, 20, 0);       /* 1 */
+    add_row(&c, (float[DIM]){0, 0, 1, 0, 0, 0, 0, 0}, 20, 1);       /* 2: group B */
+    add_row(&c, (float[DIM]){1, 0.02f, 0, 0, 0, 0, 0, 0}, 25, 0);   /* 3: group A, best */
+    add_row(&c, (float[DIM]){0, 0, 0, 1, 0, 0, 0, 0}, 20, 1);       /* 4 */
+    add_row(&c, (float[DIM]){0, 0, 1, 0.05f, 0, 0, 0, 0}, 30, 1);   /* 5: group B, best */
+    add_row(&c, (float[DIM]){0, 0, 1, 0, 0.05f, 0, 0, 0}, 22, 1);   /* 6: group B */
     add_row(&c, (float[DIM]){0, 0.7f, 0.7f, 0, 0, 0, 0, 0}, 40, 1); /* 7: cos 0.7 to 1, 2 */
     mf_clean_params p = mf_clean_default_params();
     p.dedup_cos = 0.95;
@@ -241,17 +242,17 @@ Test(clean, merge_reports_and_relabels_to_the_larger_label)
 Test(clean, rules_combine_in_the_documented_order)
 {
     crafted c = {0};
-    add_identity(&c, 0, 1, 8, 20.f);   /* rows 0-7: label 1 */
-    for (int i = 0; i < 4; i++) {      /* rows 8-11: label 2, the same person as label 1 */
+    add_identity(&c, 0, 1, 8, 20.f); /* rows 0-7: label 1 */
+    for (int i = 0; i < 4; i++) {    /* rows 8-11: label 2, the same person as label 1 */
         float v[DIM] = {1, 0, 0, 0, 0, 0, 0, 0};
         v[4 + i] = 0.2f;
         add_row(&c, v, 20.f, 2);
     }
     float copy[DIM] = {1, 0, 0, 0, 0, 0.3f};
-    add_row(&c, copy, 25.f, 1);        /* 12: a copy of row 1 with a higher magnitude */
-    add_identity(&c, 1, 3, 3, 20.f);   /* rows 13-15: a small label */
+    add_row(&c, copy, 25.f, 1);      /* 12: a copy of row 1 with a higher magnitude */
+    add_identity(&c, 1, 3, 3, 20.f); /* rows 13-15: a small label */
     float v[DIM] = {0, 0, 0, 1, 0.3f};
-    add_row(&c, v, 2.f, 3);            /* 16: low magnitude AND an outlier of label 3 */
+    add_row(&c, v, 2.f, 3); /* 16: low magnitude AND an outlier of label 3 */
     mf_clean_params p = mf_clean_default_params();
     p.min_magnitude = 5;
     p.outliers = 1;
@@ -265,7 +266,7 @@ Test(clean, rules_combine_in_the_documented_order)
      * label 2 (4 rows < 5) survives because it was merged into label 1 first; label 3
      * keeps 3 rows < 5 */
     cr_assert_str_eq(dropped(&r), "1:dedup 13:min-per-label 14:min-per-label "
-                     "15:min-per-label 16:min-magnitude");
+                                  "15:min-per-label 16:min-magnitude");
     cr_assert_float_eq(r.figure[13], 3.0f, 1e-6);
     cr_assert_eq(r.n_merges, 1);
     cr_assert_eq(r.label[8], 1);

@@ -10,8 +10,8 @@
 static mf_knn_graph *two_triangles(void)
 {
     int64_t nbr[7 * 3] = {1, 2, -1, 0, 2, -1, 0, 1, 3, 4, 5, 2, 3, 5, -1, 3, 4, -1, -1, -1, -1};
-    float sim[7 * 3] = {.9f, .9f, 0, .9f, .9f, 0, .9f, .9f, .3f, .9f, .9f, .3f,
-                        .9f, .9f, 0, .9f, .9f, 0, 0, 0, 0};
+    float sim[7 * 3] = {.9f, .9f, 0,   .9f, .9f, 0,   .9f, .9f, .3f, .9f, .9f,
+                        .3f, .9f, .9f, 0,   .9f, .9f, 0,   0,   0,   0};
     mf_knn_graph *g;
     cr_assert_eq(mf_knn_from_arrays(&g, 7, 3, nbr, sim), 0);
     return g;
@@ -20,7 +20,8 @@ static mf_knn_graph *two_triangles(void)
 static void expect_labels(const int64_t *got, const int64_t *want, int n)
 {
     for (int i = 0; i < n; i++)
-        cr_expect_eq(got[i], want[i], "row %d: got %ld want %ld", i, (long)got[i], (long)want[i]);
+        cr_expect_eq(got[i], want[i], "row %d: got %ld want %ld", i, (long)got[i],
+                     (long)want[i]);
 }
 
 static const float mag7[7] = {30, 20, 10, 10, 20, 30, 25};

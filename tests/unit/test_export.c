@@ -16,10 +16,7 @@
 
 static char dir[] = "/tmp/mf_test_export_XXXXXX";
 
-static void setup(void)
-{
-    cr_assert_not_null(mkdtemp(dir));
-}
+static void setup(void) { cr_assert_not_null(mkdtemp(dir)); }
 
 static void teardown(void)
 {
@@ -103,7 +100,7 @@ Test(export, fetch_files_and_archive_members)
     fclose(f);
     /* ids relative to --root; members asked in another order than stored, one twice,
      * one absent, one archive absent */
-    char *ids[] = {"a.tar//m/1.jpg", "f.jpg", "a.tar//m/2.jpg", "a.tar//m/9.jpg",
+    char *ids[] = {"a.tar//m/1.jpg",    "f.jpg",          "a.tar//m/2.jpg", "a.tar//m/9.jpg",
                    "nope.tar//m/1.jpg", "a.tar//m/1.jpg", "gone.jpg"};
     got g = {0};
     cr_assert_eq(mf_fetch_images(ids, 7, dir, 0, collect, &g), 0);
@@ -156,8 +153,9 @@ Test(export, filter_cut)
     double cut = 0;
     cr_assert_eq(mf_report_find_cut("{\"magnitude_cut\": 21.5}", &cut), 1);
     cr_assert_float_eq(cut, 21.5, 1e-12);
-    cr_assert_eq(mf_report_find_cut("{\"rules\": {\"min_magnitude\": 18, \"auto_cut\": 19.5}}",
-                                    &cut), 1);
+    cr_assert_eq(
+        mf_report_find_cut("{\"rules\": {\"min_magnitude\": 18, \"auto_cut\": 19.5}}", &cut),
+        1);
     cr_assert_float_eq(cut, 19.5, 1e-12); /* the larger of two cuts is the effective one */
     cr_assert_eq(mf_report_find_cut("{\"min_magnitude\": 0, \"dedup_cos\": 0.95}", &cut), 0);
     cr_assert_eq(mf_report_find_cut("not json", &cut), 0);
@@ -187,7 +185,10 @@ static void make_store(char *store_path, size_t cap)
         char path[600];
         snprintf(path, sizeof path, "%s/img%d.jpg", dir, i);
         FILE *f = fopen(path, "wb");
-        fprintf(f, "\xff\xd8\xff" "image-%d", i);
+        fprintf(f,
+                "\xff\xd8\xff"
+                "image-%d",
+                i);
         fclose(f);
         ids[i] = strdup(path);
         for (int d = 0; d < 4; d++)

@@ -35,8 +35,8 @@ static char *make_refs(void)
         cr_skip_test("python3-opencv not installed");
     static char dir[128], cmd[1024];
     snprintf(dir, sizeof dir, "/tmp/mf_test_image_%d", (int)getpid());
-    snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/scripts/make_source_fixtures.py --cv2-refs %s",
-             src, dir);
+    snprintf(cmd, sizeof cmd,
+             "/usr/bin/python3 %s/scripts/make_source_fixtures.py --cv2-refs %s", src, dir);
     cr_assert_eq(system(cmd), 0, "reference generation failed");
     return dir;
 }
@@ -69,9 +69,10 @@ Test(image, decode_and_align_match_opencv)
         if (!strcmp(kind, "decode")) {
             int w, h;
             cr_assert_eq(sscanf(line + off, "%d %d", &w, &h), 2);
-            cr_assert(im.width == w && im.height == h, "%s: %dx%d, OpenCV %dx%d", file, im.width,
-                      im.height, w, h);
-            cr_assert_eq(memcmp(im.data, want, rn), 0, "%s: pixels differ from cv2.imread", file);
+            cr_assert(im.width == w && im.height == h, "%s: %dx%d, OpenCV %dx%d", file,
+                      im.width, im.height, w, h);
+            cr_assert_eq(memcmp(im.data, want, rn), 0, "%s: pixels differ from cv2.imread",
+                         file);
             n_decode++;
         } else if (!strcmp(kind, "resize")) {
             uint8_t out[MF_FACE_SIZE * MF_FACE_SIZE * 3];
@@ -83,15 +84,19 @@ Test(image, decode_and_align_match_opencv)
             double m_ref[6], m[6];
             float lm[10];
             char *p = line + off;
-            for (int i = 0; i < 6; i++) m_ref[i] = strtod(p, &p);
-            for (int i = 0; i < 10; i++) lm[i] = strtof(p, &p);
+            for (int i = 0; i < 6; i++)
+                m_ref[i] = strtod(p, &p);
+            for (int i = 0; i < 10; i++)
+                lm[i] = strtof(p, &p);
             cr_assert_eq(mf_image_align_matrix(m, lm), 0);
-            for (int i = 0; i < 6; i++) worst_m = fmax(worst_m, fabs(m[i] - m_ref[i]));
+            for (int i = 0; i < 6; i++)
+                worst_m = fmax(worst_m, fabs(m[i] - m_ref[i]));
             uint8_t out[MF_FACE_SIZE * MF_FACE_SIZE * 3];
             cr_assert_eq(mf_image_align(out, &im, lm), 0);
             for (size_t i = 0; i < sizeof out; i++) {
                 int d = abs((int)out[i] - want[i]);
-                if (d > worst_warp) worst_warp = d;
+                if (d > worst_warp)
+                    worst_warp = d;
             }
             n_align++;
         }
@@ -107,15 +112,16 @@ Test(image, decode_and_align_match_opencv)
     cr_assert_lt(worst_m, 1e-9, "transform differs from numpy Umeyama by %g", worst_m);
     /* Same fixed-point arithmetic as OpenCV: exact, not merely close. */
     cr_assert_eq(worst_warp, 0, "warp differs from cv2.warpAffine by %d levels", worst_warp);
-    cr_log_info(
-        "decodes %d and resizes %d bit-exact; aligns %d: matrix max diff %.2g, warp max diff %d",
-        n_decode, n_resize, n_align, worst_m, worst_warp);
+    cr_log_info("decodes %d and resizes %d bit-exact; aligns %d: matrix max diff %.2g, warp "
+                "max diff %d",
+                n_decode, n_resize, n_align, worst_m, worst_warp);
 }
 
 Test(image, pixel_limit_is_configurable_and_checked_before_decoding)
 {
     const char *fx = getenv("MF_FIXTURES");
-    if (!fx) cr_skip_test("MF_FIXTURES not set");
+    if (!fx)
+        cr_skip_test("MF_FIXTURES not set");
     char path[1024];
     snprintf(path, sizeof path, "%s/source/tree/id00/0.jpg", fx);
     size_t n;

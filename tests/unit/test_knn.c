@@ -98,7 +98,8 @@ Test(knn, approximate_reports_recall)
     mf_knn_free(h);
     p.nprobe = 1;
     cr_assert_eq(mf_knn_build(&h, x, n, d, &p, &info), 0);
-    cr_expect(info.recall > 0.3 && info.recall < 1.0, "join recall at nprobe 1: %f", info.recall);
+    cr_expect(info.recall > 0.3 && info.recall < 1.0, "join recall at nprobe 1: %f",
+              info.recall);
     mf_knn_free(h);
     p.index = "NoSuchIndex";
     cr_expect_eq(mf_knn_build(&h, x, n, d, &p, &info), MF_ERR_ARG);
@@ -197,7 +198,8 @@ Test(knn, refine_completes_clusters)
             cr_assert(j >= 0 && j / 5 == (int64_t)i / 5 && j != (int64_t)i,
                       "row %zu rank %d: %lld is not a cluster mate", i, r, (long long)j);
             for (int u = 0; u < r; u++)
-                cr_expect_neq(a->nbr[i * k + u], j, "row %zu lists %lld twice", i, (long long)j);
+                cr_expect_neq(a->nbr[i * k + u], j, "row %zu lists %lld twice", i,
+                              (long long)j);
             float s = 0;
             for (int t = 0; t < d; t++)
                 s += x[i * d + t] * x[j * d + t];

@@ -16,9 +16,12 @@ static const uint8_t MAGIC_LE[4] = {0x0a, 0x23, 0xd7, 0xce};
 static size_t make_payload(uint8_t *p, int i)
 {
     size_t n = 100 + 37 * (size_t)i;
-    for (size_t k = 0; k < n; k++) p[k] = (uint8_t)(k * 131 + i * 7);
-    if (i % 2 == 1) memcpy(p + 40, MAGIC_LE, 4), memcpy(p + 48, MAGIC_LE, 4);
-    if (i == 3) memcpy(p, MAGIC_LE, 4), memcpy(p + (n & ~3u) - 4, MAGIC_LE, 4);
+    for (size_t k = 0; k < n; k++)
+        p[k] = (uint8_t)(k * 131 + i * 7);
+    if (i % 2 == 1)
+        memcpy(p + 40, MAGIC_LE, 4), memcpy(p + 48, MAGIC_LE, 4);
+    if (i == 3)
+        memcpy(p, MAGIC_LE, 4), memcpy(p + (n & ~3u) - 4, MAGIC_LE, 4);
     return n;
 }
 
@@ -93,11 +96,13 @@ Test(recordio, round_trip_and_insightface_layout)
                  "/usr/bin/python3 %s/scripts/make_source_fixtures.py --dump-rec %s", src, rec);
         FILE *p = popen(cmd, "r");
         cr_assert_not_null(p);
-        while (fgets(line, sizeof line, p)) strncat(all, line, sizeof all - strlen(all) - 1);
+        while (fgets(line, sizeof line, p))
+            strncat(all, line, sizeof all - strlen(all) - 1);
         cr_assert_eq(pclose(p), 0, "python reader failed: %s", all);
         cr_assert_str_eq(
-            all, "0 2 7,10 0\n1 0 0 100\n2 0 0 137\n3 0 1 174\n4 0 1 211\n5 0 1 248\n6 0 4 285\n"
-                 "7 2 1,3 0\n8 2 3,6 0\n9 2 6,7 0\n");
+            all,
+            "0 2 7,10 0\n1 0 0 100\n2 0 0 137\n3 0 1 174\n4 0 1 211\n5 0 1 248\n6 0 4 285\n"
+            "7 2 1,3 0\n8 2 3,6 0\n9 2 6,7 0\n");
     }
     unlink(rec);
     unlink(idx);
@@ -106,7 +111,8 @@ Test(recordio, round_trip_and_insightface_layout)
 Test(recordio, python_written_fixture_reads)
 {
     const char *fx = getenv("MF_FIXTURES");
-    if (!fx) cr_skip_test("MF_FIXTURES not set");
+    if (!fx)
+        cr_skip_test("MF_FIXTURES not set");
     char path[1024];
     snprintf(path, sizeof path, "%s/source/train.rec", fx);
     mf_recordio_reader *r;
@@ -158,7 +164,8 @@ Test(recordio, damage_stops_the_reader_and_limits_skip)
     fclose(f);
     cr_assert_eq(mf_recordio_open(&r, rec, 0), 0);
     int n = 0;
-    while ((rc = mf_recordio_next(r, &x, 1)) > 0) n++;
+    while ((rc = mf_recordio_next(r, &x, 1)) > 0)
+        n++;
     cr_assert_eq(rc, MF_ERR_FORMAT);
     cr_assert(strstr(mf_last_error(), "truncated record"), "%s", mf_last_error());
     cr_assert(n > 0 && n < 10);

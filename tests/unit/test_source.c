@@ -22,7 +22,8 @@ typedef struct got {
 static void go_to_fixtures(void)
 {
     const char *fx = getenv("MF_FIXTURES");
-    if (!fx) cr_skip_test("MF_FIXTURES not set");
+    if (!fx)
+        cr_skip_test("MF_FIXTURES not set");
     char dir[1024];
     snprintf(dir, sizeof dir, "%s/source", fx);
     cr_assert_eq(chdir(dir), 0, "cannot chdir to %s", dir);
@@ -32,9 +33,11 @@ static uint32_t pixel_hash(const mf_sample *s)
 {
     mf_image im;
     mf_decode_params dp = mf_decode_default_params();
-    if (mf_image_decode(&im, s->data, s->size, &dp) < 0) return 0;
+    if (mf_image_decode(&im, s->data, s->size, &dp) < 0)
+        return 0;
     uint32_t h = 2166136261u;
-    for (size_t i = 0; i < (size_t)im.width * im.height * 3; i++) h = (h ^ im.data[i]) * 16777619u;
+    for (size_t i = 0; i < (size_t)im.width * im.height * 3; i++)
+        h = (h ^ im.data[i]) * 16777619u;
     mf_image_release(&im);
     return h;
 }
@@ -58,7 +61,8 @@ static int run(const char **inputs, int n, mf_source_params p, got *out, int max
         snprintf(g->error, sizeof g->error, "%s", x.error ? x.error : "");
         g->label = x.label;
         g->has_lm = x.has_landmarks;
-        if (!x.error) g->pixels = pixel_hash(&x);
+        if (!x.error)
+            g->pixels = pixel_hash(&x);
     }
     cr_assert_eq(rc, 0, "%s", mf_last_error());
     mf_source_free(s);
@@ -68,8 +72,9 @@ static int run(const char **inputs, int n, mf_source_params p, got *out, int max
 Test(source, every_kind_yields_the_same_images)
 {
     go_to_fixtures();
-    static const char *kinds[] = {"tree",          "faces.tar", "faces.tar.gz",   "faces.tar.xz",
-                                  "faces.tar.zst", "faces.zip", "wds-000000.tar", "train.rec"};
+    static const char *kinds[] = {"tree",           "faces.tar",     "faces.tar.gz",
+                                  "faces.tar.xz",   "faces.tar.zst", "faces.zip",
+                                  "wds-000000.tar", "train.rec"};
     static const char *first_id[] = {"tree/id00/0.jpg",
                                      "faces.tar//id00/0.jpg",
                                      "faces.tar.gz//id00/0.jpg",
@@ -105,10 +110,12 @@ Test(source, label_from_dir_names_are_sorted_and_shared)
     p.label_from_dir = 1;
     mf_source *s;
     cr_assert_eq(mf_source_new(&s, &p), 0);
-    for (int i = 0; i < 2; i++) mf_source_add(s, in[i], MF_INPUT_AUTO);
+    for (int i = 0; i < 2; i++)
+        mf_source_add(s, in[i], MF_INPUT_AUTO);
     mf_sample x;
     int n = 0;
-    while (mf_source_next(s, &x) > 0) n++;
+    while (mf_source_next(s, &x) > 0)
+        n++;
     cr_assert_eq(n, 16);
     cr_assert_eq(mf_source_label_count(s), 4);
     cr_assert_str_eq(mf_source_label_name(s, 0), "id00");
@@ -165,11 +172,13 @@ Test(source, broken_inputs_give_reasons_and_iteration_goes_on)
         cr_assert(!strncmp(g[i].id, want[i].id, strlen(want[i].id)), "%d: %s", i, g[i].id);
         if (want[i].reason[0] && g[i].error[0])
             cr_assert(strstr(g[i].error, want[i].reason), "%s: %s", g[i].id, g[i].error);
-        if (!want[i].reason[0]) cr_assert_neq(g[i].pixels, 0, "%s should decode", g[i].id);
+        if (!want[i].reason[0])
+            cr_assert_neq(g[i].pixels, 0, "%s should decode", g[i].id);
     }
     /* The first six files read fine: their reasons come from the decoder. */
     for (int i = 0; i < 6; i++) {
-        if (g[i].error[0]) continue;
+        if (g[i].error[0])
+            continue;
         FILE *f = fopen(want[i].id, "rb");
         static uint8_t buf[1 << 16];
         size_t len = fread(buf, 1, sizeof buf, f);
@@ -198,7 +207,8 @@ Test(source, shards_partition_the_samples)
         for (int j = 0; j < m; j++) {
             int hit = -1;
             for (int i = 0; i < n && hit < 0; i++)
-                if (!seen[i] && !strcmp(all[i].id, part[j].id)) hit = i; /* ids may repeat */
+                if (!seen[i] && !strcmp(all[i].id, part[j].id))
+                    hit = i; /* ids may repeat */
             cr_assert_geq(hit, 0, "%s not in the unsharded run", part[j].id);
             seen[hit] = 1;
             cr_assert_eq(mf_shard_of(part[j].id, 3), k);
@@ -213,7 +223,8 @@ static const char *fake_env(const char *name)
     static const char *names[] = {"SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_MIN",
                                   "SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_STEP"};
     for (int i = 0; i < 4; i++)
-        if (!strcmp(name, names[i])) return fake_env_vals[i];
+        if (!strcmp(name, names[i]))
+            return fake_env_vals[i];
     return NULL;
 }
 
@@ -365,7 +376,8 @@ Test(source, reading_off_walks_the_same_ids_then_resumes)
     mf_source_set_reading(s, 1);
     for (; mf_source_next(s, &x) > 0; i++) {
         cr_assert_str_eq(x.id, all[i].id);
-        if (!x.error) cr_assert_eq(pixel_hash(&x), all[i].pixels, "%s", x.id);
+        if (!x.error)
+            cr_assert_eq(pixel_hash(&x), all[i].pixels, "%s", x.id);
     }
     cr_assert_eq(i, n);
     mf_source_free(s);

@@ -285,7 +285,8 @@ Test(store, wrong_dtype)
     H5Ldelete(f, "label", H5P_DEFAULT);
     hsize_t n = 12;
     hid_t sp = H5Screate_simple(1, &n, NULL);
-    hid_t ds = H5Dcreate2(f, "label", H5T_IEEE_F32LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t ds =
+        H5Dcreate2(f, "label", H5T_IEEE_F32LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     H5Dclose(ds);
     H5Sclose(sp);
     H5Fclose(f);

@@ -35,8 +35,8 @@ static rows_buf *generate(const mf_synth_params *p, uint64_t start, size_t n)
     rows_buf *b = calloc(1, sizeof *b);
     mf_synth *g;
     cr_assert_eq(mf_synth_new(&g, p), 0, "%s", mf_last_error());
-    mf_synth_batch o = {b->emb, b->mag, b->label, b->truth, b->junk, b->dup, b->mis,
-                        b->dup_of, b->quality};
+    mf_synth_batch o = {b->emb, b->mag, b->label,  b->truth,  b->junk,
+                        b->dup, b->mis, b->dup_of, b->quality};
     cr_assert_eq(mf_synth_rows(g, start, n, &o), 0, "%s", mf_last_error());
     mf_synth_free(g);
     return b;
