@@ -7,7 +7,8 @@
  *     mf_knn_info info;
  *     if (mf_knn_build(&g, x, n, dim, &p, &info) < 0) die(mf_last_error());
  *     // g->nbr[i*k + r], g->sim[i*k + r]: r-th most similar other sample of row i
- *     mf_knn_save(g, "graph.h5");
+ *     mf_output *o;                              // mf/durable.h
+ *     if (mf_output_open(&o, "graph.h5", MF_OUTPUT_SEEKABLE) == 0) mf_knn_save(g, o);
  *     mf_knn_free(g);
  *
  * x must hold L2-normalised rows (mf_knn_normalize), so inner product = cosine. Below
@@ -32,6 +33,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "mf/durable.h"
 
 typedef struct mf_knn_graph {
     size_t n;             /* samples */
@@ -84,8 +87,9 @@ int mf_knn_from_arrays(mf_knn_graph **out, size_t n, int k, const int64_t *nbr,
                        const float *sim);
 
 /* Save to an HDF5 file: /neighbors int64 (n,k), /similarities float32 (n,k), attributes
- * rows, k, fingerprint, index. Written to "<path>.partial" and renamed. */
-int mf_knn_save(const mf_knn_graph *g, const char *path);
+ * rows, k, fingerprint, index. `out` (opened with MF_OUTPUT_SEEKABLE) is taken over:
+ * published on success, removed on failure. */
+int mf_knn_save(const mf_knn_graph *g, mf_output *out);
 
 /* Load a saved graph; fails with MF_ERR_MISMATCH if its row count or fingerprint differs
  * from the expected ones (a stale graph of other embeddings). expect_fingerprint may be
