@@ -99,6 +99,33 @@ int mf_knn_load(mf_knn_graph **out, const char *path, size_t expect_rows,
 
 void mf_knn_free(mf_knn_graph *g);
 
+/* ---- exact search and k-means (the only FAISS entry points outside the graph) ------
+ * For code that needs similarity searches other than the graph (near-duplicates, label
+ * overlap): an exact inner-product index and FAISS's spherical k-means, behind mfkit's
+ * error conventions. Vectors are L2-normalised rows, so inner product = cosine. */
+
+typedef struct mf_knn_flat mf_knn_flat;
+
+int mf_knn_flat_new(mf_knn_flat **out, int dim);
+/* Add n rows; they get ids size..size+n-1 in the order added. */
+int mf_knn_flat_add(mf_knn_flat *f, const float *x, size_t n);
+/* The k most similar stored rows of each query: sim[q*k + j], id[q*k + j] (-1 when fewer
+ * than k are stored). */
+int mf_knn_flat_search(mf_knn_flat *f, const float *q, size_t nq, int k, float *sim,
+                       int64_t *id);
+/* Every stored row with similarity >= thr to a query: fn(ctx, first + q, id, sim) for
+ * each, queries in order; fn returns 0 to go on, else that value is returned. */
+typedef int (*mf_knn_pair_fn)(void *ctx, int64_t query, int64_t id, float sim);
+int mf_knn_flat_range(mf_knn_flat *f, const float *q, size_t nq, int64_t first, float thr,
+                      mf_knn_pair_fn fn, void *ctx);
+void mf_knn_flat_free(mf_knn_flat *f);
+
+/* Spherical k-means (FAISS, fixed seed) of k centroids on `per_centroid` rows per
+ * centroid taken at an even stride from x[0..n), `niter` iterations. centroids: k * dim
+ * floats, caller-allocated. k <= n. */
+int mf_knn_kmeans(const float *x, size_t n, int dim, int k, int per_centroid, int niter,
+                  float *centroids);
+
 /* Fingerprint of a store's content for mf_knn_save/load: row count, dim and a 64-bit
  * FNV-1a hash of the magnitudes (which every re-embedding or reordering changes). */
 void mf_knn_fingerprint(char out[64], size_t n, int dim, const float *magnitude);
