@@ -41,7 +41,7 @@ typedef struct config {
     const char *out, *graph, *truth;
     int tsv, json, calibrate, overwrite;
     int method_set;
-    float tau, tau2; /* TAU_UNSET: the method's default */
+    float tau, tau2; /* UNSET: the method's default */
     double quant, res;
     mf_cluster_params cp;
     mf_knn_params kp;
@@ -96,7 +96,8 @@ static const mf_cli_tool tool = {
     "The graph file is refused if it was built from other embeddings.",
     options};
 
-#define TAU_UNSET (-9.0f) /* below any cosine */
+/* A threshold not given on the command line: below every value an option accepts. */
+#define UNSET (-9.0f)
 
 static int on_option(int id, const char *arg, void *ctx)
 {
@@ -143,13 +144,13 @@ static int on_option(int id, const char *arg, void *ctx)
 static void finish_params(config *c)
 {
     mf_cluster_method_defaults(&c->cp, c->cp.method); /* thresholds only, not weight */
-    if (c->tau != TAU_UNSET)
+    if (c->tau != UNSET)
         c->cp.tau = c->tau;
-    if (c->tau2 != TAU_UNSET)
+    if (c->tau2 != UNSET)
         c->cp.tau2 = c->tau2;
-    if (c->quant >= 0)
+    if (c->quant != UNSET)
         c->cp.anchor_quantile = c->quant;
-    if (c->res >= 0)
+    if (c->res != UNSET)
         c->cp.resolution = c->res;
 }
 
@@ -309,7 +310,7 @@ static int open_outputs(const config *c, mf_output **out, mf_output **graph)
 int main(int argc, char **argv)
 {
     mf_cli_start_blas(argv);
-    config c = {.tau = TAU_UNSET, .tau2 = TAU_UNSET, .quant = -1, .res = -1, .truth = "label"};
+    config c = {.tau = UNSET, .tau2 = UNSET, .quant = UNSET, .res = UNSET, .truth = "label"};
     c.cp = mf_cluster_default_params();
     c.kp = mf_knn_default_params();
     int first = mf_cli_parse(&tool, argc, argv, on_option, &c);

@@ -9,6 +9,7 @@
 
 #include "cli.h"
 #include "mf/durable.h"
+#include "mf/embed.h"
 #include "mf/model.h"
 #include "mf/progress.h"
 #include "mf/status.h"
@@ -120,7 +121,7 @@ static int bench(const mf_model *m, const config *c, int threads)
 
 int main(int argc, char **argv)
 {
-    config c = {.batch = 16, .seconds = 10};
+    config c = {.batch = MF_EMBED_BATCH, .seconds = 10};
     int first = mf_cli_parse(&tool, argc, argv, on_option, &c);
     if (argc - first != 1)
         mf_cli_usage_error("expected one input file");

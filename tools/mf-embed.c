@@ -333,7 +333,7 @@ static int fail(const char *what)
 
 int main(int argc, char **argv)
 {
-    config c = {.batch = 16, .max_megapixels = 50};
+    config c = {.batch = MF_EMBED_BATCH, .max_megapixels = 50};
     int first = mf_cli_parse(&tool, argc, argv, on_option, &c);
     if (!c.model)
         c.model = getenv("MF_MODEL");

@@ -46,13 +46,6 @@ static int on_option(int id, const char *arg, void *ctx)
     return 0;
 }
 
-static int read_column(mf_store *s, const char *name, int64_t *out)
-{
-    if (!mf_store_has(s, name))
-        return mf_set_error(MF_ERR_SCHEMA, "'%s' has no dataset /%s", mf_store_path(s), name);
-    return mf_store_read_int64(s, name, 0, mf_store_rows(s), out);
-}
-
 static void print_metrics(const mf_cluster_metrics *m, int json)
 {
     if (!json) {
@@ -88,25 +81,19 @@ int main(int argc, char **argv)
     if (argc - first != 1)
         mf_cli_usage_error("expected one store, got %d operands", argc - first);
     mf_store *s = mf_cli_open_store(argv[first]);
-    size_t n = (size_t)mf_store_rows(s), bytes;
+    size_t n = (size_t)mf_store_rows(s);
     int64_t *t = NULL, *p = NULL;
-    int rc = n == 0 ? mf_set_error(MF_ERR_ARG, "'%s' has no rows to evaluate", argv[first])
-                    : mf_size_mul(n, sizeof *t, &bytes, "label columns");
-    if (rc == 0 && (!(t = malloc(bytes)) || !(p = malloc(bytes))))
-        rc = mf_set_error(MF_ERR_NOMEM, "out of memory for %zu labels", n);
+    int rc = n == 0 ? mf_set_error(MF_ERR_FORMAT, "'%s' has no rows to evaluate", argv[first])
+                    : mf_store_load_int64(s, c.truth, &t);
     if (rc == 0)
-        rc = read_column(s, c.truth, t);
-    if (rc == 0)
-        rc = read_column(s, c.pred, p);
+        rc = mf_store_load_int64(s, c.pred, &p);
     mf_cluster_metrics m;
     if (rc == 0)
         rc = mf_metrics_compute(n, t, p, &m);
     mf_store_close(s);
     free(t), free(p);
-    if (rc < 0) {
-        mf_cli_error("%s", mf_last_error());
-        return mf_cli_finish(MF_EXIT_FAILURE);
-    }
+    if (rc < 0)
+        return mf_cli_fail(rc);
     print_metrics(&m, c.json);
     return mf_cli_finish(MF_EXIT_OK);
 }

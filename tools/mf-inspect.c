@@ -50,50 +50,21 @@ static int on_option(int id, const char *arg, void *ctx)
     return 0;
 }
 
-#define BLOCK 65536
-
 static int print_head(mf_store *s, uint64_t n)
 {
     uint64_t rows = mf_store_rows(s);
-    if (n > rows)
-        n = rows;
+    mf_store_cursor *c;
+    const mf_store_block *b;
+    int rc = mf_store_cursor_open(&c, s, MF_COL_ID | MF_COL_LABEL | MF_COL_MAGNITUDE, 0,
+                                  n < rows ? n : rows);
     printf("id\tlabel\tmagnitude\n");
-    char **ids = malloc(BLOCK * sizeof *ids);
-    int64_t *labels = malloc(BLOCK * sizeof *labels);
-    float *mag = malloc(BLOCK * sizeof *mag);
-    int rc = ids && labels && mag ? 0 : mf_set_error(MF_ERR_NOMEM, "out of memory");
-    for (uint64_t at = 0; at < n && rc == 0; at += BLOCK) {
-        size_t k = (size_t)(n - at < BLOCK ? n - at : BLOCK);
-        if ((rc = mf_store_read_ids(s, at, k, ids)) < 0)
-            break;
-        rc = mf_store_read_label(s, at, k, labels);
-        if (rc == 0)
-            rc = mf_store_read_magnitude(s, at, k, mag);
-        for (size_t i = 0; i < k && rc == 0; i++)
-            printf("%s\t%lld\t%.6g\n", ids[i], (long long)labels[i], mag[i]);
-        mf_store_free_strings(ids, k);
+    while (rc == 0 && (rc = mf_store_cursor_next(c, &b)) > 0) {
+        rc = 0;
+        for (size_t i = 0; i < b->n; i++)
+            printf("%s\t%lld\t%.6g\n", b->id[i], (long long)b->label[i], b->magnitude[i]);
     }
-    free(ids);
-    free(labels);
-    free(mag);
-    return rc;
-}
-
-/* Read a whole float or int64 column in blocks (the summary needs every value). */
-static int read_all(mf_store *s, float *mag, int64_t *labels, int64_t *cluster)
-{
-    uint64_t rows = mf_store_rows(s);
-    for (uint64_t at = 0; at < rows; at += BLOCK) {
-        size_t k = (size_t)(rows - at < BLOCK ? rows - at : BLOCK);
-        int rc = mf_store_read_magnitude(s, at, k, mag + at);
-        if (rc == 0)
-            rc = mf_store_read_label(s, at, k, labels + at);
-        if (rc == 0 && cluster)
-            rc = mf_store_read_int64(s, "cluster", at, k, cluster + at);
-        if (rc < 0)
-            return rc;
-    }
-    return 0;
+    mf_store_cursor_close(c);
+    return rc < 0 ? rc : 0;
 }
 
 typedef struct group_count {
@@ -265,12 +236,13 @@ static int summarise(mf_store *s, const config *c, summary *m)
     m->rows = mf_store_rows(s);
     m->has_cluster = mf_store_has(s, "cluster");
     size_t n = (size_t)m->rows;
-    float *mag = malloc((n ? n : 1) * sizeof *mag);
-    int64_t *labels = malloc((n ? n : 1) * sizeof *labels);
-    int64_t *cluster = m->has_cluster ? malloc((n ? n : 1) * sizeof *cluster) : NULL;
-    int rc = mag && labels && (!m->has_cluster || cluster)
-                 ? read_all(s, mag, labels, cluster)
-                 : mf_set_error(MF_ERR_NOMEM, "out of memory for %zu rows", n);
+    float *mag = NULL;
+    int64_t *labels = NULL, *cluster = NULL;
+    int rc = mf_store_load_float(s, "magnitude", &mag);
+    if (rc == 0)
+        rc = mf_store_load_int64(s, "label", &labels);
+    if (rc == 0 && m->has_cluster)
+        rc = mf_store_load_int64(s, "cluster", &cluster);
     if (rc == 0 && n) {
         mf_histogram_build(&m->hist, mag, n, c->bins);
         mf_sort_floats(mag, n);
@@ -308,8 +280,6 @@ int main(int argc, char **argv)
         free(m.labels);
         free(m.clusters);
     }
-    if (rc < 0)
-        mf_cli_error("%s", mf_last_error());
     mf_store_close(s);
-    return mf_cli_finish(rc < 0 ? MF_EXIT_FAILURE : MF_EXIT_OK);
+    return rc < 0 ? mf_cli_fail(rc) : mf_cli_finish(MF_EXIT_OK);
 }

@@ -83,17 +83,9 @@ static int read_columns(mf_exporter *ex)
     if (!mf_store_has(ex->s, col))
         return mf_set_error(MF_ERR_SCHEMA, "'%s' has no /%s (run mf-cluster first)",
                             mf_store_path(ex->s), col);
-    size_t n = (size_t)ex->n;
-    ex->label = malloc((n ? n : 1) * sizeof *ex->label);
-    ex->mag = malloc((n ? n : 1) * sizeof *ex->mag);
-    if (!ex->label || !ex->mag)
-        return mf_set_error(MF_ERR_NOMEM, "out of memory for %zu rows", n);
-    if (n == 0)
-        return 0;
-    int rc = strcmp(col, "label") == 0 ? mf_store_read_label(ex->s, 0, n, ex->label)
-                                       : mf_store_read_int64(ex->s, col, 0, n, ex->label);
+    int rc = mf_store_load_int64(ex->s, col, &ex->label);
     if (rc == 0)
-        rc = mf_store_read_magnitude(ex->s, 0, n, ex->mag);
+        rc = mf_store_load_float(ex->s, "magnitude", &ex->mag);
     return rc;
 }
 
