@@ -26,14 +26,16 @@ static const mf_cli_opt options[] = {
 };
 
 static const mf_cli_tool tool = {
-    "mf-eval", "[options] <store.h5>",
+    "mf-eval",
+    "[options] <store.h5>",
     "Score a clustering against truth labels: pairwise precision/recall/F (ordered pairs\n"
     "of distinct samples), BCubed precision/recall/F and NMI (arithmetic mean).",
     "Negative labels (truth -1 = unknown, cluster -1 = unassigned) count as singletons.\n"
     "Examples:\n"
     "  mf-eval clustered.h5\n"
     "  mf-eval --truth true_label --json clustered.h5 | jq .bcubed_f",
-    options};
+    options,
+    0};
 
 static int on_option(int id, const char *arg, void *ctx)
 {
@@ -48,29 +50,17 @@ static int on_option(int id, const char *arg, void *ctx)
 
 static void print_metrics(const mf_cluster_metrics *m, int json)
 {
-    if (!json) {
-        printf("rows\ttruth_classes\tpred_clusters\tpairwise_p\tpairwise_r\tpairwise_f\t"
-               "bcubed_p\tbcubed_r\tbcubed_f\tnmi\n");
-        printf("%zu\t%zu\t%zu\t%.6f\t%.6f\t%.6f\t%.6f\t%.6f\t%.6f\t%.6f\n", m->n,
-               m->truth_classes, m->pred_clusters, m->pairwise_p, m->pairwise_r, m->pairwise_f,
-               m->bcubed_p, m->bcubed_r, m->bcubed_f, m->nmi);
-        return;
-    }
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "rows", (double)m->n);
     cJSON_AddNumberToObject(o, "truth_classes", (double)m->truth_classes);
     cJSON_AddNumberToObject(o, "pred_clusters", (double)m->pred_clusters);
-    cJSON_AddNumberToObject(o, "pairwise_p", m->pairwise_p);
-    cJSON_AddNumberToObject(o, "pairwise_r", m->pairwise_r);
-    cJSON_AddNumberToObject(o, "pairwise_f", m->pairwise_f);
-    cJSON_AddNumberToObject(o, "bcubed_p", m->bcubed_p);
-    cJSON_AddNumberToObject(o, "bcubed_r", m->bcubed_r);
-    cJSON_AddNumberToObject(o, "bcubed_f", m->bcubed_f);
-    cJSON_AddNumberToObject(o, "nmi", m->nmi);
-    char *txt = cJSON_PrintUnformatted(o);
-    if (txt)
-        printf("%s\n", txt);
-    free(txt);
+    const char *names[] = {"pairwise_p", "pairwise_r", "pairwise_f", "bcubed_p",
+                           "bcubed_r",   "bcubed_f",   "nmi"};
+    const double values[] = {m->pairwise_p, m->pairwise_r, m->pairwise_f, m->bcubed_p,
+                             m->bcubed_r,   m->bcubed_f,   m->nmi};
+    for (int i = 0; i < 7; i++)
+        cJSON_AddNumberToObject(o, names[i], values[i]);
+    mf_cli_print_record(o, json);
     cJSON_Delete(o);
 }
 

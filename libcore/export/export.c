@@ -11,6 +11,7 @@
 #include "mf/durable.h"
 #include "mf/export.h"
 #include "mf/log.h"
+#include "mf/stats.h"
 #include "mf/status.h"
 
 /* Rows whose images are fetched together. An archive spanning several blocks is read
@@ -38,12 +39,6 @@ int mf_export_format_parse(const char *name, mf_export_format *out)
                         "unknown export format '%s' (rec, wds, list, featlist, tree)", name);
 }
 
-static int cmp_i64(const void *a, const void *b)
-{
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return (x > y) - (x < y);
-}
-
 /* Replace each row's label by its class: the rank of the value among the distinct
  * non-negative values (0..K-1); negative values stay -1. Keeps the original values in
  * ex->label. */
@@ -59,16 +54,9 @@ static int make_classes(mf_exporter *ex)
     for (size_t i = 0; i < n; i++)
         if (ex->label[i] >= 0)
             vals[k++] = ex->label[i];
-    qsort(vals, k, sizeof *vals, cmp_i64);
-    size_t u = 0;
-    for (size_t i = 0; i < k; i++)
-        if (i == 0 || vals[i] != vals[u - 1])
-            vals[u++] = vals[i];
-    for (size_t i = 0; i < n; i++) {
-        int64_t *hit =
-            ex->label[i] < 0 ? NULL : bsearch(&ex->label[i], vals, u, sizeof *vals, cmp_i64);
-        ex->cls[i] = hit ? hit - vals : -1;
-    }
+    size_t u = mf_unique_int64(vals, k);
+    for (size_t i = 0; i < n; i++)
+        ex->cls[i] = ex->label[i] < 0 ? -1 : mf_search_int64(vals, u, ex->label[i]);
     free(vals);
     ex->stats->classes = u;
     return 0;
