@@ -110,7 +110,9 @@ static int on_option(int id, const char *arg, void *ctx)
     case OPT_LABEL_FROM_DIR: c->label_from_dir = 1; break;
     case OPT_RESIZE: c->resize = 1; break;
     case OPT_SHARD: c->shard = arg; break;
-    case OPT_BATCH: c->batch = (int)mf_cli_parse_int("--batch", arg, 1, 1024); break;
+    case OPT_BATCH:
+        c->batch = (int)mf_cli_parse_int("--batch", arg, 1, MF_EMBED_MAX_BATCH);
+        break;
     case OPT_FEAT_LIST: c->feat_list = arg; break;
     case OPT_ARCH: c->arch = arg; break;
     case OPT_MAX_MP:

@@ -101,6 +101,9 @@ static void print_text(mf_store *s, const summary *m, const config *c)
     printf("failed     %llu\n", (unsigned long long)mf_store_failed_count(s));
     if (m->rows == 0)
         return;
+    if (m->hist.nonfinite)
+        printf("not finite %llu rows with a NaN or infinite magnitude (left out below)\n",
+               (unsigned long long)m->hist.nonfinite);
     printf("magnitude ");
     for (int i = 0; i < 7; i++)
         printf(" %s %.3f", pct_names[i], m->pct[i]);
@@ -158,6 +161,7 @@ static void print_json(mf_store *s, const summary *m, const config *c)
     else
         cJSON_AddNullToObject(o, "model");
     cJSON_AddNumberToObject(o, "failed", (double)mf_store_failed_count(s));
+    cJSON_AddNumberToObject(o, "nonfinite_magnitudes", (double)m->hist.nonfinite);
     if (m->rows) {
         cJSON *mag = cJSON_AddObjectToObject(o, "magnitude");
         for (int i = 0; i < 7; i++)
@@ -200,9 +204,10 @@ static int summarise(mf_store *s, const config *c, summary *m)
         rc = mf_store_load_int64(s, "cluster", &cluster);
     if (rc == 0 && n) {
         mf_histogram_build(&m->hist, mag, n, c->bins);
-        mf_sort_floats(mag, n);
+        size_t finite = mf_finite_floats(mag, n);
+        mf_sort_floats(mag, finite);
         for (int i = 0; i < 7; i++)
-            m->pct[i] = (float)mf_percentile_sorted(mag, n, pct_values[i]);
+            m->pct[i] = finite ? (float)mf_percentile_sorted(mag, finite, pct_values[i]) : NAN;
     }
     if (rc == 0) {
         m->labels = mf_count_groups(labels, m->rows, &m->n_labels, &m->unlabelled);

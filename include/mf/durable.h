@@ -35,6 +35,7 @@
 #define MF_DURABLE_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 typedef struct mf_output mf_output;
@@ -73,6 +74,12 @@ int mf_output_resumed(const mf_output *o);
 /* MF_OUTPUT_RESUMABLE: empty the found partial to start over (keeps the lock). */
 int mf_output_restart(mf_output *o);
 
+/* Make sure `ahead` bytes beyond the temporary's current end are allocated on disk
+ * (fallocate, size unchanged), so that a writer that cannot stop cleanly in the middle
+ * of a write (HDF5) never meets a full disk there: a full disk shows here instead,
+ * before anything is written (MF_ERR_IO naming the output). Best effort where the
+ * filesystem cannot reserve. The reservation is released at commit or suspend. */
+int mf_output_reserve(mf_output *o, uint64_t ahead);
 /* fsync what was written to the temporary so far (the file is written by someone else,
  * e.g. HDF5): 0 or MF_ERR_IO. */
 int mf_output_sync(mf_output *o);
