@@ -215,6 +215,7 @@ int mf_cli_parse(const mf_cli_tool *t, int argc, char **argv, mf_cli_on_option c
     saved_argv = argv;
     atexit(mf_output_abort_all); /* an exit after a failure leaves no temporary */
     mf_log_set_program(t->name);
+    mf_log_set_level(MF_LOG_INFO); /* libcore's notes, like the tools' own, unless -q */
     /* Fixed-size tables: parsing may exit (--help, usage errors), and nothing
      * allocated here must outlive that. */
     enum { MAX_OPTS = 128 };
