@@ -101,6 +101,11 @@ void mf_output_suspend(mf_output *o);
  * its way out after a failure (the tools do it at exit), so no temporary is left. */
 void mf_output_abort_all(void);
 
+/* Remove a file left by an earlier run of the same set of outputs (WebDataset shards
+ * beyond the new last one, with --overwrite), so the set on disk is exactly this run's.
+ * 1 removed, 0 absent, < 0 refused (an input of the run, not a regular file) or failed. */
+int mf_output_remove_extra(const char *path);
+
 /* ---- helpers for code that manages files inside an output folder ------------------- */
 
 /* fsync a file or folder by name: 0 or MF_ERR_IO naming it. */

@@ -706,6 +706,20 @@ void mf_output_abort(mf_output *o)
     output_free(o);
 }
 
+int mf_output_remove_extra(const char *path)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0)
+        return 0;
+    if (!S_ISREG(st.st_mode))
+        return mf_set_error(MF_ERR_ARG, "'%s' is not a regular file: left alone", path);
+    if (run_find(st.st_dev, st.st_ino, NULL) >= 0)
+        return mf_set_error(MF_ERR_ARG, "'%s' is an input of this run: left alone", path);
+    if (unlink(path) != 0)
+        return mf_set_error(MF_ERR_IO, "cannot remove '%s': %s", path, strerror(errno));
+    return 1;
+}
+
 void mf_output_abort_all(void)
 {
     while (live) {

@@ -195,9 +195,9 @@ static int wds_commit(mf_exporter *ex)
     rc = mf_output_commit_all(st->out, st->shards);
     for (size_t k = st->shards; rc == 0 && ex->p->overwrite; k++) {
         char *stale = shard_name(ex->p->output, k);
-        int gone = !stale || unlink(stale) != 0;
+        int removed = stale ? mf_output_remove_extra(stale) : 0;
         free(stale);
-        if (gone)
+        if (removed <= 0)
             break;
     }
     ex->stats->files = rc == 0 ? st->shards : 0;
