@@ -1,5 +1,6 @@
 /* mf-export - write a store's samples in a trainer's format, reading the original image
  * bytes again through each row's id (docs/EXPORT.md). */
+#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,6 +89,14 @@ static void summarise(const config *c, const mf_export_stats *st)
                     (unsigned long long)st->missing);
     if (st->skipped)
         mf_cli_warn("%llu rows skipped (listed above)", (unsigned long long)st->skipped);
+    cJSON *js = cJSON_CreateObject();
+    cJSON_AddStringToObject(js, "output", c->p.output);
+    const char *keys[] = {"written", "classes", "files", "unlabelled", "missing", "skipped"};
+    const double values[] = {(double)st->written,    (double)st->classes, (double)st->files,
+                             (double)st->unlabelled, (double)st->missing, (double)st->skipped};
+    for (int i = 0; i < 6; i++)
+        cJSON_AddNumberToObject(js, keys[i], values[i]);
+    mf_cli_summary(js);
 }
 
 int main(int argc, char **argv)
