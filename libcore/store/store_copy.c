@@ -372,3 +372,25 @@ char *mf_store_label_name(mf_store *s, uint64_t label)
     H5Dclose(ds);
     return copy;
 }
+
+int mf_store_load_label_names(mf_store *s, char ***names, uint64_t *n)
+{
+    *names = NULL;
+    *n = 0;
+    hid_t ds = open_label_names(s);
+    if (ds < 0)
+        return 0;
+    uint64_t count = mf_store_length(ds);
+    char **v = calloc(count ? count : 1, sizeof *v);
+    int rc = v ? mf_store_read_strings(s, ds, "labels/name", 0, (size_t)count, v)
+               : mf_set_error(MF_ERR_NOMEM, "out of memory for %llu label names",
+                              (unsigned long long)count);
+    H5Dclose(ds);
+    if (rc < 0) {
+        free(v);
+        return mf_wrap_error(rc, "'%s': /labels/name", s->path);
+    }
+    *names = v;
+    *n = count;
+    return 0;
+}
