@@ -11,6 +11,7 @@
 #include "mf/clean.h"
 #include "mf/durable.h"
 #include "mf/progress.h"
+#include "mf/stats.h"
 #include "mf/status.h"
 #include "mf/store.h"
 
@@ -159,6 +160,33 @@ static cJSON *quantiles_json(const double *q)
     return o;
 }
 
+/* What the magnitude rules did, for mf-report: the effective cut of the global rules
+ * (--min-magnitude, --auto, --drop-lowest: the highest magnitude they dropped; the
+ * per-label rule has no single cut) and the histogram of the input's magnitudes, so that
+ * the removed low mode can be drawn from the derived store alone. */
+#define CUT_HISTOGRAM_BINS 64
+
+static void magnitude_rules_json(cJSON *o, const mf_clean_result *r)
+{
+    double cut = -INFINITY;
+    for (uint64_t i = 0; i < r->rows; i++)
+        if ((r->rule[i] == MF_RULE_MIN_MAGNITUDE || r->rule[i] == MF_RULE_AUTO ||
+             r->rule[i] == MF_RULE_DROP_LOWEST) &&
+            r->magnitude[i] > cut)
+            cut = r->magnitude[i];
+    if (isfinite(cut))
+        cJSON_AddNumberToObject(o, "magnitude_cut", cut);
+    mf_histogram h;
+    mf_histogram_build(&h, r->magnitude, (size_t)r->rows, CUT_HISTOGRAM_BINS);
+    cJSON *hj = cJSON_AddObjectToObject(o, "magnitude_histogram");
+    cJSON_AddNumberToObject(hj, "lo", h.lo);
+    cJSON_AddNumberToObject(hj, "hi", h.hi);
+    double counts[CUT_HISTOGRAM_BINS];
+    for (int b = 0; b < h.bins; b++)
+        counts[b] = (double)h.count[b];
+    cJSON_AddItemToObject(hj, "counts", cJSON_CreateDoubleArray(counts, h.bins));
+}
+
 static cJSON *summary_json(const config *c, const mf_clean_result *r, const double *before,
                            const double *after, double seconds)
 {
@@ -178,6 +206,7 @@ static cJSON *summary_json(const config *c, const mf_clean_result *r, const doub
     cJSON_AddNumberToObject(o, "identities_out", (double)r->identities_out);
     cJSON_AddItemToObject(o, "magnitude_before", quantiles_json(before));
     cJSON_AddItemToObject(o, "magnitude_after", quantiles_json(after));
+    magnitude_rules_json(o, r);
     if (c->p.auto_cut) {
         cJSON_AddNumberToObject(o, "auto_cut", round(r->auto_cut * 1e4) / 1e4);
         cJSON_AddStringToObject(o, "auto_reason", r->auto_reason);

@@ -29,6 +29,7 @@ mf_report_params mf_report_default_params(void)
     p.top_groups = 6;
     p.per_group = 8;
     p.max_image_bytes = 256 << 10;
+    p.erc_rows = 50000;
     return p;
 }
 
@@ -368,6 +369,10 @@ static int gather(rp_data *d)
     int rc = read_columns(d);
     d->filter_json = mf_store_attr(d->s, "mf_filter");
     d->has_cut = mf_report_find_cut(d->filter_json, &d->cut);
+    if (rc == 0)
+        rc = rp_gather_before(d);
+    if (rc == 0)
+        rc = rp_gather_erc(d);
     if (rc == 0)
         rc = gather_lowest(d);
     if (rc == 0 && d->p->filter_report)
