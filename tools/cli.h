@@ -10,7 +10,9 @@
  *     int first = mf_cli_parse(&tool, argc, argv, on_option, &cfg);
  *
  * Common options handled here for every tool: -h/--help (usage on stdout, exit 0),
- * --version, -j/--threads N, -q/--quiet, --verbose, --progress, --json (the tool's
+ * --version, -j/--threads N, -q/--quiet, --verbose, --progress, --progress-every SEC
+ * (progress as a line every SEC seconds when stderr is not a terminal; 60 by default in
+ * a SLURM job), --json (the tool's
  * summary as one JSON object on stdout: see mf_cli_summary); and --overwrite for the
  * tools that write outputs (MF_CLI_WRITES). A short flag means the same in every tool. Messages go to stderr as
  * "mf-tool: error: ...". Exit codes follow DESIGN.md. */
