@@ -1,0 +1,139 @@
+#!/usr/bin/python3
+"""Seed corpora for the libFuzzer harnesses (tests/fuzz/fuzz_<name>.c), generated at test
+time into a build folder; nothing generated is committed.
+
+Usage: /usr/bin/python3 scripts/make_fuzz_seeds.py OUTDIR
+Writes OUTDIR/<name>/seed_* for every harness: small valid inputs of each kind the
+harness reads (taken from tests/fixtures or built here) and a few near misses.
+"""
+import gzip
+import io
+import os
+import struct
+import sys
+import tarfile
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+FX = os.path.join(ROOT, "tests", "fixtures")
+SRC = os.path.join(FX, "source")
+
+
+def read(*parts):
+    with open(os.path.join(*parts), "rb") as f:
+        return f.read()
+
+
+def put(out, name, seeds):
+    d = os.path.join(out, name)
+    os.makedirs(d, exist_ok=True)
+    for i, data in enumerate(seeds):
+        with open(os.path.join(d, "seed_%03d" % i), "wb") as f:
+            f.write(data)
+
+
+def checkpoint():
+    d = os.path.join(FX, "checkpoint")
+    return [read(d, n) for n in sorted(os.listdir(d)) if n.endswith(".pth")]
+
+
+def recordio():
+    rec, idx = read(SRC, "train.rec"), read(SRC, "train.idx")
+    bad, bad_idx = read(SRC, "broken", "badmagic.rec"), read(SRC, "broken", "badmagic.idx")
+    with_idx = lambda i, r: b"I" + bytes([min(len(i), 255)]) + i[:255] + r
+    dup = idx.replace(b"\n4\t", b"\n3\t", 1)
+    return [rec, with_idx(idx, rec), with_idx(bad_idx, bad), with_idx(dup, rec), rec[:1000]]
+
+
+def image():
+    seeds = [read(SRC, "tree", "id00", "0.jpg"), read(SRC, "raw", "id01.jpg")]
+    for n in sorted(os.listdir(os.path.join(SRC, "broken"))):
+        if n.endswith((".jpg", ".png")):
+            seeds.append(read(SRC, "broken", n))
+    # a JPEG with an EXIF orientation (APP1 right after SOI), and a PNG with eXIf
+    tiff = b"II*\0" + struct.pack("<I", 8) + struct.pack("<H", 1) + \
+        struct.pack("<HHII", 0x0112, 3, 1, 6) + b"\0\0\0\0"
+    app1 = b"Exif\0\0" + tiff
+    jpg = seeds[0]
+    seeds.append(jpg[:2] + b"\xff\xe1" + struct.pack(">H", len(app1) + 2) + app1 + jpg[2:])
+    png = read(SRC, "broken", "good.png")
+    chunk = struct.pack(">I", len(tiff)) + b"eXIf" + tiff + b"\0\0\0\0"
+    seeds.append(png[:33] + chunk + png[33:])
+    return seeds
+
+
+def lists():
+    plain = read(SRC, "faces.list")
+    return [b"\0" + plain,
+            b"\0a b/c d.jpg 5\na.jpg\t3\nx.jpg 1 2 3 4 5 6 7 8 9 10\n# c\n\n",
+            b"\x01" + b"0\t3.000000\ttree/id00/0.jpg\n1\t4.0\t1.0\ta b.jpg\n",
+            b"\x02" + b"n/a b.jpg\0n/new\nline.jpg\0",
+            b"\x0c" + b"caf\xe9/x.jpg 1\nback\\slash/y.jpg\n",
+            b"\0a.jpg 1e99\nb.jpg -7\nc.jpg 12abc\nd.jpg\0e\n"]
+
+
+def archives():
+    seeds = [read(SRC, n) for n in ("faces.tar", "faces.tar.gz", "faces.zip", "faces.tar.xz",
+                                    "faces.tar.zst", "wds-000000.tar")]
+    # a small WebDataset shard with good and bad .cls members, plain and gzipped
+    img = read(SRC, "tree", "id00", "0.jpg")
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        for k, cls in enumerate([b"3", b"1e99", b"-1", b"12abc"]):
+            for name, data in (("d%d/s%d.cls" % (k % 2, k), cls), ("d%d/s%d.jpg" % (k % 2, k), img)):
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                t.addfile(info, io.BytesIO(data))
+    seeds += [buf.getvalue(), gzip.compress(buf.getvalue()),
+              gzip.compress(buf.getvalue()[:5000]) + gzip.compress(buf.getvalue()[5000:])]
+    return seeds
+
+
+def store():
+    """Stores with fixed-length strings only: fuzz_store.c skips inputs holding an HDF5
+    global heap (variable-length strings), on which libhdf5 1.10.8 itself crashes."""
+    import h5py
+    import numpy as np
+    seeds = []
+    rng = np.random.default_rng(3)
+    for n, dim, extra in ((6, 8, True), (3, 4, False)):
+        path = os.path.join(OUT, "seed_store.h5")
+        with h5py.File(path, "w") as f:
+            f.attrs["mf_format"] = np.bytes_("mfkit-store")
+            f.attrs["mf_format_version"] = 1
+            f.attrs["dim"] = dim
+            f.attrs["model"] = np.bytes_("fuzz")
+            f.create_dataset("embedding", data=rng.standard_normal((n, dim)).astype("f4"),
+                             chunks=(2, dim) if extra else None)
+            f.create_dataset("magnitude", data=rng.random(n).astype("f4") * 30)
+            f.create_dataset("label", data=np.arange(n, dtype="i8") % 3)
+            f.create_dataset("id", data=np.array([b"a/%d.jpg" % i for i in range(n)], "S16"))
+            if extra:
+                f.create_dataset("cluster", data=np.arange(n, dtype="i8") % 2)
+                f.create_dataset("failed/id", data=np.array([b"x.jpg"], "S8"))
+                f.create_dataset("failed/reason", data=np.array([b"truncated JPEG"], "S16"))
+                f.create_dataset("labels/name", data=np.array([b"p", b"q", b"r"], "S4"))
+        seeds.append(read(path))
+        os.unlink(path)
+    assert not any(b"GCOL" in s for s in seeds)
+    return seeds
+
+
+def filter_report():
+    head = b"id\tlabel\tmagnitude\trule\tfigure\n"
+    return [head + b"a/0.jpg\t3\t12.5000\tlow_magnitude\t12.5000\n"
+                   b"a\\tb.jpg\t-1\tnan\tduplicate\t0.9900\nk.jpg\t1\t20.0\tkeep\t0.0\n",
+            head, b"rule\tid\nx\\\\y\\nz\tq\n", head + b"a.jpg\t1e99\t1\tr\t1\n"]
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    OUT = sys.argv[1]
+    os.makedirs(OUT, exist_ok=True)
+    put(OUT, "fuzz_checkpoint", checkpoint())
+    put(OUT, "fuzz_recordio", recordio())
+    put(OUT, "fuzz_image", image())
+    put(OUT, "fuzz_list", lists())
+    put(OUT, "fuzz_archive", archives())
+    put(OUT, "fuzz_store", store())
+    put(OUT, "fuzz_filter_report", filter_report())
