@@ -71,21 +71,35 @@ def lists():
             b"\0a.jpg 1e99\nb.jpg -7\nc.jpg 12abc\nd.jpg\0e\n"]
 
 
-def archives():
-    seeds = [read(SRC, n) for n in ("faces.tar", "faces.tar.gz", "faces.zip", "faces.tar.xz",
-                                    "faces.tar.zst", "wds-000000.tar")]
-    # a small WebDataset shard with good and bad .cls members, plain and gzipped
-    img = read(SRC, "tree", "id00", "0.jpg")
+def tiny_tar(members, pad=False):
+    """A tar without the 10 KB record padding Python adds: small seeds fuzz faster."""
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as t:
-        for k, cls in enumerate([b"3", b"1e99", b"-1", b"12abc"]):
-            for name, data in (("d%d/s%d.cls" % (k % 2, k), cls), ("d%d/s%d.jpg" % (k % 2, k), img)):
-                info = tarfile.TarInfo(name)
-                info.size = len(data)
-                t.addfile(info, io.BytesIO(data))
-    seeds += [buf.getvalue(), gzip.compress(buf.getvalue()),
-              gzip.compress(buf.getvalue()[:5000]) + gzip.compress(buf.getvalue()[5000:])]
-    return seeds
+    for name, data in members:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        buf.write(info.tobuf(tarfile.USTAR_FORMAT))
+        buf.write(data + b"\0" * (-len(data) % 512))
+    buf.write(b"\0" * 1024)
+    return buf.getvalue()
+
+
+def archives():
+    """Small archives of every kind, with a 1x1 PNG as the image (fuzzing speed), and the
+    WebDataset fixture; .cls members good and bad; gzip whole, split in two members, and
+    with zero padding."""
+    import lzma
+    import zipfile
+    png = read(SRC, "broken", "good.png")
+    wds = tiny_tar([("d0/s0.cls", b"3"), ("d0/s0.png", png), ("d1/s1.cls", b"1e99"),
+                    ("d1/s1.png", png), ("d1/s2.png", png), ("s3.cls", b"-1"), ("s3.jpg", png)])
+    zbuf = io.BytesIO()
+    with zipfile.ZipFile(zbuf, "w") as z:
+        z.writestr("a/x.png", png)
+        z.writestr("a/x.cls", "2")
+    half = len(wds) // 2
+    return [wds, gzip.compress(wds), gzip.compress(wds[:half]) + gzip.compress(wds[half:]),
+            gzip.compress(wds) + b"\0" * 64, lzma.compress(wds), zbuf.getvalue(),
+            read(SRC, "faces.tar.zst")]
 
 
 def store():

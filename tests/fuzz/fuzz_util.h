@@ -10,16 +10,31 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+static char fuzz_dir[128];
+
+/* At exit: the scratch folder and what the harnesses wrote into it. */
+static inline void fuzz_cleanup(void)
+{
+    static const char *names[] = {"f.rec", "f.idx", "f.list", "f.lst", "f.tar", "f.h5"};
+    char path[256];
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+        snprintf(path, sizeof path, "%s/%s", fuzz_dir, names[i]);
+        unlink(path);
+    }
+    rmdir(fuzz_dir);
+}
+
 /* The path of `name` in this process's scratch folder (created on first use). */
 static inline const char *fuzz_path(const char *name)
 {
-    static char dir[128], path[256];
-    if (!dir[0]) {
+    static char path[256];
+    if (!fuzz_dir[0]) {
         const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
-        snprintf(dir, sizeof dir, "%s/mf_fuzz_%d", base, (int)getpid());
-        mkdir(dir, 0700);
+        snprintf(fuzz_dir, sizeof fuzz_dir, "%s/mf_fuzz_%d", base, (int)getpid());
+        mkdir(fuzz_dir, 0700);
+        atexit(fuzz_cleanup);
     }
-    snprintf(path, sizeof path, "%s/%s", dir, name);
+    snprintf(path, sizeof path, "%s/%s", fuzz_dir, name);
     return path;
 }
 
