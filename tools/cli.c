@@ -11,6 +11,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+#include <time.h>
+
+#include "mf/durable.h"
 #include "mf/log.h"
 #include "mf/status.h"
 #include "mf/store.h"
@@ -35,6 +39,8 @@ static const mf_cli_opt common_opts[] = {
 
 mf_cli_common mf_cli;
 static const char *tool_name = "mfkit";
+static int saved_argc;
+static char **saved_argv;
 
 const char *mf_cli_name(void) { return tool_name; }
 
@@ -155,14 +161,9 @@ static const mf_cli_opt *find_short(const mf_cli_opt **all, size_t n, int c)
     return NULL;
 }
 
-/* Debian's OpenBLAS (DYNAMIC_ARCH) does not recognise some virtual CPUs and falls back
- * to its slowest kernels ("Prescott"), which makes FAISS and every sgemm several times
- * slower. The kernel set is chosen when the library loads, so the only remedy is to set
- * OPENBLAS_CORETYPE and re-execute once. Only when the variable is unset (a value set
- * by the environment always wins) and only for a core set the CPU really runs. */
 extern char *openblas_get_corename(void);
 
-static void fix_openblas_coretype(char **argv)
+void mf_cli_start_blas(char **argv)
 {
     if (getenv("OPENBLAS_CORETYPE") || strcmp(openblas_get_corename(), "Prescott") != 0)
         return;
@@ -180,8 +181,9 @@ static void fix_openblas_coretype(char **argv)
 
 int mf_cli_parse(const mf_cli_tool *t, int argc, char **argv, mf_cli_on_option cb, void *ctx)
 {
-    fix_openblas_coretype(argv);
     tool_name = t->name;
+    saved_argc = argc;
+    saved_argv = argv;
     mf_log_set_program(t->name);
     /* Fixed-size tables: parsing may exit (--help, usage errors), and nothing
      * allocated here must outlive that. */
@@ -267,9 +269,55 @@ int mf_cli_finish(int code)
 mf_store *mf_cli_open_store(const char *path)
 {
     mf_store *s;
-    if (mf_store_open(&s, path) < 0) {
+    int rc = mf_store_open(&s, path);
+    if (rc == 0)
+        rc = mf_run_add_input(path);
+    if (rc < 0) {
         mf_cli_error("%s", mf_last_error());
         exit(mf_cli_finish(MF_EXIT_FAILURE));
     }
     return s;
+}
+
+void mf_cli_add_inputs(int argc, char **argv, int first)
+{
+    for (int i = first; i < argc; i++)
+        if (mf_run_add_input(argv[i]) < 0) {
+            mf_cli_error("%s", mf_last_error());
+            exit(mf_cli_finish(MF_EXIT_FAILURE));
+        }
+}
+
+int mf_cli_exit_for(int rc)
+{
+    return rc == MF_ERR_ARG || rc == MF_ERR_EXISTS ? MF_EXIT_USAGE : MF_EXIT_FAILURE;
+}
+
+int mf_cli_fail(int rc)
+{
+    mf_cli_error("%s", mf_last_error());
+    return mf_cli_finish(mf_cli_exit_for(rc));
+}
+
+char *mf_cli_history(cJSON *details)
+{
+    cJSON *o = cJSON_CreateObject();
+    char when[32];
+    time_t now = time(NULL);
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+    cJSON_AddStringToObject(o, "tool", tool_name);
+    cJSON_AddStringToObject(o, "version", MF_VERSION_STRING);
+    cJSON_AddStringToObject(o, "time", when);
+    cJSON *args = cJSON_AddArrayToObject(o, "args");
+    for (int i = 1; i < saved_argc; i++)
+        cJSON_AddItemToArray(args, cJSON_CreateString(saved_argv[i]));
+    if (details) /* move its members over */
+        while (details->child) {
+            cJSON *item = cJSON_DetachItemViaPointer(details, details->child);
+            cJSON_AddItemToObject(o, item->string, item);
+        }
+    cJSON_Delete(details);
+    char *text = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return text;
 }

@@ -49,6 +49,13 @@ typedef struct mf_cli_common {
 
 extern mf_cli_common mf_cli;
 
+/* Start-up step for tools that use BLAS (FAISS, sgemm): Debian's OpenBLAS does not
+ * recognise some virtual CPUs and falls back to its slowest kernels; the kernel set is
+ * chosen when the library loads, so this re-executes the tool once with
+ * OPENBLAS_CORETYPE set to what the CPU runs (never when the variable is already set).
+ * Call first thing in main. */
+void mf_cli_start_blas(char **argv);
+
 /* Return 0 to accept, nonzero to reject the option (the callback has printed why via
  * mf_cli_usage_error, or mf_cli_parse prints a generic message). */
 typedef int (*mf_cli_on_option)(int id, const char *arg, void *ctx);
@@ -76,9 +83,26 @@ double mf_cli_parse_double(const char *opt, const char *s, double min, double ma
  * to use (the given one, or MF_EXIT_FAILURE if stdout failed). Call last in main. */
 int mf_cli_finish(int code);
 
-/* Open a store for reading, or print its one-line error and exit 1. */
+/* Open a store for reading (and record it as an input of the run, so no output may
+ * replace it), or print its one-line error and exit 1. */
 struct mf_store;
 struct mf_store *mf_cli_open_store(const char *path);
+
+/* Record argv[first..argc) as inputs of the run (see mf/durable.h). */
+void mf_cli_add_inputs(int argc, char **argv, int first);
+
+/* Exit status for a failed libcore call: 2 for what the user must change on the command
+ * line (an existing output, an output that is an input, a bad value), 1 otherwise. */
+int mf_cli_exit_for(int rc);
+
+/* Print the last error and return mf_cli_finish(mf_cli_exit_for(rc)). */
+int mf_cli_fail(int rc);
+
+/* This run's history entry for a derived store (a JSON object as text, malloc'ed): the
+ * tool, mfkit's version, the command line, the UTC time, plus the members of `details`
+ * (a cJSON object; the tool's counts and decisions), which it takes over. */
+struct cJSON;
+char *mf_cli_history(struct cJSON *details);
 
 /* Name of the running tool (for messages). */
 const char *mf_cli_name(void);

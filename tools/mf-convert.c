@@ -8,15 +8,24 @@
 #include <time.h>
 
 #include "cli.h"
+#include "mf/durable.h"
 #include "mf/model.h"
 #include "mf/progress.h"
 #include "mf/status.h"
 
-enum { OPT_OUTPUT = 1000, OPT_INFO, OPT_ARCH, OPT_BENCH, OPT_BATCH, OPT_SECONDS };
+enum {
+    OPT_OUTPUT = 1000,
+    OPT_INFO,
+    OPT_ARCH,
+    OPT_BENCH,
+    OPT_BATCH,
+    OPT_SECONDS,
+    OPT_OVERWRITE
+};
 
 typedef struct config {
     const char *output, *arch;
-    int info, bench, batch;
+    int info, bench, batch, overwrite;
     double seconds;
 } config;
 
@@ -27,6 +36,7 @@ static const mf_cli_opt opts[] = {
     {"bench", 0, NULL, "time the network on FILE and print images/s", OPT_BENCH},
     {"batch", 0, "N", "batch size for --bench (default 16)", OPT_BATCH},
     {"seconds", 0, "S", "minimum timed seconds for --bench (default 10)", OPT_SECONDS},
+    {"overwrite", 0, NULL, "replace MODEL if it exists", OPT_OVERWRITE},
     {0}};
 
 static const mf_cli_tool tool = {
@@ -51,6 +61,7 @@ static int on_option(int id, const char *arg, void *ctx)
     case OPT_BENCH: c->bench = 1; break;
     case OPT_BATCH: c->batch = (int)mf_cli_parse_int("--batch", arg, 1, 1024); break;
     case OPT_SECONDS: c->seconds = mf_cli_parse_double("--seconds", arg, 0, 3600); break;
+    case OPT_OVERWRITE: c->overwrite = 1; break;
     }
     return 0;
 }
@@ -116,6 +127,7 @@ int main(int argc, char **argv)
     if (!c.info && !c.bench && !c.output)
         mf_cli_usage_error("nothing to do: give -o MODEL, --info or --bench");
     const char *in = argv[first];
+    mf_run_add_input(in);
     mf_model *m;
     if (mf_model_load(&m, in, c.arch) < 0) {
         mf_cli_error("%s", mf_last_error());
@@ -125,9 +137,10 @@ int main(int argc, char **argv)
     if (c.info)
         print_info(m, in);
     if (c.output) {
-        if (mf_model_save(m, c.output) < 0) {
+        int src = mf_model_save(m, c.output, c.overwrite);
+        if (src < 0) {
             mf_cli_error("%s", mf_last_error());
-            rc = MF_EXIT_FAILURE;
+            rc = mf_cli_exit_for(src);
         } else {
             mf_cli_info("wrote '%s' (%s, %.0f MB)", c.output, mf_model_arch(m),
                         mf_model_bytes(m) / 1048576.0);

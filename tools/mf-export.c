@@ -115,10 +115,8 @@ int main(int argc, char **argv)
     int rc = mf_export_run(s, &c.p, &st);
     mf_progress_free(c.p.progress);
     mf_store_close(s);
-    if (rc < 0) {
-        mf_cli_error("%s", mf_last_error());
-        return mf_cli_finish(rc == MF_ERR_ARG ? MF_EXIT_USAGE : MF_EXIT_FAILURE);
-    }
+    if (rc < 0)
+        return mf_cli_fail(rc);
     summarise(&c, &st);
     return mf_cli_finish(st.missing || st.skipped ? MF_EXIT_PARTIAL : MF_EXIT_OK);
 }

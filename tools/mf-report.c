@@ -5,11 +5,20 @@
 #include <stdlib.h>
 
 #include "cli.h"
+#include "mf/durable.h"
 #include "mf/report.h"
 #include "mf/status.h"
 #include "mf/store.h"
 
-enum { OPT_OUTPUT = 1000, OPT_FILTER_REPORT, OPT_MAX_FACES, OPT_PER_RULE, OPT_TOP, OPT_ROOT };
+enum {
+    OPT_OUTPUT = 1000,
+    OPT_FILTER_REPORT,
+    OPT_MAX_FACES,
+    OPT_PER_RULE,
+    OPT_TOP,
+    OPT_ROOT,
+    OPT_OVERWRITE
+};
 
 static const mf_cli_opt options[] = {
     {"output", 'o', "FILE", "write the page to FILE (required)", OPT_OUTPUT},
@@ -19,6 +28,7 @@ static const mf_cli_opt options[] = {
     {"per-rule", 0, "N", "dropped rows shown per rule (default 12)", OPT_PER_RULE},
     {"top", 0, "N", "clusters / split / merged identities shown (default 6)", OPT_TOP},
     {"root", 0, "DIR", "resolve relative ids against DIR", OPT_ROOT},
+    {"overwrite", 0, NULL, "replace the page if it exists", OPT_OVERWRITE},
     {0},
 };
 
@@ -54,6 +64,7 @@ static int on_option(int id, const char *arg, void *ctx)
     case OPT_PER_RULE: c->p.per_rule = (int)mf_cli_parse_int("--per-rule", arg, 0, 1000); break;
     case OPT_TOP: c->p.top_groups = (int)mf_cli_parse_int("--top", arg, 0, 1000); break;
     case OPT_ROOT: c->p.root = arg; break;
+    case OPT_OVERWRITE: c->p.overwrite = 1; break;
     }
     return 0;
 }
@@ -67,13 +78,13 @@ int main(int argc, char **argv)
     if (argc - first != 1)
         mf_cli_usage_error("expected one store, got %d", argc - first);
     mf_store *s = mf_cli_open_store(argv[first]);
+    if (c.p.filter_report)
+        mf_run_add_input(c.p.filter_report);
     mf_report_stats st;
     int rc = mf_report_write(s, c.output, &c.p, &st);
     mf_store_close(s);
-    if (rc < 0) {
-        mf_cli_error("%s", mf_last_error());
-        return mf_cli_finish(MF_EXIT_FAILURE);
-    }
+    if (rc < 0)
+        return mf_cli_fail(rc);
     mf_cli_info("wrote '%s': %zu thumbnails%s", c.output, st.thumbnails,
                 st.has_cut ? ", with the filter's magnitude cut" : "");
     if (st.missing)

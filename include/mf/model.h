@@ -48,8 +48,9 @@ int mf_model_from_checkpoint(mf_model **out, const mf_checkpoint *ck, const char
                              const char *expect_arch);
 
 /* Write the native model file (HDF5: folded, packed weights in one dataset, plus arch,
- * source sha256, preprocessing) atomically: temporary name, fsync, rename. */
-int mf_model_save(const mf_model *m, const char *path);
+ * source sha256, preprocessing) as an output of the durable-output module: refused if it
+ * exists (unless overwrite) or is an input of the run; appears whole or not at all. */
+int mf_model_save(const mf_model *m, const char *path, int overwrite);
 
 void mf_model_free(mf_model *m);
 

@@ -3,7 +3,7 @@
  * A straight loop over opcodes with an explicit value stack, a mark stack and a memo.
  * Limits: the stack, the mark stack and the memo are bounded (PK_MAX_STACK, PK_MAX_MEMO)
  * and every length is checked against the bytes left, so memory is O(pickle size). */
-#include "checkpoint/pickle.h"
+#include "pickle.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,5 +1,5 @@
 /* pth.c - the storage-blob table shared by both containers (see pth.h). */
-#include "checkpoint/pth.h"
+#include "pth.h"
 
 #include <stdlib.h>
 #include <string.h>

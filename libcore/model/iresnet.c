@@ -1,6 +1,6 @@
 /* iresnet.c - build the engine's model from checkpoint tensors (architecture detection,
  * shape checks, BatchNorm folding, weight packing) and the model's accessors. */
-#include "model/iresnet.h"
+#include "iresnet.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "mf/status.h"
-#include "nn/nn.h"
+#include "nn.h"
 
 #define BN_EPS 2e-5f /* MagFace's BatchNorm eps (insightface uses 1e-5) */
 
@@ -122,14 +122,6 @@ int mf_iresnet_alloc(struct mf_model *m)
 
 /* ---- reading tensors -------------------------------------------------------------- */
 
-const mf_tensor *mf_iresnet_find(const mf_checkpoint *ck, const char *name)
-{
-    for (size_t i = 0; i < ck->count; i++)
-        if (ck->tensors[i].name && !strcmp(ck->tensors[i].name, name))
-            return &ck->tensors[i];
-    return NULL;
-}
-
 typedef struct builder {
     const mf_checkpoint *ck;
     const char *file;
@@ -150,7 +142,7 @@ static void shape_str(char *buf, size_t len, int ndim, const int64_t *shape)
 static const float *need(builder *bd, const char *key, int ndim, const int64_t *shape)
 {
     char want[96], have[96];
-    const mf_tensor *t = mf_iresnet_find(bd->ck, key);
+    const mf_tensor *t = mf_checkpoint_find(bd->ck, key);
     shape_str(want, sizeof want, ndim, shape);
     if (!t) {
         mf_set_error(MF_ERR_SCHEMA, "%s: missing tensor '%s' (expected shape %s)", bd->file,
@@ -262,7 +254,7 @@ static int load_head(builder *bd, struct mf_model *m)
 
 static int64_t dim0(const mf_checkpoint *ck, const char *key, int ndim)
 {
-    const mf_tensor *t = mf_iresnet_find(ck, key);
+    const mf_tensor *t = mf_checkpoint_find(ck, key);
     return t && t->ndim == ndim && t->shape[0] > 0 && t->shape[0] <= 65536 ? t->shape[0] : -1;
 }
 
@@ -279,7 +271,7 @@ static int detect(struct mf_model *m, const mf_checkpoint *ck, const char *file)
         m->blocks[s] = 0;
         for (;; m->blocks[s]++) {
             snprintf(key, sizeof key, "layer%d.%d.conv1.weight", s + 1, m->blocks[s]);
-            if (!mf_iresnet_find(ck, key))
+            if (!mf_checkpoint_find(ck, key))
                 break;
         }
         snprintf(key, sizeof key, "layer%d.0.conv1.weight", s + 1);

@@ -9,7 +9,7 @@
 #include <math.h>
 
 #include "mf/status.h"
-#include "model/iresnet.h"
+#include "iresnet.h"
 
 static const float *tensor(const mf_checkpoint *ck, const char *fmt, ...)
 {
@@ -18,7 +18,7 @@ static const float *tensor(const mf_checkpoint *ck, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(key, sizeof key, fmt, ap);
     va_end(ap);
-    const mf_tensor *t = mf_iresnet_find(ck, key);
+    const mf_tensor *t = mf_checkpoint_find(ck, key);
     return t ? t->data : NULL;
 }
 

@@ -5,8 +5,8 @@
 #include <string.h>
 
 #include "mf/status.h"
-#include "model/iresnet.h"
-#include "nn/nn.h"
+#include "iresnet.h"
+#include "nn.h"
 
 struct mf_runner {
     const mf_model *m;

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "export/export_internal.h"
+#include "mf/durable.h"
 #include "html.h"
 #include "mf/export.h"
 #include "mf/log.h"
@@ -461,17 +461,22 @@ int mf_report_write(mf_store *s, const char *path, const mf_report_params *p,
     if (p->max_faces < 0 || p->per_rule < 0 || p->top_groups < 0 || p->per_group < 0)
         return mf_set_error(MF_ERR_ARG, "report sizes must not be negative");
     rp_data d = {.s = s, .p = p, .n = mf_store_rows(s)};
-    int rc = gather(&d);
+    /* Opened first: an output that may not be written is refused before any work. */
+    mf_output *o;
+    unsigned flags = MF_OUTPUT_MAKE_PARENTS | (p->overwrite ? MF_OUTPUT_OVERWRITE : 0);
+    int rc = mf_output_open(&o, path, flags);
+    if (rc < 0)
+        return rc;
+    rc = gather(&d);
     if (rc == 0)
         rc = fetch_thumbs(&d, st);
-    char *tmp = NULL;
-    FILE *f = rc == 0 && (rc = mf_make_parent(path)) == 0 ? mf_atomic_open(path, &tmp) : NULL;
+    FILE *f = rc == 0 ? mf_output_stream(o) : NULL;
     if (rc == 0 && !f)
         rc = MF_ERR_IO;
     if (rc == 0 && (rc = mf_report_page(f, &d)) == 0)
-        rc = mf_atomic_commit(f, tmp, path);
-    else if (f)
-        mf_atomic_discard(f, tmp);
+        rc = mf_output_commit(o);
+    else
+        mf_output_abort(o);
     st->has_cut = d.has_cut;
     st->cut = d.cut;
     st->split = d.all_split;

@@ -7,7 +7,7 @@
  * libarchive also stops reading at the tar end blocks, before the trailer: at the end
  * of the archive mf_src_stream_finish reads the rest and checks it. xz, zstd and bzip2
  * are left to libarchive, whose decoders verify their own checksums. */
-#include "source/source_internal.h"
+#include "source_internal.h"
 #include "mf/status.h"
 
 #include <archive.h>

@@ -1,6 +1,6 @@
 /* source.c - the input iterator: queue, detection, label names, files and RecordIO
  * (archives in archive.c, directory walks and lists in walk.c). */
-#include "source/source_internal.h"
+#include "source_internal.h"
 #include "mf/status.h"
 
 #include <errno.h>

@@ -4,8 +4,8 @@
 #include <string.h>
 
 #include "mf/status.h"
-#include "store/h5util.h"
-#include "store/store_internal.h"
+#include "h5.h"
+#include "store_internal.h"
 
 /* Source rows read per window; 4096 x 512 floats = 8 MiB. */
 #define COPY_WINDOW 4096

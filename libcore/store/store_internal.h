@@ -4,6 +4,7 @@
 
 #include <hdf5.h>
 
+#include "mf/durable.h"
 #include "mf/store.h"
 
 #define MF_STORE_DEFAULT_CHUNK 256
@@ -11,6 +12,8 @@
  * Equal to the dataset lengths in a complete store. */
 #define MF_ATTR_ROWS_COMMITTED "mf_rows_committed"
 #define MF_ATTR_FAILED_COMMITTED "mf_failed_committed"
+/* Root attribute of a resumable job's store: the canonical job description. */
+#define MF_ATTR_JOB "mf_job"
 
 typedef struct mf_store_attr_cache {
     char *name, *value;
@@ -18,9 +21,11 @@ typedef struct mf_store_attr_cache {
 
 struct mf_store {
     hid_t file;
-    char *path;    /* the name users gave (the final name for writers) */
-    char *partial; /* writers: "<path>.partial", where rows go until commit */
+    char *path;     /* the name users gave (the final name for writers) */
+    mf_output *out; /* writers: the temporary file rows go to until commit */
     int writable;
+    int resumable; /* made by mf_store_open_or_resume: closing keeps the partial */
+    int broken;    /* a write failed: HDF5's state is suspect, nothing more is flushed */
     int dim;
     uint64_t rows;
     uint64_t failed;
@@ -29,8 +34,6 @@ struct mf_store {
     mf_store_attr_cache *attrs;
     size_t n_attrs;
 };
-
-/* The name used in messages: the final path (users never typed ".partial"). */
 
 /* Extend a dataset's first dimension to `rows` (keeping other dimensions). */
 int mf_store_extend(hid_t ds, uint64_t rows);

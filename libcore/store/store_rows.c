@@ -4,8 +4,8 @@
 #include <string.h>
 
 #include "mf/status.h"
-#include "store/h5util.h"
-#include "store/store_internal.h"
+#include "h5.h"
+#include "store_internal.h"
 
 /* Rows are moved with mf_store_rw_rows (store_internal.h), shared with store_copy.c. */
 static int write_rows(hid_t ds, hid_t mem_type, uint64_t start, size_t n, uint64_t cols,
@@ -88,8 +88,10 @@ int mf_store_append(mf_store *s, size_t n, const float *emb, const float *mag,
     H5Tclose(str);
     free(mags);
     free(labs);
-    if (rc < 0)
-        return mf_wrap_error(rc, "'%s'", s->partial);
+    if (rc < 0) {
+        s->broken = 1; /* a full disk mid-write: HDF5's buffers are suspect from here */
+        return mf_wrap_error(rc, "'%s'", s->path);
+    }
     s->rows = end;
     return 0;
 }
@@ -108,8 +110,10 @@ int mf_store_add_failed(mf_store *s, const char *id, const char *reason)
     if (rc == 0)
         rc = write_rows(s->failed_reason, str, s->failed, 1, 0, &r);
     H5Tclose(str);
-    if (rc < 0)
-        return mf_wrap_error(rc, "'%s'", s->partial);
+    if (rc < 0) {
+        s->broken = 1;
+        return mf_wrap_error(rc, "'%s'", s->path);
+    }
     s->failed++;
     return 0;
 }
@@ -138,30 +142,44 @@ int mf_store_read_label(mf_store *s, uint64_t start, size_t n, int64_t *out)
     return rc < 0 ? mf_wrap_error(rc, "'%s': /label", s->path) : 0;
 }
 
-int mf_store_read_int64(mf_store *s, const char *name, uint64_t start, size_t n, int64_t *out)
+/* Rows of a named 1-D dataset of class `cls`, converted to `mem_type`. */
+static int read_named(mf_store *s, const char *name, H5T_class_t cls, hid_t mem_type,
+                      uint64_t start, size_t n, void *out)
 {
+    if (strcmp(name, "magnitude") == 0 && cls == H5T_FLOAT)
+        return mf_store_read_magnitude(s, start, n, out);
     if (!mf_store_has(s, name))
         return mf_set_error(MF_ERR_SCHEMA, "'%s': missing dataset '/%s'", s->path, name);
     hid_t ds = H5Dopen2(s->file, name, H5P_DEFAULT);
     if (ds < 0)
         return mf_set_error(MF_ERR_SCHEMA, "'%s': '/%s' is not a dataset", s->path, name);
     hid_t t = H5Dget_type(ds), sp = H5Dget_space(ds);
-    int ok = H5Tget_class(t) == H5T_INTEGER && H5Sget_simple_extent_ndims(sp) == 1;
+    int ok = H5Tget_class(t) == cls && H5Sget_simple_extent_ndims(sp) == 1;
     H5Tclose(t);
     H5Sclose(sp);
     int rc = ok ? 0
-                : mf_set_error(MF_ERR_SCHEMA, "'%s': '/%s' is not a 1-D integer dataset",
-                               s->path, name);
+                : mf_set_error(MF_ERR_SCHEMA, "'%s': '/%s' is not a 1-D %s dataset", s->path,
+                               name, cls == H5T_FLOAT ? "float" : "integer");
     if (rc == 0 && mf_store_length(ds) < s->rows)
         rc = mf_set_error(MF_ERR_SCHEMA, "'%s': '/%s' has %llu rows, the store has %llu",
                           s->path, name, (unsigned long long)mf_store_length(ds),
                           (unsigned long long)s->rows);
     if (rc == 0)
         rc = check_range(s, start, n, s->rows, name);
-    if (rc == 0 && n && read_rows(ds, H5T_NATIVE_INT64, start, n, out) < 0)
+    if (rc == 0 && n && read_rows(ds, mem_type, start, n, out) < 0)
         rc = mf_wrap_error(MF_ERR_FORMAT, "'%s': /%s", s->path, name);
     H5Dclose(ds);
     return rc;
+}
+
+int mf_store_read_int64(mf_store *s, const char *name, uint64_t start, size_t n, int64_t *out)
+{
+    return read_named(s, name, H5T_INTEGER, H5T_NATIVE_INT64, start, n, out);
+}
+
+int mf_store_read_float(mf_store *s, const char *name, uint64_t start, size_t n, float *out)
+{
+    return read_named(s, name, H5T_FLOAT, H5T_NATIVE_FLOAT, start, n, out);
 }
 
 /* Read n strings (fixed or variable length) at `start` into malloc'ed copies. */

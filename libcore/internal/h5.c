@@ -1,5 +1,5 @@
-/* h5util.c - HDF5 helpers (see h5util.h). */
-#include "store/h5util.h"
+/* h5.c - HDF5 helpers (see h5.h). */
+#include "h5.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -141,6 +141,43 @@ int mf_h5_read_u64_attr(hid_t obj, const char *name, uint64_t *out)
     if (t < 0 || H5Tget_class(t) != H5T_INTEGER || H5Sget_simple_extent_npoints(sp) != 1 ||
         H5Aread(a, H5T_NATIVE_UINT64, out) < 0)
         rc = mf_set_error(MF_ERR_SCHEMA, "attribute '%s' is not an integer", name);
+    if (sp >= 0)
+        H5Sclose(sp);
+    if (t >= 0)
+        H5Tclose(t);
+    if (a >= 0)
+        H5Aclose(a);
+    return rc;
+}
+
+int mf_h5_write_i64_attr(hid_t obj, const char *name, const int64_t *v, int n)
+{
+    if (H5Aexists(obj, name) > 0)
+        H5Adelete(obj, name);
+    hsize_t dims[1] = {(hsize_t)n};
+    hid_t sp = n == 1 ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, dims, NULL);
+    hid_t a = H5Acreate2(obj, name, H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
+    herr_t st = a < 0 ? -1 : H5Awrite(a, H5T_NATIVE_INT64, v);
+    if (a >= 0)
+        H5Aclose(a);
+    H5Sclose(sp);
+    return st < 0 ? mf_set_error(MF_ERR_IO, "cannot write attribute '%s': %s", name,
+                                 mf_h5_reason())
+                  : 0;
+}
+
+int mf_h5_read_i64_attr(hid_t obj, const char *name, int64_t *v, int n)
+{
+    if (H5Aexists(obj, name) <= 0)
+        return 0;
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+    hid_t t = a < 0 ? -1 : H5Aget_type(a);
+    hid_t sp = a < 0 ? -1 : H5Aget_space(a);
+    int rc = 1;
+    if (t < 0 || H5Tget_class(t) != H5T_INTEGER || H5Sget_simple_extent_npoints(sp) != n ||
+        H5Aread(a, H5T_NATIVE_INT64, v) < 0)
+        rc = mf_set_error(MF_ERR_SCHEMA, "attribute '%s' is not %d integer%s", name, n,
+                          n == 1 ? "" : "s");
     if (sp >= 0)
         H5Sclose(sp);
     if (t >= 0)

@@ -1,11 +1,11 @@
-/* h5util.h - small HDF5 helpers shared by libcore modules that read or write HDF5
+/* h5.h - small HDF5 helpers shared by libcore modules that read or write HDF5
  * (the store, the native model file, saved kNN graphs). Internal, not public API.
  *
  * Conventions: functions return 0 / negative mf_status and record a message naming
  * `file` (the path used in messages) and the object. HDF5's own error printing is
  * turned off by mf_h5_quiet(); mf_h5_reason() fetches the innermost HDF5 message. */
-#ifndef MF_H5UTIL_H
-#define MF_H5UTIL_H
+#ifndef MF_INTERNAL_H5_H
+#define MF_INTERNAL_H5_H
 
 #include <hdf5.h>
 #include <stddef.h>
@@ -29,6 +29,12 @@ int mf_h5_read_str_attr(hid_t obj, const char *name, char **out);
 int mf_h5_write_u64_attr(hid_t obj, const char *name, uint64_t value);
 /* Returns 1 and sets *out if present and integral, 0 if absent, <0 on a bad type. */
 int mf_h5_read_u64_attr(hid_t obj, const char *name, uint64_t *out);
+
+/* Integer attribute of n values (a scalar when n == 1), written as int64. */
+int mf_h5_write_i64_attr(hid_t obj, const char *name, const int64_t *v, int n);
+/* Read exactly n integer values: 1 when present and read, 0 when absent, < 0 when it has
+ * another type or count. */
+int mf_h5_read_i64_attr(hid_t obj, const char *name, int64_t *v, int n);
 
 /* Variable-length UTF-8 string memory type (caller closes with H5Tclose). */
 hid_t mf_h5_vlen_str_type(void);
