@@ -224,6 +224,20 @@ Test(inputs, gzip_crc_and_length_errors_are_reported)
         cr_assert_str_eq(g[8].id, files[k]);
         cr_assert(strstr(g[8].error, why[k]), "%s: %s", files[k], g[8].error);
     }
+    /* xz and zstd: libarchive's decoders check their own checksums */
+    sh("/usr/bin/python3 -c \"\n"
+       "for ext in ('xz', 'zst'):\n"
+       "    d = bytearray(open('faces.tar.' + ext, 'rb').read()); d[-6] ^= 0x5a\n"
+       "    open('bad.tar.' + ext, 'wb').write(d)\"");
+    static const char *other[] = {"bad.tar.xz", "bad.tar.zst"};
+    for (int k = 0; k < 2; k++) {
+        const char *in[] = {other[k]};
+        int n = run(in, 1, g, 16);
+        cr_assert_geq(n, 1);
+        cr_assert_str_eq(g[n - 1].id, other[k]);
+        cr_assert(strstr(g[n - 1].error, "corrupt archive"), "%s: %s", other[k],
+                  g[n - 1].error);
+    }
     const char *in[] = {"two.tar.gz", "faces.tar.gz"}; /* zero padding is fine */
     cr_assert_eq(run(in, 2, g, 16), 16);
     for (int i = 0; i < 16; i++)
