@@ -257,20 +257,31 @@ static int bad_line(list_ctx *c, const char *path, size_t n, size_t lineno, cons
     return push_entry(c, path, n ? n : 1, lineno, reason);
 }
 
-/* Blank-separated tokens of line[0..n): start and length of each, at most max. */
-static int tokens(const char *line, size_t n, size_t *at, size_t *len, int max)
+/* The last (at most max) blank-separated tokens of line[0..n): start and length of
+ * each, left to right. Returns how many; *more is set when tokens precede them. */
+static int last_tokens(const char *line, size_t n, size_t *at, size_t *len, int max, int *more)
 {
+    size_t st[13], ln[13];
     int k = 0;
-    for (size_t i = 0; i < n && k < max;) {
-        while (i < n && is_blank(line[i]))
-            i++;
-        if (i == n)
+    size_t i = n;
+    while (k < max && k < 13) {
+        while (i > 0 && is_blank(line[i - 1]))
+            i--;
+        if (i == 0)
             break;
-        at[k] = i;
-        while (i < n && !is_blank(line[i]))
-            i++;
-        len[k] = i - at[k];
+        size_t end = i;
+        while (i > 0 && !is_blank(line[i - 1]))
+            i--;
+        st[k] = i;
+        ln[k] = end - i;
         k++;
+    }
+    while (i > 0 && is_blank(line[i - 1]))
+        i--;
+    *more = i > 0;
+    for (int t = 0; t < k; t++) {
+        at[t] = st[k - 1 - t];
+        len[t] = ln[k - 1 - t];
     }
     return k;
 }
@@ -316,24 +327,30 @@ static const char fields_help[] =
 static int tab_line(list_ctx *c, const char *line, size_t n, size_t tab, size_t lineno)
 {
     size_t at[13], len[13];
-    int k = tokens(line + tab + 1, n - tab - 1, at, len, 13);
+    int more, k = last_tokens(line + tab + 1, n - tab - 1, at, len, 12, &more);
     mf_src_entry f = {.label = -1};
     if (tab == 0)
         return bad_line(c, line, n, lineno, "empty path before the tab");
-    if (k == 0 || fields_fit(line + tab + 1, at, len, 0, k, &f))
+    if (k == 0 || (!more && fields_fit(line + tab + 1, at, len, 0, k, &f)))
         return take_fields(c, line, tab, lineno, &f);
     return bad_line(c, line, tab, lineno, fields_help);
+}
+
+/* Length of the first blank-separated token of line[0..n) (not NUL-terminated). */
+static size_t first_token(const char *line, size_t n)
+{
+    size_t i = 0;
+    while (i < n && !is_blank(line[i]))
+        i++;
+    return i;
 }
 
 /* `path [label] [x1 y1 .. x5 y5]` without a tab: the longest field set that parses. */
 static int blank_line(list_ctx *c, const char *line, size_t n, size_t lineno)
 {
-    enum { MAX_TOK = 4096 };
     static const int tries[] = {11, 10, 1};
-    size_t *at = malloc(2 * MAX_TOK * sizeof *at), *len = at + MAX_TOK;
-    if (!at)
-        return mf_set_error(MF_ERR_NOMEM, "out of memory reading '%s'", c->in->path);
-    int k = tokens(line, n, at, len, MAX_TOK), rc = 1;
+    size_t at[13], len[13];
+    int more, k = last_tokens(line, n, at, len, 12, &more), rc = 1;
     double v;
     mf_src_entry f;
     for (size_t t = 0; t < 3 && rc > 0; t++) {
@@ -343,15 +360,14 @@ static int blank_line(list_ctx *c, const char *line, size_t n, size_t lineno)
             continue;
         /* "a 3 x1..y5": a number right before the fields means they were miscounted */
         int p = k - m - 1;
-        rc = is_number(line + at[p], len[p], &v) && p > 0
-                 ? bad_line(c, line, at[p] + len[p], lineno, fields_help)
+        rc = is_number(line + at[p], len[p], &v) && (p > 0 || more)
+                 ? bad_line(c, line, first_token(line, n), lineno, fields_help)
                  : take_fields(c, line, at[p] + len[p], lineno, &f);
     }
     if (rc > 0)
-        rc = k > 1 && is_number(line + at[k - 1], len[k - 1], &v)
-                 ? bad_line(c, line, len[0], lineno, fields_help)
+        rc = (k > 1 || more) && is_number(line + at[k - 1], len[k - 1], &v)
+                 ? bad_line(c, line, first_token(line, n), lineno, fields_help)
                  : push_entry(c, line, n, lineno, NULL);
-    free(at);
     return rc;
 }
 
