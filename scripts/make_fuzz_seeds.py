@@ -99,7 +99,7 @@ def archives():
     half = len(wds) // 2
     return [wds, gzip.compress(wds), gzip.compress(wds[:half]) + gzip.compress(wds[half:]),
             gzip.compress(wds) + b"\0" * 64, lzma.compress(wds), zbuf.getvalue(),
-            read(SRC, "faces.tar.zst")]
+            read(SRC, "faces.tar.zst"), read(SRC, "broken", "cls_twice_crc.tar.gz")]
 
 
 def store():

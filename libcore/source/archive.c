@@ -121,10 +121,12 @@ static int take_cls(mf_source *s, const char *name)
     char *err = read_member(s, &b, 64);
     char *esc = err || g->cls_error ? NULL : mf_id_escape(name, NULL);
     int rc = 0;
-    if (err)
-        g->cls_error = err;
+    if (err && !g->cls_error)
+        g->cls_error = err; /* the first bad .cls of the group is the one reported */
+    else if (err)
+        free(err);
     else if (g->cls_error)
-        ; /* the first bad .cls of the group is the one reported */
+        ; /* as above */
     else if (!esc)
         rc = mf_set_error(MF_ERR_NOMEM, "out of memory");
     else if (mf_label_parse((const char *)b.p, b.n, 1, &g->cls) == 0)

@@ -424,3 +424,17 @@ Test(inputs, long_lines_are_reported_not_buffered)
     cr_assert_str_eq(g[1].error, "");
     cr_assert_eq(g[1].label, 1);
 }
+
+/* Found by fuzz_archive: a group whose second .cls member fails to read (the gzip CRC
+ * error surfaces there) leaked the first .cls error. Leak-checked under MF_SANITIZE=1
+ * (LeakSanitizer); here the samples and the damage row are checked. */
+Test(inputs, second_bad_cls_in_a_damaged_gzip)
+{
+    got g[16];
+    const char *in[] = {"broken/cls_twice_crc.tar.gz"};
+    int n = run(in, 1, g, 16);
+    cr_assert_geq(n, 2);
+    cr_assert_str_eq(g[0].error, "", "%s", g[0].error);
+    for (int i = 1; i < n; i++)
+        cr_assert_neq(g[i].error[0], 0, "%s should fail", g[i].id);
+}
