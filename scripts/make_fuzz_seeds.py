@@ -103,33 +103,30 @@ def archives():
 
 
 def store():
-    """Stores with fixed-length strings only: fuzz_store.c skips inputs holding an HDF5
-    global heap (variable-length strings), on which libhdf5 1.10.8 itself crashes."""
-    import h5py
-    import numpy as np
-    seeds = []
-    rng = np.random.default_rng(3)
-    for n, dim, extra in ((6, 8, True), (3, 4, False)):
-        path = os.path.join(OUT, "seed_store.h5")
-        with h5py.File(path, "w") as f:
-            f.attrs["mf_format"] = np.bytes_("mfkit-store")
-            f.attrs["mf_format_version"] = 1
-            f.attrs["dim"] = dim
-            f.attrs["model"] = np.bytes_("fuzz")
-            f.create_dataset("embedding", data=rng.standard_normal((n, dim)).astype("f4"),
-                             chunks=(2, dim) if extra else None)
-            f.create_dataset("magnitude", data=rng.random(n).astype("f4") * 30)
-            f.create_dataset("label", data=np.arange(n, dtype="i8") % 3)
-            f.create_dataset("id", data=np.array([b"a/%d.jpg" % i for i in range(n)], "S16"))
-            if extra:
-                f.create_dataset("cluster", data=np.arange(n, dtype="i8") % 2)
-                f.create_dataset("failed/id", data=np.array([b"x.jpg"], "S8"))
-                f.create_dataset("failed/reason", data=np.array([b"truncated JPEG"], "S16"))
-                f.create_dataset("labels/name", data=np.array([b"p", b"q", b"r"], "S4"))
-        seeds.append(read(path))
-        os.unlink(path)
-    assert not any(b"GCOL" in s for s in seeds)
-    return seeds
+    """Recipes for fuzz_store.c (structure-aware: the bytes describe a store that the
+    harness writes through the HDF5 API, see its header): a valid store with every
+    optional column, a minimal one, and a few with wrong types or lengths."""
+    def recipe(rows, dim, optional=True, wrong=0):
+        b = bytearray([rows, dim])
+        one = struct.pack("<f", 1.5)
+        b += bytes([wrong]) + one * (rows * dim)           # embedding
+        b += bytes([0]) + struct.pack("<f", 20.0) * rows   # magnitude
+        b += bytes([0])                                    # id: variable-length strings
+        for i in range(rows):
+            name = b"a/%d.jpg" % i
+            b += bytes([len(name)]) + name
+        b += bytes([0]) + b"".join(struct.pack("<q", i % 3) for i in range(rows))  # label
+        if optional:
+            b += bytes([1]) + b"".join(struct.pack("<q", i % 2) for i in range(rows))
+            b += bytes([1, 1, 5]) + b"x.jpg"               # failed/id: 1 row
+            b += bytes([1, 1, 9]) + b"truncated"           # failed/reason
+            b += bytes([1, 3]) + b"".join(bytes([1]) + n for n in (b"p", b"q", b"r"))
+        else:
+            b += bytes([0, 0, 0, 0])
+        b += bytes([0xDB, 0x00])                           # mf_format, version 1, dim
+        return bytes(b)
+    return [recipe(6, 4), recipe(3, 2, optional=False), recipe(4, 3, wrong=2 | 8),
+            recipe(2, 1, wrong=4), recipe(0, 4)]
 
 
 def filter_report():
