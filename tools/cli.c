@@ -23,7 +23,15 @@
 #define MF_VERSION_STRING "0.0.0"
 #endif
 
-enum { OPT_HELP = -100, OPT_VERSION, OPT_THREADS, OPT_QUIET, OPT_VERBOSE, OPT_PROGRESS };
+enum {
+    OPT_HELP = -100,
+    OPT_VERSION,
+    OPT_THREADS,
+    OPT_QUIET,
+    OPT_VERBOSE,
+    OPT_PROGRESS,
+    OPT_OVERWRITE
+};
 
 static const mf_cli_opt common_opts[] = {
     {"threads", 'j', "N", "use N threads (default: all cores)", OPT_THREADS},
@@ -36,6 +44,22 @@ static const mf_cli_opt common_opts[] = {
     {"version", 0, NULL, "show the version and exit", OPT_VERSION},
     {0},
 };
+
+/* Common to the tools that write outputs (MF_CLI_WRITES). */
+static const mf_cli_opt writer_opts[] = {
+    {"overwrite", 0, NULL,
+     "replace outputs that exist (never an input: that is refused whatever the options)",
+     OPT_OVERWRITE},
+    {0},
+};
+
+/* The option sets a tool takes: its own, the common ones, the writers' ones. */
+static void option_sets(const mf_cli_tool *t, const mf_cli_opt *sets[3])
+{
+    sets[0] = t->opts;
+    sets[1] = common_opts;
+    sets[2] = t->flags & MF_CLI_WRITES ? writer_opts : NULL;
+}
 
 mf_cli_common mf_cli;
 static const char *tool_name = "mfkit";
@@ -112,8 +136,11 @@ static void print_help(const mf_cli_tool *t)
     for (const mf_cli_opt *o = t->opts; o && o->long_name; o++)
         print_opt(o);
     printf("\nCommon options:\n");
-    for (const mf_cli_opt *o = common_opts; o->long_name; o++)
-        print_opt(o);
+    const mf_cli_opt *sets[3];
+    option_sets(t, sets);
+    for (int k = 1; k < 3; k++)
+        for (const mf_cli_opt *o = sets[k]; o && o->long_name; o++)
+            print_opt(o);
     if (t->description)
         printf("\n%s\n", t->description);
     printf("\nExit status: 0 success, 1 failure, 2 usage error, 3 finished with skipped "
@@ -134,8 +161,10 @@ static void build_tables(const mf_cli_tool *t, const mf_cli_opt **all, struct op
 {
     size_t n = 0, s = 0;
     so[s++] = ':'; /* report a missing value as ':' rather than '?' */
-    for (int pass = 0; pass < 2; pass++) {
-        const mf_cli_opt *src = pass == 0 ? t->opts : common_opts;
+    const mf_cli_opt *sets[3];
+    option_sets(t, sets);
+    for (int pass = 0; pass < 3; pass++) {
+        const mf_cli_opt *src = sets[pass];
         for (size_t i = 0; src && src[i].long_name; i++, n++) {
             all[n] = &src[i];
             lo[n].name = src[i].long_name;
@@ -184,6 +213,7 @@ int mf_cli_parse(const mf_cli_tool *t, int argc, char **argv, mf_cli_on_option c
     tool_name = t->name;
     saved_argc = argc;
     saved_argv = argv;
+    atexit(mf_output_abort_all); /* an exit after a failure leaves no temporary */
     mf_log_set_program(t->name);
     /* Fixed-size tables: parsing may exit (--help, usage errors), and nothing
      * allocated here must outlive that. */
@@ -191,7 +221,7 @@ int mf_cli_parse(const mf_cli_tool *t, int argc, char **argv, mf_cli_on_option c
     static const mf_cli_opt *all[MAX_OPTS + 1];
     static struct option lo[MAX_OPTS + 1];
     static char so[2 * MAX_OPTS + 3];
-    size_t n = count_opts(t->opts) + count_opts(common_opts);
+    size_t n = count_opts(t->opts) + count_opts(common_opts) + count_opts(writer_opts);
     if (n > MAX_OPTS) {
         mf_cli_error("internal error: too many options");
         exit(MF_EXIT_FAILURE);
@@ -225,6 +255,7 @@ int mf_cli_parse(const mf_cli_tool *t, int argc, char **argv, mf_cli_on_option c
             break;
         case OPT_VERBOSE: mf_log_set_level(MF_LOG_DEBUG); break;
         case OPT_PROGRESS: mf_cli.progress = 1; break;
+        case OPT_OVERWRITE: mf_cli.overwrite = 1; break;
         default:
             if (cb && cb(o->id, optarg, ctx) != 0)
                 mf_cli_usage_error("invalid value for --%s: '%s'", o->long_name,
@@ -279,6 +310,15 @@ mf_store *mf_cli_open_store(const char *path)
     return s;
 }
 
+mf_output *mf_cli_open_output(const char *path, unsigned flags)
+{
+    mf_output *o;
+    int rc = mf_output_open(&o, path, flags | (mf_cli.overwrite ? MF_OUTPUT_OVERWRITE : 0));
+    if (rc < 0)
+        exit(mf_cli_fail(rc));
+    return o;
+}
+
 void mf_cli_add_inputs(int argc, char **argv, int first)
 {
     for (int i = first; i < argc; i++)
@@ -297,6 +337,29 @@ int mf_cli_fail(int rc)
 {
     mf_cli_error("%s", mf_last_error());
     return mf_cli_finish(mf_cli_exit_for(rc));
+}
+
+void mf_cli_print_record(const cJSON *o, int json)
+{
+    if (json) {
+        char *text = cJSON_PrintUnformatted(o);
+        if (text)
+            printf("%s\n", text);
+        free(text);
+        return;
+    }
+    for (const cJSON *f = o->child; f; f = f->next)
+        printf("%s%s", f->string, f->next ? "\t" : "\n");
+    for (const cJSON *f = o->child; f; f = f->next) {
+        double v = cJSON_GetNumberValue(f);
+        if (cJSON_IsString(f))
+            printf("%s", f->valuestring);
+        else if (v == floor(v) && fabs(v) < 1e15)
+            printf("%.0f", v);
+        else
+            printf("%.6f", v);
+        printf("%s", f->next ? "\t" : "\n");
+    }
 }
 
 char *mf_cli_history(cJSON *details)

@@ -10,7 +10,8 @@
  *     int first = mf_cli_parse(&tool, argc, argv, on_option, &cfg);
  *
  * Common options handled here for every tool: -h/--help (usage on stdout, exit 0),
- * --version, -j/--threads N, -q/--quiet, --progress. Messages go to stderr as
+ * --version, -j/--threads N, -q/--quiet, --verbose, --progress; and --overwrite for the
+ * tools that write outputs (MF_CLI_WRITES). Messages go to stderr as
  * "mf-tool: error: ...". Exit codes follow DESIGN.md. */
 #ifndef MF_CLI_H
 #define MF_CLI_H
@@ -32,19 +33,25 @@ typedef struct mf_cli_opt {
     int id;                /* passed to the callback; any value >= 1000 is fine */
 } mf_cli_opt;
 
+enum {
+    MF_CLI_WRITES = 1u << 0, /* the tool writes outputs: it takes --overwrite */
+};
+
 typedef struct mf_cli_tool {
     const char *name;        /* "mf-inspect" */
     const char *usage;       /* "[options] <store>" */
     const char *summary;     /* one sentence */
     const char *description; /* paragraphs after the options (examples, notes) or NULL */
     const mf_cli_opt *opts;  /* terminated by an all-zero entry */
+    unsigned flags;          /* MF_CLI_WRITES */
 } mf_cli_tool;
 
 /* Options every tool accepts, filled in by mf_cli_parse. */
 typedef struct mf_cli_common {
-    int threads;  /* -j; 0 = all cores */
-    int quiet;    /* -q */
-    int progress; /* --progress: show the bar even when stderr is not a terminal */
+    int threads;   /* -j; 0 = all cores */
+    int quiet;     /* -q */
+    int progress;  /* --progress: show the bar even when stderr is not a terminal */
+    int overwrite; /* --overwrite (tools that write): replace outputs that exist */
 } mf_cli_common;
 
 extern mf_cli_common mf_cli;
@@ -88,6 +95,12 @@ int mf_cli_finish(int code);
 struct mf_store;
 struct mf_store *mf_cli_open_store(const char *path);
 
+/* Open an output (mf/durable.h; MF_OUTPUT_OVERWRITE added with --overwrite), or print
+ * why not and exit (2 for an existing output or one that is an input, else 1). Outputs
+ * not committed when the tool exits are removed (resumable ones kept). */
+struct mf_output;
+struct mf_output *mf_cli_open_output(const char *path, unsigned flags);
+
 /* Record argv[first..argc) as inputs of the run (see mf/durable.h). */
 void mf_cli_add_inputs(int argc, char **argv, int first);
 
@@ -97,6 +110,12 @@ int mf_cli_exit_for(int rc);
 
 /* Print the last error and return mf_cli_finish(mf_cli_exit_for(rc)). */
 int mf_cli_fail(int rc);
+
+/* Print a flat JSON object (numbers and strings) on stdout: one JSON line with json,
+ * else a TSV header line of its keys and one line of its values (integers as such,
+ * other numbers with 6 decimals). */
+struct cJSON;
+void mf_cli_print_record(const struct cJSON *o, int json);
 
 /* This run's history entry for a derived store (a JSON object as text, malloc'ed): the
  * tool, mfkit's version, the command line, the UTC time, plus the members of `details`

@@ -34,14 +34,13 @@ enum {
     OPT_CALIB,
     OPT_TRUTH,
     OPT_RECALL,
-    OPT_OVERWRITE,
 };
 
 typedef struct config {
     const char *out, *graph, *truth;
-    int tsv, json, calibrate, overwrite;
+    int tsv, json, calibrate;
     int method_set;
-    float tau, tau2; /* TAU_UNSET: the method's default */
+    float tau, tau2; /* UNSET: the method's default */
     double quant, res;
     mf_cluster_params cp;
     mf_knn_params kp;
@@ -81,12 +80,12 @@ static const mf_cli_opt options[] = {
     {"recall-sample", 0, "N", "queries checked against exact search (default 1000)",
      OPT_RECALL},
     {"graph", 'g', "FILE", "reuse the kNN graph in FILE, or save it there", OPT_GRAPH},
-    {"overwrite", 0, NULL, "replace OUT.h5 if it exists", OPT_OVERWRITE},
     {0},
 };
 
 static const mf_cli_tool tool = {
-    "mf-cluster", "[options] <store.h5>",
+    "mf-cluster",
+    "[options] <store.h5>",
     "Cluster a store's samples into identities on a FAISS kNN graph; high-magnitude\n"
     "samples anchor identities, low-magnitude ones attach but never bridge two.",
     "Examples:\n"
@@ -94,9 +93,11 @@ static const mf_cli_tool tool = {
     "  mf-cluster --graph faces.knn.h5 --method peaks --tau 0.5 --tsv faces.h5 > c.tsv\n"
     "  mf-cluster --calibrate --graph faces.knn.h5 -o clustered.h5 faces.h5\n"
     "The graph file is refused if it was built from other embeddings.",
-    options};
+    options,
+    MF_CLI_WRITES};
 
-#define TAU_UNSET (-9.0f) /* below any cosine */
+/* A threshold not given on the command line: below every value an option accepts. */
+#define UNSET (-9.0f)
 
 static int on_option(int id, const char *arg, void *ctx)
 {
@@ -134,7 +135,6 @@ static int on_option(int id, const char *arg, void *ctx)
         c->kp.recall_sample = (size_t)mf_cli_parse_int("--recall-sample", arg, 0, 1 << 20);
         break;
     case OPT_GRAPH: c->graph = arg; break;
-    case OPT_OVERWRITE: c->overwrite = 1; break;
     }
     return 0;
 }
@@ -143,13 +143,13 @@ static int on_option(int id, const char *arg, void *ctx)
 static void finish_params(config *c)
 {
     mf_cluster_method_defaults(&c->cp, c->cp.method); /* thresholds only, not weight */
-    if (c->tau != TAU_UNSET)
+    if (c->tau != UNSET)
         c->cp.tau = c->tau;
-    if (c->tau2 != TAU_UNSET)
+    if (c->tau2 != UNSET)
         c->cp.tau2 = c->tau2;
-    if (c->quant >= 0)
+    if (c->quant != UNSET)
         c->cp.anchor_quantile = c->quant;
-    if (c->res >= 0)
+    if (c->res != UNSET)
         c->cp.resolution = c->res;
 }
 
@@ -290,26 +290,21 @@ static int write_output(mf_output *out, mf_store *src, const int64_t *label, cJS
 
 /* Outputs are opened before any work: a name that may not be written is refused at once.
  * The graph is an output only when it does not exist yet (else it is read). */
-static int open_outputs(const config *c, mf_output **out, mf_output **graph)
+static void open_outputs(const config *c, mf_output **out, mf_output **graph)
 {
-    unsigned ow = c->overwrite ? MF_OUTPUT_OVERWRITE : 0;
-    int rc = 0;
     struct stat st;
     if (c->out)
-        rc = mf_output_open(out, c->out, MF_OUTPUT_SEEKABLE | ow);
-    if (rc == 0 && c->graph && stat(c->graph, &st) == 0)
-        rc = mf_run_add_input(c->graph);
-    else if (rc == 0 && c->graph)
-        rc = mf_output_open(graph, c->graph, MF_OUTPUT_SEEKABLE);
-    if (rc < 0)
-        mf_output_abort(*out), *out = NULL;
-    return rc;
+        *out = mf_cli_open_output(c->out, MF_OUTPUT_SEEKABLE);
+    if (c->graph && stat(c->graph, &st) == 0)
+        mf_run_add_input(c->graph);
+    else if (c->graph)
+        *graph = mf_cli_open_output(c->graph, MF_OUTPUT_SEEKABLE);
 }
 
 int main(int argc, char **argv)
 {
     mf_cli_start_blas(argv);
-    config c = {.tau = TAU_UNSET, .tau2 = TAU_UNSET, .quant = -1, .res = -1, .truth = "label"};
+    config c = {.tau = UNSET, .tau2 = UNSET, .quant = UNSET, .res = UNSET, .truth = "label"};
     c.cp = mf_cluster_default_params();
     c.kp = mf_knn_default_params();
     int first = mf_cli_parse(&tool, argc, argv, on_option, &c);
@@ -328,9 +323,8 @@ int main(int argc, char **argv)
     mf_cluster_stats st;
     cJSON *js = NULL;
     double t0 = 0;
-    int rc = open_outputs(&c, &out, &graph_out);
-    if (rc == 0)
-        rc = read_store(s, &mag, c.calibrate ? &truth : NULL, c.truth);
+    open_outputs(&c, &out, &graph_out);
+    int rc = read_store(s, &mag, c.calibrate ? &truth : NULL, c.truth);
     if (rc == 0)
         rc = get_graph(&c, s, mag, graph_out, &g, &ki);
     else

@@ -9,23 +9,16 @@
 
 #include "cli.h"
 #include "mf/durable.h"
+#include "mf/embed.h"
 #include "mf/model.h"
 #include "mf/progress.h"
 #include "mf/status.h"
 
-enum {
-    OPT_OUTPUT = 1000,
-    OPT_INFO,
-    OPT_ARCH,
-    OPT_BENCH,
-    OPT_BATCH,
-    OPT_SECONDS,
-    OPT_OVERWRITE
-};
+enum { OPT_OUTPUT = 1000, OPT_INFO, OPT_ARCH, OPT_BENCH, OPT_BATCH, OPT_SECONDS };
 
 typedef struct config {
     const char *output, *arch;
-    int info, bench, batch, overwrite;
+    int info, bench, batch;
     double seconds;
 } config;
 
@@ -36,11 +29,11 @@ static const mf_cli_opt opts[] = {
     {"bench", 0, NULL, "time the network on FILE and print images/s", OPT_BENCH},
     {"batch", 0, "N", "batch size for --bench (default 16)", OPT_BATCH},
     {"seconds", 0, "S", "minimum timed seconds for --bench (default 10)", OPT_SECONDS},
-    {"overwrite", 0, NULL, "replace MODEL if it exists", OPT_OVERWRITE},
     {0}};
 
 static const mf_cli_tool tool = {
-    "mf-convert", "[options] <checkpoint> -o <model> | --info <file> | --bench <file>",
+    "mf-convert",
+    "[options] <checkpoint> -o <model> | --info <file> | --bench <file>",
     "Convert a MagFace checkpoint (.pth) to mfkit's native model file.",
     "The native file (HDF5) holds BatchNorm-folded weights packed in the engine's layout,\n"
     "plus the architecture, the source checkpoint's sha256 and the preprocessing, so it\n"
@@ -49,7 +42,8 @@ static const mf_cli_tool tool = {
     "  mf-convert magface_epoch_00025.pth -o magface-r100.mfmodel\n"
     "  mf-convert --info magface-r100.mfmodel\n"
     "  mf-convert --bench -j 2 --batch 16 magface-r100.mfmodel\n",
-    opts};
+    opts,
+    MF_CLI_WRITES};
 
 static int on_option(int id, const char *arg, void *ctx)
 {
@@ -61,7 +55,6 @@ static int on_option(int id, const char *arg, void *ctx)
     case OPT_BENCH: c->bench = 1; break;
     case OPT_BATCH: c->batch = (int)mf_cli_parse_int("--batch", arg, 1, 1024); break;
     case OPT_SECONDS: c->seconds = mf_cli_parse_double("--seconds", arg, 0, 3600); break;
-    case OPT_OVERWRITE: c->overwrite = 1; break;
     }
     return 0;
 }
@@ -120,7 +113,7 @@ static int bench(const mf_model *m, const config *c, int threads)
 
 int main(int argc, char **argv)
 {
-    config c = {.batch = 16, .seconds = 10};
+    config c = {.batch = MF_EMBED_BATCH, .seconds = 10};
     int first = mf_cli_parse(&tool, argc, argv, on_option, &c);
     if (argc - first != 1)
         mf_cli_usage_error("expected one input file");
@@ -137,7 +130,7 @@ int main(int argc, char **argv)
     if (c.info)
         print_info(m, in);
     if (c.output) {
-        int src = mf_model_save(m, c.output, c.overwrite);
+        int src = mf_model_save(m, c.output, mf_cli.overwrite);
         if (src < 0) {
             mf_cli_error("%s", mf_last_error());
             rc = mf_cli_exit_for(src);

@@ -33,7 +33,6 @@ enum {
     OPT_RESIZE,
     OPT_SHARD,
     OPT_BATCH,
-    OPT_OVERWRITE,
     OPT_FEAT_LIST,
     OPT_ARCH,
     OPT_MAX_MP,
@@ -47,7 +46,7 @@ typedef struct config {
     const char *model, *output, *feat_list, *arch, *shard, *root;
     const char *lists[MAX_LISTS];
     int n_lists;
-    int label_from_dir, resize, overwrite, batch, null_lists;
+    int label_from_dir, resize, batch, null_lists;
     double max_megapixels;
 } config;
 
@@ -72,8 +71,6 @@ static const mf_cli_opt options[] = {
     {"shard", 0, "K/N", "embed shard K (0-based) of N; default: from SLURM array variables",
      OPT_SHARD},
     {"batch", 'b', "N", "images per network call (default 16)", OPT_BATCH},
-    {"overwrite", 0, NULL, "start over: replace OUT and discard an unfinished OUT.partial",
-     OPT_OVERWRITE},
     {"feat-list", 0, "FILE", "also write the features in the official MagFace text format",
      OPT_FEAT_LIST},
     {"arch", 0, "NAME", "check that the model is this architecture (e.g. iresnet100)",
@@ -88,7 +85,8 @@ static const mf_cli_opt options[] = {
 };
 
 static const mf_cli_tool tool = {
-    "mf-embed", "-m <model> -o <out.h5> [options] <input>...",
+    "mf-embed",
+    "-m <model> -o <out.h5> [options] <input>...",
     "Embed aligned 112x112 face images with a MagFace network (CPU) into a store.\n"
     "Inputs, mixed freely: image files (JPEG, PNG), directories (walked recursively in\n"
     "sorted order), archives (tar, tar.gz/.zst/.xz, zip; WebDataset shards with .cls\n"
@@ -102,7 +100,8 @@ static const mf_cli_tool tool = {
     "  mf-embed -m magface_epoch_00025.pth -o faces.h5 --label-from-dir faces/\n"
     "  mf-embed -m r100.mfm -o part.h5 --shard 3/16 train.rec\n"
     "  find imgs -name '*.jpg' | mf-embed -m r100.mfm -o out.h5 --list -",
-    options};
+    options,
+    MF_CLI_WRITES};
 
 static int on_option(int id, const char *arg, void *ctx)
 {
@@ -119,7 +118,6 @@ static int on_option(int id, const char *arg, void *ctx)
     case OPT_RESIZE: c->resize = 1; break;
     case OPT_SHARD: c->shard = arg; break;
     case OPT_BATCH: c->batch = (int)mf_cli_parse_int("--batch", arg, 1, 1024); break;
-    case OPT_OVERWRITE: c->overwrite = 1; break;
     case OPT_FEAT_LIST: c->feat_list = arg; break;
     case OPT_ARCH: c->arch = arg; break;
     case OPT_ROOT: c->root = arg; break;
@@ -164,30 +162,6 @@ static char *job_description(const config *c, char **inputs, int n, const mf_mod
     return text;
 }
 
-/* Ids already handled by the run being resumed: its rows and its failed inputs. */
-static int load_done_ids(mf_store *s, mf_idset *seen)
-{
-    mf_store_cursor *c;
-    const mf_store_block *b;
-    int rc = mf_store_cursor_open(&c, s, MF_COL_ID, 0, mf_store_rows(s));
-    while (rc == 0 && (rc = mf_store_cursor_next(c, &b)) > 0) {
-        rc = 0;
-        for (size_t i = 0; i < b->n && rc >= 0; i++)
-            rc = mf_idset_add(seen, b->id[i]);
-        rc = rc < 0 ? rc : 0;
-    }
-    mf_store_cursor_close(c);
-    for (uint64_t i = 0; i < mf_store_failed_count(s) && rc == 0; i++) {
-        char *id, *reason;
-        if ((rc = mf_store_read_failed(s, i, &id, &reason)) == 0) {
-            rc = mf_idset_add(seen, id) < 0 ? MF_ERR_NOMEM : 0;
-            free(id);
-            free(reason);
-        }
-    }
-    return rc < 0 ? rc : 0;
-}
-
 /* Open the output: resume an unfinished run of the same job, or start a new one. */
 static int open_output(const config *c, const mf_model *m, const char *job, mf_store **out,
                        mf_idset *seen, mf_store_job_state *state)
@@ -197,11 +171,11 @@ static int open_output(const config *c, const mf_model *m, const char *job, mf_s
     p.model = mf_model_name(m);
     p.model_sha256 = mf_model_sha256(m);
     p.preprocess = mf_model_preprocess(m);
-    p.overwrite = c->overwrite;
+    p.overwrite = mf_cli.overwrite; /* also: discard an unfinished run of another job */
     p.job = job;
     int rc = mf_store_open_or_resume(out, c->output, &p, state);
     if (rc == 0 && *state == MF_STORE_JOB_RESUMED)
-        rc = load_done_ids(*out, seen);
+        rc = mf_store_collect_ids(*out, seen);
     return rc;
 }
 
@@ -346,7 +320,7 @@ static int fail(const char *what)
 
 int main(int argc, char **argv)
 {
-    config c = {.batch = 16, .max_megapixels = 50};
+    config c = {.batch = MF_EMBED_BATCH, .max_megapixels = 50};
     int first = mf_cli_parse(&tool, argc, argv, on_option, &c);
     if (!c.model)
         c.model = getenv("MF_MODEL");
@@ -361,12 +335,8 @@ int main(int argc, char **argv)
     for (int i = 0; i < c.n_lists; i++)
         mf_run_add_input(c.lists[i]);
     mf_run_add_input(c.model);
-    mf_output *feat = NULL;
-    int orc = c.feat_list
-                  ? mf_output_open(&feat, c.feat_list, c.overwrite ? MF_OUTPUT_OVERWRITE : 0)
-                  : 0;
-    if (orc < 0)
-        return mf_cli_fail(orc);
+    mf_output *feat = c.feat_list ? mf_cli_open_output(c.feat_list, 0) : NULL;
+    int orc;
     int shard_k, shard_n;
     resolve_shard(&c, &shard_k, &shard_n);
     int threads = mf_cli.threads > 0 ? mf_cli.threads : omp_get_max_threads();

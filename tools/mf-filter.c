@@ -30,7 +30,6 @@ enum {
     OPT_REPORT,
     OPT_DRY_RUN,
     OPT_JSON,
-    OPT_OVERWRITE,
 };
 
 static const mf_cli_opt opts[] = {
@@ -57,7 +56,6 @@ static const mf_cli_opt opts[] = {
      OPT_REPORT},
     {"dry-run", 0, NULL, "write only the report and the summary", OPT_DRY_RUN},
     {"json", 0, NULL, "print the summary as JSON on stdout", OPT_JSON},
-    {"overwrite", 0, NULL, "replace OUT (and the report) if they exist", OPT_OVERWRITE},
     {0},
 };
 
@@ -75,12 +73,12 @@ static const mf_cli_tool tool = {
     "  mf-filter train.h5 -o clean.h5 --drop-lowest 5% --outliers --dedup 0.95\n"
     "  mf-filter train.h5 --dry-run --merge-labels 0.7 --json",
     opts,
-};
+    MF_CLI_WRITES};
 
 typedef struct config {
     mf_clean_params p;
     const char *input, *output, *report;
-    int dry_run, json, any_rule, overwrite;
+    int dry_run, json, any_rule;
 } config;
 
 static double percent(const char *opt, const char *arg)
@@ -98,8 +96,7 @@ static int on_option(int id, const char *arg, void *ctx)
     config *c = ctx;
     mf_clean_params *p = &c->p;
     c->any_rule |= id != OPT_OUTPUT && id != OPT_REPORT && id != OPT_DRY_RUN &&
-                   id != OPT_JSON && id != OPT_OUTLIER_K && id != OPT_APPLY_MERGE &&
-                   id != OPT_OVERWRITE;
+                   id != OPT_JSON && id != OPT_OUTLIER_K && id != OPT_APPLY_MERGE;
     switch (id) {
     case OPT_OUTPUT: c->output = arg; break;
     case OPT_MIN_MAG:
@@ -125,7 +122,6 @@ static int on_option(int id, const char *arg, void *ctx)
     case OPT_REPORT: c->report = arg; break;
     case OPT_DRY_RUN: c->dry_run = 1; break;
     case OPT_JSON: c->json = 1; break;
-    case OPT_OVERWRITE: c->overwrite = 1; break;
     default: return 1;
     }
     return 0;
@@ -245,36 +241,6 @@ static void summary_text(const config *c, const mf_clean_result *r, const double
 
 /* ---- report and output ---------------------------------------------------------------- */
 
-/* One TSV line per dropped row, with the input's label. Ids are read only for blocks that
- * hold a dropped row. */
-static int write_report(mf_store *in, const mf_clean_result *r, FILE *f)
-{
-    mf_store_cursor *cur;
-    size_t block = mf_store_block_rows(in, MF_COL_ID | MF_COL_LABEL);
-    fprintf(f, "id\tlabel\tmagnitude\trule\tfigure\n");
-    int rc = 0;
-    for (uint64_t s = 0; rc == 0 && s < r->rows; s += block) {
-        uint64_t e = r->rows - s < block ? r->rows : s + block, any = 0;
-        for (uint64_t i = s; i < e && !any; i++)
-            any = r->rule[i] != MF_RULE_KEEP;
-        if (!any || (rc = mf_store_cursor_open(&cur, in, MF_COL_ID | MF_COL_LABEL, s, e)) < 0)
-            continue;
-        const mf_store_block *b;
-        if ((rc = mf_store_cursor_next(cur, &b)) > 0) {
-            rc = 0;
-            for (size_t i = 0; i < b->n; i++)
-                if (r->rule[s + i] != MF_RULE_KEEP)
-                    fprintf(f, "%s\t%lld\t%.4f\t%s\t%.4f\n", b->id[i], (long long)b->label[i],
-                            r->magnitude[s + i], mf_clean_rule_name(r->rule[s + i]),
-                            r->figure[s + i]);
-        }
-        mf_store_cursor_close(cur);
-    }
-    if (rc == 0 && ferror(f))
-        rc = mf_set_error(MF_ERR_IO, "cannot write the report: %s", strerror(errno));
-    return rc;
-}
-
 /* The kept rows, with the merged labels when --apply-merge relabelled them. */
 static int write_output(mf_output *out, mf_store *in, const mf_clean_result *r, const config *c,
                         const char *attr, char *history, mf_output *report)
@@ -346,19 +312,6 @@ static void quantiles_of(const mf_clean_result *r, int kept_only, double *q)
             q[i] = NAN;
 }
 
-/* Outputs are opened before any work, so a name that may not be written (an input, an
- * existing file without --overwrite, twice the same) is refused at once. */
-static int open_outputs(const config *c, mf_output **store, mf_output **report)
-{
-    unsigned ow = c->overwrite ? MF_OUTPUT_OVERWRITE : 0;
-    int rc = 0;
-    if (c->output && !c->dry_run)
-        rc = mf_output_open(store, c->output, MF_OUTPUT_SEEKABLE | ow);
-    if (rc == 0 && c->report && (rc = mf_output_open(report, c->report, ow)) < 0)
-        mf_output_abort(*store);
-    return rc;
-}
-
 int main(int argc, char **argv)
 {
     mf_cli_start_blas(argv);
@@ -368,12 +321,10 @@ int main(int argc, char **argv)
     check_usage(&c, argc, first, argv);
     double t0 = mf_now();
     mf_store *in = mf_cli_open_store(c.input);
-    mf_output *store_out = NULL, *report_out = NULL;
-    int rc = open_outputs(&c, &store_out, &report_out);
-    if (rc < 0) {
-        mf_store_close(in);
-        return mf_cli_fail(rc);
-    }
+    /* Opened before any work: a name that may not be written is refused at once. */
+    mf_output *store_out =
+        c.output && !c.dry_run ? mf_cli_open_output(c.output, MF_OUTPUT_SEEKABLE) : NULL;
+    mf_output *report_out = c.report ? mf_cli_open_output(c.report, 0) : NULL;
     if (!c.any_rule) {
         c.p.auto_cut = 1;
         c.p.outliers = store_has_labels(in);
@@ -381,7 +332,7 @@ int main(int argc, char **argv)
                     c.p.outliers ? " --outliers" : " (no labels, so no --outliers)");
     }
     mf_clean_result r;
-    rc = mf_clean_run(in, &c.p, &r);
+    int rc = mf_clean_run(in, &c.p, &r);
     if (rc < 0) {
         mf_output_abort(store_out);
         mf_output_abort(report_out);
@@ -393,7 +344,7 @@ int main(int argc, char **argv)
     quantiles_of(&r, 1, after);
     if (report_out) {
         FILE *f = mf_output_stream(report_out);
-        rc = f ? write_report(in, &r, f) : MF_ERR_IO;
+        rc = f ? mf_clean_write_report(in, &r, f) : MF_ERR_IO;
     }
     cJSON *js = summary_json(&c, &r, before, after, mf_now() - t0);
     char *attr = cJSON_PrintUnformatted(js);

@@ -13,35 +13,33 @@
 #include "mf/status.h"
 #include "mf/store.h"
 
-enum { OPT_OUTPUT = 1000, OPT_OVERWRITE };
+enum { OPT_OUTPUT = 1000 };
 
 typedef struct config {
     const char *output;
-    int overwrite;
 } config;
 
 static const mf_cli_opt options[] = {
     {"output", 'o', "FILE", "write the merged store to FILE (required)", OPT_OUTPUT},
-    {"overwrite", 0, NULL, "replace FILE if it exists", OPT_OVERWRITE},
     {0},
 };
 
 static const mf_cli_tool tool = {
-    "mf-merge", "-o <out.h5> [options] <in.h5>...",
+    "mf-merge",
+    "-o <out.h5> [options] <in.h5>...",
     "Join stores (e.g. the shards of an mf-embed job array) into one. Rows keep the\n"
     "order of the inputs; a row whose id was already seen is dropped (and counted);\n"
     "the /failed lists are joined. All inputs must have the same model and dimension.",
     "Example:\n"
     "  mf-merge -o faces.h5 shard-*.h5",
-    options};
+    options,
+    MF_CLI_WRITES};
 
 static int on_option(int id, const char *arg, void *ctx)
 {
     config *c = ctx;
     if (id == OPT_OUTPUT)
         c->output = arg;
-    else if (id == OPT_OVERWRITE)
-        c->overwrite = 1;
     return 0;
 }
 
@@ -149,12 +147,8 @@ int main(int argc, char **argv)
     if (m.n < 1)
         mf_cli_usage_error("no input stores");
     mf_cli_add_inputs(argc, argv, first);
-    mf_output *out;
-    int rc = mf_output_open(&out, c.output,
-                            MF_OUTPUT_SEEKABLE | (c.overwrite ? MF_OUTPUT_OVERWRITE : 0));
-    if (rc < 0)
-        return mf_cli_fail(rc);
-    rc = prepare(&m, argv + first);
+    mf_output *out = mf_cli_open_output(c.output, MF_OUTPUT_SEEKABLE);
+    int rc = prepare(&m, argv + first);
     uint64_t failed = 0;
     for (int i = 0; i < m.n && rc == 0; i++)
         failed += mf_store_failed_count(m.src[i].store);

@@ -10,15 +10,7 @@
 #include "mf/status.h"
 #include "mf/store.h"
 
-enum {
-    OPT_OUTPUT = 1000,
-    OPT_FILTER_REPORT,
-    OPT_MAX_FACES,
-    OPT_PER_RULE,
-    OPT_TOP,
-    OPT_ROOT,
-    OPT_OVERWRITE
-};
+enum { OPT_OUTPUT = 1000, OPT_FILTER_REPORT, OPT_MAX_FACES, OPT_PER_RULE, OPT_TOP, OPT_ROOT };
 
 static const mf_cli_opt options[] = {
     {"output", 'o', "FILE", "write the page to FILE (required)", OPT_OUTPUT},
@@ -28,12 +20,12 @@ static const mf_cli_opt options[] = {
     {"per-rule", 0, "N", "dropped rows shown per rule (default 12)", OPT_PER_RULE},
     {"top", 0, "N", "clusters / split / merged identities shown (default 6)", OPT_TOP},
     {"root", 0, "DIR", "resolve relative ids against DIR", OPT_ROOT},
-    {"overwrite", 0, NULL, "replace the page if it exists", OPT_OVERWRITE},
     {0},
 };
 
 static const mf_cli_tool tool = {
-    "mf-report", "-o report.html [options] <store.h5>",
+    "mf-report",
+    "-o report.html [options] <store.h5>",
     "Write one self-contained HTML page (inline SVG and images, no network, no JavaScript)\n"
     "that shows what cleaning did to a store.",
     "Sections: summary, magnitude histogram (with the cut recorded by mf-filter), the\n"
@@ -45,7 +37,8 @@ static const mf_cli_tool tool = {
     "\n"
     "Example:\n"
     "  mf-report --filter-report dropped.tsv -o report.html clustered.h5",
-    options};
+    options,
+    MF_CLI_WRITES};
 
 typedef struct config {
     mf_report_params p;
@@ -64,7 +57,6 @@ static int on_option(int id, const char *arg, void *ctx)
     case OPT_PER_RULE: c->p.per_rule = (int)mf_cli_parse_int("--per-rule", arg, 0, 1000); break;
     case OPT_TOP: c->p.top_groups = (int)mf_cli_parse_int("--top", arg, 0, 1000); break;
     case OPT_ROOT: c->p.root = arg; break;
-    case OPT_OVERWRITE: c->p.overwrite = 1; break;
     }
     return 0;
 }
@@ -77,6 +69,7 @@ int main(int argc, char **argv)
         mf_cli_usage_error("-o/--output is required");
     if (argc - first != 1)
         mf_cli_usage_error("expected one store, got %d", argc - first);
+    c.p.overwrite = mf_cli.overwrite;
     mf_store *s = mf_cli_open_store(argv[first]);
     if (c.p.filter_report)
         mf_run_add_input(c.p.filter_report);

@@ -90,6 +90,9 @@ int mf_output_seal(mf_output *o);
 void mf_output_abort(mf_output *o);
 /* MF_OUTPUT_RESUMABLE: stop without publishing, keep the partial for a later run. */
 void mf_output_suspend(mf_output *o);
+/* Abort every output still open (resumable ones are suspended): what a program calls on
+ * its way out after a failure (the tools do it at exit), so no temporary is left. */
+void mf_output_abort_all(void);
 
 /* ---- helpers for code that manages files inside an output folder ------------------- */
 

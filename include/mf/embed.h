@@ -24,8 +24,12 @@
 #include "mf/image.h"
 #include "mf/source.h"
 
+/* Faces per network call by default: enough to keep both cores' kernels busy, small
+ * enough that a killed run loses little (docs/MODEL.md). */
+#define MF_EMBED_BATCH 16
+
 typedef struct mf_embed_params {
-    int batch;               /* faces per network call; 16 */
+    int batch;               /* faces per network call; MF_EMBED_BATCH */
     int resize;              /* resize images that are not 112x112 and have no landmarks */
     mf_decode_params decode; /* pixel limit, orientation */
 } mf_embed_params;

@@ -28,4 +28,24 @@ double mf_percentile_sorted(const float *v, size_t n, double p);
 /* Equal-width histogram of v over [min, max] (NaNs skipped). bins in 1..MF_HIST_MAX_BINS. */
 void mf_histogram_build(mf_histogram *h, const float *v, size_t n, int bins);
 
+/* ---- integer groups (labels, clusters) ---------------------------------------------- */
+
+void mf_sort_int64(int64_t *v, size_t n);
+/* Sort v and keep each value once: returns the number of distinct values, now in
+ * v[0..k) ascending. */
+size_t mf_unique_int64(int64_t *v, size_t n);
+
+/* Index of key in ascending sorted[0..n), or -1. */
+long mf_search_int64(const int64_t *sorted, size_t n, int64_t key);
+
+typedef struct mf_group_count {
+    int64_t key;
+    uint64_t count;
+} mf_group_count;
+
+/* Rows per non-negative key, largest group first (ties: smaller key first). Sorts `keys`
+ * in place. Returns the groups (malloc'ed; NULL when out of memory) and sets *n_groups
+ * and *negative (rows with a key < 0: unlabelled, unassigned). */
+mf_group_count *mf_count_groups(int64_t *keys, size_t n, size_t *n_groups, uint64_t *negative);
+
 #endif

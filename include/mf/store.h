@@ -204,6 +204,11 @@ int mf_store_load_int64(mf_store *s, const char *name, int64_t **out);
 /* Every embedding, n * dim floats. */
 int mf_store_load_embedding(mf_store *s, float **out);
 
+/* Add the id of every row and of every /failed entry to `set` (mf/idset.h): what a
+ * resumed job has done already. */
+struct mf_idset;
+int mf_store_collect_ids(mf_store *s, struct mf_idset *set);
+
 /* ---- deriving ---------------------------------------------------------------------- */
 
 /* A column added to (or replacing one of) a derived store: one value per OUTPUT row. */

@@ -292,12 +292,35 @@ struct mf_output {
     int resumed;
     int sealed;    /* durable and closed; only the rename is left */
     long claim[2]; /* this output's entries in the run's list, -1 if none */
+    mf_output *next_live, **prev_live; /* the list of outputs not yet committed */
 };
+
+static mf_output *live; /* every open output, for mf_output_abort_all */
+
+static void live_add(mf_output *o)
+{
+    o->next_live = live;
+    o->prev_live = &live;
+    if (live)
+        live->prev_live = &o->next_live;
+    live = o;
+}
+
+static void live_remove(mf_output *o)
+{
+    if (!o->prev_live)
+        return;
+    *o->prev_live = o->next_live;
+    if (o->next_live)
+        o->next_live->prev_live = o->prev_live;
+    o->prev_live = NULL;
+}
 
 static void output_free(mf_output *o)
 {
     if (!o)
         return;
+    live_remove(o);
     run_retire(o->claim[0]);
     run_retire(o->claim[1]);
     if (o->stream && o->stream != stdout)
@@ -473,6 +496,7 @@ int mf_output_open(mf_output **out, const char *path, unsigned flags)
     o->flags = flags;
     o->fd = -1;
     o->claim[0] = o->claim[1] = -1;
+    live_add(o);
     int rc = 0;
     if ((flags & MF_OUTPUT_MAKE_PARENTS) && strcmp(path, "-") != 0)
         rc = mf_make_parents(path);
@@ -642,6 +666,16 @@ void mf_output_abort(mf_output *o)
             unlink(o->temp);
     }
     output_free(o);
+}
+
+void mf_output_abort_all(void)
+{
+    while (live) {
+        if (live->flags & MF_OUTPUT_RESUMABLE)
+            mf_output_suspend(live);
+        else
+            mf_output_abort(live);
+    }
 }
 
 void mf_output_suspend(mf_output *o)

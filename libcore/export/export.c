@@ -11,6 +11,7 @@
 #include "mf/durable.h"
 #include "mf/export.h"
 #include "mf/log.h"
+#include "mf/stats.h"
 #include "mf/status.h"
 
 /* Rows whose images are fetched together. An archive spanning several blocks is read
@@ -38,12 +39,6 @@ int mf_export_format_parse(const char *name, mf_export_format *out)
                         "unknown export format '%s' (rec, wds, list, featlist, tree)", name);
 }
 
-static int cmp_i64(const void *a, const void *b)
-{
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return (x > y) - (x < y);
-}
-
 /* Replace each row's label by its class: the rank of the value among the distinct
  * non-negative values (0..K-1); negative values stay -1. Keeps the original values in
  * ex->label. */
@@ -59,16 +54,9 @@ static int make_classes(mf_exporter *ex)
     for (size_t i = 0; i < n; i++)
         if (ex->label[i] >= 0)
             vals[k++] = ex->label[i];
-    qsort(vals, k, sizeof *vals, cmp_i64);
-    size_t u = 0;
-    for (size_t i = 0; i < k; i++)
-        if (i == 0 || vals[i] != vals[u - 1])
-            vals[u++] = vals[i];
-    for (size_t i = 0; i < n; i++) {
-        int64_t *hit =
-            ex->label[i] < 0 ? NULL : bsearch(&ex->label[i], vals, u, sizeof *vals, cmp_i64);
-        ex->cls[i] = hit ? hit - vals : -1;
-    }
+    size_t u = mf_unique_int64(vals, k);
+    for (size_t i = 0; i < n; i++)
+        ex->cls[i] = ex->label[i] < 0 ? -1 : mf_search_int64(vals, u, ex->label[i]);
     free(vals);
     ex->stats->classes = u;
     return 0;
@@ -83,17 +71,9 @@ static int read_columns(mf_exporter *ex)
     if (!mf_store_has(ex->s, col))
         return mf_set_error(MF_ERR_SCHEMA, "'%s' has no /%s (run mf-cluster first)",
                             mf_store_path(ex->s), col);
-    size_t n = (size_t)ex->n;
-    ex->label = malloc((n ? n : 1) * sizeof *ex->label);
-    ex->mag = malloc((n ? n : 1) * sizeof *ex->mag);
-    if (!ex->label || !ex->mag)
-        return mf_set_error(MF_ERR_NOMEM, "out of memory for %zu rows", n);
-    if (n == 0)
-        return 0;
-    int rc = strcmp(col, "label") == 0 ? mf_store_read_label(ex->s, 0, n, ex->label)
-                                       : mf_store_read_int64(ex->s, col, 0, n, ex->label);
+    int rc = mf_store_load_int64(ex->s, col, &ex->label);
     if (rc == 0)
-        rc = mf_store_read_magnitude(ex->s, 0, n, ex->mag);
+        rc = mf_store_load_float(ex->s, "magnitude", &ex->mag);
     return rc;
 }
 

@@ -12,11 +12,14 @@
 #include <stddef.h>
 
 /* Make *array (a pointer to a malloc'ed array of `cap` elements of `elem` bytes, or to
- * NULL) hold at least `need` elements, doubling the capacity. The size arithmetic is
- * checked. Returns 0, or MF_ERR_NOMEM with a message naming `what`; on failure the array
- * and *cap are unchanged. */
-int mf_grow(void *array, size_t *cap, size_t need, size_t elem, const char *what);
+ * NULL) hold at least `need` elements, doubling the capacity, never beyond `limit`
+ * elements (0: no limit but the size arithmetic, which is checked). Returns 0;
+ * MF_ERR_LIMIT when need > limit (input that is likely malformed: `what` is named); or
+ * MF_ERR_NOMEM. On failure the array and *cap are unchanged. */
+int mf_grow(void *array, size_t *cap, size_t need, size_t elem, size_t limit, const char *what);
 
-#define MF_GROW(arr, cap, need, what) mf_grow(&(arr), &(cap), (need), sizeof *(arr), (what))
+#define MF_GROW(arr, cap, need, what) mf_grow(&(arr), &(cap), (need), sizeof *(arr), 0, (what))
+#define MF_GROW_MAX(arr, cap, need, limit, what)                                               \
+    mf_grow(&(arr), &(cap), (need), sizeof *(arr), (limit), (what))
 
 #endif

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "h5.h"
+#include "vec.h"
 #include "mf/checkpoint.h"
 #include "mf/durable.h"
 #include "mf/status.h"
@@ -24,6 +25,7 @@
 #define NATIVE_FORMAT "mfkit-model"
 #define NATIVE_VERSION 1
 #define MAX_TENSOR_FLOATS ((size_t)1 << 28)
+#define MAX_DUMP_TENSORS 100000 /* an iresnet100 has 925 */
 
 int mf_sha256_file(const char *path, char hex[65])
 {
@@ -190,14 +192,11 @@ static herr_t dump_one(hid_t g, const char *name, const H5L_info_t *info, void *
         if (numel > MAX_TENSOR_FLOATS)
             du->rc = mf_set_error(MF_ERR_LIMIT, "%s: tensor '%s' too large", du->path, name);
     }
-    if (du->rc == 0 && du->ck->count == du->cap) {
-        size_t cap = du->cap ? 2 * du->cap : 256;
-        mf_tensor *t = cap < 100000 ? realloc(du->ck->tensors, cap * sizeof *t) : NULL;
-        if (!t)
-            du->rc = mf_set_error(MF_ERR_NOMEM, "%s: too many tensors", du->path);
-        else
-            du->ck->tensors = t, du->cap = cap;
-    }
+    int grown = du->rc == 0 ? MF_GROW_MAX(du->ck->tensors, du->cap, du->ck->count + 1,
+                                          MAX_DUMP_TENSORS, "tensors")
+                            : 0;
+    if (grown < 0)
+        du->rc = mf_wrap_error(grown, "%s", du->path);
     if (du->rc == 0) {
         mf_tensor *t = &du->ck->tensors[du->ck->count];
         *t = (mf_tensor){.name = strdup(name),

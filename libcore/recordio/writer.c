@@ -7,6 +7,7 @@
 #include "mf/durable.h"
 #include "mf/recordio.h"
 #include "mf/status.h"
+#include "vec.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -118,14 +119,8 @@ static int note_identity(mf_recordio_writer *w, int64_t label, int64_t key)
     if (w->n_ids && w->ids[w->n_ids - 1].label > label)
         return mf_set_error(MF_ERR_ARG, "labels must be non-decreasing (%lld after %lld)",
                             (long long)label, (long long)w->ids[w->n_ids - 1].label);
-    if (w->n_ids == w->cap_ids) {
-        size_t cap = w->cap_ids ? w->cap_ids * 2 : 256;
-        identity *ids = realloc(w->ids, cap * sizeof *ids);
-        if (!ids)
-            return mf_set_error(MF_ERR_NOMEM, "out of memory");
-        w->ids = ids;
-        w->cap_ids = cap;
-    }
+    if (MF_GROW(w->ids, w->cap_ids, w->n_ids + 1, "identities") < 0)
+        return MF_ERR_NOMEM;
     w->ids[w->n_ids++] = (identity){.label = label, .first = key, .end = key + 1};
     return 0;
 }

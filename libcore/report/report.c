@@ -19,6 +19,7 @@
 #include "mf/status.h"
 #include "mf/tsv.h"
 #include "report_internal.h"
+#include "vec.h"
 
 #define MAX_RULES 64
 
@@ -65,14 +66,9 @@ int mf_report_find_cut(const char *filter_json, double *cut)
 /* Take ownership of `id` and return its thumbnail index (or a negative status). */
 static long add_thumb(rp_data *d, char *id)
 {
-    if (d->n_thumbs == d->cap_thumbs) {
-        size_t cap = d->cap_thumbs ? d->cap_thumbs * 2 : 256;
-        rp_thumb *t = realloc(d->thumbs, cap * sizeof *t);
-        if (!t) {
-            free(id);
-            return mf_set_error(MF_ERR_NOMEM, "out of memory");
-        }
-        d->thumbs = t, d->cap_thumbs = cap;
+    if (MF_GROW(d->thumbs, d->cap_thumbs, d->n_thumbs + 1, "thumbnails") < 0) {
+        free(id);
+        return MF_ERR_NOMEM;
     }
     d->thumbs[d->n_thumbs] = (rp_thumb){id, NULL, NULL};
     return (long)d->n_thumbs++;

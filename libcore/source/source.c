@@ -100,7 +100,6 @@ const char *mf_source_label_name(const mf_source *s, size_t label)
 {
     return label < s->n_names ? s->names[label] : NULL;
 }
-uint64_t mf_source_skipped(const mf_source *s) { return s->skipped; }
 void mf_source_set_reading(mf_source *s, int on) { s->no_read = !on; }
 
 void mf_source_set_skip(mf_source *s, mf_source_skip_fn fn, void *ctx)
@@ -111,12 +110,8 @@ void mf_source_set_skip(mf_source *s, mf_source_skip_fn fn, void *ctx)
 
 int mf_src_wanted(mf_source *s, const char *id)
 {
-    if (mf_shard_of(id, s->p.shard_count) != s->p.shard_index ||
-        (s->skip_fn && s->skip_fn(id, s->skip_ctx))) {
-        s->skipped++;
-        return 0;
-    }
-    return 1;
+    return mf_shard_of(id, s->p.shard_count) == s->p.shard_index &&
+           !(s->skip_fn && s->skip_fn(id, s->skip_ctx));
 }
 
 /* ---- detection -------------------------------------------------------------------- */
@@ -451,10 +446,8 @@ static int next_record(mf_source *s, mf_src_input *in, mf_sample *out)
                 s->rec_images_end = images_end(&h);
             continue;
         }
-        if (!mine) {
-            s->skipped++;
+        if (!mine)
             continue;
-        }
         int64_t label;
         if (mf_record_label(&h, &label) < 0)
             return rec_fail(s, out, in->id, key, mf_last_error());

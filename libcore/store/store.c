@@ -6,8 +6,9 @@
  * HDF5 writes its buffers and the file is fsynced, then the root attribute
  * mf_rows_committed is raised and the file flushed and fsynced again. So the mark never
  * covers a row whose bytes are not on disk (a full disk in the first step leaves the old
- * mark). A killed writer leaves a file that reopens with every committed row (FORMATS.md:
- * unflushed HDF5 files may not open at all); rows after the mark are cut off on resume,
+ * mark). A killed writer leaves a file that reopens with every committed row (an HDF5
+ * file killed without a flush may not open at all; docs/FORMAT.md, "Crash safety");
+ * rows after the mark are cut off on resume,
  * and the last committed rows are checked (finite, magnitude = norm) before trusting
  * them. mf_store_commit() closes the file and lets the durable module publish it. */
 #include <errno.h>
@@ -23,6 +24,7 @@
 #include "mf/status.h"
 #include "h5.h"
 #include "store_internal.h"
+#include "vec.h"
 
 #ifndef MF_VERSION_STRING
 #define MF_VERSION_STRING "0.0.0"
@@ -718,16 +720,12 @@ const char *mf_store_attr(const mf_store *cs, const char *name)
     char *value = NULL;
     if (mf_h5_read_str_attr(s->file, name, &value) < 0 || !value)
         return NULL;
-    mf_store_attr_cache *grown = realloc(s->attrs, (s->n_attrs + 1) * sizeof *grown);
     char *key = strdup(name);
-    if (!grown || !key) {
+    if (!key || MF_GROW(s->attrs, s->cap_attrs, s->n_attrs + 1, "attributes") < 0) {
         free(value);
         free(key);
-        if (grown)
-            s->attrs = grown;
         return NULL;
     }
-    s->attrs = grown;
     s->attrs[s->n_attrs].name = key;
     s->attrs[s->n_attrs].value = value;
     return s->attrs[s->n_attrs++].value;

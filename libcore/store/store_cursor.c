@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mf/idset.h"
 #include "mf/status.h"
 #include "store_internal.h"
 
@@ -195,4 +196,27 @@ int mf_store_load_embedding(mf_store *s, float **out)
     }
     *out = x;
     return 0;
+}
+
+int mf_store_collect_ids(mf_store *s, mf_idset *set)
+{
+    mf_store_cursor *c;
+    const mf_store_block *b;
+    int rc = mf_store_cursor_open(&c, s, MF_COL_ID, 0, s->rows);
+    while (rc == 0 && (rc = mf_store_cursor_next(c, &b)) > 0) {
+        rc = 0;
+        for (size_t i = 0; i < b->n && rc >= 0; i++)
+            rc = mf_idset_add(set, b->id[i]);
+        rc = rc < 0 ? mf_set_error(MF_ERR_NOMEM, "out of memory for the ids done") : 0;
+    }
+    mf_store_cursor_close(c);
+    for (uint64_t i = 0; i < s->failed && rc == 0; i++) {
+        char *id, *reason;
+        if ((rc = mf_store_read_failed(s, i, &id, &reason)) == 0) {
+            rc = mf_idset_add(set, id) < 0 ? mf_set_error(MF_ERR_NOMEM, "out of memory") : 0;
+            free(id);
+            free(reason);
+        }
+    }
+    return rc < 0 ? rc : 0;
 }

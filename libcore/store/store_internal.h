@@ -32,7 +32,7 @@ struct mf_store {
     hid_t emb, mag, id, label;      /* the four required datasets */
     hid_t failed_id, failed_reason; /* -1 when the store has no /failed */
     mf_store_attr_cache *attrs;
-    size_t n_attrs;
+    size_t n_attrs, cap_attrs;
 };
 
 /* Extend a dataset's first dimension to `rows` (keeping other dimensions). */
