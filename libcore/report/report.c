@@ -332,14 +332,17 @@ static int parse_row(char *line, const tsv_cols *c, const char *path, size_t lin
     return 0;
 }
 
-static int take_row(rp_data *d, const tsv_row *row, const tsv_cols *c, uint64_t *rng)
+static int take_row(rp_data *d, const tsv_row *row, const tsv_cols *c, uint64_t *rng,
+                    const char *path, size_t lineno)
 {
     if (!strcmp(row->rule, "keep"))
         return 0;
     rp_rule *r = find_rule(d, row->rule);
     if (!r)
-        return mf_set_error(MF_ERR_LIMIT,
-                            "filter report: more than %d rules (or out of memory)", MAX_RULES);
+        return d->n_rules == MAX_RULES
+                   ? mf_set_error(MF_ERR_LIMIT, "'%s' line %zu: more than %d rules", path,
+                                  lineno, MAX_RULES)
+                   : mf_set_error(MF_ERR_NOMEM, "'%s' line %zu: out of memory", path, lineno);
     r->count++;
     d->dropped_total++;
     uint64_t slot =
@@ -381,7 +384,7 @@ int rp_read_filter_report(rp_data *d, FILE *f, const char *path)
         if (memchr(line, 0, (size_t)len))
             rc = mf_set_error(MF_ERR_FORMAT, "'%s' line %zu: NUL byte", path, lineno);
         else if ((rc = parse_row(line, &cols, path, lineno, &row)) == 0)
-            rc = take_row(d, &row, &cols, &rng);
+            rc = take_row(d, &row, &cols, &rng, path, lineno);
     }
     if (rc == 0 && ferror(f))
         rc = mf_set_error(MF_ERR_IO, "cannot read '%s': %s", path, strerror(errno));

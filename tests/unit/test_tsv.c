@@ -133,3 +133,17 @@ Test(tsv, filter_report_reader_is_strict_about_columns)
         release(&d);
     }
 }
+
+/* Found by fuzz_filter_report: the "too many rules" error did not name the file. */
+Test(tsv, filter_report_too_many_rules_names_the_file)
+{
+    char text[4096] = "id\trule\n";
+    for (int k = 0; k < 70; k++)
+        snprintf(text + strlen(text), sizeof text - strlen(text), "a.jpg\tr%d\n", k);
+    rp_data d;
+    mf_report_params p;
+    cr_assert_eq(read_report(text, &d, &p), MF_ERR_LIMIT);
+    cr_assert(strstr(mf_last_error(), "'r.tsv' line 66: more than 64 rules"), "%s",
+              mf_last_error());
+    release(&d);
+}
