@@ -6,7 +6,8 @@
 #                                       fails on any crash, leak, timeout or sanitizer report
 #   scripts/fuzz.sh long [RUNS [NAME...]] each harness (or those named) until RUNS
 #                                       executions (default 1M), one at a time at nice 19;
-#                                       prints the figures
+#                                       prints the figures (MF_FUZZ_MAX_SECONDS=N: stop
+#                                       each one after N seconds even if RUNS is not reached)
 #   scripts/fuzz.sh run NAME [ARGS...]  one harness with libFuzzer ARGS (e.g. a crash file)
 #
 # Seeds are generated into build-fuzz/seeds by scripts/make_fuzz_seeds.py (nothing
@@ -88,7 +89,8 @@ long() {
   echo "|---------|-----------:|-------:|--------------------|--------|"
   for h in "$@"; do
     local log="$dir/logs/long_$h.log" result=ok
-    run_one "$h" "$log" -runs="$runs" || result=FAILED
+    run_one "$h" "$log" -runs="$runs" ${MF_FUZZ_MAX_SECONDS:+-max_total_time=$MF_FUZZ_MAX_SECONDS} ||
+      result=FAILED
     local f; f=$(figures "$log")
     echo "| $h | ${f%% execs*} | $(echo "$f" | sed -E 's/.*execs, ([^ ]+) exec.*/\1/') | $(echo "$f" | sed -E 's/.*exec\/s, //') | $result |"
   done
