@@ -18,7 +18,6 @@
 enum {
     OPT_OUT = 1000,
     OPT_TSV,
-    OPT_JSON,
     OPT_METHOD,
     OPT_TAU,
     OPT_TAU2,
@@ -38,7 +37,7 @@ enum {
 
 typedef struct config {
     const char *out, *graph, *truth;
-    int tsv, json, calibrate;
+    int tsv, calibrate;
     int method_set;
     float tau, tau2; /* UNSET: the method's default */
     double quant, res;
@@ -49,9 +48,7 @@ typedef struct config {
 static const mf_cli_opt options[] = {
     {"output", 'o', "OUT.h5", "write the input rows plus /cluster to OUT.h5", OPT_OUT},
     {"tsv", 0, NULL, "print id, cluster, magnitude as TSV on stdout", OPT_TSV},
-    {"json", 0, NULL, "print the summary as one JSON object on stdout", OPT_JSON},
-    {"method", 'm', "NAME", "anchors (default), components, peaks, infomap, leiden",
-     OPT_METHOD},
+    {"method", 0, "NAME", "anchors (default), components, peaks, infomap, leiden", OPT_METHOD},
     {"tau", 't', "COS", "edge threshold (cosine; default per method)", OPT_TAU},
     {"tau2", 0, "COS", "anchors: threshold for attaching low-quality samples", OPT_TAU2},
     {"anchor-quantile", 0, "Q",
@@ -105,7 +102,6 @@ static int on_option(int id, const char *arg, void *ctx)
     switch (id) {
     case OPT_OUT: c->out = arg; break;
     case OPT_TSV: c->tsv = 1; break;
-    case OPT_JSON: c->json = 1; break;
     case OPT_METHOD: {
         int m = mf_cluster_method_parse(arg);
         if (m < 0)
@@ -310,7 +306,7 @@ int main(int argc, char **argv)
     int first = mf_cli_parse(&tool, argc, argv, on_option, &c);
     if (argc - first != 1)
         mf_cli_usage_error("expected one store, got %d operands", argc - first);
-    if (c.tsv && c.json)
+    if (c.tsv && mf_cli.json)
         mf_cli_usage_error("--tsv and --json both write to stdout: choose one");
     finish_params(&c);
     c.kp.progress = mf_cli.quiet ? 0 : mf_cli.progress ? 2 : 1;
@@ -351,7 +347,7 @@ int main(int argc, char **argv)
         mf_output_abort(out);
     if (rc == 0) {
         print_summary(&st, g, &ki, &c);
-        if (c.json) {
+        if (mf_cli.json) {
             char *meta = cJSON_PrintUnformatted(js);
             printf("%s\n", meta);
             free(meta);

@@ -117,7 +117,9 @@ static int on_option(int id, const char *arg, void *ctx)
     case OPT_LABEL_FROM_DIR: c->label_from_dir = 1; break;
     case OPT_RESIZE: c->resize = 1; break;
     case OPT_SHARD: c->shard = arg; break;
-    case OPT_BATCH: c->batch = (int)mf_cli_parse_int("--batch", arg, 1, 1024); break;
+    case OPT_BATCH:
+        c->batch = (int)mf_cli_parse_int("--batch", arg, 1, MF_EMBED_MAX_BATCH);
+        break;
     case OPT_FEAT_LIST: c->feat_list = arg; break;
     case OPT_ARCH: c->arch = arg; break;
     case OPT_ROOT: c->root = arg; break;
@@ -270,6 +272,10 @@ static int record_history(mf_store *out, const mf_embed_stats *st, int shard_k, 
 static int finish_complete(const config *c, mf_output *feat)
 {
     mf_cli_info("'%s' already holds this job, complete: nothing to embed", c->output);
+    cJSON *js = cJSON_CreateObject();
+    cJSON_AddStringToObject(js, "output", c->output);
+    cJSON_AddBoolToObject(js, "already_complete", 1);
+    mf_cli_summary(js);
     if (!feat)
         return 0;
     mf_store *s;
@@ -432,6 +438,22 @@ int main(int argc, char **argv)
                 (unsigned long long)st.embedded, (unsigned long long)rows, c.output,
                 (unsigned long long)failed, (unsigned long long)st.skipped, st.wall_seconds,
                 rate, net_rate);
+    cJSON *js = cJSON_CreateObject();
+    cJSON_AddStringToObject(js, "output", c.output);
+    cJSON_AddBoolToObject(js, "resumed", state == MF_STORE_JOB_RESUMED);
+    const char *keys[] = {"rows",
+                          "failed",
+                          "embedded_this_run",
+                          "skipped",
+                          "seconds",
+                          "images_per_second",
+                          "network_images_per_second"};
+    const double values[] = {
+        (double)rows, (double)failed, (double)st.embedded, (double)st.skipped, st.wall_seconds,
+        rate,         net_rate};
+    for (int i = 0; i < 7; i++)
+        cJSON_AddNumberToObject(js, keys[i], values[i]);
+    mf_cli_summary(js);
     mf_source_free(src);
     mf_idset_free(seen);
     free(jobdesc);

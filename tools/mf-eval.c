@@ -9,11 +9,10 @@
 #include "mf/status.h"
 #include "mf/store.h"
 
-enum { OPT_TRUTH = 1000, OPT_PRED, OPT_JSON };
+enum { OPT_TRUTH = 1000, OPT_PRED };
 
 typedef struct config {
     const char *truth, *pred;
-    int json;
 } config;
 
 static const mf_cli_opt options[] = {
@@ -21,7 +20,6 @@ static const mf_cli_opt options[] = {
      OPT_TRUTH},
     {"pred", 0, "DATASET", "integer dataset with the predicted clusters (default cluster)",
      OPT_PRED},
-    {"json", 0, NULL, "print one JSON object instead of TSV", OPT_JSON},
     {0},
 };
 
@@ -43,7 +41,6 @@ static int on_option(int id, const char *arg, void *ctx)
     switch (id) {
     case OPT_TRUTH: c->truth = arg; break;
     case OPT_PRED: c->pred = arg; break;
-    case OPT_JSON: c->json = 1; break;
     }
     return 0;
 }
@@ -66,7 +63,7 @@ static void print_metrics(const mf_cluster_metrics *m, int json)
 
 int main(int argc, char **argv)
 {
-    config c = {"label", "cluster", 0};
+    config c = {"label", "cluster"};
     int first = mf_cli_parse(&tool, argc, argv, on_option, &c);
     if (argc - first != 1)
         mf_cli_usage_error("expected one store, got %d operands", argc - first);
@@ -84,6 +81,6 @@ int main(int argc, char **argv)
     free(t), free(p);
     if (rc < 0)
         return mf_cli_fail(rc);
-    print_metrics(&m, c.json);
+    print_metrics(&m, mf_cli.json);
     return mf_cli_finish(MF_EXIT_OK);
 }

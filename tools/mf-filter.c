@@ -29,7 +29,6 @@ enum {
     OPT_MIN_PER_LABEL,
     OPT_REPORT,
     OPT_DRY_RUN,
-    OPT_JSON,
 };
 
 static const mf_cli_opt opts[] = {
@@ -55,7 +54,6 @@ static const mf_cli_opt opts[] = {
      "figure)",
      OPT_REPORT},
     {"dry-run", 0, NULL, "write only the report and the summary", OPT_DRY_RUN},
-    {"json", 0, NULL, "print the summary as JSON on stdout", OPT_JSON},
     {0},
 };
 
@@ -78,7 +76,7 @@ static const mf_cli_tool tool = {
 typedef struct config {
     mf_clean_params p;
     const char *input, *output, *report;
-    int dry_run, json, any_rule;
+    int dry_run, any_rule;
 } config;
 
 static double percent(const char *opt, const char *arg)
@@ -96,7 +94,7 @@ static int on_option(int id, const char *arg, void *ctx)
     config *c = ctx;
     mf_clean_params *p = &c->p;
     c->any_rule |= id != OPT_OUTPUT && id != OPT_REPORT && id != OPT_DRY_RUN &&
-                   id != OPT_JSON && id != OPT_OUTLIER_K && id != OPT_APPLY_MERGE;
+                   id != OPT_OUTLIER_K && id != OPT_APPLY_MERGE;
     switch (id) {
     case OPT_OUTPUT: c->output = arg; break;
     case OPT_MIN_MAG:
@@ -121,7 +119,6 @@ static int on_option(int id, const char *arg, void *ctx)
         break;
     case OPT_REPORT: c->report = arg; break;
     case OPT_DRY_RUN: c->dry_run = 1; break;
-    case OPT_JSON: c->json = 1; break;
     default: return 1;
     }
     return 0;
@@ -300,7 +297,7 @@ static void check_usage(const config *c, int argc, int first, char **argv)
         mf_cli_usage_error("no output: give -o OUT.h5 (or --dry-run)");
     if (c->p.apply_merge && !(c->p.merge_cos > 0))
         mf_cli_usage_error("--apply-merge needs --merge-labels COS");
-    if (c->json && c->report && strcmp(c->report, "-") == 0)
+    if (mf_cli.json && c->report && strcmp(c->report, "-") == 0)
         mf_cli_usage_error("--json and --report - both write to stdout: choose one");
 }
 
@@ -361,7 +358,7 @@ int main(int argc, char **argv)
     double secs = mf_now() - t0;
     if (rc == 0) {
         summary_text(&c, &r, before, after, secs);
-        if (c.json) {
+        if (mf_cli.json) {
             cJSON_ReplaceItemInObject(js, "seconds",
                                       cJSON_CreateNumber(round(secs * 100) / 100));
             char *text = cJSON_PrintUnformatted(js);

@@ -14,14 +14,12 @@
 enum { OPT_JSON = 1000, OPT_HEAD, OPT_BINS, OPT_TOP };
 
 typedef struct config {
-    int json;
     long long head; /* -1: summary mode */
     int bins;
     int top;
 } config;
 
 static const mf_cli_opt options[] = {
-    {"json", 0, NULL, "print the summary as one JSON object on stdout", OPT_JSON},
     {"head", 'n', "N", "print the first N rows as TSV (id, label, magnitude)", OPT_HEAD},
     {"bins", 0, "N", "histogram bins (default 30)", OPT_BINS},
     {"top", 0, "N", "largest/smallest identities to list (default 5)", OPT_TOP},
@@ -44,7 +42,6 @@ static int on_option(int id, const char *arg, void *ctx)
 {
     config *c = ctx;
     switch (id) {
-    case OPT_JSON: c->json = 1; break;
     case OPT_HEAD: c->head = mf_cli_parse_int("--head", arg, 0, 1LL << 40); break;
     case OPT_BINS: c->bins = (int)mf_cli_parse_int("--bins", arg, 1, MF_HIST_MAX_BINS); break;
     case OPT_TOP: c->top = (int)mf_cli_parse_int("--top", arg, 0, 1000); break;
@@ -101,6 +98,9 @@ static void print_text(mf_store *s, const summary *m, const config *c)
     printf("failed     %llu\n", (unsigned long long)mf_store_failed_count(s));
     if (m->rows == 0)
         return;
+    if (m->hist.nonfinite)
+        printf("not finite %llu rows with a NaN or infinite magnitude (left out below)\n",
+               (unsigned long long)m->hist.nonfinite);
     printf("magnitude ");
     for (int i = 0; i < 7; i++)
         printf(" %s %.3f", pct_names[i], m->pct[i]);
@@ -158,6 +158,7 @@ static void print_json(mf_store *s, const summary *m, const config *c)
     else
         cJSON_AddNullToObject(o, "model");
     cJSON_AddNumberToObject(o, "failed", (double)mf_store_failed_count(s));
+    cJSON_AddNumberToObject(o, "nonfinite_magnitudes", (double)m->hist.nonfinite);
     if (m->rows) {
         cJSON *mag = cJSON_AddObjectToObject(o, "magnitude");
         for (int i = 0; i < 7; i++)
@@ -200,9 +201,10 @@ static int summarise(mf_store *s, const config *c, summary *m)
         rc = mf_store_load_int64(s, "cluster", &cluster);
     if (rc == 0 && n) {
         mf_histogram_build(&m->hist, mag, n, c->bins);
-        mf_sort_floats(mag, n);
+        size_t finite = mf_finite_floats(mag, n);
+        mf_sort_floats(mag, finite);
         for (int i = 0; i < 7; i++)
-            m->pct[i] = (float)mf_percentile_sorted(mag, n, pct_values[i]);
+            m->pct[i] = finite ? (float)mf_percentile_sorted(mag, finite, pct_values[i]) : NAN;
     }
     if (rc == 0) {
         m->labels = mf_count_groups(labels, m->rows, &m->n_labels, &m->unlabelled);
@@ -231,7 +233,7 @@ int main(int argc, char **argv)
         summary m = {0};
         rc = summarise(s, &c, &m);
         if (rc == 0)
-            c.json ? print_json(s, &m, &c) : print_text(s, &m, &c);
+            mf_cli.json ? print_json(s, &m, &c) : print_text(s, &m, &c);
         free(m.labels);
         free(m.clusters);
     }

@@ -1,6 +1,7 @@
 /* mf-report - one self-contained HTML page showing a store after cleaning: magnitude
  * histogram with the filter's cut, lowest-magnitude faces, dropped rows per rule, the
  * largest clusters and the identities clustering split or merged. */
+#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -80,6 +81,13 @@ int main(int argc, char **argv)
         return mf_cli_fail(rc);
     mf_cli_info("wrote '%s': %zu thumbnails%s", c.output, st.thumbnails,
                 st.has_cut ? ", with the filter's magnitude cut" : "");
+    cJSON *js = cJSON_CreateObject();
+    cJSON_AddStringToObject(js, "output", c.output);
+    cJSON_AddNumberToObject(js, "thumbnails", (double)st.thumbnails);
+    cJSON_AddNumberToObject(js, "missing", (double)st.missing);
+    if (st.has_cut)
+        cJSON_AddNumberToObject(js, "magnitude_cut", st.cut);
+    mf_cli_summary(js);
     if (st.missing)
         mf_cli_warn("%zu images missing or unreadable (listed above), shown as missing",
                     st.missing);

@@ -35,6 +35,7 @@
 #define MF_DURABLE_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 typedef struct mf_output mf_output;
@@ -73,6 +74,12 @@ int mf_output_resumed(const mf_output *o);
 /* MF_OUTPUT_RESUMABLE: empty the found partial to start over (keeps the lock). */
 int mf_output_restart(mf_output *o);
 
+/* Make sure `ahead` bytes beyond the temporary's current end are allocated on disk
+ * (fallocate, size unchanged), so that a writer that cannot stop cleanly in the middle
+ * of a write (HDF5) never meets a full disk there: a full disk shows here instead,
+ * before anything is written (MF_ERR_IO naming the output). Best effort where the
+ * filesystem cannot reserve. The reservation is released at commit or suspend. */
+int mf_output_reserve(mf_output *o, uint64_t ahead);
 /* fsync what was written to the temporary so far (the file is written by someone else,
  * e.g. HDF5): 0 or MF_ERR_IO. */
 int mf_output_sync(mf_output *o);
@@ -93,6 +100,11 @@ void mf_output_suspend(mf_output *o);
 /* Abort every output still open (resumable ones are suspended): what a program calls on
  * its way out after a failure (the tools do it at exit), so no temporary is left. */
 void mf_output_abort_all(void);
+
+/* Remove a file left by an earlier run of the same set of outputs (WebDataset shards
+ * beyond the new last one, with --overwrite), so the set on disk is exactly this run's.
+ * 1 removed, 0 absent, < 0 refused (an input of the run, not a regular file) or failed. */
+int mf_output_remove_extra(const char *path);
 
 /* ---- helpers for code that manages files inside an output folder ------------------- */
 

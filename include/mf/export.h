@@ -51,7 +51,9 @@ typedef struct mf_export_params {
     const char *root;         /* resolve relative ids against this folder; NULL = cwd */
     size_t shard_size;        /* wds: samples per shard (default 10000) */
     int copy;                 /* tree: copy plain files instead of symlinking */
-    int overwrite;            /* replace existing output files (never a tree directory) */
+    int overwrite;            /* replace existing outputs */
+    int shuffle;              /* wds, rec: write rows in a random order (seeded) */
+    uint64_t seed;            /* the shuffle's seed (default 0) */
     mf_progress *progress;    /* advanced by the rows handled; NULL = none */
 } mf_export_params;
 

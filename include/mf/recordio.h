@@ -35,6 +35,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "mf/durable.h"
+
 #define MF_RECORDIO_MAGIC 0xced7230au
 #define MF_RECORDIO_MAX_DEFAULT ((size_t)64 << 20) /* largest record we load: 64 MB */
 
@@ -112,6 +114,9 @@ int mf_recordio_writer_add(mf_recordio_writer *w, int64_t label, const void *ima
  * are exact up to 2^24 images (the format's limit, as with insightface's own tools);
  * readers of bigger sets should trust the .idx keys. */
 int mf_recordio_writer_commit(mf_recordio_writer *w);
+/* The same, publishing companion outputs (insightface's `property` file) with the pair. */
+#define MF_RECORDIO_MAX_COMPANIONS 4
+int mf_recordio_writer_commit_with(mf_recordio_writer *w, mf_output **also, size_t n_also);
 /* Abandon: remove the temporaries and free w. NULL is a no-op. */
 void mf_recordio_writer_discard(mf_recordio_writer *w);
 

@@ -290,12 +290,15 @@ struct mf_output {
     int fd;     /* temp file (or the lock file of a temp folder); -1 if none */
     FILE *stream;
     int resumed;
-    int sealed;    /* durable and closed; only the rename is left */
-    long claim[2]; /* this output's entries in the run's list, -1 if none */
+    int sealed;                        /* durable and closed; only the rename is left */
+    long claim[2];                     /* this output's entries in the run's list, -1 if none */
+    off_t reserved_end;                /* mf_output_reserve: space allocated up to here */
     mf_output *next_live, **prev_live; /* the list of outputs not yet committed */
 };
 
 static mf_output *live; /* every open output, for mf_output_abort_all */
+
+static void release_reserve(mf_output *o);
 
 static void live_add(mf_output *o)
 {
@@ -558,6 +561,7 @@ static int make_durable(mf_output *o)
         return 0;
     if (o->sealed)
         return 0;
+    release_reserve(o);
     if (o->flags & MF_OUTPUT_DIRECTORY) {
         /* Files inside were written by the caller: sync their whole filesystem, then the
          * folder itself. */
@@ -604,6 +608,40 @@ static int publish(mf_output *o)
                    : mf_set_error(MF_ERR_IO, "cannot rename '%s' to '%s': %s", o->temp, o->path,
                                   strerror(errno));
     return mf_fsync_parent_dir(o->target);
+}
+
+int mf_output_reserve(mf_output *o, uint64_t ahead)
+{
+    struct stat st;
+    if (o->direct || o->fd < 0 || fstat(o->fd, &st) != 0)
+        return 0;
+    if (o->reserved_end >= st.st_size + (off_t)ahead)
+        return 0;
+    /* Twice what was asked, so that most calls find their room already there. */
+    off_t len = (off_t)(2 * ahead);
+    if (fallocate(o->fd, FALLOC_FL_KEEP_SIZE, st.st_size, len) == 0) {
+        o->reserved_end = st.st_size + len;
+        return 0;
+    }
+    if (errno != ENOSPC && errno != EDQUOT)
+        return 0; /* this filesystem cannot reserve: nothing to gain */
+    if (ahead && fallocate(o->fd, FALLOC_FL_KEEP_SIZE, st.st_size, (off_t)ahead) == 0) {
+        o->reserved_end = st.st_size + (off_t)ahead;
+        return 0;
+    }
+    return mf_set_error(MF_ERR_IO, "cannot write '%s': %s (%llu more bytes needed)", o->path,
+                        strerror(errno), (unsigned long long)ahead);
+}
+
+/* Give back the space reserved beyond the end of the file. */
+static void release_reserve(mf_output *o)
+{
+    struct stat st;
+    if (o->reserved_end > 0 && o->fd >= 0 && fstat(o->fd, &st) == 0 &&
+        o->reserved_end > st.st_size)
+        fallocate(o->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, st.st_size,
+                  o->reserved_end - st.st_size);
+    o->reserved_end = 0;
 }
 
 int mf_output_sync(mf_output *o)
@@ -668,6 +706,20 @@ void mf_output_abort(mf_output *o)
     output_free(o);
 }
 
+int mf_output_remove_extra(const char *path)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0)
+        return 0;
+    if (!S_ISREG(st.st_mode))
+        return mf_set_error(MF_ERR_ARG, "'%s' is not a regular file: left alone", path);
+    if (run_find(st.st_dev, st.st_ino, NULL) >= 0)
+        return mf_set_error(MF_ERR_ARG, "'%s' is an input of this run: left alone", path);
+    if (unlink(path) != 0)
+        return mf_set_error(MF_ERR_IO, "cannot remove '%s': %s", path, strerror(errno));
+    return 1;
+}
+
 void mf_output_abort_all(void)
 {
     while (live) {
@@ -682,5 +734,7 @@ void mf_output_suspend(mf_output *o)
 {
     if (o && o->stream && o->stream != stdout)
         fflush(o->stream);
+    if (o)
+        release_reserve(o);
     output_free(o);
 }

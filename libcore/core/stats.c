@@ -1,6 +1,8 @@
 /* stats.c - percentiles and histograms (see include/mf/stats.h). */
 #include "mf/stats.h"
 
+#include "mf/status.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +14,15 @@ static int cmp_float(const void *a, const void *b)
 }
 
 void mf_sort_floats(float *v, size_t n) { qsort(v, n, sizeof *v, cmp_float); }
+
+size_t mf_finite_floats(float *v, size_t n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (isfinite(v[i]))
+            v[k++] = v[i];
+    return k;
+}
 
 double mf_percentile_sorted(const float *v, size_t n, double p)
 {
@@ -30,11 +41,14 @@ void mf_histogram_build(mf_histogram *h, const float *v, size_t n, int bins)
     memset(h, 0, sizeof *h);
     h->bins = bins < 1 ? 1 : bins > MF_HIST_MAX_BINS ? MF_HIST_MAX_BINS : bins;
     double lo = INFINITY, hi = -INFINITY;
-    for (size_t i = 0; i < n; i++)
-        if (!isnan(v[i])) {
-            lo = v[i] < lo ? v[i] : lo;
-            hi = v[i] > hi ? v[i] : hi;
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(v[i])) {
+            h->nonfinite++;
+            continue;
         }
+        lo = v[i] < lo ? v[i] : lo;
+        hi = v[i] > hi ? v[i] : hi;
+    }
     if (lo > hi)
         lo = hi = 0;
     if (hi == lo)
@@ -43,7 +57,7 @@ void mf_histogram_build(mf_histogram *h, const float *v, size_t n, int bins)
     h->hi = hi;
     double scale = h->bins / (hi - lo);
     for (size_t i = 0; i < n; i++) {
-        if (isnan(v[i]))
+        if (!isfinite(v[i]))
             continue;
         int b = (int)((v[i] - lo) * scale);
         h->count[b >= h->bins ? h->bins - 1 : b]++;
@@ -72,6 +86,22 @@ long mf_search_int64(const int64_t *sorted, size_t n, int64_t key)
 {
     const int64_t *hit = bsearch(&key, sorted, n, sizeof *sorted, cmp_i64);
     return hit ? (long)(hit - sorted) : -1;
+}
+
+int mf_count_distinct(const int64_t *v, size_t n, uint64_t *distinct, uint64_t *negative)
+{
+    size_t groups;
+    int64_t *copy = malloc((n ? n : 1) * sizeof *copy);
+    if (!copy)
+        return mf_set_error(MF_ERR_NOMEM, "out of memory for %zu values", n);
+    memcpy(copy, v, n * sizeof *copy);
+    mf_group_count *g = mf_count_groups(copy, n, &groups, negative);
+    free(copy);
+    if (!g)
+        return mf_set_error(MF_ERR_NOMEM, "out of memory for %zu values", n);
+    free(g);
+    *distinct = groups;
+    return 0;
 }
 
 static int cmp_group_desc(const void *a, const void *b)

@@ -8,6 +8,7 @@
  * other unless it is genuinely slower. */
 #include "mf/embed.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -240,8 +241,50 @@ static void *producer(void *arg)
 }
 
 /* Consumer side of one batch: network, then rows, failures, batch_done. */
-static int consume(const batch *b, float *feat, float *mag, mf_embed_forward_fn forward,
-                   void *fctx, const mf_embed_sink *sink, mf_embed_stats *st)
+/* A row whose features or magnitude are not finite (a model with huge or NaN weights, an
+ * overflow on one image) must never reach a store as data: it becomes a failed input. */
+static int row_is_finite(const float *feat, float mag, int dim)
+{
+    float sum = mag;
+    for (int j = 0; j < dim; j++)
+        sum += feat[j] * 0.0f; /* NaN or Inf anywhere makes the sum NaN */
+    return isfinite(sum);
+}
+
+#define NONFINITE_REASON                                                                       \
+    "the network's output is not finite (NaN or Inf): check the model's weights"
+
+/* Hand the batch's finite rows to the sink (compacted in place, order kept) and the
+ * others as failed inputs. */
+static int sink_batch_rows(const batch *b, float *feat, float *mag, int dim,
+                           const mf_embed_sink *sink, mf_embed_stats *st)
+{
+    const char *ids[MF_EMBED_MAX_BATCH];
+    int64_t labels[MF_EMBED_MAX_BATCH];
+    int n = 0, rc = 0;
+    for (int i = 0; i < b->n && rc == 0; i++) {
+        if (!row_is_finite(feat + (size_t)i * dim, mag[i], dim)) {
+            rc = sink->failed(sink->ctx, b->ids[i], NONFINITE_REASON);
+            st->failed++;
+            continue;
+        }
+        if (n != i) {
+            memmove(feat + (size_t)n * dim, feat + (size_t)i * dim, (size_t)dim * sizeof *feat);
+            mag[n] = mag[i];
+        }
+        ids[n] = b->ids[i];
+        labels[n++] = b->labels[i];
+    }
+    if (rc == 0 && n > 0)
+        rc = sink->rows(sink->ctx, (size_t)n, feat, mag, ids, labels);
+    if (rc == 0)
+        st->embedded += (uint64_t)n;
+    return rc;
+}
+
+static int consume(const batch *b, float *feat, float *mag, int dim,
+                   mf_embed_forward_fn forward, void *fctx, const mf_embed_sink *sink,
+                   mf_embed_stats *st)
 {
     int rc = 0;
     if (b->n > 0) {
@@ -249,10 +292,7 @@ static int consume(const batch *b, float *feat, float *mag, mf_embed_forward_fn 
         rc = forward(fctx, b->n, b->faces, feat, mag);
         st->network_seconds += mf_now() - t0;
         if (rc == 0)
-            rc = sink->rows(sink->ctx, (size_t)b->n, feat, mag, (const char *const *)b->ids,
-                            b->labels);
-        if (rc == 0)
-            st->embedded += (uint64_t)b->n;
+            rc = sink_batch_rows(b, feat, mag, dim, sink, st);
     }
     for (size_t i = 0; i < b->n_fail && rc == 0; i++) {
         rc = sink->failed(sink->ctx, b->fail_id[i], b->fail_reason[i]);
@@ -274,7 +314,8 @@ int mf_embed_run(mf_source *src, mf_idset *seen, const mf_embed_params *p, int d
                    .seen = seen,
                    .params = p,
                    .stop = stop ? stop : &never,
-                   .capacity = p->batch > 0 ? p->batch : MF_EMBED_BATCH};
+                   .capacity = p->batch > 0 && p->batch <= MF_EMBED_MAX_BATCH ? p->batch
+                                                                              : MF_EMBED_BATCH};
     size_t nfeat;
     if (mf_size_mul((size_t)pl.capacity, (size_t)dim, &nfeat, "feature buffer") < 0)
         return MF_ERR_NOMEM;
@@ -304,7 +345,7 @@ int mf_embed_run(mf_source *src, mf_idset *seen, const mf_embed_params *p, int d
         if (b->fatal)
             rc = mf_set_error(b->fatal, "reading inputs: %s", b->error);
         else
-            rc = consume(b, feat, mag, forward, forward_ctx, sink, stats);
+            rc = consume(b, feat, mag, dim, forward, forward_ctx, sink, stats);
         done = b->last || b->fatal || rc < 0;
         if (rc < 0) {
             pthread_mutex_lock(&pl.lock);

@@ -11,7 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Silence HDF5's automatic error printing on this thread (idempotent). */
+/* Silence HDF5's automatic error printing on this thread (idempotent). (HDF5's exit
+ * handler is never registered by a program linked with libmfcore: see h5.c.) */
 void mf_h5_quiet(void);
 
 /* The innermost message on HDF5's error stack ("" if none), for context in errors. */
@@ -35,6 +36,23 @@ int mf_h5_write_i64_attr(hid_t obj, const char *name, const int64_t *v, int n);
 /* Read exactly n integer values: 1 when present and read, 0 when absent, < 0 when it has
  * another type or count. */
 int mf_h5_read_i64_attr(hid_t obj, const char *name, int64_t *v, int n);
+
+/* ---- reading untrusted files without trusting libhdf5 ------------------------------
+ * libhdf5 1.10.8 does not check the object sizes in a global heap collection (where
+ * variable-length strings live: string attributes, /id, /failed, /labels/name): one
+ * corrupted byte makes H5HG_read copy past its buffer and crash the process. So the
+ * first read of each such object runs in a child process (fork): if the child dies, the
+ * caller gets an error instead of the crash. */
+
+/* Run fn(ctx) in a child process (stderr silenced): 0 if it returned 0, MF_ERR_FORMAT if
+ * it failed or died (the message names `what`, and `file` unless NULL: for callers that
+ * add the file themselves). Without fork, runs nothing
+ * and returns 0. Call from the thread that owns HDF5, with no HDF5 call in progress. */
+int mf_h5_isolated(int (*fn)(void *ctx), void *ctx, const char *file, const char *what);
+/* For use inside mf_h5_isolated: read every value of a dataset (in blocks) / every
+ * attribute of an object, converting variable-length strings; 0 or -1. */
+int mf_h5_read_all_strings(hid_t ds);
+int mf_h5_read_all_attrs(hid_t obj);
 
 /* Variable-length UTF-8 string memory type (caller closes with H5Tclose). */
 hid_t mf_h5_vlen_str_type(void);

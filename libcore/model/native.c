@@ -8,6 +8,7 @@
  * Winograd-transformed weights). Its layout follows from blocks/widths/stem/dim alone
  * (mf_iresnet_layout), so loading is one read. */
 #include <errno.h>
+#include <math.h>
 #include <hdf5.h>
 #include <openssl/evp.h>
 #include <stdio.h>
@@ -283,25 +284,40 @@ static int load_native(mf_model **out, const char *path)
     return rc; /* 1: not native */
 }
 
+/* Weights that are NaN or Inf (a corrupt or diverged checkpoint, or finite weights that
+ * overflow once BatchNorm is folded in) would turn every embedding into NaN: refuse the
+ * model instead. */
+static int check_finite(const mf_model *m, const char *path)
+{
+    size_t bad = 0;
+    for (size_t i = 0; i < m->arena_floats; i++)
+        bad += !isfinite(m->arena[i]);
+    if (bad)
+        return mf_set_error(MF_ERR_FORMAT,
+                            "%s: %zu weights are NaN or infinite (after folding BatchNorm): "
+                            "the checkpoint is corrupt or its training diverged",
+                            path, bad);
+    return 0;
+}
+
 int mf_model_load(mf_model **out, const char *path, const char *expect_arch)
 {
     *out = NULL;
     mf_checkpoint *ck = NULL;
     char sha[65];
-    int hdf5 = is_hdf5(path), rc = hdf5 < 0 ? hdf5 : 0, dumped = 0;
+    int hdf5 = is_hdf5(path), rc = hdf5 < 0 ? hdf5 : 0;
     mf_h5_quiet(); /* our messages, not HDF5's stack dumps */
     if (rc == 0 && hdf5 && (rc = load_native(out, path)) == 0)
         rc = mf_iresnet_check_arch(*out, (*out)->tensors, path, expect_arch);
-    else if (rc == 1 && (rc = mf_iresnet_load_dump(&ck, path)) == 0)
-        dumped = 1;
+    else if (rc == 1)
+        rc = mf_iresnet_load_dump(&ck, path);
     else if (rc == 0 && !hdf5)
         rc = mf_checkpoint_load(&ck, path);
     if (rc == 0 && ck)
         rc = mf_model_from_checkpoint(out, ck, path, expect_arch);
-    if (ck && dumped)
-        mf_checkpoint_free(ck);
-    else if (ck)
-        mf_checkpoint_free(ck);
+    mf_checkpoint_free(ck);
+    if (rc == 0)
+        rc = check_finite(*out, path);
     if (rc == 0 && !(*out)->sha256[0] && (rc = mf_sha256_file(path, sha)) == 0)
         memcpy((*out)->sha256, sha, sizeof sha);
     if (rc < 0) {

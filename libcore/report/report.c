@@ -134,58 +134,29 @@ static int fetch_thumbs(rp_data *d, mf_report_stats *st)
 
 /* ---- columns and summary ---------------------------------------------------------- */
 
-static int cmp_i64(const void *a, const void *b)
-{
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return (x > y) - (x < y);
-}
-
-/* Distinct values >= 0 of v[0..n) and the count of negative ones. */
-static int count_distinct(const int64_t *v, uint64_t n, uint64_t *distinct, uint64_t *neg)
-{
-    int64_t *c = malloc((n ? n : 1) * sizeof *c);
-    if (!c)
-        return mf_set_error(MF_ERR_NOMEM, "out of memory");
-    memcpy(c, v, n * sizeof *c);
-    qsort(c, n, sizeof *c, cmp_i64);
-    *distinct = *neg = 0;
-    for (uint64_t i = 0; i < n; i++) {
-        if (c[i] < 0)
-            (*neg)++;
-        else if (i == 0 || c[i] != c[i - 1])
-            (*distinct)++;
-    }
-    free(c);
-    return 0;
-}
-
 static int read_columns(rp_data *d)
 {
-    size_t n = (size_t)d->n, m = n ? n : 1;
-    d->mag = malloc(m * sizeof *d->mag);
-    d->label = malloc(m * sizeof *d->label);
-    int has_cluster = mf_store_has(d->s, "cluster");
-    d->cluster = has_cluster ? malloc(m * sizeof *d->cluster) : NULL;
-    float *sorted = malloc(m * sizeof *sorted);
-    int rc = d->mag && d->label && sorted && (d->cluster || !has_cluster)
-                 ? 0
-                 : mf_set_error(MF_ERR_NOMEM, "out of memory for %zu rows", n);
-    if (rc == 0 && n)
-        rc = mf_store_read_magnitude(d->s, 0, n, d->mag);
-    if (rc == 0 && n)
-        rc = mf_store_read_label(d->s, 0, n, d->label);
-    if (rc == 0 && n && d->cluster)
-        rc = mf_store_read_int64(d->s, "cluster", 0, n, d->cluster);
+    size_t n = (size_t)d->n;
+    int rc = mf_store_load_float(d->s, "magnitude", &d->mag);
     if (rc == 0)
-        rc = count_distinct(d->label, n, &d->identities, &d->unlabelled);
+        rc = mf_store_load_int64(d->s, "label", &d->label);
+    if (rc == 0 && mf_store_has(d->s, "cluster"))
+        rc = mf_store_load_int64(d->s, "cluster", &d->cluster);
+    if (rc == 0)
+        rc = mf_count_distinct(d->label, n, &d->identities, &d->unlabelled);
     if (rc == 0 && d->cluster)
-        rc = count_distinct(d->cluster, n, &d->clusters, &d->unassigned);
+        rc = mf_count_distinct(d->cluster, n, &d->clusters, &d->unassigned);
+    float *sorted = rc == 0 ? malloc((n ? n : 1) * sizeof *sorted) : NULL;
+    if (rc == 0 && !sorted)
+        rc = mf_set_error(MF_ERR_NOMEM, "out of memory for %zu rows", n);
     if (rc == 0 && n) {
         memcpy(sorted, d->mag, n * sizeof *sorted);
-        mf_sort_floats(sorted, n);
+        size_t m = mf_finite_floats(sorted, n);
+        d->nonfinite = n - m;
+        mf_sort_floats(sorted, m);
         const double q[5] = {0, 1, 50, 99, 100};
         for (int k = 0; k < 5; k++)
-            d->pct[k] = (float)mf_percentile_sorted(sorted, n, q[k]);
+            d->pct[k] = m ? (float)mf_percentile_sorted(sorted, m, q[k]) : NAN;
         mf_histogram_build(&d->hist, d->mag, n, 40);
     }
     free(sorted);

@@ -72,7 +72,7 @@ hid_t mf_store_create_dataset(hid_t loc, const char *name, hid_t type, uint64_t 
     hsize_t dims[2] = {0, cols}, maxdims[2] = {H5S_UNLIMITED, cols};
     hsize_t chunk[2] = {chunk_rows ? chunk_rows : MF_STORE_DEFAULT_CHUNK, cols};
     if (!cols && !chunk_rows)
-        chunk[0] = 4096; /* 1-D columns are small: larger chunks mean fewer of them */
+        chunk[0] = MF_STORE_COLUMN_CHUNK; /* 1-D columns are small: fewer, larger chunks */
     hid_t sp = H5Screate_simple(rank, dims, maxdims);
     hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
     H5Pset_chunk(dcpl, rank, chunk);
@@ -141,6 +141,9 @@ static int close_handles(mf_store *s)
 static void store_release(mf_store *s)
 {
     close_handles(s);
+    for (size_t i = 0; i < s->n_checked; i++)
+        free(s->checked[i]);
+    free(s->checked);
     for (size_t i = 0; i < s->n_attrs; i++) {
         free(s->attrs[i].name);
         free(s->attrs[i].value);
@@ -149,6 +152,32 @@ static void store_release(mf_store *s)
     free(s->path);
     free(s);
 }
+
+/* ---- strings that libhdf5 might crash on ---------------------------------------------- */
+
+static int read_strings_child(void *ctx) { return mf_h5_read_all_strings(*(hid_t *)ctx); }
+
+int mf_store_check_strings(mf_store *s, hid_t ds, const char *name)
+{
+    for (size_t i = 0; i < s->n_checked; i++)
+        if (strcmp(s->checked[i], name) == 0)
+            return 0;
+    hid_t t = H5Dget_type(ds);
+    int vlen = t >= 0 && H5Tis_variable_str(t) > 0;
+    if (t >= 0)
+        H5Tclose(t);
+    char what[300];
+    snprintf(what, sizeof what, "'/%s'", name);
+    int rc = vlen ? mf_h5_isolated(read_strings_child, &ds, NULL, what) : 0;
+    char *copy = rc == 0 ? strdup(name) : NULL;
+    if (copy && MF_GROW(s->checked, s->cap_checked, s->n_checked + 1, "names") == 0)
+        s->checked[s->n_checked++] = copy;
+    else
+        free(copy); /* forgetting means checking again: slower, never wrong */
+    return rc;
+}
+
+static int read_attrs_child(void *ctx) { return mf_h5_read_all_attrs(*(hid_t *)ctx); }
 
 /* ---- validation -------------------------------------------------------------------- */
 
@@ -286,7 +315,9 @@ static int open_and_validate(mf_store *s, const char *file_path, unsigned flags)
     s->file = H5Fopen(file_path, flags, H5P_DEFAULT);
     if (s->file < 0)
         return mf_h5_open_error(MF_ERR_FORMAT, s->path, "open");
-    int rc = check_format_attrs(s);
+    int rc = mf_h5_isolated(read_attrs_child, &s->file, s->path, "its attributes");
+    if (rc == 0)
+        rc = check_format_attrs(s);
     if (rc == 0)
         rc = open_checked(s, "embedding", H5T_FLOAT, 2, &s->emb);
     if (rc == 0)
@@ -368,12 +399,17 @@ static int create_layout(mf_store *s, const mf_store_params *p)
 /* A fresh layout in the output's temporary file (truncating what is there). */
 static int create_in_output(mf_store *s, const mf_store_params *p)
 {
+    /* HDF5 must not meet a full disk mid-write (see mf_output_reserve): room for the
+     * empty layout first. */
+    int rc = mf_output_reserve(s->out, MF_STORE_METADATA_SLACK);
+    if (rc < 0)
+        return rc;
     s->file = H5Fcreate(mf_output_temp(s->out), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (s->file < 0)
         return mf_h5_open_error(MF_ERR_IO, s->path, "create");
     s->dim = p->dim;
     s->rows = s->failed = 0;
-    int rc = create_layout(s, p);
+    rc = create_layout(s, p);
     if (rc == 0 && p->job)
         rc = mf_h5_write_str_attr(s->file, MF_ATTR_JOB, p->job);
     if (rc == 0)

@@ -37,7 +37,8 @@ char *mf_store_history(mf_store *s, uint64_t i)
     hid_t ds = H5Dopen2(s->file, HISTORY_RUNS, H5P_DEFAULT);
     hid_t t = ds < 0 ? -1 : H5Dget_type(ds);
     char *copy = NULL;
-    if (t >= 0 && H5Tget_class(t) == H5T_STRING && H5Tis_variable_str(t) > 0) {
+    if (t >= 0 && H5Tget_class(t) == H5T_STRING && H5Tis_variable_str(t) > 0 &&
+        mf_store_check_strings(s, ds, HISTORY_RUNS) == 0) {
         hid_t str = mf_h5_vlen_str_type();
         char *v = NULL;
         if (mf_store_rw_rows(ds, str, i, 1, 0, &v, 0) == 0) {
