@@ -24,6 +24,7 @@ packages=(
   # references and fixtures for the tests (run with /usr/bin/python3)
   python3-numpy python3-torch python3-h5py python3-faiss python3-opencv python3-pil
   chromium   # mf-report is checked by rendering it headless
+  clang libclang-rt-14-dev   # libFuzzer harnesses (tests/fuzz, scripts/fuzz.sh)
 )
 
 missing=()

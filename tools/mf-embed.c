@@ -36,15 +36,17 @@ enum {
     OPT_FEAT_LIST,
     OPT_ARCH,
     OPT_MAX_MP,
+    OPT_ROOT,
+    OPT_NULL,
 };
 
 #define MAX_LISTS 64
 
 typedef struct config {
-    const char *model, *output, *feat_list, *arch, *shard;
+    const char *model, *output, *feat_list, *arch, *shard, *root;
     const char *lists[MAX_LISTS];
     int n_lists;
-    int label_from_dir, resize, batch;
+    int label_from_dir, resize, batch, null_lists;
     double max_megapixels;
 } config;
 
@@ -74,6 +76,11 @@ static const mf_cli_opt options[] = {
     {"arch", 0, "NAME", "check that the model is this architecture (e.g. iresnet100)",
      OPT_ARCH},
     {"max-megapixels", 0, "MP", "refuse images larger than this (default 50)", OPT_MAX_MP},
+    {"root", 0, "DIR",
+     "resolve relative list entries against DIR ('.' = as written, like MagFace's "
+     "gen_feat.py; default: the list file's folder)",
+     OPT_ROOT},
+    {"null", '0', NULL, "list files are NUL-separated paths (find -print0)", OPT_NULL},
     {0},
 };
 
@@ -115,6 +122,8 @@ static int on_option(int id, const char *arg, void *ctx)
         break;
     case OPT_FEAT_LIST: c->feat_list = arg; break;
     case OPT_ARCH: c->arch = arg; break;
+    case OPT_ROOT: c->root = arg; break;
+    case OPT_NULL: c->null_lists = 1; break;
     case OPT_MAX_MP:
         c->max_megapixels = mf_cli_parse_double("--max-megapixels", arg, 0.01, 1e4);
         break;
@@ -143,6 +152,10 @@ static char *job_description(const config *c, char **inputs, int n, const mf_mod
         cJSON_AddItemToArray(lists, cJSON_CreateString(c->lists[i]));
     cJSON_AddBoolToObject(o, "label_from_dir", c->label_from_dir);
     cJSON_AddBoolToObject(o, "resize", c->resize);
+    if (c->root) /* only when given: jobs started before --root existed still resume */
+        cJSON_AddStringToObject(o, "root", c->root);
+    if (c->null_lists)
+        cJSON_AddBoolToObject(o, "null_lists", 1);
     char shard[64];
     snprintf(shard, sizeof shard, "%d/%d", shard_k, shard_n);
     cJSON_AddStringToObject(o, "shard", shard);
@@ -345,6 +358,8 @@ int main(int argc, char **argv)
     sp.label_from_dir = c.label_from_dir;
     sp.shard_index = shard_k;
     sp.shard_count = shard_n;
+    sp.root = c.root;
+    sp.null_lists = c.null_lists;
     mf_source *src;
     if (mf_source_new(&src, &sp) < 0 || add_inputs(src, &c, argv + first, argc - first) < 0)
         return fail(NULL);

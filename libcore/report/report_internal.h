@@ -89,6 +89,11 @@ typedef struct rp_data {
 
 /* report.c: a face for store row `row` (reads its id, adds its thumbnail). */
 int rp_row_face(rp_data *d, uint64_t row, rp_face *out);
+/* report.c: read mf-filter's --report TSV (header line with at least `id` and `rule`,
+ * escaped as include/mf/tsv.h says; every row exactly the header's columns) into
+ * d->rules, a reservoir of d->p->per_rule faces per rule. Returns 0, or a negative
+ * mf_status naming `path` and the line. */
+int rp_read_filter_report(rp_data *d, FILE *f, const char *path);
 /* groups.c: fill big, split, merged (needs /cluster). */
 int rp_gather_clusters(rp_data *d);
 int rp_gather_disagreements(rp_data *d);
