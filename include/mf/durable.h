@@ -87,7 +87,9 @@ int mf_output_sync(mf_output *o);
  * result; on failure the temporary is removed (a resumable one is kept). */
 int mf_output_commit(mf_output *o);
 /* Publish several outputs that belong together (train.rec + train.idx): every one is
- * made durable before the first is renamed. Frees them all. */
+ * made durable before the first is renamed, and they are renamed last to first, so that
+ * outs[0] (put the primary output there: the store, the .rec, shard 0) exists only once
+ * all the others do. Frees them all. */
 int mf_output_commit_all(mf_output **o, size_t n);
 /* Make what was written durable and release the file now (its stream is closed); the
  * temporary stays for a later commit. For sets of many files (WebDataset shards) that

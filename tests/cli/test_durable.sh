@@ -58,8 +58,11 @@ out=$(mf-export -q -f featlist -o /dev/stdout s.h5 | wc -l)
 expect_exit 2 mf-filter s.h5 -o pipe --auto                 # a store needs a regular file
 
 # 9. a killed run leaves a temporary that the next run recognises and removes
-( mf-filter -q s.h5 -o k.h5 --auto --dedup 0.9 & pid=$!; sleep 0.2; kill -9 $pid ) 2>/dev/null || true
+# (the report goes to a FIFO nobody reads: the run waits there, its temporary made)
+mkfifo hold
+( mf-filter -q s.h5 -o k.h5 --auto --report hold & pid=$!; sleep 1; kill -9 $pid ) 2>/dev/null || true
 python_temp=$(ls k.h5.partial-* 2>/dev/null | head -1 || true)
+[ -n "$python_temp" ] || fail "the killed run left no temporary to find"
 expect_exit 0 mf-filter s.h5 -o k.h5 --auto
 [ -z "$(ls k.h5.partial-* 2>/dev/null)" ] || fail "stale temporary not removed"
 [ -z "$python_temp" ] || grep -q "left by a run that did not finish" "$T/err" ||
