@@ -14,6 +14,7 @@
 #include "mf/progress.h"
 #include "mf/status.h"
 #include "mf/store.h"
+#include "mf/tsv.h"
 
 enum {
     OPT_OUT = 1000,
@@ -255,9 +256,10 @@ static int write_tsv(mf_store *s, const int64_t *label, const float *mag)
     printf("id\tcluster\tmagnitude\n");
     while (rc == 0 && (rc = mf_store_cursor_next(c, &b)) > 0) {
         rc = 0;
-        for (size_t i = 0; i < b->n; i++)
-            printf("%s\t%lld\t%.6g\n", b->id[i], (long long)label[b->start + i],
-                   mag[b->start + i]);
+        for (size_t i = 0; i < b->n; i++) {
+            mf_tsv_write_field(stdout, b->id[i]); /* ids may hold tabs: escaped (mf/tsv.h) */
+            printf("\t%lld\t%.6g\n", (long long)label[b->start + i], mag[b->start + i]);
+        }
     }
     mf_store_cursor_close(c);
     return rc < 0 ? rc : 0;

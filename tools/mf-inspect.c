@@ -10,6 +10,7 @@
 #include "mf/stats.h"
 #include "mf/status.h"
 #include "mf/store.h"
+#include "mf/tsv.h"
 
 enum { OPT_JSON = 1000, OPT_HEAD, OPT_BINS, OPT_TOP };
 
@@ -59,8 +60,10 @@ static int print_head(mf_store *s, uint64_t n)
     printf("id\tlabel\tmagnitude\n");
     while (rc == 0 && (rc = mf_store_cursor_next(c, &b)) > 0) {
         rc = 0;
-        for (size_t i = 0; i < b->n; i++)
-            printf("%s\t%lld\t%.6g\n", b->id[i], (long long)b->label[i], b->magnitude[i]);
+        for (size_t i = 0; i < b->n; i++) {
+            mf_tsv_write_field(stdout, b->id[i]); /* ids may hold tabs: escaped (mf/tsv.h) */
+            printf("\t%lld\t%.6g\n", (long long)b->label[i], b->magnitude[i]);
+        }
     }
     mf_store_cursor_close(c);
     return rc < 0 ? rc : 0;

@@ -13,6 +13,7 @@
 #include "mf/log.h"
 #include "mf/stats.h"
 #include "mf/status.h"
+#include "mf/tsv.h"
 
 /* Rows whose images are fetched together. An archive spanning several blocks is read
  * once per block; a million ids take ~100 MB. */
@@ -121,16 +122,6 @@ void mf_export_missing(mf_exporter *ex, const char *id, const char *why)
 
 /* ---- list and featlist --------------------------------------------------------------- */
 
-/* A line-based format cannot hold an id containing its separators: skip and say so. */
-static int text_safe(mf_exporter *ex, const char *id, const char *bad)
-{
-    if (!strpbrk(id, bad))
-        return 1;
-    mf_log(MF_LOG_WARN, "skipped '%s': the id contains a separator of this format", id);
-    ex->stats->skipped++;
-    return 0;
-}
-
 static int list_row(mf_exporter *ex, FILE *f, const char *id, int64_t cls)
 {
     size_t clen;
@@ -139,8 +130,6 @@ static int list_row(mf_exporter *ex, FILE *f, const char *id, int64_t cls)
         ex->stats->skipped++;
         return 0;
     }
-    if (!text_safe(ex, id, "\t\n\r"))
-        return 0;
     char *path = mf_export_resolve(ex->p->root, id, clen);
     if (!path)
         return mf_set_error(MF_ERR_NOMEM, "out of memory");
@@ -150,7 +139,8 @@ static int list_row(mf_exporter *ex, FILE *f, const char *id, int64_t cls)
     else if (!S_ISREG(st.st_mode))
         mf_export_missing(ex, id, "not a regular file");
     else {
-        fprintf(f, "%s\t%lld\n", path, (long long)cls); /* errors: ferror at commit */
+        mf_tsv_write_field(f, path);            /* a path may hold tabs: escaped (mf/tsv.h) */
+        fprintf(f, "\t%lld\n", (long long)cls); /* errors: ferror at commit */
         ex->stats->written++;
     }
     free(path);

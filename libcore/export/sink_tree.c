@@ -16,6 +16,7 @@
 #include "export_internal.h"
 #include "export_sinks.h"
 #include "mf/durable.h"
+#include "mf/image.h"
 #include "mf/status.h"
 
 typedef struct tree {
@@ -176,7 +177,7 @@ static int tree_put(mf_exporter *ex, uint64_t row, const char *id, const uint8_t
     if (!t->made[c] && mkdir(dir, 0777) != 0 && errno != EEXIST)
         return mf_set_error(MF_ERR_IO, "cannot create '%s': %s", dir, strerror(errno));
     t->made[c] = 1;
-    file_name(name, sizeof name, row, id, mf_image_ext(data, size));
+    file_name(name, sizeof name, row, id, mf_image_format_ext(mf_image_sniff(data, size)));
     snprintf(path, sizeof path, "%s/%s", dir, name);
     size_t clen;
     int rc;

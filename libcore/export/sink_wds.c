@@ -18,6 +18,7 @@
 #include "export_internal.h"
 #include "export_sinks.h"
 #include "mf/durable.h"
+#include "mf/image.h"
 #include "mf/status.h"
 #include "spool.h"
 
@@ -162,7 +163,7 @@ static int write_sample(mf_exporter *ex, uint64_t row, const char *id, const uin
     if (!json)
         return mf_set_error(MF_ERR_NOMEM, "out of memory");
     snprintf(name, sizeof name, "%010llu.%s", (unsigned long long)row,
-             mf_image_ext(data, size));
+             mf_image_format_ext(mf_image_sniff(data, size)));
     rc = add_member(st->w, name, data, size);
     snprintf(name, sizeof name, "%010llu.cls", (unsigned long long)row);
     int len = snprintf(cls, sizeof cls, "%lld", (long long)ex->cls[row]);

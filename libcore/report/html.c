@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "html.h"
-#include "mf/export.h"
+#include "mf/image.h"
 
 void mf_html_text(FILE *f, const char *s)
 {
@@ -28,10 +28,10 @@ void mf_html_text(FILE *f, const char *s)
 
 char *mf_html_data_uri(const uint8_t *data, size_t size)
 {
-    const char *ext = mf_image_ext(data, size);
-    const char *mime = strcmp(ext, "jpg") == 0   ? "image/jpeg"
-                       : strcmp(ext, "png") == 0 ? "image/png"
-                                                 : NULL;
+    mf_image_format fmt = mf_image_sniff(data, size);
+    const char *mime = fmt == MF_IMAGE_JPEG  ? "image/jpeg"
+                       : fmt == MF_IMAGE_PNG ? "image/png"
+                                             : NULL;
     if (!mime || size > (size_t)1 << 30)
         return NULL;
     size_t head = strlen("data:;base64,") + strlen(mime);
