@@ -10,17 +10,23 @@
 #include "mf/durable.h"
 #include "mf/idset.h"
 #include "mf/progress.h"
+#include "mf/source.h"
+#include "mf/shardset.h"
 #include "mf/status.h"
 #include "mf/store.h"
 
-enum { OPT_OUTPUT = 1000 };
+enum { OPT_OUTPUT = 1000, OPT_ALLOW_PARTIAL };
 
 typedef struct config {
     const char *output;
+    int allow_partial;
 } config;
 
 static const mf_cli_opt options[] = {
     {"output", 'o', "FILE", "write the merged store to FILE (required)", OPT_OUTPUT},
+    {"allow-partial", 0, NULL,
+     "merge shards that are not one complete K/N set of one job (a warning, not an error)",
+     OPT_ALLOW_PARTIAL},
     {0},
 };
 
@@ -29,9 +35,16 @@ static const mf_cli_tool tool = {
     "-o <out.h5> [options] <in.h5>...",
     "Join stores (e.g. the shards of an mf-embed job array) into one. Rows keep the\n"
     "order of the inputs; a row whose id was already seen is dropped (and counted);\n"
-    "the /failed lists are joined. All inputs must have the same model and dimension.",
-    "Example:\n"
-    "  mf-merge -o faces.h5 shard-*.h5",
+    "the /failed lists are joined. All inputs must have the same model and dimension.\n"
+    "\n"
+    "Stores made by mf-embed --shard K/N (or a SLURM array) record their shard and job:\n"
+    "when any input is such a shard, the inputs must be shards 0..N-1 of one N-way\n"
+    "split of one job, each once. A missing shard (a task that failed), a shard of\n"
+    "another split or of another run is refused with the shard it concerns, unless\n"
+    "--allow-partial.",
+    "Examples:\n"
+    "  mf-merge -o faces.h5 shards/part-*.h5\n"
+    "  mf-merge --allow-partial -o first-look.h5 shards/part-*.h5   # while tasks still run",
     options,
     MF_CLI_WRITES};
 
@@ -40,6 +53,8 @@ static int on_option(int id, const char *arg, void *ctx)
     config *c = ctx;
     if (id == OPT_OUTPUT)
         c->output = arg;
+    else if (id == OPT_ALLOW_PARTIAL)
+        c->allow_partial = 1;
     return 0;
 }
 
@@ -93,6 +108,49 @@ static cJSON *summary(char **inputs, int n, uint64_t kept, uint64_t dropped)
     return o;
 }
 
+/* The shard a store was embedded as, from the job mf-embed records ("shard": "K/N"),
+ * and the rest of that job, which every shard of one set shares. A store without a job
+ * (merged, derived, foreign) is no shard: n = 0. */
+static int shard_of(mf_store *s, mf_shard_part *p, char **group)
+{
+    p->name = mf_store_path(s);
+    p->k = p->n = 0;
+    *group = NULL;
+    const char *job = mf_store_attr(s, "mf_job");
+    cJSON *o = job ? cJSON_Parse(job) : NULL;
+    const char *spec = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "shard"));
+    int rc = 0;
+    if (spec && mf_shard_parse(spec, &p->k, &p->n) < 0)
+        rc = mf_set_error(MF_ERR_FORMAT, "'%s': unreadable shard '%s' in its job", p->name, spec);
+    if (o) {
+        cJSON_DeleteItemFromObjectCaseSensitive(o, "shard");
+        *group = cJSON_PrintUnformatted(o);
+        cJSON_Delete(o);
+    }
+    p->group = *group;
+    return rc;
+}
+
+/* Refuse (or, with --allow-partial, warn about) inputs that are shards but not one
+ * complete set. */
+static int check_shard_set(mf_store_source *src, int n, int allow_partial)
+{
+    mf_shard_part *parts = calloc((size_t)n, sizeof *parts);
+    char **groups = calloc((size_t)n, sizeof *groups);
+    int rc = parts && groups ? 0 : mf_set_error(MF_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < n && rc == 0; i++)
+        rc = shard_of(src[i].store, &parts[i], &groups[i]);
+    if (rc == 0 && (rc = mf_shard_set_check(parts, (size_t)n)) < 0 && allow_partial) {
+        mf_cli_warn("%s; merging anyway (--allow-partial)", mf_last_error());
+        rc = 0;
+    }
+    for (int i = 0; i < n && groups; i++)
+        free(groups[i]);
+    free(groups);
+    free(parts);
+    return rc;
+}
+
 typedef struct merge {
     mf_store_source *src;
     uint8_t **keep;
@@ -102,18 +160,19 @@ typedef struct merge {
 
 /* Open and check every input, and decide which rows to keep, before writing anything:
  * a mismatch in the last one must not cost a half-written merge. */
-static int prepare(merge *m, char **inputs)
+static int prepare(merge *m, char **inputs, int allow_partial)
 {
     mf_idset *seen = mf_idset_new(1 << 16);
     m->src = calloc((size_t)m->n, sizeof *m->src);
     m->keep = calloc((size_t)m->n, sizeof *m->keep);
     int rc = seen && m->src && m->keep ? 0 : mf_set_error(MF_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < m->n && rc == 0; i++)
+        if ((rc = mf_store_open(&m->src[i].store, inputs[i])) == 0 && i > 0)
+            rc = check_compatible(m->src[0].store, m->src[i].store);
+    if (rc == 0)
+        rc = check_shard_set(m->src, m->n, allow_partial);
     for (int i = 0; i < m->n && rc == 0; i++) {
-        if ((rc = mf_store_open(&m->src[i].store, inputs[i])) < 0)
-            break;
         mf_store *in = m->src[i].store;
-        if (i > 0 && (rc = check_compatible(m->src[0].store, in)) < 0)
-            break;
         uint64_t rows = mf_store_rows(in);
         if (!(m->keep[i] = malloc(rows ? rows : 1))) {
             rc = mf_set_error(MF_ERR_NOMEM, "out of memory");
@@ -148,7 +207,7 @@ int main(int argc, char **argv)
         mf_cli_usage_error("no input stores");
     mf_cli_add_inputs(argc, argv, first);
     mf_output *out = mf_cli_open_output(c.output, MF_OUTPUT_SEEKABLE);
-    int rc = prepare(&m, argv + first);
+    int rc = prepare(&m, argv + first, c.allow_partial);
     uint64_t failed = 0;
     for (int i = 0; i < m.n && rc == 0; i++)
         failed += mf_store_failed_count(m.src[i].store);
