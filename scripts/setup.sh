@@ -25,6 +25,7 @@ packages=(
   python3-numpy python3-torch python3-h5py python3-faiss python3-opencv python3-pil
   chromium   # mf-report is checked by rendering it headless
   clang libclang-rt-14-dev   # libFuzzer harnesses (tests/fuzz, scripts/fuzz.sh)
+  slurm-wlm munge   # tests/cli/test_slurm.sh runs examples/slurm on a private single-node SLURM
 )
 
 missing=()

@@ -256,8 +256,9 @@ int mf_store_add_history(mf_store *s, const char *entry);
  * row per sample). Streams in chunks: memory does not grow with the store. */
 int mf_store_copy_rows(mf_store *dst, mf_store *src, const uint64_t *rows, size_t n);
 
-/* Append the /failed entries of `src` to `dst`. */
-int mf_store_copy_failed(mf_store *dst, mf_store *src);
+/* Append the /failed entries of `src` to `dst`; with `seen` (NULL: all), only those
+ * whose id is not in it yet, adding them. */
+int mf_store_copy_failed(mf_store *dst, mf_store *src, struct mf_idset *seen);
 
 /* Write a whole int64 column (values[0..mf_store_rows(s))) at the root, replacing one of
  * that name (e.g. "cluster", "label" after a relabel). */

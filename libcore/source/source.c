@@ -108,10 +108,21 @@ void mf_source_set_skip(mf_source *s, mf_source_skip_fn fn, void *ctx)
     s->skip_ctx = ctx;
 }
 
+/* Already done by an earlier run (resume). */
+static int done_before(mf_source *s, const char *id)
+{
+    return s->skip_fn && s->skip_fn(id, s->skip_ctx);
+}
+
 int mf_src_wanted(mf_source *s, const char *id)
 {
-    return mf_shard_of(id, s->p.shard_count) == s->p.shard_index &&
-           !(s->skip_fn && s->skip_fn(id, s->skip_ctx));
+    return mf_shard_of(id, s->p.shard_count) == s->p.shard_index && !done_before(s, id);
+}
+
+/* Entries that stand for a whole unreadable input belong to every shard. */
+static int entry_wanted(mf_source *s, const mf_src_entry *e)
+{
+    return e->whole ? !done_before(s, mf_src_entry_id(e)) : mf_src_wanted(s, mf_src_entry_id(e));
 }
 
 /* ---- detection -------------------------------------------------------------------- */
@@ -330,7 +341,7 @@ static int next_entry(mf_source *s, mf_src_input *in, mf_sample *out)
     while (s->cur_entry < in->entries.n) {
         mf_src_entry *e = &in->entries.v[s->cur_entry++];
         const char *id = mf_src_entry_id(e);
-        if (!mf_src_wanted(s, id))
+        if (!entry_wanted(s, e))
             continue;
         char why[200], *listed = NULL;
         const char *err = e->error     ? e->error
@@ -427,9 +438,7 @@ static int next_record(mf_source *s, mf_src_input *in, mf_sample *out)
         if (!id)
             return mf_set_error(MF_ERR_NOMEM, "out of memory");
         /* Record 0 is read even when it is not wanted: it may be the header. */
-        int mine = r.key == 0 ? mf_shard_of(id, s->p.shard_count) == s->p.shard_index &&
-                                    !(s->skip_fn && s->skip_fn(id, s->skip_ctx))
-                              : mf_src_wanted(s, id);
+        int mine = mf_src_wanted(s, id);
         free(id);
         if (!mine && r.key != 0)
             continue;
@@ -515,8 +524,9 @@ int mf_source_count(mf_source *s, uint64_t *n)
             exact &= count_record_keys(s, in, n);
         else
             for (size_t j = 0; j < in->entries.n; j++)
-                *n += mf_shard_of(mf_src_entry_id(&in->entries.v[j]), s->p.shard_count) ==
-                      s->p.shard_index;
+                *n += in->entries.v[j].whole ||
+                      mf_shard_of(mf_src_entry_id(&in->entries.v[j]), s->p.shard_count) ==
+                          s->p.shard_index;
     }
     return exact;
 }

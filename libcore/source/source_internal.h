@@ -19,6 +19,10 @@ typedef struct mf_src_entry {
     size_t line;   /* line of the list file it came from (1-based), 0 if none */
     int has_landmarks;
     int bad_name; /* path is not valid UTF-8: the id holds \xNN escapes */
+    /* Stands for a whole input, list or folder that could not be read: every shard
+     * reports it, since the samples it hides would have been spread over all of them
+     * (a shard that drops it would finish "complete" without its share). */
+    int whole;
     float landmarks[10];
 } mf_src_entry;
 
@@ -103,6 +107,8 @@ int mf_src_expand_dir(mf_src_input *in);
 int mf_src_expand_list(mf_src_input *in, const mf_source_params *p);
 /* Append an entry (its id escaped from path when needed). */
 int mf_src_entries_push(mf_src_entries *e, const char *path, const char *error);
+/* An input, list or folder that could not be read at all (see mf_src_entry.whole). */
+int mf_src_entries_push_unreadable(mf_src_entries *e, const char *path, const char *error);
 /* The reason for a list entry that cannot be read: names the list file and line. */
 char *mf_src_list_reason(const mf_src_input *in, const mf_src_entry *e, const char *why);
 

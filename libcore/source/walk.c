@@ -90,6 +90,14 @@ int mf_src_entries_push(mf_src_entries *e, const char *path, const char *error)
     return 0;
 }
 
+int mf_src_entries_push_unreadable(mf_src_entries *e, const char *path, const char *error)
+{
+    int rc = mf_src_entries_push(e, path, error);
+    if (rc == 0)
+        e->v[e->n - 1].whole = 1;
+    return rc;
+}
+
 static int cmp_str(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
@@ -176,14 +184,14 @@ static int walk_name(mf_src_entries *e, const char *dir, const char *name, walk_
 static int walk(mf_src_entries *e, const char *dir, const struct stat *dst, walk_path *wp)
 {
     if (wp->depth == MF_WALK_MAX_DEPTH)
-        return mf_src_entries_push(e, dir, "directory nesting too deep");
+        return mf_src_entries_push_unreadable(e, dir, "directory nesting too deep");
     char **names = NULL;
     size_t n;
     int err = read_dir_sorted(dir, &names, &n), rc = 0;
     if (err > 0) {
         char reason[160];
         snprintf(reason, sizeof reason, "cannot read directory: %s", strerror(err));
-        return mf_src_entries_push(e, dir, reason);
+        return mf_src_entries_push_unreadable(e, dir, reason);
     }
     if (err < 0)
         rc = mf_set_error(MF_ERR_NOMEM, "out of memory listing '%s'", dir);
@@ -207,7 +215,7 @@ int mf_src_expand_dir(mf_src_input *in)
     if (stat(in->path, &st) != 0) {
         char reason[160];
         snprintf(reason, sizeof reason, "cannot open: %s", strerror(errno));
-        return mf_src_entries_push(&in->entries, in->path, reason);
+        return mf_src_entries_push_unreadable(&in->entries, in->path, reason);
     }
     return walk(&in->entries, in->path, &st, &wp);
 }
@@ -486,7 +494,7 @@ int mf_src_expand_list(mf_src_input *in, const mf_source_params *p)
     if (!f) {
         char reason[160];
         snprintf(reason, sizeof reason, "cannot open list: %s", strerror(errno));
-        return mf_src_entries_push(&in->entries, in->path, reason);
+        return mf_src_entries_push_unreadable(&in->entries, in->path, reason);
     }
     /* The prefix of relative entries: root (unless "." or ""), else the list's folder. */
     char *base = NULL;

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mf/idset.h"
 #include "mf/status.h"
 #include "h5.h"
 #include "store_internal.h"
@@ -243,13 +244,14 @@ int mf_store_copy_rows(mf_store *dst, mf_store *src, const uint64_t *rows, size_
     return 0;
 }
 
-int mf_store_copy_failed(mf_store *dst, mf_store *src)
+int mf_store_copy_failed(mf_store *dst, mf_store *src, mf_idset *seen)
 {
     for (uint64_t i = 0; i < src->failed; i++) {
         char *id, *reason;
         int rc = mf_store_read_failed(src, i, &id, &reason);
         if (rc == 0) {
-            rc = mf_store_add_failed(dst, id, reason);
+            rc = seen ? mf_idset_add(seen, id) : 1;
+            rc = rc == 1 ? mf_store_add_failed(dst, id, reason) : rc;
             free(id);
             free(reason);
         }

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "h5.h"
+#include "mf/idset.h"
 #include "mf/status.h"
 #include "store_internal.h"
 
@@ -145,7 +146,8 @@ static int copy_provenance(mf_store *dst, mf_store *src)
 /* ---- deriving ----------------------------------------------------------------------- */
 
 /* The kept rows of one source, in batches of row numbers. */
-static int copy_kept(mf_store *dst, const mf_store_source *src, mf_progress *bar)
+static int copy_kept(mf_store *dst, const mf_store_source *src, mf_idset *failed_seen,
+                     mf_progress *bar)
 {
     uint64_t rows = src->store->rows;
     uint64_t *sel = malloc(DERIVE_BATCH * sizeof *sel);
@@ -161,7 +163,7 @@ static int copy_kept(mf_store *dst, const mf_store_source *src, mf_progress *bar
         mf_progress_add(bar, k);
     }
     free(sel);
-    return rc < 0 ? rc : mf_store_copy_failed(dst, src->store);
+    return rc < 0 ? rc : mf_store_copy_failed(dst, src->store, failed_seen);
 }
 
 static int add_columns(mf_store *dst, const mf_store_derive_params *d)
@@ -194,8 +196,13 @@ int mf_store_derive(mf_output *out, const mf_store_source *src, size_t n_src,
         rc = mf_set_error(MF_ERR_IO, "cannot copy '/labels' from '%s'", first->path);
     if (rc == 0)
         rc = copy_provenance(dst, first);
+    /* An input failure every shard of a job reported (an unreadable list) is listed once. */
+    mf_idset *failed_seen = mf_idset_new(1024);
+    if (rc == 0 && !failed_seen)
+        rc = mf_set_error(MF_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < n_src && rc == 0; i++)
-        rc = copy_kept(dst, &src[i], d->progress);
+        rc = copy_kept(dst, &src[i], failed_seen, d->progress);
+    mf_idset_free(failed_seen);
     if (rc == 0)
         rc = add_columns(dst, d);
     if (rc == 0 && d->attr_name)

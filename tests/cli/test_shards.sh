@@ -64,4 +64,12 @@ expect_exit 0 mf-merge -q -o plain.h5 all.h5 merged.h5
 sum=$(sha256sum s2.h5 s1.h5 s0.h5)
 for k in 0 1 2; do expect_exit 0 embed -o "s$k.h5" --list in.list --shard "$k/3"; done
 [ "$sum" = "$(sha256sum s2.h5 s1.h5 s0.h5)" ] || fail "a resubmitted task changed its store"
+# an input list that cannot be read concerns every shard: each one reports it (none
+# finishes "complete" with its share silently missing), and the merge lists it once
+for k in 0 1 2; do expect_exit 3 embed -o "m$k.h5" --list in.list --list missing.list --shard "$k/3"; done
+expect_exit 0 mf-merge -q -o m.h5 m0.h5 m1.h5 m2.h5
+"$PY" -c "
+import h5py
+f = [x for x in h5py.File('m.h5')['failed/id'].asstr()[:]]
+assert sum(x.endswith('missing.list') for x in f) == 1, f"
 echo "shards: ok" >&2
