@@ -35,6 +35,7 @@ enum {
     OPT_FEAT_LIST,
     OPT_ARCH,
     OPT_MAX_MP,
+    OPT_PRECISION,
 };
 
 #define MAX_LISTS 64
@@ -45,6 +46,7 @@ typedef struct config {
     int n_lists;
     int label_from_dir, resize, overwrite, batch;
     double max_megapixels;
+    mf_precision precision;
     char partial[4096]; /* "<output>.partial": the store while the job runs */
 } config;
 
@@ -76,6 +78,10 @@ static const mf_cli_opt options[] = {
     {"arch", 0, "NAME", "check that the model is this architecture (e.g. iresnet100)",
      OPT_ARCH},
     {"max-megapixels", 0, "MP", "refuse images larger than this (default 50)", OPT_MAX_MP},
+    {"precision", 0, "P",
+     "fp32 (default: the reference numbers), bf16, or int8 (needs a model calibrated "
+     "with mf-convert --calibrate); recorded in the store",
+     OPT_PRECISION},
     {0},
 };
 
@@ -117,6 +123,10 @@ static int on_option(int id, const char *arg, void *ctx)
     case OPT_MAX_MP:
         c->max_megapixels = mf_cli_parse_double("--max-megapixels", arg, 0.01, 1e4);
         break;
+    case OPT_PRECISION:
+        if (mf_precision_parse(arg, &c->precision) < 0)
+            mf_cli_usage_error("--precision: %s", mf_last_error());
+        break;
     }
     return 0;
 }
@@ -141,6 +151,10 @@ static char *job_description(const config *c, char **inputs, int n, const mf_mod
     for (int i = 0; i < c->n_lists; i++)
         cJSON_AddItemToArray(lists, cJSON_CreateString(c->lists[i]));
     cJSON_AddBoolToObject(o, "label_from_dir", c->label_from_dir);
+    if (c->precision != MF_PRECISION_FP32) /* absent = fp32, as jobs of older versions */
+        cJSON_AddStringToObject(o, "precision", mf_precision_name(c->precision));
+    if (c->precision == MF_PRECISION_INT8)
+        cJSON_AddStringToObject(o, "int8_calibration", mf_model_calibration_id(m));
     cJSON_AddBoolToObject(o, "resize", c->resize);
     char shard[64];
     snprintf(shard, sizeof shard, "%d/%d", shard_k, shard_n);
@@ -217,6 +231,12 @@ static int open_output(const config *c, const mf_model *m, const char *job, mf_s
     int rc = mf_store_create(out, c->output, &p);
     if (rc == 0)
         rc = mf_store_set_attr(*out, "mf_embed_job", job);
+    /* the numeric path: stores of different precisions (or int8 calibrations) hold
+     * different embeddings and must not be merged */
+    if (rc == 0)
+        rc = mf_store_set_attr(*out, "precision", mf_precision_name(c->precision));
+    if (rc == 0 && c->precision == MF_PRECISION_INT8)
+        rc = mf_store_set_attr(*out, "int8_calibration", mf_model_calibration_id(m));
     if (rc == 0)
         rc = mf_store_flush(*out);
     return rc;
@@ -382,7 +402,9 @@ int main(int argc, char **argv)
     if (mf_model_load(&model, c.model, c.arch) < 0)
         return fail(NULL);
     mf_runner *runner;
-    if (mf_runner_new(&runner, model, c.batch, threads) < 0)
+    mf_runner_params rp = mf_runner_default_params();
+    rp.max_batch = c.batch, rp.threads = threads, rp.precision = c.precision;
+    if (mf_runner_create(&runner, model, &rp) < 0)
         return fail(NULL);
 
     mf_source_params sp = mf_source_default_params();
