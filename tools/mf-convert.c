@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "mf/durable.h"
 #include "mf/embed.h"
 #include "mf/idset.h"
 #include "mf/model.h"
@@ -70,7 +71,8 @@ static const mf_cli_tool tool = {
     "  mf-convert magface-r100.mfmodel --calibrate sample.list -o magface-r100-int8.mfmodel\n"
     "  mf-convert --info magface-r100.mfmodel\n"
     "  mf-convert --bench -j 2 --batch 16 --precision int8 magface-r100-int8.mfmodel\n",
-    opts};
+    opts,
+    MF_CLI_WRITES};
 
 static int on_option(int id, const char *arg, void *ctx)
 {
@@ -241,7 +243,7 @@ static int calibrate(mf_model *m, const config *c, int threads)
 
 int main(int argc, char **argv)
 {
-    config c = {.batch = 16, .seconds = 10, .calib_faces = 1000};
+    config c = {.batch = MF_EMBED_BATCH, .seconds = 10, .calib_faces = 1000};
     int first = mf_cli_parse(&tool, argc, argv, on_option, &c);
     if (argc - first != 1)
         mf_cli_usage_error("expected one input file");
@@ -250,6 +252,9 @@ int main(int argc, char **argv)
     if (c.calibrate && !c.output)
         mf_cli_usage_error("--calibrate stores its ranges in a model file: give -o MODEL");
     const char *in = argv[first];
+    mf_run_add_input(in);
+    if (c.calibrate)
+        mf_run_add_input(c.calibrate);
     int threads = mf_cli.threads > 0 ? mf_cli.threads : omp_get_max_threads();
     mf_model *m;
     if (mf_model_load(&m, in, c.arch) < 0) {
@@ -264,9 +269,10 @@ int main(int argc, char **argv)
     if (c.info && rc == MF_EXIT_OK)
         print_info(m, in);
     if (c.output && rc == MF_EXIT_OK) {
-        if (mf_model_save(m, c.output) < 0) {
+        int src = mf_model_save(m, c.output, mf_cli.overwrite);
+        if (src < 0) {
             mf_cli_error("%s", mf_last_error());
-            rc = MF_EXIT_FAILURE;
+            rc = mf_cli_exit_for(src);
         } else {
             mf_cli_info("wrote '%s' (%s, %.0f MB%s)", c.output, mf_model_arch(m),
                         mf_model_bytes(m) / 1048576.0,

@@ -26,14 +26,16 @@ static const mf_cli_opt options[] = {
 };
 
 static const mf_cli_tool tool = {
-    "mf-eval", "[options] <store.h5>",
+    "mf-eval",
+    "[options] <store.h5>",
     "Score a clustering against truth labels: pairwise precision/recall/F (ordered pairs\n"
     "of distinct samples), BCubed precision/recall/F and NMI (arithmetic mean).",
     "Negative labels (truth -1 = unknown, cluster -1 = unassigned) count as singletons.\n"
     "Examples:\n"
     "  mf-eval clustered.h5\n"
     "  mf-eval --truth true_label --json clustered.h5 | jq .bcubed_f",
-    options};
+    options,
+    0};
 
 static int on_option(int id, const char *arg, void *ctx)
 {
@@ -46,38 +48,19 @@ static int on_option(int id, const char *arg, void *ctx)
     return 0;
 }
 
-static int read_column(mf_store *s, const char *name, int64_t *out)
-{
-    if (!mf_store_has(s, name))
-        return mf_set_error(MF_ERR_SCHEMA, "'%s' has no dataset /%s", mf_store_path(s), name);
-    return mf_store_read_int64(s, name, 0, mf_store_rows(s), out);
-}
-
 static void print_metrics(const mf_cluster_metrics *m, int json)
 {
-    if (!json) {
-        printf("rows\ttruth_classes\tpred_clusters\tpairwise_p\tpairwise_r\tpairwise_f\t"
-               "bcubed_p\tbcubed_r\tbcubed_f\tnmi\n");
-        printf("%zu\t%zu\t%zu\t%.6f\t%.6f\t%.6f\t%.6f\t%.6f\t%.6f\t%.6f\n", m->n,
-               m->truth_classes, m->pred_clusters, m->pairwise_p, m->pairwise_r, m->pairwise_f,
-               m->bcubed_p, m->bcubed_r, m->bcubed_f, m->nmi);
-        return;
-    }
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "rows", (double)m->n);
     cJSON_AddNumberToObject(o, "truth_classes", (double)m->truth_classes);
     cJSON_AddNumberToObject(o, "pred_clusters", (double)m->pred_clusters);
-    cJSON_AddNumberToObject(o, "pairwise_p", m->pairwise_p);
-    cJSON_AddNumberToObject(o, "pairwise_r", m->pairwise_r);
-    cJSON_AddNumberToObject(o, "pairwise_f", m->pairwise_f);
-    cJSON_AddNumberToObject(o, "bcubed_p", m->bcubed_p);
-    cJSON_AddNumberToObject(o, "bcubed_r", m->bcubed_r);
-    cJSON_AddNumberToObject(o, "bcubed_f", m->bcubed_f);
-    cJSON_AddNumberToObject(o, "nmi", m->nmi);
-    char *txt = cJSON_PrintUnformatted(o);
-    if (txt)
-        printf("%s\n", txt);
-    free(txt);
+    const char *names[] = {"pairwise_p", "pairwise_r", "pairwise_f", "bcubed_p",
+                           "bcubed_r",   "bcubed_f",   "nmi"};
+    const double values[] = {m->pairwise_p, m->pairwise_r, m->pairwise_f, m->bcubed_p,
+                             m->bcubed_r,   m->bcubed_f,   m->nmi};
+    for (int i = 0; i < 7; i++)
+        cJSON_AddNumberToObject(o, names[i], values[i]);
+    mf_cli_print_record(o, json);
     cJSON_Delete(o);
 }
 
@@ -88,25 +71,19 @@ int main(int argc, char **argv)
     if (argc - first != 1)
         mf_cli_usage_error("expected one store, got %d operands", argc - first);
     mf_store *s = mf_cli_open_store(argv[first]);
-    size_t n = (size_t)mf_store_rows(s), bytes;
+    size_t n = (size_t)mf_store_rows(s);
     int64_t *t = NULL, *p = NULL;
-    int rc = n == 0 ? mf_set_error(MF_ERR_ARG, "'%s' has no rows to evaluate", argv[first])
-                    : mf_size_mul(n, sizeof *t, &bytes, "label columns");
-    if (rc == 0 && (!(t = malloc(bytes)) || !(p = malloc(bytes))))
-        rc = mf_set_error(MF_ERR_NOMEM, "out of memory for %zu labels", n);
+    int rc = n == 0 ? mf_set_error(MF_ERR_FORMAT, "'%s' has no rows to evaluate", argv[first])
+                    : mf_store_load_int64(s, c.truth, &t);
     if (rc == 0)
-        rc = read_column(s, c.truth, t);
-    if (rc == 0)
-        rc = read_column(s, c.pred, p);
+        rc = mf_store_load_int64(s, c.pred, &p);
     mf_cluster_metrics m;
     if (rc == 0)
         rc = mf_metrics_compute(n, t, p, &m);
     mf_store_close(s);
     free(t), free(p);
-    if (rc < 0) {
-        mf_cli_error("%s", mf_last_error());
-        return mf_cli_finish(MF_EXIT_FAILURE);
-    }
+    if (rc < 0)
+        return mf_cli_fail(rc);
     print_metrics(&m, c.json);
     return mf_cli_finish(MF_EXIT_OK);
 }

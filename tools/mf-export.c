@@ -10,15 +10,7 @@
 #include "mf/status.h"
 #include "mf/store.h"
 
-enum {
-    OPT_FORMAT = 1000,
-    OPT_OUTPUT,
-    OPT_LABEL,
-    OPT_SHARD_SIZE,
-    OPT_COPY,
-    OPT_ROOT,
-    OPT_OVERWRITE
-};
+enum { OPT_FORMAT = 1000, OPT_OUTPUT, OPT_LABEL, OPT_SHARD_SIZE, OPT_COPY, OPT_ROOT };
 
 static const mf_cli_opt options[] = {
     {"format", 'f', "FMT", "rec | wds | list | featlist | tree (required)", OPT_FORMAT},
@@ -27,12 +19,12 @@ static const mf_cli_opt options[] = {
     {"shard-size", 0, "N", "wds: samples per shard (default 10000)", OPT_SHARD_SIZE},
     {"copy", 0, NULL, "tree: copy plain files instead of symlinking them", OPT_COPY},
     {"root", 0, "DIR", "resolve relative ids against DIR (sources that moved)", OPT_ROOT},
-    {"overwrite", 0, NULL, "replace existing output files (not a tree folder)", OPT_OVERWRITE},
     {0},
 };
 
 static const mf_cli_tool tool = {
-    "mf-export", "--format FMT -o OUT [options] <store.h5>",
+    "mf-export",
+    "--format FMT -o OUT [options] <store.h5>",
     "Write the samples of a store as insightface RecordIO, WebDataset shards, a list, the\n"
     "official MagFace feature text or a folder tree, with the original image bytes.",
     "Classes are the distinct non-negative values of the label column renumbered 0..K-1;\n"
@@ -45,7 +37,8 @@ static const mf_cli_tool tool = {
     "  mf-export -f wds --shard-size 5000 -o shards/clean clean.h5\n"
     "  mf-export -f tree --label cluster -o by_cluster clustered.h5\n"
     "  mf-export -f featlist -o feat.list faces.h5",
-    options};
+    options,
+    MF_CLI_WRITES};
 
 typedef struct config {
     mf_export_params p;
@@ -78,7 +71,6 @@ static int on_option(int id, const char *arg, void *ctx)
         break;
     case OPT_COPY: c->p.copy = 1; break;
     case OPT_ROOT: c->p.root = arg; break;
-    case OPT_OVERWRITE: c->p.overwrite = 1; break;
     }
     return 0;
 }
@@ -108,6 +100,7 @@ int main(int argc, char **argv)
         mf_cli_usage_error("-o/--output is required");
     if (argc - first != 1)
         mf_cli_usage_error("expected one store, got %d", argc - first);
+    c.p.overwrite = mf_cli.overwrite;
     mf_store *s = mf_cli_open_store(argv[first]);
     if (!mf_cli.quiet)
         c.p.progress = mf_progress_new("exporting", mf_store_rows(s), "rows", mf_cli.progress);
@@ -115,10 +108,8 @@ int main(int argc, char **argv)
     int rc = mf_export_run(s, &c.p, &st);
     mf_progress_free(c.p.progress);
     mf_store_close(s);
-    if (rc < 0) {
-        mf_cli_error("%s", mf_last_error());
-        return mf_cli_finish(rc == MF_ERR_ARG ? MF_EXIT_USAGE : MF_EXIT_FAILURE);
-    }
+    if (rc < 0)
+        return mf_cli_fail(rc);
     summarise(&c, &st);
     return mf_cli_finish(st.missing || st.skipped ? MF_EXIT_PARTIAL : MF_EXIT_OK);
 }

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "cli.h"
+#include "mf/durable.h"
 #include "mf/report.h"
 #include "mf/status.h"
 #include "mf/store.h"
@@ -23,7 +24,8 @@ static const mf_cli_opt options[] = {
 };
 
 static const mf_cli_tool tool = {
-    "mf-report", "-o report.html [options] <store.h5>",
+    "mf-report",
+    "-o report.html [options] <store.h5>",
     "Write one self-contained HTML page (inline SVG and images, no network, no JavaScript)\n"
     "that shows what cleaning did to a store.",
     "Sections: summary, magnitude histogram (with the cut recorded by mf-filter), the\n"
@@ -35,7 +37,8 @@ static const mf_cli_tool tool = {
     "\n"
     "Example:\n"
     "  mf-report --filter-report dropped.tsv -o report.html clustered.h5",
-    options};
+    options,
+    MF_CLI_WRITES};
 
 typedef struct config {
     mf_report_params p;
@@ -66,14 +69,15 @@ int main(int argc, char **argv)
         mf_cli_usage_error("-o/--output is required");
     if (argc - first != 1)
         mf_cli_usage_error("expected one store, got %d", argc - first);
+    c.p.overwrite = mf_cli.overwrite;
     mf_store *s = mf_cli_open_store(argv[first]);
+    if (c.p.filter_report)
+        mf_run_add_input(c.p.filter_report);
     mf_report_stats st;
     int rc = mf_report_write(s, c.output, &c.p, &st);
     mf_store_close(s);
-    if (rc < 0) {
-        mf_cli_error("%s", mf_last_error());
-        return mf_cli_finish(MF_EXIT_FAILURE);
-    }
+    if (rc < 0)
+        return mf_cli_fail(rc);
     mf_cli_info("wrote '%s': %zu thumbnails%s", c.output, st.thumbnails,
                 st.has_cut ? ", with the filter's magnitude cut" : "");
     if (st.missing)

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "mf/durable.h"
 #include "mf/progress.h"
 #include "mf/status.h"
 #include "mf/synth.h"
@@ -63,7 +64,7 @@ static const mf_cli_tool tool = {
     "The same seed and parameters give the same store whatever the thread count.\n\n"
     "Example:\n  mf-synth -o synth.h5 --identities 2000 --rows 65000 --seed 7",
     opts,
-};
+    MF_CLI_WRITES};
 
 typedef struct config {
     mf_synth_params p;
@@ -125,7 +126,8 @@ int main(int argc, char **argv)
                            (unsigned long long)c.p.rows, (long long)c.p.identities);
     double t0 = mf_now();
     mf_synth_counts n;
-    if (mf_synth_write(&c.p, c.output, &n) < 0) {
+    mf_output *out = mf_cli_open_output(c.output, MF_OUTPUT_SEEKABLE);
+    if (mf_synth_write_to(&c.p, out, &n) < 0) {
         mf_cli_error("%s", mf_last_error());
         return mf_cli_finish(MF_EXIT_FAILURE);
     }

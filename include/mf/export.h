@@ -30,6 +30,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <stdio.h>
+
 #include "mf/progress.h"
 #include "mf/store.h"
 
@@ -70,6 +72,14 @@ int mf_export_format_parse(const char *name, mf_export_format *out);
 /* Export every row of `s`. Returns 0 (check stats for skips) or a negative mf_status;
  * nothing is left at the output names on failure. */
 int mf_export_run(mf_store *s, const mf_export_params *p, mf_export_stats *stats);
+
+/* The official MagFace feature text of every row of `s` into f ("<id> " then each value
+ * with "%.9g " — every float32 reads back exactly — and a newline). Ids containing a
+ * blank or a line break cannot be written in this format: they are skipped, logged and
+ * counted. Returns 0, or a negative mf_status (ferror on f included). The one writer of
+ * this format: mf-export -f featlist and mf-embed --feat-list both call it. */
+int mf_export_feature_text(mf_store *s, FILE *f, mf_progress *progress, uint64_t *written,
+                           uint64_t *skipped);
 
 /* ---- original image bytes by id ------------------------------------------------------
  * Ids name a plain file, `archive//member` (any archive libarchive reads) or

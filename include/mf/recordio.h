@@ -88,15 +88,16 @@ int64_t mf_record_class(const mf_record_header *h);
 
 typedef struct mf_recordio_writer mf_recordio_writer;
 
-/* Create "<rec>.tmp" / "<idx>.tmp"; they replace rec_path / idx_path at commit. */
+/* Open rec_path and idx_path as outputs of the durable-output module (flags: its
+ * MF_OUTPUT_* flags, e.g. MF_OUTPUT_OVERWRITE); they appear together at commit. */
 int mf_recordio_writer_open(mf_recordio_writer **out, const char *rec_path,
-                            const char *idx_path);
+                            const char *idx_path, unsigned flags);
 /* Append one image (key = 1, 2, ...). Labels must be >= 0 and non-decreasing, so each
  * identity's images form one [first, end) range. */
 int mf_recordio_writer_add(mf_recordio_writer *w, int64_t label, const void *image,
                            size_t size);
-/* Write identity records and the header record, fsync, rename into place; frees w
- * (also on failure, after removing the temporaries). The header's float32 key bounds
+/* Write identity records and the header record, publish both files; frees w (also on
+ * failure, after removing the temporaries). The header's float32 key bounds
  * are exact up to 2^24 images (the format's limit, as with insightface's own tools);
  * readers of bigger sets should trust the .idx keys. */
 int mf_recordio_writer_commit(mf_recordio_writer *w);

@@ -28,6 +28,7 @@ typedef struct mf_report_params {
     int top_groups;            /* clusters / split / merged identities shown (default 6) */
     int per_group;             /* thumbnails per cluster or part (default 8) */
     size_t max_image_bytes;    /* larger images are not inlined (default 256 KiB) */
+    int overwrite;             /* replace an existing page */
 } mf_report_params;
 
 mf_report_params mf_report_default_params(void);
@@ -40,7 +41,8 @@ typedef struct mf_report_stats {
     size_t split, merged; /* identities split / clusters mixing labels (all, not shown) */
 } mf_report_stats;
 
-/* Write the report for `s` to `path` (atomically: temp name + rename). */
+/* Write the report for `s` to `path`, an output of the durable-output module (refused
+ * before any work if it exists without p->overwrite, or is an input). */
 int mf_report_write(mf_store *s, const char *path, const mf_report_params *p,
                     mf_report_stats *stats);
 

@@ -115,8 +115,6 @@ void mf_source_set_reading(mf_source *s, int on);
  * stored without re-reading it). fn runs on the thread calling mf_source_next. */
 typedef int (*mf_source_skip_fn)(const char *id, void *ctx);
 void mf_source_set_skip(mf_source *s, mf_source_skip_fn fn, void *ctx);
-/* Samples passed over so far (other shards, or the skip predicate). */
-uint64_t mf_source_skipped(const mf_source *s);
 void mf_source_free(mf_source *s);
 
 /* ---- sharding helpers ----------------------------------------------------------- */

@@ -41,6 +41,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "mf/durable.h"
+
 typedef struct mf_synth_params {
     uint64_t rows;      /* total rows, junk included */
     int64_t identities; /* number of true identities (labels 0..identities-1) */
@@ -99,5 +101,8 @@ typedef struct mf_synth_counts {
 /* Write a whole store to `path` (atomically, through the store API), generating it in
  * chunks. `counts` (may be NULL) receives what was generated. */
 int mf_synth_write(const mf_synth_params *p, const char *path, mf_synth_counts *counts);
+/* The same into an output opened by the caller (mf/durable.h, MF_OUTPUT_SEEKABLE); taken
+ * over: published on success, removed on failure. */
+int mf_synth_write_to(const mf_synth_params *p, mf_output *out, mf_synth_counts *counts);
 
 #endif

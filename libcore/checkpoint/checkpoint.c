@@ -14,7 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "checkpoint/pth.h"
+#include "pth.h"
 #include "mf/status.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -371,7 +371,7 @@ int mf_checkpoint_load(mf_checkpoint **out, const char *path)
 const mf_tensor *mf_checkpoint_find(const mf_checkpoint *ck, const char *name)
 {
     for (size_t i = 0; i < ck->count; i++)
-        if (!strcmp(ck->tensors[i].name, name))
+        if (ck->tensors[i].name && !strcmp(ck->tensors[i].name, name))
             return &ck->tensors[i];
     return NULL;
 }

@@ -1,6 +1,7 @@
 /* export_sinks.h - the image formats of mf-export behind one small interface: the
- * driver (export.c) calls check, begin, put for every image found, then commit (or
- * abort after a failure, which removes every temporary). */
+ * driver (export.c) calls begin (which opens the outputs, so an existing one is refused
+ * before any work), put for every image found, then commit (or abort after a failure,
+ * which removes every temporary). */
 #ifndef MF_EXPORT_SINKS_H
 #define MF_EXPORT_SINKS_H
 
@@ -25,7 +26,6 @@ typedef struct mf_exporter {
 } mf_exporter;
 
 struct mf_sink {
-    int (*check)(mf_exporter *ex); /* refuse existing outputs before any work */
     int (*begin)(mf_exporter *ex);
     int (*put)(mf_exporter *ex, uint64_t row, const char *id, const uint8_t *data, size_t size);
     int (*commit)(mf_exporter *ex); /* rename into place; frees the state */

@@ -1,8 +1,8 @@
 /* sink_rec.c - insightface RecordIO (.rec + .idx) through mf/recordio.h's writer.
  *
  * The writer needs the images grouped by class, but images arrive in the order that
- * reads each archive once. So they are spooled to an unlinked temporary file beside the
- * output (bytes + offset per row), then written in (class, row) order. Classes are
+ * reads each archive once. So they are spooled to a scratch file beside the output
+ * (bytes + offset per row), then written in (class, row) order. Classes are
  * re-ranked over the images actually found, so the file always has labels 0..K-1 with
  * no empty identity even when some images were missing. */
 #include <errno.h>
@@ -14,12 +14,13 @@
 
 #include "export_internal.h"
 #include "export_sinks.h"
-#include "mf/status.h"
-
+#include "mf/durable.h"
 #include "mf/recordio.h"
+#include "mf/status.h"
 
 typedef struct rec {
     char *rec_path, *idx_path;
+    mf_recordio_writer *w; /* opened at begin, so existing outputs are refused first */
     FILE *spool;
     uint64_t spooled; /* bytes in the spool */
     uint64_t *off;    /* [n] offset in the spool, UINT64_MAX = no image */
@@ -40,19 +41,6 @@ static int rec_names(const char *out, char **rec_path, char **idx_path)
     return 0;
 }
 
-static int rec_check(mf_exporter *ex)
-{
-    char *r = NULL, *i = NULL;
-    int rc = rec_names(ex->p->output, &r, &i);
-    struct stat st;
-    if (rc == 0 && !ex->p->overwrite && (lstat(r, &st) == 0 || lstat(i, &st) == 0))
-        rc = mf_set_error(MF_ERR_ARG, "'%s' exists (use --overwrite)",
-                          lstat(r, &st) == 0 ? r : i);
-    free(r);
-    free(i);
-    return rc;
-}
-
 static void rec_free(mf_exporter *ex)
 {
     rec *r = ex->state;
@@ -60,6 +48,7 @@ static void rec_free(mf_exporter *ex)
         return;
     if (r->spool)
         fclose(r->spool);
+    mf_recordio_writer_discard(r->w);
     free(r->rec_path);
     free(r->idx_path);
     free(r->off);
@@ -79,19 +68,11 @@ static int rec_begin(mf_exporter *ex)
     int rc = rec_names(ex->p->output, &r->rec_path, &r->idx_path);
     if (rc < 0)
         return rc;
-    /* The spool lives beside the output (same disk, which has room for the result) and
-     * is unlinked at once, so nothing is left behind whatever happens. */
-    size_t len = strlen(r->rec_path) + sizeof ".spool";
-    char *name = malloc(len);
-    if (!name)
-        return mf_set_error(MF_ERR_NOMEM, "out of memory");
-    snprintf(name, len, "%s.spool", r->rec_path);
-    r->spool = fopen(name, "w+b");
-    if (!r->spool)
-        rc = mf_set_error(MF_ERR_IO, "cannot create '%s': %s", name, strerror(errno));
-    else
-        unlink(name);
-    free(name);
+    unsigned flags = MF_OUTPUT_MAKE_PARENTS | (ex->p->overwrite ? MF_OUTPUT_OVERWRITE : 0);
+    rc = mf_recordio_writer_open(&r->w, r->rec_path, r->idx_path, flags);
+    /* The spool lives beside the output: same disk, which has room for the result. */
+    if (rc == 0 && !(r->spool = mf_scratch_file(r->rec_path)))
+        rc = MF_ERR_IO;
     return rc;
 }
 
@@ -176,15 +157,12 @@ static int rec_commit(mf_exporter *ex)
     rec *r = ex->state;
     uint64_t m = 0;
     uint64_t *order = order_rows(ex, &m);
-    mf_recordio_writer *w = NULL;
-    int rc = order ? mf_recordio_writer_open(&w, r->rec_path, r->idx_path)
-                   : mf_set_error(MF_ERR_NOMEM, "out of memory");
-    if (rc == 0)
-        rc = write_records(ex, w, order, m);
-    if (rc == 0)
-        rc = mf_recordio_writer_commit(w); /* frees w */
-    else
-        mf_recordio_writer_discard(w);
+    int rc =
+        order ? write_records(ex, r->w, order, m) : mf_set_error(MF_ERR_NOMEM, "out of memory");
+    if (rc == 0) {
+        rc = mf_recordio_writer_commit(r->w); /* frees the writer */
+        r->w = NULL;
+    }
     free(order);
     if (rc == 0)
         ex->stats->files = 2;
@@ -194,4 +172,4 @@ static int rec_commit(mf_exporter *ex)
 
 static void rec_abort(mf_exporter *ex) { rec_free(ex); }
 
-const mf_sink mf_sink_rec = {rec_check, rec_begin, rec_put, rec_commit, rec_abort};
+const mf_sink mf_sink_rec = {rec_begin, rec_put, rec_commit, rec_abort};

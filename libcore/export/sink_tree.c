@@ -2,8 +2,8 @@
  * (absolute targets, so the tree can be moved), copies with `copy`, and the bytes of
  * archive members and RecordIO records written as files. Class folders are zero-padded
  * to one width so that sorted folder names give the classes in order (the rule of
- * torchvision's ImageFolder). Built in "OUT.partial", renamed to OUT at the end. */
-#define _GNU_SOURCE /* syncfs */
+ * torchvision's ImageFolder). Built in a temporary folder of the durable-output module,
+ * published as OUT at the end. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -20,40 +20,29 @@
 #include "mf/status.h"
 
 typedef struct tree {
-    char *tmp;     /* OUT.partial */
-    uint8_t *made; /* [K] class folder exists */
-    int width;     /* digits of the class folder names */
+    mf_output *out;
+    const char *tmp; /* where the tree is built until commit */
+    uint8_t *made;   /* [K] class folder exists */
+    int width;       /* digits of the class folder names */
 } tree;
-
-static int tree_check(mf_exporter *ex)
-{
-    struct stat st;
-    if (lstat(ex->p->output, &st) == 0)
-        return mf_set_error(MF_ERR_ARG, "'%s' exists: the tree goes into a new folder",
-                            ex->p->output);
-    return 0;
-}
 
 static int tree_begin(mf_exporter *ex)
 {
     tree *t = calloc(1, sizeof *t);
-    size_t n = strlen(ex->p->output) + sizeof ".partial";
-    if (!t || !(t->tmp = malloc(n)) ||
-        !(t->made = calloc(ex->stats->classes ? ex->stats->classes : 1, 1))) {
-        if (t)
-            free(t->tmp);
+    if (!t || !(t->made = calloc(ex->stats->classes ? ex->stats->classes : 1, 1))) {
         free(t);
         return mf_set_error(MF_ERR_NOMEM, "out of memory");
     }
-    snprintf(t->tmp, n, "%s.partial", ex->p->output);
     ex->state = t;
     t->width = 1;
     for (uint64_t k = ex->stats->classes; k >= 10; k /= 10)
         t->width++;
-    mf_remove_tree(t->tmp); /* left by a killed run: ours by its name */
-    if (mkdir(t->tmp, 0777) != 0)
-        return mf_set_error(MF_ERR_IO, "cannot create '%s': %s", t->tmp, strerror(errno));
-    return 0;
+    unsigned flags = MF_OUTPUT_DIRECTORY | MF_OUTPUT_MAKE_PARENTS |
+                     (ex->p->overwrite ? MF_OUTPUT_OVERWRITE : 0);
+    int rc = mf_output_open(&t->out, ex->p->output, flags);
+    if (rc == 0)
+        t->tmp = mf_output_temp(t->out);
+    return rc;
 }
 
 static int write_bytes(const char *path, const uint8_t *data, size_t size)
@@ -124,7 +113,6 @@ static int tree_put(mf_exporter *ex, uint64_t row, const char *id, const uint8_t
 static void tree_free(mf_exporter *ex)
 {
     tree *t = ex->state;
-    free(t->tmp);
     free(t->made);
     free(t);
     ex->state = NULL;
@@ -134,30 +122,18 @@ static void tree_abort(mf_exporter *ex)
 {
     if (!ex->state)
         return;
-    mf_remove_tree(((tree *)ex->state)->tmp);
+    mf_output_abort(((tree *)ex->state)->out);
     tree_free(ex);
 }
 
 static int tree_commit(mf_exporter *ex)
 {
     tree *t = ex->state;
-    /* Files were written with write(); sync their file system before the rename
-     * publishes them. */
-    int fd = open(t->tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        syncfs(fd);
-        close(fd);
-    }
-    if (rename(t->tmp, ex->p->output) != 0) {
-        int rc = mf_set_error(MF_ERR_IO, "cannot rename '%s' to '%s': %s", t->tmp,
-                              ex->p->output, strerror(errno));
-        tree_abort(ex);
-        return rc;
-    }
-    mf_fsync_parent_dir(ex->p->output);
-    ex->stats->files = ex->stats->written;
+    int rc = mf_output_commit(t->out);
+    if (rc == 0)
+        ex->stats->files = ex->stats->written;
     tree_free(ex);
-    return 0;
+    return rc;
 }
 
-const mf_sink mf_sink_tree = {tree_check, tree_begin, tree_put, tree_commit, tree_abort};
+const mf_sink mf_sink_tree = {tree_begin, tree_put, tree_commit, tree_abort};

@@ -1,5 +1,5 @@
 /* decode.c - format dispatch, limits and EXIF orientation (see include/mf/image.h). */
-#include "image/image_internal.h"
+#include "image_internal.h"
 #include "mf/status.h"
 
 #include <stdlib.h>

@@ -5,7 +5,7 @@
  * TJFLAG_ACCURATEDCT and without TJFLAG_FASTUPSAMPLE does exactly that, so pixels are
  * bit-identical to cv2.imread on the same library. CMYK JPEGs are converted as OpenCV
  * converts them. */
-#include "image/image_internal.h"
+#include "image_internal.h"
 #include "mf/status.h"
 
 #include <stdlib.h>

@@ -2,7 +2,7 @@
  * 16-bit stripped to 8 (high byte), palette and low-bit grey expanded, grey replicated,
  * alpha dropped (not composited), BGR order. CRC errors in any chunk are errors: a file
  * whose checksums fail is damaged, and silently keeping it hides the damage. */
-#include "image/image_internal.h"
+#include "image_internal.h"
 #include "mf/status.h"
 
 #include <png.h>

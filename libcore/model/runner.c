@@ -9,8 +9,8 @@
 
 #include "mf/log.h"
 #include "mf/status.h"
-#include "model/iresnet.h"
-#include "nn/nn.h"
+#include "iresnet.h"
+#include "nn.h"
 
 #define INT8_LEVELS 255  /* activations: 8 bits over the calibrated range */
 #define IMAGE_LEVELS 256 /* the stem reads u8/255: 0..255 times 1/255, exact */
@@ -25,7 +25,7 @@ struct mf_runner {
     float *buf[3];   /* activations, each buf_floats: block input, conv1 output, output */
     size_t buf_floats;
     void *scratch;          /* per-thread packing / Winograd space, the largest layer's need */
-    float *flat;            /* (max_batch, widths[3]*49) head input */
+    float *flat;            /* (max_batch, widths[3]*MF_HEAD_AREA) head input */
     float *obs_lo, *obs_hi; /* calibration: running min/max of each conv's input channels */
     char describe[160];
 };
@@ -176,7 +176,7 @@ static void plan(const mf_runner *r, int n, size_t *act, size_t *scratch)
         }
         h = mf_conv_out(h, 3, k->conv2.stride);
     }
-    size_t fc = mf_fc_scratch_size(n, m->widths[3] * 49, r->f32);
+    size_t fc = mf_fc_scratch_size(n, m->widths[3] * MF_HEAD_AREA, r->f32);
     *act = a;
     *scratch = fc > sc ? fc : sc;
 }
@@ -205,7 +205,7 @@ int mf_runner_create(mf_runner **out, const mf_model *m, const mf_runner_params 
     }
     plan(r, r->max_batch, &r->buf_floats, &scratch);
     r->buf_floats = mf_round_up(r->buf_floats, 16);
-    size_t flat = mf_round_up((size_t)r->max_batch * m->widths[3] * 49, 16);
+    size_t flat = mf_round_up((size_t)r->max_batch * m->widths[3] * MF_HEAD_AREA, 16);
     size_t total = 3 * r->buf_floats + flat + mf_round_up(scratch, 64) / sizeof(float);
     float *mem = aligned_alloc(64, total * sizeof(float));
     if (!mem) {
@@ -300,11 +300,11 @@ static void head(mf_runner *r, int n, const float *x, float *features, float *ma
 {
     const mf_model *m = r->m;
     int c = m->widths[3];
-    for (int ch = 0; ch < c; ch++) /* CNHW -> per image c*49 + h*7 + w */
+    for (int ch = 0; ch < c; ch++) /* CNHW -> per image c*MF_HEAD_AREA + h*7 + w */
         for (int i = 0; i < n; i++)
-            memcpy(r->flat + ((size_t)i * c + ch) * 49, x + ((size_t)ch * n + i) * 49,
-                   49 * sizeof(float));
-    mf_fc(features, r->flat, m->fc_w, m->fc_b, n, m->dim, c * 49, r->f32, r->scratch,
+            memcpy(r->flat + ((size_t)i * c + ch) * MF_HEAD_AREA,
+                   x + ((size_t)ch * n + i) * MF_HEAD_AREA, MF_HEAD_AREA * sizeof(float));
+    mf_fc(features, r->flat, m->fc_w, m->fc_b, n, m->dim, c * MF_HEAD_AREA, r->f32, r->scratch,
           r->threads);
     for (int i = 0; magnitudes && i < n; i++) {
         double ss = 0;

@@ -16,7 +16,7 @@
  * double, the channel steps folded in, one step per output row and tile element); the
  * only approximations are the activations' 8 bits and the weights' 9-15 bits, the
  * latter negligible in the network's output (measured: docs/MODEL.md). */
-#include "nn/nn.h"
+#include "nn.h"
 
 #include <immintrin.h>
 #include <math.h>

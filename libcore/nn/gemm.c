@@ -4,7 +4,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "nn/nn.h"
+#include "nn.h"
 
 /* ---- portable kernels: the AVX-512 geometry (8 x 32) in plain C, so that the code
  * around the kernels is exercised with 32 columns on machines without AVX-512 ------- */

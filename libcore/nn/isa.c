@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "mf/log.h"
-#include "nn/kern_tmpl.h"
+#include "kern_tmpl.h"
 
 enum {
     F_AVX2 = 1 << 0,       /* AVX2 + FMA */

@@ -4,7 +4,7 @@
  * and is only selected when cpuid reports it. */
 #include <immintrin.h>
 
-#include "nn/kern_tmpl.h"
+#include "kern_tmpl.h"
 
 /* float32: vfmadd231ps */
 #define F32_ZERO() _mm256_setzero_ps()

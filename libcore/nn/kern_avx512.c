@@ -5,7 +5,7 @@
  * the extension, so a binary built anywhere runs everywhere. */
 #include <immintrin.h>
 
-#include "nn/kern_tmpl.h"
+#include "kern_tmpl.h"
 
 #define F32_ZERO() _mm512_setzero_ps()
 #define F32_LOAD(p) _mm512_loadu_ps(p)

@@ -19,7 +19,7 @@
 #ifndef MF_KERN_TMPL_H
 #define MF_KERN_TMPL_H
 
-#include "nn/nn.h"
+#include "nn.h"
 
 #define MF_GEMM_KERNEL(NAME, ELEM, ROWS, COLV, W, BVEC, AVEC, ACC, ZERO, LOADB, BCAST, DOT,    \
                        STORE)                                                                  \

@@ -91,6 +91,11 @@ static void summary(FILE *f, const rp_data *d)
                 "<tr><th>magnitude</th><td>min %.3f · p1 %.3f · median %.3f · p99 %.3f"
                 " · max %.3f</td></tr>\n",
                 d->pct[0], d->pct[1], d->pct[2], d->pct[3], d->pct[4]);
+    if (d->nonfinite)
+        fprintf(f,
+                "<tr><th>not finite</th><td class=\"warn\">%llu rows have a NaN or infinite "
+                "magnitude (left out of the figures; mf-filter drops them)</td></tr>\n",
+                (unsigned long long)d->nonfinite);
     fputs("</table>\n", f);
     if (d->filter_json) {
         fputs("<h3>Filter settings (mf_filter)</h3><pre>", f);

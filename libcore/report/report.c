@@ -11,12 +11,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "export/export_internal.h"
+#include "mf/durable.h"
 #include "html.h"
 #include "mf/export.h"
 #include "mf/log.h"
 #include "mf/status.h"
 #include "report_internal.h"
+#include "vec.h"
 
 #define MAX_RULES 64
 
@@ -63,14 +64,9 @@ int mf_report_find_cut(const char *filter_json, double *cut)
 /* Take ownership of `id` and return its thumbnail index (or a negative status). */
 static long add_thumb(rp_data *d, char *id)
 {
-    if (d->n_thumbs == d->cap_thumbs) {
-        size_t cap = d->cap_thumbs ? d->cap_thumbs * 2 : 256;
-        rp_thumb *t = realloc(d->thumbs, cap * sizeof *t);
-        if (!t) {
-            free(id);
-            return mf_set_error(MF_ERR_NOMEM, "out of memory");
-        }
-        d->thumbs = t, d->cap_thumbs = cap;
+    if (MF_GROW(d->thumbs, d->cap_thumbs, d->n_thumbs + 1, "thumbnails") < 0) {
+        free(id);
+        return MF_ERR_NOMEM;
     }
     d->thumbs[d->n_thumbs] = (rp_thumb){id, NULL, NULL};
     return (long)d->n_thumbs++;
@@ -136,58 +132,29 @@ static int fetch_thumbs(rp_data *d, mf_report_stats *st)
 
 /* ---- columns and summary ---------------------------------------------------------- */
 
-static int cmp_i64(const void *a, const void *b)
-{
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return (x > y) - (x < y);
-}
-
-/* Distinct values >= 0 of v[0..n) and the count of negative ones. */
-static int count_distinct(const int64_t *v, uint64_t n, uint64_t *distinct, uint64_t *neg)
-{
-    int64_t *c = malloc((n ? n : 1) * sizeof *c);
-    if (!c)
-        return mf_set_error(MF_ERR_NOMEM, "out of memory");
-    memcpy(c, v, n * sizeof *c);
-    qsort(c, n, sizeof *c, cmp_i64);
-    *distinct = *neg = 0;
-    for (uint64_t i = 0; i < n; i++) {
-        if (c[i] < 0)
-            (*neg)++;
-        else if (i == 0 || c[i] != c[i - 1])
-            (*distinct)++;
-    }
-    free(c);
-    return 0;
-}
-
 static int read_columns(rp_data *d)
 {
-    size_t n = (size_t)d->n, m = n ? n : 1;
-    d->mag = malloc(m * sizeof *d->mag);
-    d->label = malloc(m * sizeof *d->label);
-    int has_cluster = mf_store_has(d->s, "cluster");
-    d->cluster = has_cluster ? malloc(m * sizeof *d->cluster) : NULL;
-    float *sorted = malloc(m * sizeof *sorted);
-    int rc = d->mag && d->label && sorted && (d->cluster || !has_cluster)
-                 ? 0
-                 : mf_set_error(MF_ERR_NOMEM, "out of memory for %zu rows", n);
-    if (rc == 0 && n)
-        rc = mf_store_read_magnitude(d->s, 0, n, d->mag);
-    if (rc == 0 && n)
-        rc = mf_store_read_label(d->s, 0, n, d->label);
-    if (rc == 0 && n && d->cluster)
-        rc = mf_store_read_int64(d->s, "cluster", 0, n, d->cluster);
+    size_t n = (size_t)d->n;
+    int rc = mf_store_load_float(d->s, "magnitude", &d->mag);
     if (rc == 0)
-        rc = count_distinct(d->label, n, &d->identities, &d->unlabelled);
+        rc = mf_store_load_int64(d->s, "label", &d->label);
+    if (rc == 0 && mf_store_has(d->s, "cluster"))
+        rc = mf_store_load_int64(d->s, "cluster", &d->cluster);
+    if (rc == 0)
+        rc = mf_count_distinct(d->label, n, &d->identities, &d->unlabelled);
     if (rc == 0 && d->cluster)
-        rc = count_distinct(d->cluster, n, &d->clusters, &d->unassigned);
+        rc = mf_count_distinct(d->cluster, n, &d->clusters, &d->unassigned);
+    float *sorted = rc == 0 ? malloc((n ? n : 1) * sizeof *sorted) : NULL;
+    if (rc == 0 && !sorted)
+        rc = mf_set_error(MF_ERR_NOMEM, "out of memory for %zu rows", n);
     if (rc == 0 && n) {
         memcpy(sorted, d->mag, n * sizeof *sorted);
-        mf_sort_floats(sorted, n);
+        size_t m = mf_finite_floats(sorted, n);
+        d->nonfinite = n - m;
+        mf_sort_floats(sorted, m);
         const double q[5] = {0, 1, 50, 99, 100};
         for (int k = 0; k < 5; k++)
-            d->pct[k] = (float)mf_percentile_sorted(sorted, n, q[k]);
+            d->pct[k] = m ? (float)mf_percentile_sorted(sorted, m, q[k]) : NAN;
         mf_histogram_build(&d->hist, d->mag, n, 40);
     }
     free(sorted);
@@ -419,17 +386,22 @@ int mf_report_write(mf_store *s, const char *path, const mf_report_params *p,
     if (p->max_faces < 0 || p->per_rule < 0 || p->top_groups < 0 || p->per_group < 0)
         return mf_set_error(MF_ERR_ARG, "report sizes must not be negative");
     rp_data d = {.s = s, .p = p, .n = mf_store_rows(s)};
-    int rc = gather(&d);
+    /* Opened first: an output that may not be written is refused before any work. */
+    mf_output *o;
+    unsigned flags = MF_OUTPUT_MAKE_PARENTS | (p->overwrite ? MF_OUTPUT_OVERWRITE : 0);
+    int rc = mf_output_open(&o, path, flags);
+    if (rc < 0)
+        return rc;
+    rc = gather(&d);
     if (rc == 0)
         rc = fetch_thumbs(&d, st);
-    char *tmp = NULL;
-    FILE *f = rc == 0 && (rc = mf_make_parent(path)) == 0 ? mf_atomic_open(path, &tmp) : NULL;
+    FILE *f = rc == 0 ? mf_output_stream(o) : NULL;
     if (rc == 0 && !f)
         rc = MF_ERR_IO;
     if (rc == 0 && (rc = mf_report_page(f, &d)) == 0)
-        rc = mf_atomic_commit(f, tmp, path);
-    else if (f)
-        mf_atomic_discard(f, tmp);
+        rc = mf_output_commit(o);
+    else
+        mf_output_abort(o);
     st->has_cut = d.has_cut;
     st->cut = d.cut;
     st->split = d.all_split;

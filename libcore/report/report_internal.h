@@ -58,7 +58,8 @@ typedef struct rp_data {
     int64_t *label;
     int64_t *cluster; /* NULL without /cluster */
     uint64_t identities, unlabelled, clusters, unassigned;
-    float pct[5]; /* min p1 p50 p99 max */
+    float pct[5];       /* min p1 p50 p99 max of the finite magnitudes */
+    uint64_t nonfinite; /* rows whose magnitude is NaN or Inf */
     mf_histogram hist;
     const char *filter_json;
     int has_cut;

@@ -3,7 +3,7 @@
  * first dot of the basename) form one sample; its .jpg/.jpeg/.png member is the image
  * and a .cls member the label. A plain tar of images is the special case of one member
  * per key. */
-#include "source/source_internal.h"
+#include "source_internal.h"
 #include "mf/status.h"
 
 #include <archive.h>

@@ -1,6 +1,6 @@
 /* source.c - the input iterator: queue, detection, label names, files and RecordIO
  * (archives in archive.c, directory walks and lists in walk.c). */
-#include "source/source_internal.h"
+#include "source_internal.h"
 #include "mf/status.h"
 
 #include <errno.h>
@@ -94,7 +94,6 @@ const char *mf_source_label_name(const mf_source *s, size_t label)
 {
     return label < s->n_names ? s->names[label] : NULL;
 }
-uint64_t mf_source_skipped(const mf_source *s) { return s->skipped; }
 void mf_source_set_reading(mf_source *s, int on) { s->no_read = !on; }
 
 void mf_source_set_skip(mf_source *s, mf_source_skip_fn fn, void *ctx)
@@ -105,12 +104,8 @@ void mf_source_set_skip(mf_source *s, mf_source_skip_fn fn, void *ctx)
 
 int mf_src_wanted(mf_source *s, const char *id)
 {
-    if (mf_shard_of(id, s->p.shard_count) != s->p.shard_index ||
-        (s->skip_fn && s->skip_fn(id, s->skip_ctx))) {
-        s->skipped++;
-        return 0;
-    }
-    return 1;
+    return mf_shard_of(id, s->p.shard_count) == s->p.shard_index &&
+           !(s->skip_fn && s->skip_fn(id, s->skip_ctx));
 }
 
 /* ---- detection -------------------------------------------------------------------- */
@@ -417,10 +412,8 @@ static int next_record(mf_source *s, mf_src_input *in, mf_sample *out)
                 s->rec_images_end = images_end(&h);
             continue;
         }
-        if (!mine) {
-            s->skipped++;
+        if (!mine)
             continue;
-        }
         id = mf_src_printf("%s//%s", in->path, key);
         if (!id)
             return mf_set_error(MF_ERR_NOMEM, "out of memory");

@@ -51,7 +51,6 @@ struct mf_source {
     int prepared;
     char **names; /* sorted label names (label_from_dir) */
     size_t n_names, cap_names;
-    uint64_t skipped;
     int no_read;               /* mf_source_set_reading(s, 0) */
     mf_source_skip_fn skip_fn; /* mf_source_set_skip */
     void *skip_ctx;
@@ -94,7 +93,7 @@ int mf_src_emit(mf_source *s, mf_sample *out, const char *id, int64_t label, con
                 const uint8_t *data, size_t size);
 
 /* Is this id one the caller wants (this shard, not passed over by the skip
- * predicate)? Counts the others in s->skipped. Decide before reading any bytes. */
+ * predicate)? Decide before reading any bytes. */
 int mf_src_wanted(mf_source *s, const char *id);
 
 #endif

@@ -1,6 +1,6 @@
 /* walk.c - expand directories (recursive, byte-wise sorted) and list files into entries. */
 #define _GNU_SOURCE /* vasprintf */
-#include "source/source_internal.h"
+#include "source_internal.h"
 #include "mf/status.h"
 
 #define MF_WALK_MAX_DEPTH 64 /* deeper trees are reported, not walked */

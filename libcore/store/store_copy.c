@@ -4,8 +4,8 @@
 #include <string.h>
 
 #include "mf/status.h"
-#include "store/h5util.h"
-#include "store/store_internal.h"
+#include "h5.h"
+#include "store_internal.h"
 
 /* Source rows read per window; 4096 x 512 floats = 8 MiB. */
 #define COPY_WINDOW 4096
@@ -113,6 +113,11 @@ static int copy_column(mf_store *dst, mf_store *src, const char *name, const uin
     int rank = H5Sget_simple_extent_dims(sp, dims, NULL);
     H5Sclose(sp);
     uint64_t cols = rank == 2 ? dims[1] : 0;
+    if (mf_store_check_strings(src, sds, name) < 0) {
+        H5Dclose(dds);
+        H5Dclose(sds);
+        return MF_ERR_FORMAT;
+    }
     hid_t mt = memory_type(sds);
     int is_vlen = H5Tis_variable_str(mt) > 0;
     size_t row_bytes = H5Tget_size(mt) * (cols ? cols : 1);
@@ -305,6 +310,10 @@ char *mf_store_label_name(mf_store *s, uint64_t label)
     if (ds < 0 || label >= mf_store_length(ds)) {
         if (ds >= 0)
             H5Dclose(ds);
+        return NULL;
+    }
+    if (mf_store_check_strings(s, ds, "labels/name") < 0) {
+        H5Dclose(ds);
         return NULL;
     }
     hid_t str = mf_h5_vlen_str_type();
