@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# test_convert.sh - mf-convert: native file round trip, --info, wrong arch, bad files.
+# test_convert.sh - mf-convert: native file round trip, --info, wrong arch, bad files;
+# int8 calibration, --precision for the bench and mf-embed, the store's `precision`.
 set -u
 fail=0
 check() { if ! eval "$2"; then echo "FAIL: $1"; fail=1; fi; }
@@ -42,6 +43,49 @@ mf-convert 2> /dev/null
 check "no args exit 2" '[ $? -eq 2 ]'
 mf-convert "$fx/tiny.h5" 2> /dev/null
 check "nothing to do exit 2" '[ $? -eq 2 ]'
+
+# the CPU and its kernels are named; MF_ISA caps them
+check "info cpu" 'grep -q "^cpu: " "$tmp/native.txt" && grep -q "^int8 kernel: " "$tmp/native.txt"'
+MF_ISA=avx2 mf-convert --info "$tmp/tiny.mfmodel" > "$tmp/avx2.txt"
+check "MF_ISA=avx2 gives the avx2 kernels" 'grep -q "^fp32 kernel: avx2 4x24" "$tmp/avx2.txt"'
+check "not calibrated" 'grep -q "^int8_calibration: none" "$tmp/native.txt"'
+
+# int8: refused until calibrated; --calibrate keeps the ranges in the model file
+mf-convert --bench --precision int8 --seconds 0 --batch 2 "$tmp/tiny.mfmodel" > /dev/null 2> "$tmp/err.txt"
+check "uncalibrated int8 exit 1" '[ $? -eq 1 ]'
+check "says how to calibrate" 'grep -q "mf-convert --calibrate" "$tmp/err.txt"'
+mf-convert --calibrate "$MF_SOURCE_DIR/data/faces" "$tmp/tiny.mfmodel" 2> /dev/null
+check "calibrate without -o exit 2" '[ $? -eq 2 ]'
+mf-convert -q --calibrate "$MF_SOURCE_DIR/data/faces" --calibrate-faces 40 "$tmp/tiny.mfmodel" -o "$tmp/int8.mfmodel"
+check "calibrate exit 0" '[ $? -eq 0 ]'
+mf-convert --info "$tmp/int8.mfmodel" > "$tmp/int8.txt"
+check "calibration recorded" 'grep -q "^int8_calibration: 40 faces, id [0-9a-f]\{16\}$" "$tmp/int8.txt"'
+for p in fp32 bf16 int8; do
+    mf-convert --bench --precision $p --seconds 0 --batch 2 -j 2 "$tmp/int8.mfmodel" > "$tmp/bench.txt"
+    check "bench $p" 'grep -q "precision $p batch 2 threads 2: .* img/s" "$tmp/bench.txt"'
+done
+mf-convert --bench --precision fp16 "$tmp/int8.mfmodel" 2> /dev/null
+check "unknown precision exit 2" '[ $? -eq 2 ]'
+
+# mf-embed records the precision (and the calibration) in the store
+for p in fp32 int8; do
+    mf-embed -q -m "$tmp/int8.mfmodel" --precision $p -o "$tmp/$p.h5" "$MF_SOURCE_DIR/data/faces/id00"
+    check "embed $p exit 0" '[ $? -eq 0 ]'
+done
+if /usr/bin/python3 -c "import h5py" 2> /dev/null; then
+    /usr/bin/python3 - "$tmp" "$(grep -o "id [0-9a-f]*" "$tmp/int8.txt" | cut -c4-)" <<'PY'
+import sys, h5py, numpy as np
+d, cal = sys.argv[1], sys.argv[2]
+a, b = h5py.File(d + "/fp32.h5", "r"), h5py.File(d + "/int8.h5", "r")
+attr = lambda f, k: f.attrs[k].decode() if isinstance(f.attrs[k], bytes) else f.attrs[k]
+assert attr(a, "precision") == "fp32" and "int8_calibration" not in a.attrs
+assert attr(b, "precision") == "int8" and attr(b, "int8_calibration") == cal
+x, y = a["embedding"][:], b["embedding"][:]
+cos = (x * y).sum(1) / np.linalg.norm(x, axis=1) / np.linalg.norm(y, axis=1)
+assert x.shape == y.shape and cos.min() > 0.98, cos.min()
+PY
+    check "store precision attributes" '[ $? -eq 0 ]'
+fi
 
 # official layouts (needs the PyTorch checkpoint reader linked in)
 if mf-convert --info "$fx/tiny_dp.pth" > "$tmp/pth.txt" 2> "$tmp/err.txt"; then
