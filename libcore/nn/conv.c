@@ -142,6 +142,17 @@ static inline float finish(float y, int k, const mf_epilogue *ep, size_t idx)
 
 /* ---- im2col ---------------------------------------------------------------------- */
 
+/* Round n values (a multiple of 8) to integers within [lo, hi]. */
+static void quantise_row(float *x, int n, float lo, float hi)
+{
+    __m256 vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
+    for (int i = 0; i < n; i += 8) {
+        __m256 v = _mm256_round_ps(_mm256_loadu_ps(x + i),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        _mm256_storeu_ps(x + i, _mm256_min_ps(_mm256_max_ps(v, vlo), vhi));
+    }
+}
+
 /* B panel for output columns t0 .. t0+nt: row (c, ky, kx), lane l = the input pixel
  * under that kernel tap for column t0+l (as x*a+b), zero in the padding and the spare
  * lanes. The taps' offsets and validity are the same for every channel, so they are
@@ -167,12 +178,12 @@ static void pack_columns(float *restrict b, const float *restrict in, const mf_c
     for (int c = 0; c < s->cin; c++) {
         const float *restrict src = in + (size_t)c * plane;
         float a = op->in_a ? op->in_a[c] : 1.0f, o = op->in_b ? op->in_b[c] : 0.0f;
-        float lo = op->qlo ? op->qlo[c] : -INFINITY, hi = op->qhi ? op->qhi[c] : INFINITY;
-        for (int k = 0; k < taps; k++, b += nr)
-            for (int l = 0; l < nr; l++) {
-                float v = ok[k][l] ? src[idx[k][l]] * a + o : 0.0f;
-                b[l] = op->qlo ? fminf(fmaxf(rintf(v), lo), hi) : v;
-            }
+        for (int k = 0; k < taps; k++, b += nr) {
+            for (int l = 0; l < nr; l++)
+                b[l] = ok[k][l] ? src[idx[k][l]] * a + o : 0.0f;
+            if (op->qlo) /* int8: whole rows at once (nr is a multiple of 8) */
+                quantise_row(b, nr, op->qlo[c], op->qhi[c]);
+        }
     }
 }
 
@@ -334,15 +345,18 @@ static void wino_rows(float (*restrict d)[ROW], const float *restrict src,
     }
 }
 
+/* y0..y5 = B^T applied to d0..d5 */
+#define BT6_OUT(y0, y1, y2, y3, y4, y5, d0, d1, d2, d3, d4, d5)                                \
+    do {                                                                                       \
+        y0 = 4 * (d0)-5 * (d2) + (d4), y1 = (d3) + (d4)-4 * ((d1) + (d2));                     \
+        y2 = 4 * ((d1) - (d2)) + (d4) - (d3), y3 = 2 * ((d3) - (d1)) + (d4) - (d2);            \
+        y4 = 2 * ((d1) - (d3)) + (d4) - (d2), y5 = 4 * (d1)-5 * (d3) + (d5);                   \
+    } while (0)
+
 /* v (6 values, stride st) = B^T applied to d0..d5 */
 #define BT6(o, st, d0, d1, d2, d3, d4, d5)                                                     \
-    do {                                                                                       \
-        (o)[0] = 4 * (d0)-5 * (d2) + (d4), (o)[(st)] = (d3) + (d4)-4 * ((d1) + (d2));          \
-        (o)[2 * (st)] = 4 * ((d1) - (d2)) + (d4) - (d3);                                       \
-        (o)[3 * (st)] = 2 * ((d3) - (d1)) + (d4) - (d2);                                       \
-        (o)[4 * (st)] = 2 * ((d1) - (d3)) + (d4) - (d2);                                       \
-        (o)[5 * (st)] = 4 * (d1)-5 * (d3) + (d5);                                              \
-    } while (0)
+    BT6_OUT((o)[0], (o)[(st)], (o)[2 * (st)], (o)[3 * (st)], (o)[4 * (st)], (o)[5 * (st)], d0, \
+            d1, d2, d3, d4, d5)
 
 #define BT6_COL(d, p)                                                                          \
     do {                                                                                       \
@@ -350,6 +364,19 @@ static void wino_rows(float (*restrict d)[ROW], const float *restrict src,
         float d5 = d[5][p];                                                                    \
         BT6(&d[0][p], ROW, d0, d1, d2, d3, d4, d5);                                            \
     } while (0)
+
+/* The horizontal B^T pass along a run of tiles: six output streams (one per column of
+ * the 6x6 tile, `estride` apart in V) that never overlap, which `restrict` tells the
+ * compiler so that it vectorises along the run. */
+static void bt6_run(float *restrict o0, float *restrict o1, float *restrict o2,
+                    float *restrict o3, float *restrict o4, float *restrict o5,
+                    const float *restrict q0, const float *restrict q1,
+                    const float *restrict q2, const float *restrict q3, int run)
+{
+    for (int k = 0; k < run; k++)
+        BT6_OUT(o0[k], o1[k], o2[k], o3[k], o4[k], o5[k], q0[k], q1[k], q2[k], q3[k], q0[k + 1],
+                q1[k + 1]);
+}
 
 /* q[f][j] = u[4j + f]: 4x4 transposes of consecutive groups of four columns. */
 static void split_phases(float (*restrict q)[MAX_LANES + 1], const float *restrict u, int n)
@@ -400,8 +427,8 @@ static void wino_input(float *v, const float *in, const wino_task *w, const mf_c
                     const float *q0 = q[i][0] + x, *q1 = q[i][1] + x, *q2 = q[i][2] + x;
                     const float *q3 = q[i][3] + x;
                     float *oi = o + (size_t)(i * 6) * estride;
-                    for (int k = 0; k < run; k++)
-                        BT6(oi + k, estride, q0[k], q1[k], q2[k], q3[k], q0[k + 1], q1[k + 1]);
+                    bt6_run(oi, oi + estride, oi + 2 * estride, oi + 3 * estride,
+                            oi + 4 * estride, oi + 5 * estride, q0, q1, q2, q3, run);
                 }
                 x += run;
             }
@@ -439,6 +466,22 @@ static void put_row(float *o, const float *res, float (*y)[MAX_LANES], int l0, i
         o[x] = y[x & 3][l0 + (x >> 2)] + (res ? res[x] : 0.0f);
 }
 
+/* x = prelu(x + bias) over n values (GCC leaves the plain loop scalar). */
+static void bias_prelu(float *x, int n, float bias, float slope)
+{
+    __m256 b = _mm256_set1_ps(bias), k = _mm256_set1_ps(slope), zero = _mm256_setzero_ps();
+    int l = 0;
+    for (; l + 8 <= n; l += 8) {
+        __m256 v = _mm256_add_ps(_mm256_loadu_ps(x + l), b);
+        _mm256_storeu_ps(x + l, _mm256_blendv_ps(v, _mm256_mul_ps(v, k),
+                                                 _mm256_cmp_ps(v, zero, _CMP_LT_OQ)));
+    }
+    for (; l < n; l++) {
+        float v = x[l] + bias;
+        x[l] = v < 0.0f ? v * slope : v;
+    }
+}
+
 /* Y = A^T M A over all lanes of an output channel at once, then the runs of tiles are
  * written out row by row with the epilogue. */
 static void wino_output(float *out, const float *m, const wino_task *w, const mf_epilogue *ep,
@@ -462,10 +505,7 @@ static void wino_output(float *out, const float *m, const wino_task *w, const mf
         float slope = ep->prelu ? ep->prelu[k] : 1.0f;
         for (int i = 0; i < 4; i++)
             for (int j = 0; j < 4; j++)
-                for (int l = 0; l < w->nt; l++) {
-                    float v = y[i][j][l] + bias;
-                    y[i][j][l] = v < 0.0f ? v * slope : v;
-                }
+                bias_prelu(y[i][j], w->nt, bias, slope);
         for (int g = 0; g < w->nseg; g++) {
             int oy = 4 * w->seg[g].ty, ox = 4 * w->seg[g].tx0, len = w->seg[g].len;
             int l0 = w->seg[g].lane0, cols = 4 * len < s->w - ox ? 4 * len : s->w - ox;

@@ -473,9 +473,13 @@ Test(model, int8_and_bf16_fidelity_gates, .timeout = 600)
     size_t face = 112 * 112 * 3;
     int n = 2 * n0, dim = 512;
     uint8_t *eval = malloc((size_t)n * face), *calib = malloc((size_t)n0 * face);
+    /* evaluation: the faces and brighter, shifted copies; calibration: mirrored copies,
+     * half brighter and half darker (a sample of the same kind of data, other images) */
     memcpy(eval, base, (size_t)n0 * face);
     vary(eval + (size_t)n0 * face, base, n0, 0, 2, 1.15f, -12);
-    vary(calib, base, n0, 1, -1, 0.9f, 10);
+    vary(calib, base, n0 / 2, 1, -1, 1.1f, -8);
+    vary(calib + (size_t)(n0 / 2) * face, base + (size_t)(n0 / 2) * face, n0 - n0 / 2, 1, 1,
+         0.9f, 10);
     snprintf(path, sizeof path, "%s/iresnet18_dp.pth", dir);
     mf_model *m;
     cr_assert_eq(mf_model_load(&m, path, "iresnet18"), 0, "%s", mf_last_error());
