@@ -221,8 +221,11 @@ int mf_runner_create(mf_runner **out, const mf_model *m, const mf_runner_params 
         r->buf[i] = mem + i * r->buf_floats;
     r->flat = mem + 3 * r->buf_floats;
     r->scratch = r->flat + flat;
-    mf_log(MF_LOG_DEBUG, "runner: %s, batch %d, %d threads", r->describe, r->max_batch,
-           r->threads);
+    char cpu[512];
+    mf_isa_describe(cpu, sizeof cpu);
+    cpu[strcspn(cpu, "\n")] = 0; /* the first line: the CPU and its extensions */
+    mf_log(MF_LOG_DEBUG, "runner: %s, batch %d, %d threads; %s", r->describe, r->max_batch,
+           r->threads, cpu);
     *out = r;
     return 0;
 }
