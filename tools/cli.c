@@ -16,6 +16,7 @@
 
 #include "mf/durable.h"
 #include "mf/log.h"
+#include "mf/progress.h"
 #include "mf/status.h"
 #include "mf/store.h"
 
@@ -30,7 +31,9 @@ enum {
     OPT_QUIET,
     OPT_VERBOSE,
     OPT_PROGRESS,
-    OPT_OVERWRITE
+    OPT_OVERWRITE,
+    OPT_JSON,
+    OPT_PROGRESS_EVERY
 };
 
 static const mf_cli_opt common_opts[] = {
@@ -40,6 +43,11 @@ static const mf_cli_opt common_opts[] = {
      OPT_VERBOSE},
     {"progress", 0, NULL, "show the progress bar even when stderr is not a terminal",
      OPT_PROGRESS},
+    {"progress-every", 0, "SEC",
+     "when stderr is not a terminal (a batch log), a progress line every SEC seconds "
+     "(default: 60 in a SLURM job, else none; 0 = none)",
+     OPT_PROGRESS_EVERY},
+    {"json", 0, NULL, "print the summary as one JSON object on stdout", OPT_JSON},
     {"help", 'h', NULL, "show this help and exit", OPT_HELP},
     {"version", 0, NULL, "show the version and exit", OPT_VERSION},
     {0},
@@ -215,6 +223,9 @@ int mf_cli_parse(const mf_cli_tool *t, int argc, char **argv, mf_cli_on_option c
     saved_argv = argv;
     atexit(mf_output_abort_all); /* an exit after a failure leaves no temporary */
     mf_log_set_program(t->name);
+    mf_log_set_level(MF_LOG_INFO); /* libcore's notes, like the tools' own, unless -q */
+    if (getenv("SLURM_JOB_ID"))    /* a batch log: a progress line a minute */
+        mf_progress_set_log_interval(60);
     /* Fixed-size tables: parsing may exit (--help, usage errors), and nothing
      * allocated here must outlive that. */
     enum { MAX_OPTS = 128 };
@@ -256,6 +267,11 @@ int mf_cli_parse(const mf_cli_tool *t, int argc, char **argv, mf_cli_on_option c
         case OPT_VERBOSE: mf_log_set_level(MF_LOG_DEBUG); break;
         case OPT_PROGRESS: mf_cli.progress = 1; break;
         case OPT_OVERWRITE: mf_cli.overwrite = 1; break;
+        case OPT_JSON: mf_cli.json = 1; break;
+        case OPT_PROGRESS_EVERY:
+            mf_progress_set_log_interval(
+                mf_cli_parse_double("--progress-every", optarg, 0, 86400));
+            break;
         default:
             if (cb && cb(o->id, optarg, ctx) != 0)
                 mf_cli_usage_error("invalid value for --%s: '%s'", o->long_name,
@@ -360,6 +376,13 @@ void mf_cli_print_record(const cJSON *o, int json)
             printf("%.6f", v);
         printf("%s", f->next ? "\t" : "\n");
     }
+}
+
+void mf_cli_summary(cJSON *o)
+{
+    if (mf_cli.json && o)
+        mf_cli_print_record(o, 1);
+    cJSON_Delete(o);
 }
 
 char *mf_cli_history(cJSON *details)

@@ -10,8 +10,11 @@
  *     int first = mf_cli_parse(&tool, argc, argv, on_option, &cfg);
  *
  * Common options handled here for every tool: -h/--help (usage on stdout, exit 0),
- * --version, -j/--threads N, -q/--quiet, --verbose, --progress; and --overwrite for the
- * tools that write outputs (MF_CLI_WRITES). Messages go to stderr as
+ * --version, -j/--threads N, -q/--quiet, --verbose, --progress, --progress-every SEC
+ * (progress as a line every SEC seconds when stderr is not a terminal; 60 by default in
+ * a SLURM job), --json (the tool's
+ * summary as one JSON object on stdout: see mf_cli_summary); and --overwrite for the
+ * tools that write outputs (MF_CLI_WRITES). A short flag means the same in every tool. Messages go to stderr as
  * "mf-tool: error: ...". Exit codes follow DESIGN.md. */
 #ifndef MF_CLI_H
 #define MF_CLI_H
@@ -52,6 +55,7 @@ typedef struct mf_cli_common {
     int quiet;     /* -q */
     int progress;  /* --progress: show the bar even when stderr is not a terminal */
     int overwrite; /* --overwrite (tools that write): replace outputs that exist */
+    int json;      /* --json: the summary as one JSON object on stdout */
 } mf_cli_common;
 
 extern mf_cli_common mf_cli;
@@ -116,6 +120,10 @@ int mf_cli_fail(int rc);
  * other numbers with 6 decimals). */
 struct cJSON;
 void mf_cli_print_record(const struct cJSON *o, int json);
+
+/* The end-of-run summary: with --json, the object as one line on stdout; else nothing
+ * (the tool prints its text lines itself). Takes over o. */
+void mf_cli_summary(struct cJSON *o);
 
 /* This run's history entry for a derived store (a JSON object as text, malloc'ed): the
  * tool, mfkit's version, the command line, the UTC time, plus the members of `details`

@@ -14,11 +14,11 @@
 #include "mf/progress.h"
 #include "mf/status.h"
 #include "mf/store.h"
+#include "mf/tsv.h"
 
 enum {
     OPT_OUT = 1000,
     OPT_TSV,
-    OPT_JSON,
     OPT_METHOD,
     OPT_TAU,
     OPT_TAU2,
@@ -38,7 +38,7 @@ enum {
 
 typedef struct config {
     const char *out, *graph, *truth;
-    int tsv, json, calibrate;
+    int tsv, calibrate;
     int method_set;
     float tau, tau2; /* UNSET: the method's default */
     double quant, res;
@@ -49,9 +49,7 @@ typedef struct config {
 static const mf_cli_opt options[] = {
     {"output", 'o', "OUT.h5", "write the input rows plus /cluster to OUT.h5", OPT_OUT},
     {"tsv", 0, NULL, "print id, cluster, magnitude as TSV on stdout", OPT_TSV},
-    {"json", 0, NULL, "print the summary as one JSON object on stdout", OPT_JSON},
-    {"method", 'm', "NAME", "anchors (default), components, peaks, infomap, leiden",
-     OPT_METHOD},
+    {"method", 0, "NAME", "anchors (default), components, peaks, infomap, leiden", OPT_METHOD},
     {"tau", 't', "COS", "edge threshold (cosine; default per method)", OPT_TAU},
     {"tau2", 0, "COS", "anchors: threshold for attaching low-quality samples", OPT_TAU2},
     {"anchor-quantile", 0, "Q",
@@ -105,7 +103,6 @@ static int on_option(int id, const char *arg, void *ctx)
     switch (id) {
     case OPT_OUT: c->out = arg; break;
     case OPT_TSV: c->tsv = 1; break;
-    case OPT_JSON: c->json = 1; break;
     case OPT_METHOD: {
         int m = mf_cluster_method_parse(arg);
         if (m < 0)
@@ -259,9 +256,10 @@ static int write_tsv(mf_store *s, const int64_t *label, const float *mag)
     printf("id\tcluster\tmagnitude\n");
     while (rc == 0 && (rc = mf_store_cursor_next(c, &b)) > 0) {
         rc = 0;
-        for (size_t i = 0; i < b->n; i++)
-            printf("%s\t%lld\t%.6g\n", b->id[i], (long long)label[b->start + i],
-                   mag[b->start + i]);
+        for (size_t i = 0; i < b->n; i++) {
+            mf_tsv_write_field(stdout, b->id[i]); /* ids may hold tabs: escaped (mf/tsv.h) */
+            printf("\t%lld\t%.6g\n", (long long)label[b->start + i], mag[b->start + i]);
+        }
     }
     mf_store_cursor_close(c);
     return rc < 0 ? rc : 0;
@@ -310,7 +308,7 @@ int main(int argc, char **argv)
     int first = mf_cli_parse(&tool, argc, argv, on_option, &c);
     if (argc - first != 1)
         mf_cli_usage_error("expected one store, got %d operands", argc - first);
-    if (c.tsv && c.json)
+    if (c.tsv && mf_cli.json)
         mf_cli_usage_error("--tsv and --json both write to stdout: choose one");
     finish_params(&c);
     c.kp.progress = mf_cli.quiet ? 0 : mf_cli.progress ? 2 : 1;
@@ -351,7 +349,7 @@ int main(int argc, char **argv)
         mf_output_abort(out);
     if (rc == 0) {
         print_summary(&st, g, &ki, &c);
-        if (c.json) {
+        if (mf_cli.json) {
             char *meta = cJSON_PrintUnformatted(js);
             printf("%s\n", meta);
             free(meta);

@@ -37,15 +37,17 @@ enum {
     OPT_ARCH,
     OPT_MAX_MP,
     OPT_PRECISION,
+    OPT_ROOT,
+    OPT_NULL,
 };
 
 #define MAX_LISTS 64
 
 typedef struct config {
-    const char *model, *output, *feat_list, *arch, *shard;
+    const char *model, *output, *feat_list, *arch, *shard, *root;
     const char *lists[MAX_LISTS];
     int n_lists;
-    int label_from_dir, resize, batch;
+    int label_from_dir, resize, batch, null_lists;
     double max_megapixels;
     mf_precision precision;
 } config;
@@ -80,6 +82,11 @@ static const mf_cli_opt options[] = {
      "fp32 (default: the reference numbers), bf16, or int8 (needs a model calibrated "
      "with mf-convert --calibrate); recorded in the store",
      OPT_PRECISION},
+    {"root", 0, "DIR",
+     "resolve relative list entries against DIR ('.' = as written, like MagFace's "
+     "gen_feat.py; default: the list file's folder)",
+     OPT_ROOT},
+    {"null", '0', NULL, "list files are NUL-separated paths (find -print0)", OPT_NULL},
     {0},
 };
 
@@ -121,6 +128,8 @@ static int on_option(int id, const char *arg, void *ctx)
         break;
     case OPT_FEAT_LIST: c->feat_list = arg; break;
     case OPT_ARCH: c->arch = arg; break;
+    case OPT_ROOT: c->root = arg; break;
+    case OPT_NULL: c->null_lists = 1; break;
     case OPT_MAX_MP:
         c->max_megapixels = mf_cli_parse_double("--max-megapixels", arg, 0.01, 1e4);
         break;
@@ -157,6 +166,10 @@ static char *job_description(const config *c, char **inputs, int n, const mf_mod
     if (c->precision == MF_PRECISION_INT8)
         cJSON_AddStringToObject(o, "int8_calibration", mf_model_calibration_id(m));
     cJSON_AddBoolToObject(o, "resize", c->resize);
+    if (c->root) /* only when given: jobs started before --root existed still resume */
+        cJSON_AddStringToObject(o, "root", c->root);
+    if (c->null_lists)
+        cJSON_AddBoolToObject(o, "null_lists", 1);
     char shard[64];
     snprintf(shard, sizeof shard, "%d/%d", shard_k, shard_n);
     cJSON_AddStringToObject(o, "shard", shard);
@@ -280,6 +293,10 @@ static int record_history(mf_store *out, const mf_embed_stats *st, int shard_k, 
 static int finish_complete(const config *c, mf_output *feat)
 {
     mf_cli_info("'%s' already holds this job, complete: nothing to embed", c->output);
+    cJSON *js = cJSON_CreateObject();
+    cJSON_AddStringToObject(js, "output", c->output);
+    cJSON_AddBoolToObject(js, "already_complete", 1);
+    mf_cli_summary(js);
     if (!feat)
         return 0;
     mf_store *s;
@@ -364,6 +381,8 @@ int main(int argc, char **argv)
     sp.label_from_dir = c.label_from_dir;
     sp.shard_index = shard_k;
     sp.shard_count = shard_n;
+    sp.root = c.root;
+    sp.null_lists = c.null_lists;
     mf_source *src;
     if (mf_source_new(&src, &sp) < 0 || add_inputs(src, &c, argv + first, argc - first) < 0)
         return fail(NULL);
@@ -442,6 +461,22 @@ int main(int argc, char **argv)
                 (unsigned long long)st.embedded, (unsigned long long)rows, c.output,
                 (unsigned long long)failed, (unsigned long long)st.skipped, st.wall_seconds,
                 rate, net_rate);
+    cJSON *js = cJSON_CreateObject();
+    cJSON_AddStringToObject(js, "output", c.output);
+    cJSON_AddBoolToObject(js, "resumed", state == MF_STORE_JOB_RESUMED);
+    const char *keys[] = {"rows",
+                          "failed",
+                          "embedded_this_run",
+                          "skipped",
+                          "seconds",
+                          "images_per_second",
+                          "network_images_per_second"};
+    const double values[] = {
+        (double)rows, (double)failed, (double)st.embedded, (double)st.skipped, st.wall_seconds,
+        rate,         net_rate};
+    for (int i = 0; i < 7; i++)
+        cJSON_AddNumberToObject(js, keys[i], values[i]);
+    mf_cli_summary(js);
     mf_source_free(src);
     mf_idset_free(seen);
     free(jobdesc);

@@ -1,5 +1,6 @@
 /* mf-export - write a store's samples in a trainer's format, reading the original image
  * bytes again through each row's id (docs/EXPORT.md). */
+#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,14 +11,29 @@
 #include "mf/status.h"
 #include "mf/store.h"
 
-enum { OPT_FORMAT = 1000, OPT_OUTPUT, OPT_LABEL, OPT_SHARD_SIZE, OPT_COPY, OPT_ROOT };
+enum {
+    OPT_FORMAT = 1000,
+    OPT_OUTPUT,
+    OPT_LABEL,
+    OPT_SHARD_SIZE,
+    OPT_COPY,
+    OPT_ROOT,
+    OPT_SHUFFLE,
+    OPT_SEED
+};
 
 static const mf_cli_opt options[] = {
     {"format", 'f', "FMT", "rec | wds | list | featlist | tree (required)", OPT_FORMAT},
     {"output", 'o', "OUT", "output file, shard prefix (wds) or folder (tree)", OPT_OUTPUT},
-    {"label", 0, "COL", "class from 'label' (default) or 'cluster'", OPT_LABEL},
+    {"label", 0, "COL", "class from this integer column: label (default), cluster, ...",
+     OPT_LABEL},
     {"shard-size", 0, "N", "wds: samples per shard (default 10000)", OPT_SHARD_SIZE},
     {"copy", 0, NULL, "tree: copy plain files instead of symlinking them", OPT_COPY},
+    {"shuffle", 0, NULL,
+     "wds: samples in a random order, so each shard mixes identities; "
+     "rec: images of each identity in a random order",
+     OPT_SHUFFLE},
+    {"seed", 0, "N", "the shuffle's seed (default 0): the same seed, the same order", OPT_SEED},
     {"root", 0, "DIR", "resolve relative ids against DIR (sources that moved)", OPT_ROOT},
     {0},
 };
@@ -61,16 +77,14 @@ static int on_option(int id, const char *arg, void *ctx)
         c->p.output = out;
         break;
     }
-    case OPT_LABEL:
-        if (strcmp(arg, "label") && strcmp(arg, "cluster"))
-            mf_cli_usage_error("--label must be 'label' or 'cluster', not '%s'", arg);
-        c->p.label_column = arg;
-        break;
+    case OPT_LABEL: c->p.label_column = arg; break;
     case OPT_SHARD_SIZE:
         c->p.shard_size = (size_t)mf_cli_parse_int("--shard-size", arg, 1, 1LL << 40);
         break;
     case OPT_COPY: c->p.copy = 1; break;
     case OPT_ROOT: c->p.root = arg; break;
+    case OPT_SHUFFLE: c->p.shuffle = 1; break;
+    case OPT_SEED: c->p.seed = (uint64_t)mf_cli_parse_int("--seed", arg, 0, INT64_MAX); break;
     }
     return 0;
 }
@@ -88,6 +102,14 @@ static void summarise(const config *c, const mf_export_stats *st)
                     (unsigned long long)st->missing);
     if (st->skipped)
         mf_cli_warn("%llu rows skipped (listed above)", (unsigned long long)st->skipped);
+    cJSON *js = cJSON_CreateObject();
+    cJSON_AddStringToObject(js, "output", c->p.output);
+    const char *keys[] = {"written", "classes", "files", "unlabelled", "missing", "skipped"};
+    const double values[] = {(double)st->written,    (double)st->classes, (double)st->files,
+                             (double)st->unlabelled, (double)st->missing, (double)st->skipped};
+    for (int i = 0; i < 6; i++)
+        cJSON_AddNumberToObject(js, keys[i], values[i]);
+    mf_cli_summary(js);
 }
 
 int main(int argc, char **argv)

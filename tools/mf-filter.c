@@ -11,6 +11,7 @@
 #include "mf/clean.h"
 #include "mf/durable.h"
 #include "mf/progress.h"
+#include "mf/stats.h"
 #include "mf/status.h"
 #include "mf/store.h"
 
@@ -29,7 +30,6 @@ enum {
     OPT_MIN_PER_LABEL,
     OPT_REPORT,
     OPT_DRY_RUN,
-    OPT_JSON,
 };
 
 static const mf_cli_opt opts[] = {
@@ -55,7 +55,6 @@ static const mf_cli_opt opts[] = {
      "figure)",
      OPT_REPORT},
     {"dry-run", 0, NULL, "write only the report and the summary", OPT_DRY_RUN},
-    {"json", 0, NULL, "print the summary as JSON on stdout", OPT_JSON},
     {0},
 };
 
@@ -78,7 +77,7 @@ static const mf_cli_tool tool = {
 typedef struct config {
     mf_clean_params p;
     const char *input, *output, *report;
-    int dry_run, json, any_rule;
+    int dry_run, any_rule;
 } config;
 
 static double percent(const char *opt, const char *arg)
@@ -96,7 +95,7 @@ static int on_option(int id, const char *arg, void *ctx)
     config *c = ctx;
     mf_clean_params *p = &c->p;
     c->any_rule |= id != OPT_OUTPUT && id != OPT_REPORT && id != OPT_DRY_RUN &&
-                   id != OPT_JSON && id != OPT_OUTLIER_K && id != OPT_APPLY_MERGE;
+                   id != OPT_OUTLIER_K && id != OPT_APPLY_MERGE;
     switch (id) {
     case OPT_OUTPUT: c->output = arg; break;
     case OPT_MIN_MAG:
@@ -121,7 +120,6 @@ static int on_option(int id, const char *arg, void *ctx)
         break;
     case OPT_REPORT: c->report = arg; break;
     case OPT_DRY_RUN: c->dry_run = 1; break;
-    case OPT_JSON: c->json = 1; break;
     default: return 1;
     }
     return 0;
@@ -162,6 +160,33 @@ static cJSON *quantiles_json(const double *q)
     return o;
 }
 
+/* What the magnitude rules did, for mf-report: the effective cut of the global rules
+ * (--min-magnitude, --auto, --drop-lowest: the highest magnitude they dropped; the
+ * per-label rule has no single cut) and the histogram of the input's magnitudes, so that
+ * the removed low mode can be drawn from the derived store alone. */
+#define CUT_HISTOGRAM_BINS 64
+
+static void magnitude_rules_json(cJSON *o, const mf_clean_result *r)
+{
+    double cut = -INFINITY;
+    for (uint64_t i = 0; i < r->rows; i++)
+        if ((r->rule[i] == MF_RULE_MIN_MAGNITUDE || r->rule[i] == MF_RULE_AUTO ||
+             r->rule[i] == MF_RULE_DROP_LOWEST) &&
+            r->magnitude[i] > cut)
+            cut = r->magnitude[i];
+    if (isfinite(cut))
+        cJSON_AddNumberToObject(o, "magnitude_cut", cut);
+    mf_histogram h;
+    mf_histogram_build(&h, r->magnitude, (size_t)r->rows, CUT_HISTOGRAM_BINS);
+    cJSON *hj = cJSON_AddObjectToObject(o, "magnitude_histogram");
+    cJSON_AddNumberToObject(hj, "lo", h.lo);
+    cJSON_AddNumberToObject(hj, "hi", h.hi);
+    double counts[CUT_HISTOGRAM_BINS];
+    for (int b = 0; b < h.bins; b++)
+        counts[b] = (double)h.count[b];
+    cJSON_AddItemToObject(hj, "counts", cJSON_CreateDoubleArray(counts, h.bins));
+}
+
 static cJSON *summary_json(const config *c, const mf_clean_result *r, const double *before,
                            const double *after, double seconds)
 {
@@ -181,6 +206,7 @@ static cJSON *summary_json(const config *c, const mf_clean_result *r, const doub
     cJSON_AddNumberToObject(o, "identities_out", (double)r->identities_out);
     cJSON_AddItemToObject(o, "magnitude_before", quantiles_json(before));
     cJSON_AddItemToObject(o, "magnitude_after", quantiles_json(after));
+    magnitude_rules_json(o, r);
     if (c->p.auto_cut) {
         cJSON_AddNumberToObject(o, "auto_cut", round(r->auto_cut * 1e4) / 1e4);
         cJSON_AddStringToObject(o, "auto_reason", r->auto_reason);
@@ -300,7 +326,7 @@ static void check_usage(const config *c, int argc, int first, char **argv)
         mf_cli_usage_error("no output: give -o OUT.h5 (or --dry-run)");
     if (c->p.apply_merge && !(c->p.merge_cos > 0))
         mf_cli_usage_error("--apply-merge needs --merge-labels COS");
-    if (c->json && c->report && strcmp(c->report, "-") == 0)
+    if (mf_cli.json && c->report && strcmp(c->report, "-") == 0)
         mf_cli_usage_error("--json and --report - both write to stdout: choose one");
 }
 
@@ -361,7 +387,7 @@ int main(int argc, char **argv)
     double secs = mf_now() - t0;
     if (rc == 0) {
         summary_text(&c, &r, before, after, secs);
-        if (c.json) {
+        if (mf_cli.json) {
             cJSON_ReplaceItemInObject(js, "seconds",
                                       cJSON_CreateNumber(round(secs * 100) / 100));
             char *text = cJSON_PrintUnformatted(js);

@@ -10,18 +10,17 @@
 #include "mf/stats.h"
 #include "mf/status.h"
 #include "mf/store.h"
+#include "mf/tsv.h"
 
 enum { OPT_JSON = 1000, OPT_HEAD, OPT_BINS, OPT_TOP };
 
 typedef struct config {
-    int json;
     long long head; /* -1: summary mode */
     int bins;
     int top;
 } config;
 
 static const mf_cli_opt options[] = {
-    {"json", 0, NULL, "print the summary as one JSON object on stdout", OPT_JSON},
     {"head", 'n', "N", "print the first N rows as TSV (id, label, magnitude)", OPT_HEAD},
     {"bins", 0, "N", "histogram bins (default 30)", OPT_BINS},
     {"top", 0, "N", "largest/smallest identities to list (default 5)", OPT_TOP},
@@ -44,7 +43,6 @@ static int on_option(int id, const char *arg, void *ctx)
 {
     config *c = ctx;
     switch (id) {
-    case OPT_JSON: c->json = 1; break;
     case OPT_HEAD: c->head = mf_cli_parse_int("--head", arg, 0, 1LL << 40); break;
     case OPT_BINS: c->bins = (int)mf_cli_parse_int("--bins", arg, 1, MF_HIST_MAX_BINS); break;
     case OPT_TOP: c->top = (int)mf_cli_parse_int("--top", arg, 0, 1000); break;
@@ -62,8 +60,10 @@ static int print_head(mf_store *s, uint64_t n)
     printf("id\tlabel\tmagnitude\n");
     while (rc == 0 && (rc = mf_store_cursor_next(c, &b)) > 0) {
         rc = 0;
-        for (size_t i = 0; i < b->n; i++)
-            printf("%s\t%lld\t%.6g\n", b->id[i], (long long)b->label[i], b->magnitude[i]);
+        for (size_t i = 0; i < b->n; i++) {
+            mf_tsv_write_field(stdout, b->id[i]); /* ids may hold tabs: escaped (mf/tsv.h) */
+            printf("\t%lld\t%.6g\n", (long long)b->label[i], b->magnitude[i]);
+        }
     }
     mf_store_cursor_close(c);
     return rc < 0 ? rc : 0;
@@ -236,7 +236,7 @@ int main(int argc, char **argv)
         summary m = {0};
         rc = summarise(s, &c, &m);
         if (rc == 0)
-            c.json ? print_json(s, &m, &c) : print_text(s, &m, &c);
+            mf_cli.json ? print_json(s, &m, &c) : print_text(s, &m, &c);
         free(m.labels);
         free(m.clusters);
     }

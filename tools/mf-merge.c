@@ -175,5 +175,12 @@ int main(int argc, char **argv)
                 "failed inputs",
                 m.n, c.output, (unsigned long long)m.kept, (unsigned long long)m.dropped,
                 (unsigned long long)failed);
+    cJSON *js = cJSON_CreateObject();
+    cJSON_AddStringToObject(js, "output", c.output);
+    cJSON_AddNumberToObject(js, "inputs", m.n);
+    cJSON_AddNumberToObject(js, "rows", (double)m.kept);
+    cJSON_AddNumberToObject(js, "duplicate_ids_dropped", (double)m.dropped);
+    cJSON_AddNumberToObject(js, "failed", (double)failed);
+    mf_cli_summary(js);
     return mf_cli_finish(MF_EXIT_OK);
 }

@@ -1,5 +1,6 @@
 /* mf-synth - write a synthetic embedding store with known ground truth (see
  * include/mf/synth.h for the model), for tests, benchmarks and the demo. */
+#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -27,7 +28,6 @@ enum {
     OPT_DRIFT,
     OPT_MAG_BASE,
     OPT_MAG_SLOPE,
-    OPT_JSON,
 };
 
 static const mf_cli_opt opts[] = {
@@ -50,7 +50,6 @@ static const mf_cli_opt opts[] = {
      OPT_DRIFT},
     {"mag-base", 0, "M", "magnitude at quality 0 (default 10)", OPT_MAG_BASE},
     {"mag-slope", 0, "M", "magnitude gained from quality 0 to 1 (default 25)", OPT_MAG_SLOPE},
-    {"json", 0, NULL, "print the counts as JSON on stdout", OPT_JSON},
     {0},
 };
 
@@ -69,7 +68,6 @@ static const mf_cli_tool tool = {
 typedef struct config {
     mf_synth_params p;
     const char *output;
-    int json;
 } config;
 
 static double share(const char *opt, const char *arg)
@@ -105,7 +103,6 @@ static int on_option(int id, const char *arg, void *ctx)
     case OPT_DRIFT: p->drift = share("--drift", arg); break;
     case OPT_MAG_BASE: p->mag_base = mf_cli_parse_double("--mag-base", arg, 0.001, 1e6); break;
     case OPT_MAG_SLOPE: p->mag_slope = mf_cli_parse_double("--mag-slope", arg, 0, 1e6); break;
-    case OPT_JSON: c->json = 1; break;
     default: return 1;
     }
     return 0;
@@ -113,7 +110,7 @@ static int on_option(int id, const char *arg, void *ctx)
 
 int main(int argc, char **argv)
 {
-    config c = {mf_synth_default_params(), NULL, 0};
+    config c = {mf_synth_default_params(), NULL};
     int first = mf_cli_parse(&tool, argc, argv, on_option, &c);
     if (first < argc)
         mf_cli_usage_error("unexpected argument '%s'", argv[first]);
@@ -136,12 +133,15 @@ int main(int argc, char **argv)
                 c.output, (unsigned long long)n.rows, (long long)c.p.identities,
                 (unsigned long long)n.lookalike_identities, (unsigned long long)n.junk,
                 (unsigned long long)n.dup, (unsigned long long)n.mislabeled, mf_now() - t0);
-    if (c.json)
-        printf("{\"output\": \"%s\", \"rows\": %llu, \"identities\": %lld, "
-               "\"lookalike_identities\": %llu, \"junk\": %llu, \"dup\": %llu, "
-               "\"mislabeled\": %llu}\n",
-               c.output, (unsigned long long)n.rows, (long long)c.p.identities,
-               (unsigned long long)n.lookalike_identities, (unsigned long long)n.junk,
-               (unsigned long long)n.dup, (unsigned long long)n.mislabeled);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "output", c.output);
+    const char *keys[] = {"rows", "identities", "lookalike_identities",
+                          "junk", "dup",        "mislabeled"};
+    const double values[] = {
+        (double)n.rows, (double)c.p.identities, (double)n.lookalike_identities,
+        (double)n.junk, (double)n.dup,          (double)n.mislabeled};
+    for (int i = 0; i < 6; i++)
+        cJSON_AddNumberToObject(o, keys[i], values[i]);
+    mf_cli_summary(o);
     return mf_cli_finish(MF_EXIT_OK);
 }

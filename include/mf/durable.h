@@ -87,7 +87,9 @@ int mf_output_sync(mf_output *o);
  * result; on failure the temporary is removed (a resumable one is kept). */
 int mf_output_commit(mf_output *o);
 /* Publish several outputs that belong together (train.rec + train.idx): every one is
- * made durable before the first is renamed. Frees them all. */
+ * made durable before the first is renamed, and they are renamed last to first, so that
+ * outs[0] (put the primary output there: the store, the .rec, shard 0) exists only once
+ * all the others do. Frees them all. */
 int mf_output_commit_all(mf_output **o, size_t n);
 /* Make what was written durable and release the file now (its stream is closed); the
  * temporary stays for a later commit. For sets of many files (WebDataset shards) that
@@ -100,6 +102,11 @@ void mf_output_suspend(mf_output *o);
 /* Abort every output still open (resumable ones are suspended): what a program calls on
  * its way out after a failure (the tools do it at exit), so no temporary is left. */
 void mf_output_abort_all(void);
+
+/* Remove a file left by an earlier run of the same set of outputs (WebDataset shards
+ * beyond the new last one, with --overwrite), so the set on disk is exactly this run's.
+ * 1 removed, 0 absent, < 0 refused (an input of the run, not a regular file) or failed. */
+int mf_output_remove_extra(const char *path);
 
 /* ---- helpers for code that manages files inside an output folder ------------------- */
 

@@ -33,6 +33,11 @@ double mf_percentile_sorted(const float *v, size_t n, double p);
  * counted in h->nonfinite). bins in 1..MF_HIST_MAX_BINS. */
 void mf_histogram_build(mf_histogram *h, const float *v, size_t n, int bins);
 
+/* The same over a given range [lo, hi] (values outside fall in the end bins), so that two
+ * histograms can share their bins. */
+void mf_histogram_build_range(mf_histogram *h, const float *v, size_t n, int bins, double lo,
+                              double hi);
+
 /* ---- integer groups (labels, clusters) ---------------------------------------------- */
 
 void mf_sort_int64(int64_t *v, size_t n);

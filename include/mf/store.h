@@ -272,6 +272,9 @@ int mf_store_write_column_float(mf_store *s, const char *name, const float *valu
 int mf_store_write_label_names(mf_store *s, const char *const *names, size_t n);
 uint64_t mf_store_label_name_count(const mf_store *s);
 char *mf_store_label_name(mf_store *s, uint64_t label);
+/* Every name at once: *names[0..*n) malloc'ed (free with mf_store_free_strings, then the
+ * array); *names NULL and *n 0 when the store has none. */
+int mf_store_load_label_names(mf_store *s, char ***names, uint64_t *n);
 
 /* Set a root string attribute (e.g. "mf_filter" = the rules and counts as JSON). */
 int mf_store_set_attr(mf_store *s, const char *name, const char *value);

@@ -6,6 +6,7 @@
 
 #include "mf/clean.h"
 #include "mf/status.h"
+#include "mf/tsv.h"
 
 /* One TSV line per dropped row, with the input's label. Ids are read only for blocks that
  * hold a dropped row. */
@@ -26,9 +27,10 @@ int mf_clean_write_report(mf_store *in, const mf_clean_result *r, FILE *f)
             rc = 0;
             for (size_t i = 0; i < b->n; i++)
                 if (r->rule[s + i] != MF_RULE_KEEP)
-                    fprintf(f, "%s\t%lld\t%.4f\t%s\t%.4f\n", b->id[i], (long long)b->label[i],
-                            r->magnitude[s + i], mf_clean_rule_name(r->rule[s + i]),
-                            r->figure[s + i]);
+                    mf_tsv_write_field(f, b->id[i]), /* mf/tsv.h: the reader unescapes */
+                        fprintf(f, "\t%lld\t%.4f\t%s\t%.4f\n", (long long)b->label[i],
+                                r->magnitude[s + i], mf_clean_rule_name(r->rule[s + i]),
+                                r->figure[s + i]);
         }
         mf_store_cursor_close(cur);
     }
@@ -36,4 +38,3 @@ int mf_clean_write_report(mf_store *in, const mf_clean_result *r, FILE *f)
         rc = mf_set_error(MF_ERR_IO, "cannot write the report: %s", strerror(errno));
     return rc;
 }
-

@@ -28,6 +28,7 @@
 #define PARTIAL_MARK ".partial"   /* resumable: "<path>.partial" */
 #define TEMP_MARK ".partial-"     /* one-shot: "<path>.partial-<pid>-<4 hex>" */
 #define DIR_LOCK ".mfkit-partial" /* lock file inside a temporary folder */
+#define JOURNAL_MARK ".publishing-" /* "<primary>.publishing-<pid>-<4 hex>": a set being published */
 
 /* ---- the run's files: inputs and outputs, for the "output is an input" check ------- */
 
@@ -279,6 +280,67 @@ static void remove_stale_temps(const char *dir, const char *base)
     closedir(d);
 }
 
+/* ---- sets of outputs published together ------------------------------------------------
+ * A set (a .rec with its .idx, WebDataset shards) is renamed one file at a time, the
+ * primary last. Before the first rename a journal beside the primary lists the set's
+ * final names (absolute, NUL-separated, the primary first) and is locked; it is removed
+ * once every file is in place. A journal whose lock is free belongs to a run that died
+ * while publishing: if its primary never arrived, the companions it lists are that run's
+ * leftovers and are removed, so the same command can run again. */
+
+static int read_journal(const char *path, char **text, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return -1;
+    size_t cap = 1 << 16;
+    *text = malloc(cap + 1);
+    *len = *text ? fread(*text, 1, cap, f) : 0;
+    int ok = *text && !ferror(f) && feof(f); /* a journal is small: more is not ours */
+    fclose(f);
+    if (!ok) {
+        free(*text);
+        return -1;
+    }
+    (*text)[*len] = 0;
+    return 0;
+}
+
+static void recover_journal(const char *journal)
+{
+    char *text;
+    size_t len;
+    if (is_locked(journal) != 0 || read_journal(journal, &text, &len) < 0)
+        return;
+    const char *primary = text;
+    struct stat st;
+    if (len > 0 && stat(primary, &st) != 0) /* interrupted before the primary arrived */
+        for (size_t at = strlen(primary) + 1; at < len; at += strlen(text + at) + 1)
+            if (lstat(text + at, &st) == 0 && S_ISREG(st.st_mode) && unlink(text + at) == 0)
+                mf_log(MF_LOG_INFO, "removed '%s', published by a run that died before "
+                       "'%s' (the set it belongs to)", text + at, primary);
+    unlink(journal);
+    free(text);
+}
+
+/* Journals in dir left by dead runs. */
+static void recover_sets(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    size_t mlen = strlen(JOURNAL_MARK);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        const char *mark = strstr(e->d_name, JOURNAL_MARK);
+        char path[PATH_MAX];
+        if (mark && is_temp_suffix(mark + mlen) &&
+            snprintf(path, sizeof path, "%s/%s", dir, e->d_name) < (int)sizeof path)
+            recover_journal(path);
+    }
+    closedir(d);
+}
+
 /* ---- outputs ----------------------------------------------------------------------- */
 
 struct mf_output {
@@ -503,6 +565,10 @@ int mf_output_open(mf_output **out, const char *path, unsigned flags)
     int rc = 0;
     if ((flags & MF_OUTPUT_MAKE_PARENTS) && strcmp(path, "-") != 0)
         rc = mf_make_parents(path);
+    char *dir = rc == 0 && strcmp(path, "-") != 0 ? dir_of(path) : NULL;
+    if (dir)
+        recover_sets(dir); /* before looking at what exists: leftovers are not outputs */
+    free(dir);
     if (rc == 0)
         rc = check_target(o);
     if (rc == 0)
@@ -668,14 +734,75 @@ int mf_output_seal(mf_output *o)
 
 int mf_output_commit(mf_output *o) { return mf_output_commit_all(&o, 1); }
 
+/* The absolute name a target will have: its folder resolved, its own name kept. */
+static char *absolute_target(const mf_output *o)
+{
+    char *dir = dir_of(o->target), *real = dir ? realpath(dir, NULL) : NULL;
+    size_t n = real ? strlen(real) + strlen(base_of(o->target)) + 2 : 0;
+    char *out = n ? malloc(n) : NULL;
+    if (out)
+        snprintf(out, n, "%s/%s", real, base_of(o->target));
+    free(dir);
+    free(real);
+    return out;
+}
+
+/* Write and lock the journal of a set (see above); its fd stays open until removed. */
+static int begin_set(mf_output **outs, size_t n, char **journal, int *fd)
+{
+    size_t len = strlen(outs[0]->target) + sizeof JOURNAL_MARK + 24;
+    if (!(*journal = malloc(len)))
+        return mf_set_error(MF_ERR_NOMEM, "out of memory");
+    unsigned short r = 0;
+    if (getrandom(&r, sizeof r, GRND_NONBLOCK) != sizeof r)
+        r = (unsigned short)getpid();
+    snprintf(*journal, len, "%s" JOURNAL_MARK "%ld-%04x", outs[0]->target, (long)getpid(), r);
+    *fd = open(*journal, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (*fd < 0)
+        return mf_set_error(MF_ERR_IO, "cannot create '%s': %s", *journal, strerror(errno));
+    lock_fd(*fd);
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        char *abs = outs[i]->direct ? NULL : absolute_target(outs[i]);
+        if (!outs[i]->direct && !abs)
+            rc = mf_set_error(MF_ERR_NOMEM, "out of memory");
+        else if (abs && write(*fd, abs, strlen(abs) + 1) != (ssize_t)(strlen(abs) + 1))
+            rc = mf_set_error(MF_ERR_IO, "cannot write '%s': %s", *journal, strerror(errno));
+        free(abs);
+    }
+    if (rc == 0 && fsync(*fd) != 0)
+        rc = mf_set_error(MF_ERR_IO, "cannot write '%s': %s", *journal, strerror(errno));
+    return rc < 0 ? rc : mf_fsync_parent_dir(*journal);
+}
+
 int mf_output_commit_all(mf_output **outs, size_t n)
 {
-    int rc = 0;
+    int rc = 0, jfd = -1;
+    char *journal = NULL;
     for (size_t i = 0; i < n && rc == 0; i++)
         rc = make_durable(outs[i]);
-    for (size_t i = 0; i < n && rc == 0; i++)
-        if (!outs[i]->direct)
-            rc = publish(outs[i]);
+    if (rc == 0 && n > 1)
+        rc = begin_set(outs, n, &journal, &jfd);
+    /* Renames are one file at a time: a run killed between two leaves some published.
+     * The last ones first, so that the first output (the primary: a store, a .rec, shard
+     * 0) exists only once every one of its companions does. */
+    size_t published = n; /* outs[published..n) are in place */
+    for (size_t i = n; rc == 0 && i-- > 0;) {
+        if (!outs[i]->direct && (rc = publish(outs[i])) < 0)
+            break;
+        published = i;
+    }
+    if (rc < 0) /* the primary never arrived: take its companions back */
+        for (size_t i = published; i < n; i++)
+            if (!outs[i]->direct && unlink(outs[i]->target) == 0)
+                mf_log(MF_LOG_INFO, "removed '%s' again: '%s' could not be published",
+                       outs[i]->path, outs[0]->path);
+    if (journal) {
+        unlink(journal);
+        mf_fsync_parent_dir(journal);
+        close(jfd);
+        free(journal);
+    }
     for (size_t i = 0; i < n; i++) {
         if (rc < 0 && !outs[i]->direct && access(outs[i]->temp, F_OK) == 0) {
             if (outs[i]->flags & MF_OUTPUT_RESUMABLE)
@@ -704,6 +831,20 @@ void mf_output_abort(mf_output *o)
             unlink(o->temp);
     }
     output_free(o);
+}
+
+int mf_output_remove_extra(const char *path)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0)
+        return 0;
+    if (!S_ISREG(st.st_mode))
+        return mf_set_error(MF_ERR_ARG, "'%s' is not a regular file: left alone", path);
+    if (run_find(st.st_dev, st.st_ino, NULL) >= 0)
+        return mf_set_error(MF_ERR_ARG, "'%s' is an input of this run: left alone", path);
+    if (unlink(path) != 0)
+        return mf_set_error(MF_ERR_IO, "cannot remove '%s': %s", path, strerror(errno));
+    return 1;
 }
 
 void mf_output_abort_all(void)

@@ -36,32 +36,37 @@ double mf_percentile_sorted(const float *v, size_t n, double p)
     return (double)v[i] + frac * ((double)v[i + 1] - (double)v[i]);
 }
 
-void mf_histogram_build(mf_histogram *h, const float *v, size_t n, int bins)
+void mf_histogram_build_range(mf_histogram *h, const float *v, size_t n, int bins, double lo,
+                              double hi)
 {
     memset(h, 0, sizeof *h);
     h->bins = bins < 1 ? 1 : bins > MF_HIST_MAX_BINS ? MF_HIST_MAX_BINS : bins;
-    double lo = INFINITY, hi = -INFINITY;
-    for (size_t i = 0; i < n; i++) {
-        if (!isfinite(v[i])) {
-            h->nonfinite++;
-            continue;
-        }
-        lo = v[i] < lo ? v[i] : lo;
-        hi = v[i] > hi ? v[i] : hi;
-    }
-    if (lo > hi)
-        lo = hi = 0;
-    if (hi == lo)
+    if (!(hi > lo))
         hi = lo + 1; /* one value: a single non-empty bin, not a division by zero */
     h->lo = lo;
     h->hi = hi;
     double scale = h->bins / (hi - lo);
     for (size_t i = 0; i < n; i++) {
-        if (!isfinite(v[i]))
+        if (!isfinite(v[i])) {
+            h->nonfinite++;
             continue;
-        int b = (int)((v[i] - lo) * scale);
-        h->count[b >= h->bins ? h->bins - 1 : b]++;
+        }
+        double b = (v[i] - lo) * scale;
+        h->count[b < 0 ? 0 : b >= h->bins ? h->bins - 1 : (int)b]++;
     }
+}
+
+void mf_histogram_build(mf_histogram *h, const float *v, size_t n, int bins)
+{
+    double lo = INFINITY, hi = -INFINITY;
+    for (size_t i = 0; i < n; i++)
+        if (isfinite(v[i])) {
+            lo = v[i] < lo ? v[i] : lo;
+            hi = v[i] > hi ? v[i] : hi;
+        }
+    if (lo > hi)
+        lo = hi = 0;
+    mf_histogram_build_range(h, v, n, bins, lo, hi);
 }
 
 static int cmp_i64(const void *a, const void *b)

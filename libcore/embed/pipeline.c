@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "mf/progress.h"
+#include "mf/log.h"
 #include "mf/status.h"
 #include "vec.h"
 
@@ -165,6 +166,8 @@ static int fill_one(pipeline *pl, batch *b, const mf_sample *s)
 {
     if (s->error)
         return add_failure(b, s->id, s->error);
+    if (s->warning) /* usable, but the user should know (a name that was not UTF-8) */
+        mf_log(MF_LOG_WARN, "'%s': %s", s->id, s->warning);
     mf_image img = {0};
     int rc = mf_image_decode(&img, s->data, s->size, &pl->params->decode);
     if (rc == 0)

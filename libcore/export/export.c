@@ -13,6 +13,7 @@
 #include "mf/log.h"
 #include "mf/stats.h"
 #include "mf/status.h"
+#include "mf/tsv.h"
 
 /* Rows whose images are fetched together. An archive spanning several blocks is read
  * once per block; a million ids take ~100 MB. */
@@ -57,17 +58,53 @@ static int make_classes(mf_exporter *ex)
     size_t u = mf_unique_int64(vals, k);
     for (size_t i = 0; i < n; i++)
         ex->cls[i] = ex->label[i] < 0 ? -1 : mf_search_int64(vals, u, ex->label[i]);
-    free(vals);
+    ex->class_value = vals; /* its first u entries */
     ex->stats->classes = u;
+    return 0;
+}
+
+/* Class names from /labels/name when the classes are labels (cluster numbers have none). */
+static int name_classes(mf_exporter *ex)
+{
+    const char *col = ex->p->label_column ? ex->p->label_column : "label";
+    if (strcmp(col, "label") != 0)
+        return 0;
+    int rc = mf_store_load_label_names(ex->s, &ex->names, &ex->n_names);
+    if (rc < 0 || !ex->names)
+        return rc;
+    uint64_t k = ex->stats->classes;
+    if (!(ex->class_name = calloc(k ? k : 1, sizeof *ex->class_name)))
+        return mf_set_error(MF_ERR_NOMEM, "out of memory");
+    for (uint64_t c = 0; c < k; c++)
+        if ((uint64_t)ex->class_value[c] < ex->n_names)
+            ex->class_name[c] = ex->names[ex->class_value[c]];
+    return 0;
+}
+
+/* A permutation of the rows from a seed (splitmix64, Fisher-Yates): the same seed gives
+ * the same order on every machine. */
+static int shuffle_rows(mf_exporter *ex)
+{
+    uint64_t n = ex->n, x = ex->p->seed;
+    if (!(ex->order = malloc((n ? n : 1) * sizeof *ex->order)))
+        return mf_set_error(MF_ERR_NOMEM, "out of memory for %llu rows", (unsigned long long)n);
+    for (uint64_t i = 0; i < n; i++)
+        ex->order[i] = i;
+    for (uint64_t i = n; i > 1; i--) {
+        uint64_t z = (x += 0x9e3779b97f4a7c15ull);
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+        z ^= z >> 31;
+        uint64_t j = z % i, t = ex->order[i - 1];
+        ex->order[i - 1] = ex->order[j];
+        ex->order[j] = t;
+    }
     return 0;
 }
 
 static int read_columns(mf_exporter *ex)
 {
     const char *col = ex->p->label_column ? ex->p->label_column : "label";
-    if (strcmp(col, "label") && strcmp(col, "cluster"))
-        return mf_set_error(MF_ERR_ARG, "label column must be 'label' or 'cluster', not '%s'",
-                            col);
     if (!mf_store_has(ex->s, col))
         return mf_set_error(MF_ERR_SCHEMA, "'%s' has no /%s (run mf-cluster first)",
                             mf_store_path(ex->s), col);
@@ -85,16 +122,6 @@ void mf_export_missing(mf_exporter *ex, const char *id, const char *why)
 
 /* ---- list and featlist --------------------------------------------------------------- */
 
-/* A line-based format cannot hold an id containing its separators: skip and say so. */
-static int text_safe(mf_exporter *ex, const char *id, const char *bad)
-{
-    if (!strpbrk(id, bad))
-        return 1;
-    mf_log(MF_LOG_WARN, "skipped '%s': the id contains a separator of this format", id);
-    ex->stats->skipped++;
-    return 0;
-}
-
 static int list_row(mf_exporter *ex, FILE *f, const char *id, int64_t cls)
 {
     size_t clen;
@@ -103,8 +130,6 @@ static int list_row(mf_exporter *ex, FILE *f, const char *id, int64_t cls)
         ex->stats->skipped++;
         return 0;
     }
-    if (!text_safe(ex, id, "\t\n\r"))
-        return 0;
     char *path = mf_export_resolve(ex->p->root, id, clen);
     if (!path)
         return mf_set_error(MF_ERR_NOMEM, "out of memory");
@@ -114,7 +139,8 @@ static int list_row(mf_exporter *ex, FILE *f, const char *id, int64_t cls)
     else if (!S_ISREG(st.st_mode))
         mf_export_missing(ex, id, "not a regular file");
     else {
-        fprintf(f, "%s\t%lld\n", path, (long long)cls); /* errors: ferror at commit */
+        mf_tsv_write_field(f, path);            /* a path may hold tabs: escaped (mf/tsv.h) */
+        fprintf(f, "\t%lld\n", (long long)cls); /* errors: ferror at commit */
         ex->stats->written++;
     }
     free(path);
@@ -300,6 +326,16 @@ int mf_export_run(mf_store *s, const mf_export_params *p, mf_export_stats *stats
     int rc = read_columns(&ex);
     if (rc == 0)
         rc = make_classes(&ex);
+    if (rc == 0 && stats->classes == 0 && p->format != MF_EXPORT_FEATLIST)
+        rc = mf_set_error(MF_ERR_FORMAT,
+                          "'%s': no row has a /%s of 0 or more, so nothing would be exported "
+                          "(label the store, or run mf-cluster and export with --label "
+                          "cluster)",
+                          mf_store_path(s), p->label_column ? p->label_column : "label");
+    if (rc == 0)
+        rc = name_classes(&ex);
+    if (rc == 0 && p->shuffle && (p->format == MF_EXPORT_WDS || p->format == MF_EXPORT_REC))
+        rc = shuffle_rows(&ex);
     if (rc == 0) {
         switch (p->format) {
         case MF_EXPORT_LIST:
@@ -315,5 +351,10 @@ int mf_export_run(mf_store *s, const mf_export_params *p, mf_export_stats *stats
     free(ex.label);
     free(ex.mag);
     free(ex.cls);
+    free(ex.class_value);
+    free(ex.class_name);
+    mf_store_free_strings(ex.names, ex.n_names);
+    free(ex.names);
+    free(ex.order);
     return rc;
 }

@@ -18,9 +18,14 @@ typedef struct mf_exporter {
     mf_export_stats *stats;
     uint64_t n;
     int dim;
-    int64_t *label; /* [n] the label column's values */
-    float *mag;     /* [n] magnitudes */
-    int64_t *cls;   /* [n] class 0..K-1, or -1 */
+    int64_t *label;       /* [n] the label column's values */
+    float *mag;           /* [n] magnitudes */
+    int64_t *cls;         /* [n] class 0..K-1, or -1 */
+    int64_t *class_value; /* [K] the label value of each class */
+    char **class_name;    /* [K] its name from /labels/name, or NULL (no names) */
+    char **names;         /* the store's label names (owned), n_names of them */
+    uint64_t n_names;
+    uint64_t *order; /* [n] rows in output order (--shuffle), or NULL: store order */
     const mf_sink *sink;
     void *state; /* the sink's */
 } mf_exporter;
@@ -33,6 +38,12 @@ struct mf_sink {
 };
 
 extern const mf_sink mf_sink_wds, mf_sink_tree, mf_sink_rec;
+
+/* The row written j-th: store order, or the --shuffle permutation. */
+static inline uint64_t mf_export_row_at(const mf_exporter *ex, uint64_t j)
+{
+    return ex->order ? ex->order[j] : j;
+}
 
 /* Log "missing '<id>': <why>" and count it. */
 void mf_export_missing(mf_exporter *ex, const char *id, const char *why);

@@ -2,7 +2,9 @@
  * store row number (10 digits, no dots, so WebDataset's "key up to the first dot" rule
  * holds); members <key>.jpg|.png (bytes as stored), <key>.cls (class), <key>.json.
  * Each shard is an output of the durable-output module: written under a temporary name,
- * sealed (fsynced and closed) when full, and all published together at the end. */
+ * sealed (fsynced and closed) when full, and all published together at the end. With
+ * --shuffle the images are spooled first and written in the seeded permutation's order,
+ * so each shard mixes identities (sample keys stay the store rows). */
 #include <archive.h>
 #include <archive_entry.h>
 #include <cjson/cJSON.h>
@@ -16,12 +18,15 @@
 #include "export_internal.h"
 #include "export_sinks.h"
 #include "mf/durable.h"
+#include "mf/image.h"
 #include "mf/status.h"
+#include "spool.h"
 
 #define MAX_SHARDS 1000000 /* the names have 6 digits */
 
 typedef struct wds {
     struct archive *w;
+    ex_spool spool;  /* --shuffle: the images, until all are there */
     mf_output **out; /* [shards] */
     size_t shards;   /* shards opened so far */
     size_t cap;
@@ -41,8 +46,18 @@ static int wds_begin(mf_exporter *ex)
 {
     if (ex->p->shard_size == 0)
         return mf_set_error(MF_ERR_ARG, "shard size must be at least 1");
-    ex->state = calloc(1, sizeof(wds));
-    return ex->state ? 0 : mf_set_error(MF_ERR_NOMEM, "out of memory");
+    wds *st = calloc(1, sizeof *st);
+    ex->state = st;
+    if (!st)
+        return mf_set_error(MF_ERR_NOMEM, "out of memory");
+    if (!ex->order)
+        return 0;
+    char *first = shard_name(ex->p->output, 0);
+    int rc = first ? mf_make_parents(first) : mf_set_error(MF_ERR_NOMEM, "out of memory");
+    if (rc == 0)
+        rc = ex_spool_open(&st->spool, first, ex->n);
+    free(first);
+    return rc;
 }
 
 static int archive_fail(struct archive *w, const char *what)
@@ -125,14 +140,17 @@ static char *sample_json(mf_exporter *ex, uint64_t row, const char *id)
     cJSON_AddNumberToObject(o, "class", (double)ex->cls[row]);
     cJSON_AddNumberToObject(o, ex->p->label_column ? ex->p->label_column : "label",
                             (double)ex->label[row]);
+    if (ex->class_name && ex->class_name[ex->cls[row]])
+        cJSON_AddStringToObject(o, "label_name", ex->class_name[ex->cls[row]]);
     cJSON_AddNumberToObject(o, "magnitude", ex->mag[row]);
     char *s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     return s;
 }
 
-static int wds_put(mf_exporter *ex, uint64_t row, const char *id, const uint8_t *data,
-                   size_t size)
+/* One sample into the current shard (a new shard when it is full). */
+static int write_sample(mf_exporter *ex, uint64_t row, const char *id, const uint8_t *data,
+                        size_t size)
 {
     wds *st = ex->state;
     int rc = 0;
@@ -145,7 +163,7 @@ static int wds_put(mf_exporter *ex, uint64_t row, const char *id, const uint8_t 
     if (!json)
         return mf_set_error(MF_ERR_NOMEM, "out of memory");
     snprintf(name, sizeof name, "%010llu.%s", (unsigned long long)row,
-             mf_image_ext(data, size));
+             mf_image_format_ext(mf_image_sniff(data, size)));
     rc = add_member(st->w, name, data, size);
     snprintf(name, sizeof name, "%010llu.cls", (unsigned long long)row);
     int len = snprintf(cls, sizeof cls, "%lld", (long long)ex->cls[row]);
@@ -160,9 +178,36 @@ static int wds_put(mf_exporter *ex, uint64_t row, const char *id, const uint8_t 
     return rc;
 }
 
+/* Shuffled: kept aside until every image is there, then written in the permutation's
+ * order at commit. Else written as they come. */
+static int wds_put(mf_exporter *ex, uint64_t row, const char *id, const uint8_t *data,
+                   size_t size)
+{
+    wds *st = ex->state;
+    return ex->order ? ex_spool_put(&st->spool, row, id, data, size)
+                     : write_sample(ex, row, id, data, size);
+}
+
+static int write_spooled(mf_exporter *ex)
+{
+    wds *st = ex->state;
+    int rc = 0;
+    for (uint64_t j = 0; j < ex->n && rc == 0; j++) {
+        uint64_t row = ex->order[j];
+        const char *id;
+        const uint8_t *data;
+        size_t size;
+        if (ex_spool_has(&st->spool, row) &&
+            (rc = ex_spool_get(&st->spool, row, &id, &data, &size)) == 0)
+            rc = write_sample(ex, row, id, data, size);
+    }
+    return rc;
+}
+
 static void wds_free(mf_exporter *ex)
 {
     wds *st = ex->state;
+    ex_spool_close(&st->spool);
     free(st->out);
     free(st);
     ex->state = NULL;
@@ -187,7 +232,9 @@ static void wds_abort(mf_exporter *ex)
 static int wds_commit(mf_exporter *ex)
 {
     wds *st = ex->state;
-    int rc = close_shard(st);
+    int rc = ex->order ? write_spooled(ex) : 0;
+    if (rc == 0)
+        rc = close_shard(st);
     if (rc < 0) {
         wds_abort(ex);
         return rc;
@@ -195,9 +242,9 @@ static int wds_commit(mf_exporter *ex)
     rc = mf_output_commit_all(st->out, st->shards);
     for (size_t k = st->shards; rc == 0 && ex->p->overwrite; k++) {
         char *stale = shard_name(ex->p->output, k);
-        int gone = !stale || unlink(stale) != 0;
+        int removed = stale ? mf_output_remove_extra(stale) : 0;
         free(stale);
-        if (gone)
+        if (removed <= 0)
             break;
     }
     ex->stats->files = rc == 0 ? st->shards : 0;

@@ -11,15 +11,14 @@
 
 #include "mf/status.h"
 
-void mf_h5_quiet(void)
-{
-    /* Files are closed by us, explicitly. HDF5's own exit handler closes whatever is
-     * still open and, in 1.10.8, crashes on a file whose flush failed (a full disk);
-     * without it a failed run exits with its message instead of SIGSEGV. This must come
-     * before HDF5's first call initialises the library; later calls are no-ops. */
-    H5dont_atexit();
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-}
+/* Files are closed by us, explicitly. HDF5's own exit handler closes whatever is still
+ * open and, in 1.10.8, crashes on a file whose flush failed (a full disk); without it a
+ * failed run exits with its message instead of SIGSEGV. H5dont_atexit only works before
+ * the library initialises, which any HDF5 type macro (H5T_NATIVE_*) does through
+ * H5open(): so it runs when the program loads, before main. */
+__attribute__((constructor)) static void h5_no_exit_handler(void) { H5dont_atexit(); }
+
+void mf_h5_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
 static _Thread_local char h5_reason[256];
 static _Thread_local int h5_have_errno;

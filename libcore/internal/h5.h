@@ -11,8 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Silence HDF5's automatic error printing on this thread (idempotent), and keep HDF5
- * from registering its exit handler (call before any other HDF5 function). */
+/* Silence HDF5's automatic error printing on this thread (idempotent). (HDF5's exit
+ * handler is never registered by a program linked with libmfcore: see h5.c.) */
 void mf_h5_quiet(void);
 
 /* The innermost message on HDF5's error stack ("" if none), for context in errors. */

@@ -163,6 +163,11 @@ int mf_recordio_writer_add(mf_recordio_writer *w, int64_t label, const void *ima
 
 int mf_recordio_writer_commit(mf_recordio_writer *w)
 {
+    return mf_recordio_writer_commit_with(w, NULL, 0);
+}
+
+int mf_recordio_writer_commit_with(mf_recordio_writer *w, mf_output **also, size_t n_also)
+{
     int rc = 0;
     int64_t first_id = w->n + 1;
     for (size_t i = 0; i < w->n_ids && rc == 0; i++) {
@@ -178,11 +183,20 @@ int mf_recordio_writer_commit(mf_recordio_writer *w)
         rc = mf_set_error(MF_ERR_IO, "cannot seek in '%s'", mf_output_path(w->out[0]));
     if (rc == 0)
         rc = write_pair(w->rec, (float)first_id, (float)(first_id + (int64_t)w->n_ids));
+    mf_output *outs[2 + MF_RECORDIO_MAX_COMPANIONS];
+    if (rc == 0 && n_also > MF_RECORDIO_MAX_COMPANIONS)
+        rc = mf_set_error(MF_ERR_ARG, "too many companion outputs");
     if (rc < 0) {
+        for (size_t i = 0; i < n_also; i++)
+            mf_output_abort(also[i]);
         mf_recordio_writer_discard(w);
         return rc;
     }
-    rc = mf_output_commit_all(w->out, 2);
+    outs[0] = w->out[0];
+    outs[1] = w->out[1];
+    for (size_t i = 0; i < n_also; i++)
+        outs[2 + i] = also[i];
+    rc = mf_output_commit_all(outs, 2 + n_also);
     writer_free(w);
     return rc;
 }

@@ -15,7 +15,9 @@
 #include "html.h"
 #include "mf/export.h"
 #include "mf/log.h"
+#include "mf/source.h"
 #include "mf/status.h"
+#include "mf/tsv.h"
 #include "report_internal.h"
 #include "vec.h"
 
@@ -29,6 +31,7 @@ mf_report_params mf_report_default_params(void)
     p.top_groups = 6;
     p.per_group = 8;
     p.max_image_bytes = 256 << 10;
+    p.erc_rows = 50000;
     return p;
 }
 
@@ -210,38 +213,25 @@ typedef struct tsv_cols {
     int id, label, mag, rule, figure, n;
 } tsv_cols;
 
-/* Split a line at tabs in place; returns the number of fields (at most max). */
-static int split_tabs(char *line, char **fields, int max)
-{
-    int n = 0;
-    line[strcspn(line, "\r\n")] = 0;
-    for (char *p = line; n < max;) {
-        fields[n++] = p;
-        char *tab = strchr(p, '\t');
-        if (!tab)
-            break;
-        *tab = 0;
-        p = tab + 1;
-    }
-    return n;
-}
-
 static int parse_header(char *line, tsv_cols *c, const char *path)
 {
     char *f[32];
-    int n = split_tabs(line, f, 32);
+    int n = mf_tsv_split(line, f, 32);
     *c = (tsv_cols){-1, -1, -1, -1, -1, n};
+    if (n > 32)
+        return mf_set_error(MF_ERR_FORMAT, "'%s': more than 32 columns in the header", path);
     for (int k = 0; k < n; k++) {
-        if (!strcmp(f[k], "id"))
-            c->id = k;
-        else if (!strcmp(f[k], "label"))
-            c->label = k;
-        else if (!strcmp(f[k], "magnitude"))
-            c->mag = k;
-        else if (!strcmp(f[k], "rule"))
-            c->rule = k;
-        else if (!strcmp(f[k], "figure"))
-            c->figure = k;
+        int *col = !strcmp(f[k], "id")          ? &c->id
+                   : !strcmp(f[k], "label")     ? &c->label
+                   : !strcmp(f[k], "magnitude") ? &c->mag
+                   : !strcmp(f[k], "rule")      ? &c->rule
+                   : !strcmp(f[k], "figure")    ? &c->figure
+                                                : NULL;
+        if (col && *col >= 0)
+            return mf_set_error(MF_ERR_FORMAT, "'%s': column '%s' appears twice in the header",
+                                path, f[k]);
+        if (col)
+            *col = k;
     }
     if (c->id < 0 || c->rule < 0)
         return mf_set_error(MF_ERR_FORMAT, "'%s': the header needs columns 'id' and 'rule'",
@@ -267,26 +257,71 @@ static rp_rule *find_rule(rp_data *d, const char *name)
     return r;
 }
 
-static double field_num(char **f, int n, int col)
+/* A number column (magnitude, figure): the whole field, as mf-filter writes it with
+ * %.4f ("nan" and "inf" included: a non-finite magnitude is what some rules report). */
+static int field_num(char **f, int col, double *v)
 {
-    return col >= 0 && col < n ? strtod(f[col], NULL) : NAN;
+    char *end;
+    if (col < 0) {
+        *v = NAN;
+        return 0;
+    }
+    *v = strtod(f[col], &end);
+    return f[col][0] && !*end ? 0 : -1;
 }
 
-static int take_row(rp_data *d, char **f, int n, const tsv_cols *c, uint64_t *rng)
+/* One parsed row: every field checked before anything is kept. */
+typedef struct tsv_row {
+    const char *id, *rule;
+    int64_t label;
+    double mag, figure;
+} tsv_row;
+
+static int parse_row(char *line, const tsv_cols *c, const char *path, size_t lineno, tsv_row *r)
 {
-    if (c->rule >= n || c->id >= n || !strcmp(f[c->rule], "keep") || !f[c->rule][0])
+    char *f[33];
+    int n = mf_tsv_split(line, f, 32);
+    if (n != c->n)
+        return mf_set_error(MF_ERR_FORMAT,
+                            "'%s' line %zu: %s%d tab-separated fields, the header has %d", path,
+                            lineno, n > 32 ? "more than " : "", n > 32 ? 32 : n, c->n);
+    const char *bad =
+        mf_tsv_unescape(f[c->id]) < 0     ? "id"
+        : mf_tsv_unescape(f[c->rule]) < 0 ? "rule"
+        : !f[c->id][0]                    ? "id (empty)"
+        : !f[c->rule][0]                  ? "rule (empty)"
+        : c->label >= 0 && mf_label_parse(f[c->label], strlen(f[c->label]), 1, &r->label) < 0
+            ? "label"
+        : field_num(f, c->mag, &r->mag) < 0       ? "magnitude"
+        : field_num(f, c->figure, &r->figure) < 0 ? "figure"
+                                                  : NULL;
+    if (bad)
+        return mf_set_error(MF_ERR_FORMAT, "'%s' line %zu: bad %s field", path, lineno, bad);
+    if (c->label < 0)
+        r->label = -2;
+    r->id = f[c->id];
+    r->rule = f[c->rule];
+    return 0;
+}
+
+static int take_row(rp_data *d, const tsv_row *row, const tsv_cols *c, uint64_t *rng,
+                    const char *path, size_t lineno)
+{
+    if (!strcmp(row->rule, "keep"))
         return 0;
-    rp_rule *r = find_rule(d, f[c->rule]);
+    rp_rule *r = find_rule(d, row->rule);
     if (!r)
-        return mf_set_error(MF_ERR_LIMIT,
-                            "filter report: more than %d rules (or out of memory)", MAX_RULES);
+        return d->n_rules == MAX_RULES
+                   ? mf_set_error(MF_ERR_LIMIT, "'%s' line %zu: more than %d rules", path,
+                                  lineno, MAX_RULES)
+                   : mf_set_error(MF_ERR_NOMEM, "'%s' line %zu: out of memory", path, lineno);
     r->count++;
     d->dropped_total++;
     uint64_t slot =
         r->count <= (uint64_t)d->p->per_rule ? r->count - 1 : next_random(rng) % r->count;
     if (slot >= (uint64_t)d->p->per_rule)
         return 0;
-    char *id = strdup(f[c->id]);
+    char *id = strdup(row->id);
     long t = id ? add_thumb(d, id) : mf_set_error(MF_ERR_NOMEM, "out of memory");
     if (t < 0)
         return (int)t;
@@ -294,13 +329,39 @@ static int take_row(rp_data *d, char **f, int n, const tsv_cols *c, uint64_t *rn
      * and only fetched ones cost anything, so drop it by marking it empty */
     if (slot < r->n_faces)
         free(d->thumbs[r->faces[slot].thumb].id), d->thumbs[r->faces[slot].thumb].id = NULL;
-    double lab = field_num(f, n, c->label);
     r->faces[slot] =
-        (rp_face){(size_t)t, (float)field_num(f, n, c->mag),   isnan(lab) ? -2 : (int64_t)lab,
-                  -2,        c->figure >= 0 ? "figure" : NULL, field_num(f, n, c->figure)};
+        (rp_face){(size_t)t,  (float)row->mag, row->label, -2, c->figure >= 0 ? "figure" : NULL,
+                  row->figure};
     if (slot == r->n_faces)
         r->n_faces++;
     return 0;
+}
+
+int rp_read_filter_report(rp_data *d, FILE *f, const char *path)
+{
+    if (!d->rules && !(d->rules = calloc(MAX_RULES, sizeof *d->rules)))
+        return mf_set_error(MF_ERR_NOMEM, "out of memory");
+    char *line = NULL;
+    size_t cap = 0, lineno = 1;
+    tsv_cols cols = {-1, -1, -1, -1, -1, 0};
+    uint64_t rng = 12345;
+    ssize_t len = getline(&line, &cap, f);
+    int rc = len < 0 ? mf_set_error(MF_ERR_FORMAT, "'%s' is empty", path)
+             : memchr(line, 0, (size_t)len)
+                 ? mf_set_error(MF_ERR_FORMAT, "'%s' line 1: NUL byte", path)
+                 : parse_header(line, &cols, path);
+    while (rc == 0 && (len = getline(&line, &cap, f)) >= 0) {
+        lineno++;
+        tsv_row row;
+        if (memchr(line, 0, (size_t)len))
+            rc = mf_set_error(MF_ERR_FORMAT, "'%s' line %zu: NUL byte", path, lineno);
+        else if ((rc = parse_row(line, &cols, path, lineno, &row)) == 0)
+            rc = take_row(d, &row, &cols, &rng, path, lineno);
+    }
+    if (rc == 0 && ferror(f))
+        rc = mf_set_error(MF_ERR_IO, "cannot read '%s': %s", path, strerror(errno));
+    free(line);
+    return rc;
 }
 
 static int gather_dropped(rp_data *d)
@@ -309,22 +370,7 @@ static int gather_dropped(rp_data *d)
     FILE *f = fopen(path, "r");
     if (!f)
         return mf_set_error(MF_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
-    d->rules = calloc(MAX_RULES, sizeof *d->rules);
-    char *line = NULL;
-    size_t cap = 0;
-    tsv_cols cols = {-1, -1, -1, -1, -1, 0};
-    uint64_t rng = 12345;
-    int rc = !d->rules                     ? mf_set_error(MF_ERR_NOMEM, "out of memory")
-             : getline(&line, &cap, f) < 0 ? mf_set_error(MF_ERR_FORMAT, "'%s' is empty", path)
-                                           : parse_header(line, &cols, path);
-    while (rc == 0 && getline(&line, &cap, f) >= 0) {
-        char *fields[32];
-        int n = split_tabs(line, fields, 32);
-        rc = take_row(d, fields, n, &cols, &rng);
-    }
-    if (rc == 0 && ferror(f))
-        rc = mf_set_error(MF_ERR_IO, "cannot read '%s': %s", path, strerror(errno));
-    free(line);
+    int rc = rp_read_filter_report(d, f, path);
     fclose(f);
     return rc;
 }
@@ -368,6 +414,10 @@ static int gather(rp_data *d)
     int rc = read_columns(d);
     d->filter_json = mf_store_attr(d->s, "mf_filter");
     d->has_cut = mf_report_find_cut(d->filter_json, &d->cut);
+    if (rc == 0)
+        rc = rp_gather_before(d);
+    if (rc == 0)
+        rc = rp_gather_erc(d);
     if (rc == 0)
         rc = gather_lowest(d);
     if (rc == 0 && d->p->filter_report)

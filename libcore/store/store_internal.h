@@ -46,6 +46,11 @@ struct mf_store {
  * MF_ERR_FORMAT. A no-op for fixed-length strings and datasets checked before. */
 int mf_store_check_strings(mf_store *s, hid_t ds, const char *name);
 
+/* Read n strings of a 1-D string dataset, fixed or variable length (as h5py may write
+ * them), at `start`, into malloc'ed copies (free each). */
+int mf_store_read_strings(mf_store *s, hid_t ds, const char *name, uint64_t start, size_t n,
+                          char **out);
+
 /* Extend a dataset's first dimension to `rows` (keeping other dimensions). */
 int mf_store_extend(hid_t ds, uint64_t rows);
 /* Current length of a dataset's first dimension (0 on error). */

@@ -205,9 +205,8 @@ int mf_store_read_float(mf_store *s, const char *name, uint64_t start, size_t n,
     return read_named(s, name, H5T_FLOAT, H5T_NATIVE_FLOAT, start, n, out);
 }
 
-/* Read n strings (fixed or variable length) at `start` into malloc'ed copies. */
-static int read_strings(mf_store *s, hid_t ds, const char *name, uint64_t start, size_t n,
-                        char **out)
+int mf_store_read_strings(mf_store *s, hid_t ds, const char *name, uint64_t start, size_t n,
+                          char **out)
 {
     memset(out, 0, n * sizeof *out);
     int checked = mf_store_check_strings(s, ds, name);
@@ -253,7 +252,7 @@ int mf_store_read_ids(mf_store *s, uint64_t start, size_t n, char **out)
 {
     int rc = check_range(s, start, n, s->rows, "id");
     if (rc == 0 && n)
-        rc = read_strings(s, s->id, "id", start, n, out);
+        rc = mf_store_read_strings(s, s->id, "id", start, n, out);
     return rc < 0 ? mf_wrap_error(rc, "'%s': /id", s->path) : 0;
 }
 
@@ -268,8 +267,8 @@ int mf_store_read_failed(mf_store *s, uint64_t i, char **id, char **reason)
     *id = *reason = NULL;
     int rc = check_range(s, i, 1, s->failed, "failed");
     if (rc == 0)
-        rc = read_strings(s, s->failed_id, "failed/id", i, 1, id);
-    if (rc == 0 && (rc = read_strings(s, s->failed_reason, "failed/reason", i, 1, reason)) < 0)
+        rc = mf_store_read_strings(s, s->failed_id, "failed/id", i, 1, id);
+    if (rc == 0 && (rc = mf_store_read_strings(s, s->failed_reason, "failed/reason", i, 1, reason)) < 0)
         free(*id), *id = NULL;
     return rc < 0 ? mf_wrap_error(rc, "'%s': /failed", s->path) : 0;
 }
