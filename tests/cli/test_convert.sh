@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # test_convert.sh - mf-convert: native file round trip, --info, wrong arch, bad files;
-# int8 calibration, --precision for the bench and mf-embed, the store's `precision`.
+# int8 calibration, --precision for the bench and mf-embed, the store's `precision`,
+# and mf-merge refusing to mix precisions.
 set -u
 fail=0
 check() { if ! eval "$2"; then echo "FAIL: $1"; fail=1; fi; }
@@ -85,6 +86,38 @@ cos = (x * y).sum(1) / np.linalg.norm(x, axis=1) / np.linalg.norm(y, axis=1)
 assert x.shape == y.shape and cos.min() > 0.98, cos.min()
 PY
     check "store precision attributes" '[ $? -eq 0 ]'
+
+    # mf-merge refuses to mix precisions (or int8 calibrations), in one line naming the
+    # file; a store without the attribute (older, or from h5py) counts as fp32
+    mf-merge -o "$tmp/mixed.h5" "$tmp/fp32.h5" "$tmp/int8.h5" 2> "$tmp/err.txt"
+    check "merge fp32 + int8 exit 1" '[ $? -eq 1 ]'
+    check "merge names the file and both precisions" 'grep -q "int8.h5.* precision int8 but .*fp32.h5.* fp32" "$tmp/err.txt"'
+    check "merge error one line" '[ "$(wc -l < "$tmp/err.txt")" -eq 1 ]'
+    check "refused merge wrote nothing" '[ ! -e "$tmp/mixed.h5" ]'
+    /usr/bin/python3 - "$tmp" <<'PY'
+import shutil, sys, h5py
+d = sys.argv[1]
+shutil.copy(d + "/fp32.h5", d + "/old.h5")
+shutil.copy(d + "/int8.h5", d + "/int8a.h5")
+shutil.copy(d + "/int8.h5", d + "/int8b.h5")
+with h5py.File(d + "/old.h5", "a") as f:
+    del f.attrs["precision"]
+with h5py.File(d + "/int8b.h5", "a") as f:
+    f.attrs["int8_calibration"] = "0123456789abcdef"
+PY
+    mf-merge -q -o "$tmp/fp32m.h5" "$tmp/old.h5" "$tmp/fp32.h5"
+    check "no attribute merges with fp32" '[ $? -eq 0 ]'
+    mf-merge -q -o "$tmp/int8m.h5" "$tmp/int8.h5" "$tmp/int8a.h5"
+    check "int8 + int8 of one calibration merge" '[ $? -eq 0 ]'
+    mf-merge -o "$tmp/x.h5" "$tmp/int8.h5" "$tmp/int8b.h5" 2> "$tmp/err.txt"
+    check "two int8 calibrations refused" '[ $? -eq 1 ] && grep -q "int8b.h5.*int8_calibration" "$tmp/err.txt"'
+    /usr/bin/python3 - "$tmp" <<'PY'
+import sys, h5py
+f = h5py.File(sys.argv[1] + "/int8m.h5", "r")
+p = f.attrs["precision"]
+assert (p.decode() if isinstance(p, bytes) else p) == "int8", p
+PY
+    check "merged store keeps the precision" '[ $? -eq 0 ]'
 fi
 
 # official layouts (needs the PyTorch checkpoint reader linked in)
