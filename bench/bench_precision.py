@@ -3,8 +3,9 @@
 fidelity gates of the lower precisions, side by side in one run.
 
     /usr/bin/python3 bench/bench_precision.py [--build build] [--archs iresnet18,iresnet50,iresnet100]
-        [--threads 2] [--batch 16] [--seconds 20] [--rounds 2] [--faces 1000] [--calib 212]
-        [--no-speed] [--no-gates] [--no-e2e] [--anchors torch,torch-int8,torch-bf16,ort]
+        [--threads 2] [--batch 16] [--seconds 20] [--rounds 2] [--faces 1166] [--calib 212]
+        [--precisions int8,bf16] [--no-speed] [--no-gates]
+        [--anchors torch,torch-int8,torch-bf16,ort]
 
 Speed, per architecture, the same weights (scripts/magface_reference.py, BatchNorm
 calibrated on faces; <build>/model-ref) at the same batch and thread count, each in its
@@ -184,11 +185,8 @@ def embed(a, model, listfile, prec, out):
 # ---- speed -----------------------------------------------------------------------------
 
 def mfkit_speed(a, model, prec):
-    out = run([os.path.join(a.build, "bin", "mf-convert"), "--bench", "-j", str(a.threads),
-               "--batch", str(a.batch), "--seconds", str(a.seconds), "--precision", prec, model])
-    m = re.search(r"([\d.]+) img/s, [\d.]+ GFLOP/s.*, ([\d.]+) img/s per \d+ busy cores, "
-                  r"peak RSS (\d+) MB; kernels: (.*)", out)
-    return float(m.group(1)), float(m.group(2)), int(m.group(3)), m.group(4).strip()
+    r = bench_net.mfkit_bench(a.build, model, a.threads, a.batch, a.seconds, prec)
+    return r["img_per_s"], r["img_per_cpu_s_x_threads"], int(r["peak_rss_mb"]), r["kernels"]
 
 
 def torch_speed(a, arch, kind, calib_list):
@@ -356,12 +354,7 @@ def speed_table(a, arch, models, calib_list):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--build", default=os.path.join(ROOT, "build"))
-    p.add_argument("--archs", default="iresnet18,iresnet50,iresnet100")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--seconds", type=float, default=20)
-    p.add_argument("--rounds", type=int, default=2)
+    bench_net.common_args(p)
     p.add_argument("--faces", type=int, default=1166)
     p.add_argument("--calib", type=int, default=212)
     p.add_argument("--precisions", default="int8,bf16", help="lower precisions for the gates")

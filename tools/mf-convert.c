@@ -1,5 +1,6 @@
 /* mf-convert - turn a MagFace checkpoint into the native model file, calibrate it for
  * the int8 path, describe a model file and the CPU's kernels, or time the network. */
+#include <cjson/cJSON.h>
 #include <omp.h>
 #include <signal.h>
 #include <stdio.h>
@@ -66,6 +67,7 @@ static const mf_cli_tool tool = {
     "on faces like the ones to embed: --calibrate runs a sample of your own faces (a few\n"
     "hundred aligned crops, e.g. `shuf -n 500 all.list > sample.list`) through the fp32\n"
     "network and stores the ranges in the model file.\n\n"
+    "With --json, --info and --bench print one JSON object each on stdout.\n\n"
     "Examples:\n"
     "  mf-convert magface_epoch_00025.pth -o magface-r100.mfmodel\n"
     "  mf-convert magface-r100.mfmodel --calibrate sample.list -o magface-r100-int8.mfmodel\n"
@@ -96,9 +98,46 @@ static int on_option(int id, const char *arg, void *ctx)
     return 0;
 }
 
+/* --info --json: the same facts as one JSON object; the CPU lines ("fp32 kernel: x")
+ * become members named like "fp32_kernel". */
+static void print_info_json(const mf_model *m, const char *path)
+{
+    char cpu[1024], key[64];
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "file", path);
+    cJSON_AddStringToObject(o, "arch", mf_model_arch(m));
+    cJSON_AddStringToObject(o, "model", mf_model_name(m));
+    cJSON_AddNumberToObject(o, "tensors", (double)mf_model_tensors(m));
+    cJSON_AddNumberToObject(o, "params", (double)mf_model_params(m));
+    cJSON_AddNumberToObject(o, "dim", mf_model_dim(m));
+    cJSON_AddStringToObject(o, "source_sha256", mf_model_sha256(m));
+    cJSON_AddStringToObject(o, "preprocess", mf_model_preprocess(m));
+    cJSON_AddNumberToObject(o, "gmacs", mf_model_macs(m) / 1e9);
+    cJSON_AddNumberToObject(o, "loaded_mb", mf_model_bytes(m) / 1048576.0);
+    cJSON_AddNumberToObject(o, "int8_calibration_faces", mf_model_calibration_faces(m));
+    if (mf_model_calibration_faces(m))
+        cJSON_AddStringToObject(o, "int8_calibration", mf_model_calibration_id(m));
+    mf_cpu_describe(cpu, sizeof cpu);
+    for (char *line = strtok(cpu, "\n"); line; line = strtok(NULL, "\n")) {
+        char *colon = strstr(line, ": ");
+        if (!colon || (size_t)(colon - line) >= sizeof key)
+            continue;
+        snprintf(key, sizeof key, "%.*s", (int)(colon - line), line);
+        for (char *k = key; *k; k++)
+            *k = *k == ' ' ? '_' : *k;
+        cJSON_AddStringToObject(o, key, colon + 2);
+    }
+    mf_cli_print_record(o, 1);
+    cJSON_Delete(o);
+}
+
 static void print_info(const mf_model *m, const char *path)
 {
     char cpu[1024];
+    if (mf_cli.json) {
+        print_info_json(m, path);
+        return;
+    }
     printf("file: %s\narch: %s\nmodel: %s\ntensors: %zu\nparams: %zu (%.1f M)\n"
            "dim: %d\nsource_sha256: %s\npreprocess: %s\nGMACs: %.2f\nloaded_MB: %.1f\n",
            path, mf_model_arch(m), mf_model_name(m), mf_model_tensors(m), mf_model_params(m),
@@ -120,6 +159,35 @@ static double cpu_seconds(void)
     getrusage(RUSAGE_SELF, &ru);
     return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec +
            (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
+}
+
+/* One line of --bench results (or one JSON object with --json). On a shared machine the
+ * wall clock includes time other processes held the cores; images per CPU-second x
+ * threads is what the threads achieve while running. */
+static void print_bench(const mf_model *m, const config *c, const mf_runner *r, int threads,
+                        double ips, double per_cpu, double rss_mb)
+{
+    double gflops = ips * 2 * mf_model_macs(m) / 1e9;
+    if (!mf_cli.json) {
+        printf("arch %s precision %s batch %d threads %d: %.2f img/s, %.1f GFLOP/s "
+               "(direct-conv FLOPs), %.2f img/s per %d busy cores, peak RSS %.0f MB; "
+               "kernels: %s\n",
+               mf_model_arch(m), mf_precision_name(c->precision), c->batch, threads, ips,
+               gflops, per_cpu, threads, rss_mb, mf_runner_describe(r));
+        return;
+    }
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "arch", mf_model_arch(m));
+    cJSON_AddStringToObject(o, "precision", mf_precision_name(c->precision));
+    cJSON_AddNumberToObject(o, "batch", c->batch);
+    cJSON_AddNumberToObject(o, "threads", threads);
+    cJSON_AddNumberToObject(o, "img_per_s", ips);
+    cJSON_AddNumberToObject(o, "gflops", gflops);
+    cJSON_AddNumberToObject(o, "img_per_cpu_s_x_threads", per_cpu);
+    cJSON_AddNumberToObject(o, "peak_rss_mb", rss_mb);
+    cJSON_AddStringToObject(o, "kernels", mf_runner_describe(r));
+    mf_cli_print_record(o, 1);
+    cJSON_Delete(o);
 }
 
 /* One warm-up batch, then whole batches until `seconds` have passed (at least 3). */
@@ -148,13 +216,8 @@ static int bench(const mf_model *m, const config *c, int threads)
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     double ips = batches * c->batch / t, cpu = cpu_seconds() - c0;
-    /* on a shared machine the wall clock includes time other processes held the cores;
-     * images per CPU-second x threads is what the threads achieve while running */
-    printf("arch %s precision %s batch %d threads %d: %.2f img/s, %.1f GFLOP/s (direct-conv "
-           "FLOPs), %.2f img/s per %d busy cores, peak RSS %.0f MB; kernels: %s\n",
-           mf_model_arch(m), mf_precision_name(c->precision), c->batch, threads, ips,
-           ips * 2 * mf_model_macs(m) / 1e9, batches * c->batch / cpu * threads, threads,
-           ru.ru_maxrss / 1024.0, mf_runner_describe(r));
+    print_bench(m, c, r, threads, ips, batches * c->batch / cpu * threads,
+                ru.ru_maxrss / 1024.0);
     mf_runner_free(r);
     free(img), free(feat);
     return MF_EXIT_OK;

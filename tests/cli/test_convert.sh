@@ -65,6 +65,22 @@ for p in fp32 bf16 int8; do
     mf-convert --bench --precision $p --seconds 0 --batch 2 -j 2 "$tmp/int8.mfmodel" > "$tmp/bench.txt"
     check "bench $p" 'grep -q "precision $p batch 2 threads 2: .* img/s" "$tmp/bench.txt"'
 done
+# --json: --info and --bench as one JSON object each
+mf-convert --json --info "$tmp/int8.mfmodel" > "$tmp/info.json"
+check "info --json" '/usr/bin/python3 -c "
+import json, sys
+o = json.load(open(sys.argv[1]))
+assert o[\"tensors\"] == 187 and o[\"arch\"] == \"iresnet18-w8-8-8-16-16-d32\", o
+assert o[\"int8_calibration_faces\"] == 40 and len(o[\"int8_calibration\"]) == 16, o
+assert o[\"cpu\"] and o[\"fp32_kernel\"] and o[\"int8_kernel\"] and o[\"bf16_kernel\"], o
+" "$tmp/info.json"'
+mf-convert --json --bench --precision int8 --seconds 0 --batch 2 -j 2 "$tmp/int8.mfmodel" > "$tmp/bench.json"
+check "bench --json" '/usr/bin/python3 -c "
+import json, sys
+o = json.load(open(sys.argv[1]))
+assert o[\"precision\"] == \"int8\" and o[\"batch\"] == 2 and o[\"threads\"] == 2, o
+assert o[\"img_per_s\"] > 0 and o[\"peak_rss_mb\"] > 0 and o[\"kernels\"], o
+" "$tmp/bench.json"'
 mf-convert --bench --precision fp16 "$tmp/int8.mfmodel" 2> /dev/null
 check "unknown precision exit 2" '[ $? -eq 2 ]'
 
