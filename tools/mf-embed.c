@@ -187,18 +187,17 @@ static int open_output(const config *c, const mf_model *m, const char *job, mf_s
     p.model = mf_model_name(m);
     p.model_sha256 = mf_model_sha256(m);
     p.preprocess = mf_model_preprocess(m);
+    /* the numeric path: stores of different precisions (or int8 calibrations) hold
+     * different embeddings and must not be merged (a resumed job has the same, as its
+     * job description includes them) */
+    p.precision = mf_precision_name(c->precision);
+    if (c->precision == MF_PRECISION_INT8)
+        p.int8_calibration = mf_model_calibration_id(m);
     p.overwrite = mf_cli.overwrite; /* also: discard an unfinished run of another job */
     p.job = job;
     int rc = mf_store_open_or_resume(out, c->output, &p, state);
     if (rc == 0 && *state == MF_STORE_JOB_RESUMED)
         rc = mf_store_collect_ids(*out, seen);
-    /* the numeric path: stores of different precisions (or int8 calibrations) hold
-     * different embeddings and must not be merged (a resumed job has the same, as its
-     * job description includes them) */
-    if (rc == 0 && *state == MF_STORE_JOB_NEW)
-        rc = mf_store_set_attr(*out, "precision", mf_precision_name(c->precision));
-    if (rc == 0 && *state == MF_STORE_JOB_NEW && c->precision == MF_PRECISION_INT8)
-        rc = mf_store_set_attr(*out, "int8_calibration", mf_model_calibration_id(m));
     return rc;
 }
 
