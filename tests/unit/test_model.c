@@ -65,6 +65,19 @@ static void fixture(char *buf, size_t len, const char *name)
     snprintf(buf, len, "%s/model/%s", dir ? dir : "tests/fixtures", name);
 }
 
+/* The tiny fixture loaded into *m with its reference images and features, and the name
+ * `name` in a new temporary folder `dir` (a mkdtemp template) for the test to write. */
+static void tiny_and_temp_file(mf_model **m, refset *rs, char *dir, char *file, size_t len,
+                               const char *name)
+{
+    char path[4096];
+    fixture(path, sizeof path, "tiny.h5");
+    read_refset(path, rs);
+    cr_assert(mkdtemp(dir));
+    snprintf(file, len, "%s/%s", dir, name);
+    cr_assert_eq(mf_model_load(m, path, NULL), 0, "%s", mf_last_error());
+}
+
 /* the engine's features for every image of rs in one batch; checks the magnitudes */
 static float *run_engine(const mf_model *m, const refset *rs, int threads)
 {
@@ -182,14 +195,10 @@ Test(model, batch_split_gives_same_features)
 
 Test(model, native_file_round_trip)
 {
-    char path[4096], dir[] = "/tmp/mf-test-model-XXXXXX", file[4200];
+    char dir[] = "/tmp/mf-test-model-XXXXXX", file[4200];
     refset rs;
     mf_model *m, *n;
-    fixture(path, sizeof path, "tiny.h5");
-    read_refset(path, &rs);
-    cr_assert(mkdtemp(dir));
-    snprintf(file, sizeof file, "%s/tiny.mfmodel", dir);
-    cr_assert_eq(mf_model_load(&m, path, NULL), 0, "%s", mf_last_error());
+    tiny_and_temp_file(&m, &rs, dir, file, sizeof file, "tiny.mfmodel");
     cr_assert_eq(mf_model_save(m, file, 1), 0, "%s", mf_last_error());
     cr_assert_eq(mf_model_load(&n, file, NULL), 0, "%s", mf_last_error());
     cr_expect_str_eq(mf_model_arch(n), mf_model_arch(m));
@@ -528,14 +537,10 @@ Test(model, int8_and_bf16_fidelity_gates, .timeout = 600)
  * features are the same bits with every kernel (AVX2, AVX-512, VNNI, portable C). */
 Test(model, int8_calibration_round_trip_and_same_bits_everywhere)
 {
-    char path[4096], dir[] = "/tmp/mf-test-int8-XXXXXX", file[4200];
+    char dir[] = "/tmp/mf-test-int8-XXXXXX", file[4200];
     refset rs;
     mf_model *m, *n;
-    fixture(path, sizeof path, "tiny.h5");
-    read_refset(path, &rs);
-    cr_assert(mkdtemp(dir));
-    snprintf(file, sizeof file, "%s/tiny.mfmodel", dir);
-    cr_assert_eq(mf_model_load(&m, path, NULL), 0, "%s", mf_last_error());
+    tiny_and_temp_file(&m, &rs, dir, file, sizeof file, "tiny.mfmodel");
     cr_expect_eq(mf_model_calibration_faces(m), 0);
     cr_expect_str_eq(mf_model_calibration_id(m), "");
     mf_calibration *cal;
@@ -566,14 +571,10 @@ Test(model, int8_calibration_round_trip_and_same_bits_everywhere)
 /* Files written by builds with 4-row AVX2 panels load everywhere (repacked). */
 Test(model, old_four_row_native_file_loads)
 {
-    char path[4096], dir[] = "/tmp/mf-test-mr4-XXXXXX", file[4200];
+    char dir[] = "/tmp/mf-test-mr4-XXXXXX", file[4200];
     refset rs;
     mf_model *m, *n;
-    fixture(path, sizeof path, "tiny.h5");
-    read_refset(path, &rs);
-    cr_assert(mkdtemp(dir));
-    snprintf(file, sizeof file, "%s/old.mfmodel", dir);
-    cr_assert_eq(mf_model_load(&m, path, NULL), 0, "%s", mf_last_error());
+    tiny_and_temp_file(&m, &rs, dir, file, sizeof file, "old.mfmodel");
     cr_assert_eq(mf_iresnet_save(m, file, 4, 1), 0, "%s", mf_last_error());
     cr_assert_eq(mf_model_load(&n, file, NULL), 0, "%s", mf_last_error());
     float *a = run_engine(m, &rs, 2), *b = run_engine(n, &rs, 2);
