@@ -16,6 +16,7 @@ GFLOP/s counts direct-convolution FLOPs (2 x MACs), as PyTorch's would be counte
 """
 import argparse
 import glob
+import json
 import os
 import re
 import resource
@@ -57,6 +58,24 @@ def run(cmd):
     return out.stdout
 
 
+def common_args(p):
+    """The options every network benchmark here takes."""
+    p.add_argument("--build", default=os.path.join(ROOT, "build"))
+    p.add_argument("--archs", default="iresnet18,iresnet50,iresnet100")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--seconds", type=float, default=20)
+    p.add_argument("--rounds", type=int, default=2)
+
+
+def mfkit_bench(build, model, threads, batch, seconds, precision="fp32"):
+    """`mf-convert --bench --json`: img_per_s, gflops, img_per_cpu_s_x_threads,
+    peak_rss_mb, kernels."""
+    return json.loads(run([os.path.join(build, "bin", "mf-convert"), "--bench", "--json",
+                           "-j", str(threads), "--batch", str(batch), "--seconds",
+                           str(seconds), "--precision", precision, model]))
+
+
 def ensure_model(build, arch):
     """A native model of `arch` converted from a checkpoint in the official layout (the
     unit tests' generated ones in <build>/model-ref when present)."""
@@ -75,12 +94,7 @@ def ensure_model(build, arch):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--build", default=os.path.join(ROOT, "build"))
-    p.add_argument("--archs", default="iresnet18,iresnet50,iresnet100")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--seconds", type=float, default=20)
-    p.add_argument("--rounds", type=int, default=2)
+    common_args(p)
     p.add_argument("--torch-worker", metavar="ARCH", dest="arch")
     a = p.parse_args()
     if a.arch:
@@ -94,13 +108,9 @@ def main():
         model = ensure_model(a.build, arch)
         ours, theirs = [], []
         for _ in range(a.rounds):
-            out = run([os.path.join(a.build, "bin", "mf-convert"), "--bench", "-j",
-                       str(a.threads), "--batch", str(a.batch), "--seconds", str(a.seconds),
-                       model])
-            m = re.search(r"([\d.]+) img/s, ([\d.]+) GFLOP/s.*, ([\d.]+) img/s per \d+ busy "
-                          r"cores, peak RSS (\d+) MB", out)
-            ours.append((float(m.group(1)), float(m.group(2)), int(m.group(4)),
-                         float(m.group(3))))
+            r = mfkit_bench(a.build, model, a.threads, a.batch, a.seconds)
+            ours.append((r["img_per_s"], r["gflops"], int(r["peak_rss_mb"]),
+                         r["img_per_cpu_s_x_threads"]))
             out = run(["/usr/bin/python3", os.path.abspath(__file__), "--torch-worker", arch,
                        "--threads", str(a.threads), "--batch", str(a.batch), "--seconds",
                        str(a.seconds)])

@@ -36,6 +36,7 @@ enum {
     OPT_FEAT_LIST,
     OPT_ARCH,
     OPT_MAX_MP,
+    OPT_PRECISION,
     OPT_ROOT,
     OPT_NULL,
 };
@@ -48,6 +49,7 @@ typedef struct config {
     int n_lists;
     int label_from_dir, resize, batch, null_lists;
     double max_megapixels;
+    mf_precision precision;
 } config;
 
 static const mf_cli_opt options[] = {
@@ -76,6 +78,10 @@ static const mf_cli_opt options[] = {
     {"arch", 0, "NAME", "check that the model is this architecture (e.g. iresnet100)",
      OPT_ARCH},
     {"max-megapixels", 0, "MP", "refuse images larger than this (default 50)", OPT_MAX_MP},
+    {"precision", 0, "P",
+     "fp32 (default: the reference numbers), bf16, or int8 (needs a model calibrated "
+     "with mf-convert --calibrate); recorded in the store",
+     OPT_PRECISION},
     {"root", 0, "DIR",
      "resolve relative list entries against DIR ('.' = as written, like MagFace's "
      "gen_feat.py; default: the list file's folder)",
@@ -127,6 +133,10 @@ static int on_option(int id, const char *arg, void *ctx)
     case OPT_MAX_MP:
         c->max_megapixels = mf_cli_parse_double("--max-megapixels", arg, 0.01, 1e4);
         break;
+    case OPT_PRECISION:
+        if (mf_precision_parse(arg, &c->precision) < 0)
+            mf_cli_usage_error("--precision: %s", mf_last_error());
+        break;
     }
     return 0;
 }
@@ -151,6 +161,10 @@ static char *job_description(const config *c, char **inputs, int n, const mf_mod
     for (int i = 0; i < c->n_lists; i++)
         cJSON_AddItemToArray(lists, cJSON_CreateString(c->lists[i]));
     cJSON_AddBoolToObject(o, "label_from_dir", c->label_from_dir);
+    if (c->precision != MF_PRECISION_FP32) /* absent = fp32, as jobs of older versions */
+        cJSON_AddStringToObject(o, "precision", mf_precision_name(c->precision));
+    if (c->precision == MF_PRECISION_INT8)
+        cJSON_AddStringToObject(o, "int8_calibration", mf_model_calibration_id(m));
     cJSON_AddBoolToObject(o, "resize", c->resize);
     if (c->root) /* only when given: jobs started before --root existed still resume */
         cJSON_AddStringToObject(o, "root", c->root);
@@ -173,6 +187,12 @@ static int open_output(const config *c, const mf_model *m, const char *job, mf_s
     p.model = mf_model_name(m);
     p.model_sha256 = mf_model_sha256(m);
     p.preprocess = mf_model_preprocess(m);
+    /* the numeric path: stores of different precisions (or int8 calibrations) hold
+     * different embeddings and must not be merged (a resumed job has the same, as its
+     * job description includes them) */
+    p.precision = mf_precision_name(c->precision);
+    if (c->precision == MF_PRECISION_INT8)
+        p.int8_calibration = mf_model_calibration_id(m);
     p.overwrite = mf_cli.overwrite; /* also: discard an unfinished run of another job */
     p.job = job;
     int rc = mf_store_open_or_resume(out, c->output, &p, state);
@@ -351,7 +371,9 @@ int main(int argc, char **argv)
     if (mf_model_load(&model, c.model, c.arch) < 0)
         return fail(NULL);
     mf_runner *runner;
-    if (mf_runner_new(&runner, model, c.batch, threads) < 0)
+    mf_runner_params rp = mf_runner_default_params();
+    rp.max_batch = c.batch, rp.threads = threads, rp.precision = c.precision;
+    if (mf_runner_create(&runner, model, &rp) < 0)
         return fail(NULL);
 
     mf_source_params sp = mf_source_default_params();

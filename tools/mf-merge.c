@@ -35,7 +35,8 @@ static const mf_cli_tool tool = {
     "-o <out.h5> [options] <in.h5>...",
     "Join stores (e.g. the shards of an mf-embed job array) into one. Rows keep the\n"
     "order of the inputs; a row whose id was already seen is dropped (and counted);\n"
-    "the /failed lists are joined. All inputs must have the same model and dimension.\n"
+    "the /failed lists are joined. All inputs must have the same model, dimension and\n"
+    "precision (mf-embed --precision; int8 also the same calibration).\n"
     "\n"
     "Stores made by mf-embed --shard K/N (or a SLURM array) record their shard and job:\n"
     "when any input is such a shard, the inputs must be shards 0..N-1 of one N-way\n"
@@ -58,15 +59,31 @@ static int on_option(int id, const char *arg, void *ctx)
     return 0;
 }
 
-/* Inputs must agree on what their embeddings mean. */
+/* The network's numeric path of a store; a store without the attribute was embedded
+ * before the lower-precision paths existed (or by another program): fp32. */
+static const char *precision_of(mf_store *s)
+{
+    const char *p = mf_store_attr(s, "precision");
+    return p ? p : "fp32";
+}
+
+/* Inputs must agree on what their embeddings mean: the same network, and the same
+ * numeric path (bf16 or int8 embeddings differ slightly from fp32 ones, and int8 ones
+ * from another calibration's, so a merged store would compare unlike rows). */
 static int check_compatible(mf_store *a, mf_store *b)
 {
     if (mf_store_dim(a) != mf_store_dim(b))
         return mf_set_error(MF_ERR_MISMATCH, "'%s' has %d-d embeddings but '%s' has %d-d",
                             mf_store_path(b), mf_store_dim(b), mf_store_path(a),
                             mf_store_dim(a));
-    const char *keys[] = {"model", "model_sha256"};
-    for (int i = 0; i < 2; i++) {
+    if (strcmp(precision_of(a), precision_of(b)) != 0)
+        return mf_set_error(MF_ERR_MISMATCH,
+                            "'%s' was embedded at precision %s but '%s' at %s: stores of "
+                            "different precisions do not merge",
+                            mf_store_path(b), precision_of(b), mf_store_path(a),
+                            precision_of(a));
+    const char *keys[] = {"model", "model_sha256", "int8_calibration"};
+    for (int i = 0; i < 3; i++) {
         const char *x = mf_store_attr(a, keys[i]), *y = mf_store_attr(b, keys[i]);
         if ((x || y) && (!x || !y || strcmp(x, y) != 0))
             return mf_set_error(MF_ERR_MISMATCH, "'%s' has %s '%s' but '%s' has '%s'",

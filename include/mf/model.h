@@ -10,6 +10,16 @@
  *     mf_runner_free(r);
  *     mf_model_free(m);
  *
+ * Lower precision (faster where the CPU has the instructions; see docs/MODEL.md):
+ *
+ *     mf_calibration *cal;                          // int8 needs activation ranges,
+ *     mf_calibration_new(&cal, m, 16, 2);           // measured on some of the user's
+ *     mf_calibration_add(cal, n, bgr);              // own faces (a few hundred),
+ *     mf_model_set_calibration(m, cal);             // kept by mf_model_save
+ *     mf_runner_params p = mf_runner_default_params();
+ *     p.precision = MF_PRECISION_INT8;              // or MF_PRECISION_BF16
+ *     mf_runner_create(&r, m, &p);
+ *
  * A model is read-only after loading and may be shared by any number of runners (one
  * per thread of the caller). A runner owns all scratch memory, allocated once in
  * mf_runner_new; the forward pass allocates nothing and uses exactly `threads` OpenMP
@@ -32,6 +42,7 @@
 
 typedef struct mf_model mf_model;
 typedef struct mf_runner mf_runner;
+typedef struct mf_calibration mf_calibration;
 
 /* The network takes exactly one aligned face: MF_MODEL_INPUT x MF_MODEL_INPUT x 3. */
 #define MF_MODEL_INPUT MF_FACE_SIZE
@@ -39,6 +50,27 @@ typedef struct mf_runner mf_runner;
  * reads widths[3] x 7 x 7 values. */
 #define MF_HEAD_SIDE (MF_MODEL_INPUT / 16)
 #define MF_HEAD_AREA (MF_HEAD_SIDE * MF_HEAD_SIDE)
+
+/* The numeric path of a runner. FP32 is the reference (PyTorch's numbers). BF16:
+ * bfloat16 operands, float32 sums. INT8: activations quantised to 8 bits per channel
+ * with calibrated ranges, int16 weights, exact int32 sums; layers found too sensitive
+ * stay float32. Stores record the precision (root attribute `precision`): stores of
+ * different precisions are different embeddings and never merge. */
+typedef enum mf_precision {
+    MF_PRECISION_FP32 = 0,
+    MF_PRECISION_BF16 = 1,
+    MF_PRECISION_INT8 = 2,
+} mf_precision;
+
+/* "fp32", "bf16", "int8" */
+const char *mf_precision_name(mf_precision p);
+/* Parse one of those names; returns 0, or MF_ERR_ARG with a message. */
+int mf_precision_parse(const char *name, mf_precision *out);
+
+/* One line per item: the CPU and its vector extensions, then the kernel each precision
+ * would use on it (the dispatch is decided at run time; $MF_ISA=avx2 etc. caps it).
+ * Writes a NUL-terminated text of at most len bytes. */
+void mf_cpu_describe(char *buf, size_t len);
 
 /* Load a PyTorch checkpoint (.pth, zip or legacy; any official key prefix), a native
  * model written by mf_model_save (mf-convert), or an HDF5 state_dict dump with one
@@ -72,10 +104,31 @@ size_t mf_model_bytes(const mf_model *m);           /* memory held by the loaded
 /* Multiply-accumulates of one forward pass as PyTorch counts them (direct convs). */
 double mf_model_macs(const mf_model *m);
 
-/* Allocate scratch for batches of up to `max_batch` images run with `threads` threads
- * (>= 1). The model must outlive the runner. */
+/* int8 calibration: faces seen (0 if the model has none) and a short id of the ranges
+ * (16 hex digits; "" if none) that stores record, since two calibrations give two
+ * slightly different int8 embeddings. */
+int mf_model_calibration_faces(const mf_model *m);
+const char *mf_model_calibration_id(const mf_model *m);
+
+typedef struct mf_runner_params {
+    int max_batch;          /* largest batch (1..4096); 16 */
+    int threads;            /* OpenMP threads (>= 1); 1 */
+    mf_precision precision; /* MF_PRECISION_FP32 */
+} mf_runner_params;
+
+mf_runner_params mf_runner_default_params(void);
+
+/* Allocate scratch (and, below fp32, the converted weights) for batches of up to
+ * p->max_batch images. The model must outlive the runner. INT8 needs a calibrated
+ * model (MF_ERR_UNSUPPORTED otherwise, with a message saying how). */
+int mf_runner_create(mf_runner **out, const mf_model *m, const mf_runner_params *p);
+/* mf_runner_create at fp32 with this batch and thread count. */
 int mf_runner_new(mf_runner **out, const mf_model *m, int max_batch, int threads);
 void mf_runner_free(mf_runner *r);
+/* The precision and the kernels a runner uses, e.g. "int8 (avx2 4x24 vpmaddwd; 3 of
+ * 45 convolutions in fp32)". */
+mf_precision mf_runner_precision(const mf_runner *r);
+const char *mf_runner_describe(const mf_runner *r);
 
 /* Run `n` (1..max_batch) images of `height` x `width` (must be 112 x 112) BGR u8 HWC,
  * consecutive. Writes n x dim raw features and, if `magnitudes` is not NULL, their n
@@ -86,5 +139,19 @@ int mf_runner_forward(mf_runner *r, int n, int height, int width, const uint8_t 
 /* Same from float input already scaled, n x 3 x 112 x 112 (NCHW, B,G,R planes). */
 int mf_runner_forward_f32(mf_runner *r, int n, const float *nchw, float *features,
                           float *magnitudes);
+
+/* int8 calibration: run faces through the fp32 network and record, per channel of
+ * what every convolution reads, the range to quantise. Faces should be a sample of
+ * those that will be embedded (a few hundred are plenty); values beyond the ranges
+ * are clamped later. */
+int mf_calibration_new(mf_calibration **out, const mf_model *m, int max_batch, int threads);
+/* n (1..max_batch) aligned 112x112 BGR faces, as mf_runner_forward. */
+int mf_calibration_add(mf_calibration *c, int n, const uint8_t *bgr);
+int mf_calibration_faces(const mf_calibration *c);
+void mf_calibration_free(mf_calibration *c);
+/* Give the model these ranges (replacing any); mf_model_save writes them into the
+ * native file. Needs at least one face. Not thread-safe with runners of m: create
+ * runners afterwards. */
+int mf_model_set_calibration(mf_model *m, const mf_calibration *c);
 
 #endif

@@ -51,9 +51,11 @@ typedef struct mf_store_params {
     const char *model;        /* e.g. "magface-iresnet100", or NULL */
     const char *model_sha256; /* hex digest of the model file, or NULL */
     const char *preprocess;   /* e.g. "bgr/255 aligned-112", or NULL */
-    size_t chunk_rows;        /* HDF5 chunk height of /embedding; 0 = default (256) */
-    int overwrite;            /* replace an existing output (else MF_ERR_EXISTS) */
-    const char *job;          /* mf_store_open_or_resume: canonical job description */
+    const char *precision;    /* the network's numeric path ("fp32", "bf16", "int8") or NULL */
+    const char *int8_calibration; /* int8: the id of the activation ranges, or NULL */
+    size_t chunk_rows;            /* HDF5 chunk height of /embedding; 0 = default (256) */
+    int overwrite;                /* replace an existing output (else MF_ERR_EXISTS) */
+    const char *job;              /* mf_store_open_or_resume: canonical job description */
 } mf_store_params;
 
 mf_store_params mf_store_default_params(void);

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <xxhash.h>
+
 #include "mf/status.h"
 #include "nn.h"
 
@@ -51,43 +53,73 @@ static float *take(float *arena, size_t *at, size_t n)
     return p;
 }
 
-static void conv_layout(mf_conv *c, float *arena, size_t *at, int cin, int cout, int ksize,
-                        int stride, int has_bn_in, int has_prelu)
+typedef struct layout {
+    float *arena;
+    size_t at;
+    int mr, nconvs;
+    size_t act;
+} layout;
+
+static void conv_layout(mf_conv *c, layout *l, int cin, int cout, int ksize, int stride,
+                        int has_bn_in, int has_prelu)
 {
+    float *arena = l->arena;
+    size_t *at = &l->at;
     *c = (mf_conv){.cin = cin,
                    .cout = cout,
                    .ksize = ksize,
                    .stride = stride,
-                   .winograd = use_winograd(cin, ksize, stride)};
+                   .winograd = use_winograd(cin, ksize, stride),
+                   .id = l->nconvs++,
+                   .act_off = l->act};
+    l->act += cin;
     c->w = take(arena, at,
-                c->winograd ? MF_WINO_E * mf_pack_a_size(cout, cin)
-                            : mf_pack_a_size(cout, cin * ksize * ksize));
+                c->winograd ? MF_WINO_E * mf_pack_a_size_mr(cout, cin, l->mr)
+                            : mf_pack_a_size_mr(cout, cin * ksize * ksize, l->mr));
     c->bias = take(arena, at, cout);
     c->in_a = has_bn_in ? take(arena, at, cin) : NULL;
     c->in_b = has_bn_in ? take(arena, at, cin) : NULL;
     c->prelu = has_prelu ? take(arena, at, cout) : NULL;
 }
 
-size_t mf_iresnet_layout(struct mf_model *m, float *arena)
+size_t mf_iresnet_layout(struct mf_model *m, float *arena, int mr)
 {
-    size_t at = 0;
-    conv_layout(&m->stem_conv, arena, &at, 3, m->stem, 3, 1, 0, 1);
+    layout l = {.arena = arena, .mr = mr};
+    conv_layout(&m->stem_conv, &l, 3, m->stem, 3, 1, 0, 1);
     int cin = m->stem, b = 0;
     for (int s = 0; s < 4; s++)
         for (int i = 0; i < m->blocks[s]; i++, b++) {
             int cout = m->widths[s], stride = i == 0 ? 2 : 1;
             mf_block *k = &m->block[b];
-            conv_layout(&k->conv1, arena, &at, cin, cout, 3, 1, 1, 1);
-            conv_layout(&k->conv2, arena, &at, cout, cout, 3, stride, 0, 0);
+            conv_layout(&k->conv1, &l, cin, cout, 3, 1, 1, 1);
+            conv_layout(&k->conv2, &l, cout, cout, 3, stride, 0, 0);
             if (stride != 1 || cin != cout)
-                conv_layout(&k->down, arena, &at, cin, cout, 1, stride, 0, 0);
+                conv_layout(&k->down, &l, cin, cout, 1, stride, 0, 0);
             else
-                k->down = (mf_conv){0};
+                k->down = (mf_conv){.id = -1};
             cin = cout;
         }
-    m->fc_w = take(arena, &at, mf_pack_a_size(m->dim, cin * MF_HEAD_AREA));
-    m->fc_b = take(arena, &at, m->dim);
-    return at;
+    m->fc_w = take(arena, &l.at, mf_pack_a_size_mr(m->dim, cin * MF_HEAD_AREA, mr));
+    m->fc_b = take(arena, &l.at, m->dim);
+    m->nconvs = l.nconvs;
+    m->act_floats = l.act;
+    return l.at;
+}
+
+const mf_conv *mf_iresnet_conv(const struct mf_model *m, int id)
+{
+    if (id == 0)
+        return &m->stem_conv;
+    for (int b = 0; b < m->nblocks; b++) {
+        const mf_block *k = &m->block[b];
+        if (k->conv1.id == id)
+            return &k->conv1;
+        if (k->conv2.id == id)
+            return &k->conv2;
+        if (k->down.id == id)
+            return &k->down;
+    }
+    return NULL;
 }
 
 int mf_iresnet_alloc(struct mf_model *m)
@@ -111,12 +143,12 @@ int mf_iresnet_alloc(struct mf_model *m)
     m->block = calloc(m->nblocks, sizeof *m->block);
     if (!m->block)
         return mf_set_error(MF_ERR_NOMEM, "out of memory for %d blocks", m->nblocks);
-    m->arena_floats = mf_iresnet_layout(m, NULL);
+    m->arena_floats = mf_iresnet_layout(m, NULL, MF_MR);
     m->arena = aligned_alloc(64, m->arena_floats * sizeof(float));
     if (!m->arena)
         return mf_set_error(MF_ERR_NOMEM, "out of memory for %zu MB of weights",
                             m->arena_floats * sizeof(float) >> 20);
-    mf_iresnet_layout(m, m->arena);
+    mf_iresnet_layout(m, m->arena, MF_MR);
     return 0;
 }
 
@@ -244,7 +276,8 @@ static int load_head(builder *bd, struct mf_model *m)
         double shift = bias[o];
         for (size_t i = 0; i < depth; i++) {
             shift += (double)w[o * depth + i] * b2[i / MF_HEAD_AREA];
-            bd->tmp[o * depth + i] = (float)((double)w[o * depth + i] * a2[i / MF_HEAD_AREA] * af[o]);
+            bd->tmp[o * depth + i] =
+                (float)((double)w[o * depth + i] * a2[i / MF_HEAD_AREA] * af[o]);
         }
         m->fc_b[o] = (float)(shift * af[o] + bf[o]);
     }
@@ -303,7 +336,8 @@ int mf_iresnet_check_arch(const struct mf_model *m, size_t tensors, const char *
 
 static int build(struct mf_model *m, const mf_checkpoint *ck, const char *file)
 {
-    size_t most = (size_t)m->dim * m->widths[3] * MF_HEAD_AREA + 2 * (size_t)m->widths[3] + 2 * m->dim;
+    size_t most =
+        (size_t)m->dim * m->widths[3] * MF_HEAD_AREA + 2 * (size_t)m->widths[3] + 2 * m->dim;
     for (int b = 0; b < m->nblocks; b++) {
         size_t c = (size_t)m->block[b].conv1.cout * m->block[b].conv1.cin * 9 +
                    (size_t)m->block[b].conv1.cout;
@@ -354,11 +388,32 @@ void mf_model_free(mf_model *m)
 {
     if (!m)
         return;
+    free(m->act_lo);
+    free(m->act_hi);
+    free(m->int8_layers);
     free(m->arena);
     free(m->block);
     free(m);
 }
 
+void mf_iresnet_calibration_changed(struct mf_model *m)
+{
+    m->calib_id[0] = 0;
+    if (!m->act_lo)
+        return;
+    XXH64_state_t *st = XXH64_createState();
+    if (!st)
+        return;
+    XXH64_reset(st, 0);
+    XXH64_update(st, m->act_lo, m->act_floats * sizeof(float));
+    XXH64_update(st, m->act_hi, m->act_floats * sizeof(float));
+    XXH64_update(st, m->int8_layers, m->nconvs);
+    snprintf(m->calib_id, sizeof m->calib_id, "%016llx", (unsigned long long)XXH64_digest(st));
+    XXH64_freeState(st);
+}
+
+int mf_model_calibration_faces(const mf_model *m) { return m->act_lo ? m->calib_faces : 0; }
+const char *mf_model_calibration_id(const mf_model *m) { return m->calib_id; }
 const char *mf_model_arch(const mf_model *m) { return m->arch; }
 const char *mf_model_name(const mf_model *m) { return m->name; }
 const char *mf_model_sha256(const mf_model *m) { return m->sha256; }

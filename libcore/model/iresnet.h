@@ -10,7 +10,9 @@
 /* A convolution with its following BatchNorm folded in: out = conv(in; w) + bias. */
 typedef struct mf_conv {
     int cin, cout, ksize, stride;
-    int winograd;       /* 3x3 stride 1: w holds the 16 Winograd matrices */
+    int winograd;       /* 3x3 stride 1: w holds the 36 Winograd matrices */
+    int id;             /* position in model order: stem 0, then conv1, conv2, down */
+    size_t act_off;     /* this conv's cin entries in mf_model.act_lo/act_hi */
     float *w;           /* packed, see nn.h: (cout, cin*k*k) or 36 x (cout, cin) */
     float *bias;        /* (cout) */
     float *in_a, *in_b; /* (cin) BatchNorm on the input inside the padding, or NULL */
@@ -32,12 +34,28 @@ struct mf_model {
     float *fc_b;     /* (dim) */
     float *arena;    /* every weight above, one allocation (native file dataset) */
     size_t arena_floats;
+    int nconvs;        /* convolutions (ids 0 .. nconvs-1) */
+    size_t act_floats; /* sum of their input channels */
+    /* int8 calibration, or NULL: per conv input channel (act_off), the range of what the
+     * conv reads (after its input BatchNorm) on the calibration faces, lo <= 0 <= hi;
+     * quantised to 255 levels over it */
+    float *act_lo, *act_hi;
+    unsigned char *int8_layers; /* (nconvs) 1: the int8 path quantises this conv */
+    int calib_faces;            /* faces the calibration saw */
+    char calib_id[17];          /* hash of the ranges and int8_layers, hex; "" if none */
 };
 
+/* Recompute calib_id after the ranges or int8_layers changed. */
+void mf_iresnet_calibration_changed(struct mf_model *m);
+
 /* Assign every weight pointer inside `arena` (NULL: only count); returns floats. The
- * layout depends only on blocks/widths/stem/dim, so the native file stores the arena
- * as one dataset. Needs m->block allocated. */
-size_t mf_iresnet_layout(struct mf_model *m, float *arena);
+ * layout depends only on blocks/widths/stem/dim (and the panel rows `mr`, MF_MR but
+ * for reading old files), so the native file stores the arena as one dataset. Needs
+ * m->block allocated; sets the conv ids, nconvs and act_floats. */
+size_t mf_iresnet_layout(struct mf_model *m, float *arena, int mr);
+
+/* The convolution with this id (0 .. nconvs-1), or NULL. */
+const mf_conv *mf_iresnet_conv(const struct mf_model *m, int id);
 
 /* Allocate m->block and the arena for the shape already in m (blocks, widths, stem,
  * dim), names included. */
@@ -63,6 +81,9 @@ int mf_iresnet_reference(const mf_checkpoint *ck, int n, const float *nchw, floa
 int mf_iresnet_load_dump(mf_checkpoint **out, const char *path);
 /* Same for the datasets of any group (tests read /reference/{images,features}). */
 int mf_iresnet_load_group(mf_checkpoint **out, const char *path, const char *group);
+
+/* mf_model_save with weight panels of `mr` rows (tests write files of older builds). */
+int mf_iresnet_save(const struct mf_model *m, const char *path, int mr, int overwrite);
 
 /* sha256 of a file as lower-case hex (65 bytes). */
 int mf_sha256_file(const char *path, char hex[65]);

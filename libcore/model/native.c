@@ -3,10 +3,14 @@
  *
  * Native file (HDF5): root attributes mf_format="mfkit-model", mf_format_version=1,
  * arch, model, source_sha256, preprocess, blocks[4], widths[4], stem, dim, params,
- * tensors, kernel_rows (MF_MR: the packing depends on the build's kernel); one float32
- * dataset /weights holding the engine's arena (folded, packed,
- * Winograd-transformed weights). Its layout follows from blocks/widths/stem/dim alone
- * (mf_iresnet_layout), so loading is one read. */
+ * tensors, kernel_rows (rows of the weight panels: 8, since every kernel reads 8-row
+ * panels; files from older AVX2 builds say 4 and are repacked when loaded); one float32
+ * dataset /weights holding the engine's arena (folded, packed, Winograd-transformed
+ * weights). Its layout follows from blocks/widths/stem/dim alone (mf_iresnet_layout),
+ * so loading is one read. Optional int8 calibration (mf-convert --calibrate): float32
+ * /calibration/act_min and /calibration/act_max (the range of each input channel of
+ * every conv, model order; min <= 0 <= max), uint8 /calibration/int8_layers (per conv:
+ * 1 = quantised), root attribute calibration_faces. Older readers ignore it. */
 #include <errno.h>
 #include <math.h>
 #include <hdf5.h>
@@ -19,6 +23,7 @@
 #include "vec.h"
 #include "mf/checkpoint.h"
 #include "mf/durable.h"
+#include "mf/log.h"
 #include "mf/status.h"
 #include "iresnet.h"
 #include "nn.h"
@@ -52,9 +57,88 @@ int mf_sha256_file(const char *path, char hex[65])
 
 /* ---- native save ------------------------------------------------------------------ */
 
-static int write_native(const mf_model *m, hid_t f)
+/* Copy src's weights into dst (same shapes) whose panels have another row count. */
+static void convert_arena(struct mf_model *dst, int dst_mr, const struct mf_model *src,
+                          int src_mr)
 {
-    int64_t ver = NATIVE_VERSION, blocks[4], widths[4], mr = MF_MR;
+    for (int id = 0; id < src->nconvs; id++) {
+        const mf_conv *a = mf_iresnet_conv(src, id);
+        mf_conv *b = (mf_conv *)mf_iresnet_conv(dst, id);
+        int depth = a->cin * (a->winograd ? 1 : a->ksize * a->ksize);
+        for (int e = 0; e < (a->winograd ? MF_WINO_E : 1); e++)
+            mf_repack_a(b->w + e * mf_pack_a_size_mr(a->cout, depth, dst_mr), dst_mr,
+                        a->w + e * mf_pack_a_size_mr(a->cout, depth, src_mr), src_mr, a->cout,
+                        depth);
+        memcpy(b->bias, a->bias, a->cout * sizeof(float));
+        if (a->in_a)
+            memcpy(b->in_a, a->in_a, a->cin * sizeof(float)),
+                memcpy(b->in_b, a->in_b, a->cin * sizeof(float));
+        if (a->prelu)
+            memcpy(b->prelu, a->prelu, a->cout * sizeof(float));
+    }
+    mf_repack_a(dst->fc_w, dst_mr, src->fc_w, src_mr, src->dim, src->widths[3] * MF_HEAD_AREA);
+    memcpy(dst->fc_b, src->fc_b, src->dim * sizeof(float));
+}
+
+/* A copy of m's shape with an arena laid out for `mr`-row panels (for old files and
+ * for tests writing them); free with free_shadow. */
+static int shadow(struct mf_model *out, const struct mf_model *m, int mr)
+{
+    *out = *m;
+    out->block = calloc(m->nblocks, sizeof *out->block);
+    out->arena_floats = out->block ? mf_iresnet_layout(out, NULL, mr) : 0;
+    out->arena = out->block ? aligned_alloc(64, out->arena_floats * sizeof(float)) : NULL;
+    if (!out->arena) {
+        free(out->block);
+        return mf_set_error(MF_ERR_NOMEM, "out of memory repacking weights");
+    }
+    mf_iresnet_layout(out, out->arena, mr);
+    return 0;
+}
+
+static void free_shadow(struct mf_model *s) { free(s->arena), free(s->block); }
+
+static int write_dataset(hid_t loc, const char *name, hid_t ftype, hid_t mtype, size_t n,
+                         const void *data)
+{
+    hsize_t dims[1] = {n};
+    hid_t sp = H5Screate_simple(1, dims, NULL);
+    hid_t d = H5Dcreate2(loc, name, ftype, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    int rc = 0;
+    if (d < 0 || H5Dwrite(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
+        rc = mf_set_error(MF_ERR_IO, "cannot write /%s: %s", name, mf_h5_reason());
+    if (d >= 0)
+        H5Dclose(d);
+    H5Sclose(sp);
+    return rc;
+}
+
+static int write_calibration(hid_t f, const mf_model *m)
+{
+    int64_t faces = m->calib_faces;
+    hid_t g = H5Gcreate2(f, "calibration", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    int rc =
+        g < 0 ? mf_set_error(MF_ERR_IO, "cannot write /calibration: %s", mf_h5_reason()) : 0;
+    if (rc == 0)
+        rc = write_dataset(g, "act_min", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, m->act_floats,
+                           m->act_lo);
+    if (rc == 0)
+        rc = write_dataset(g, "act_max", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, m->act_floats,
+                           m->act_hi);
+    if (rc == 0)
+        rc = write_dataset(g, "int8_layers", H5T_STD_U8LE, H5T_NATIVE_UCHAR, m->nconvs,
+                           m->int8_layers);
+    if (rc == 0)
+        rc = mf_h5_write_i64_attr(f, "calibration_faces", &faces, 1);
+    if (g >= 0)
+        H5Gclose(g);
+    return rc;
+}
+
+/* The weights go out in panels of `mr` rows (MF_MR but for tests writing old files). */
+static int write_native(const mf_model *m, hid_t f, int mr)
+{
+    int64_t ver = NATIVE_VERSION, blocks[4], widths[4], rows = mr;
     int64_t one[4] = {m->stem, m->dim, (int64_t)m->params, (int64_t)m->tensors};
     for (int i = 0; i < 4; i++)
         blocks[i] = m->blocks[i], widths[i] = m->widths[i];
@@ -73,24 +157,28 @@ static int write_native(const mf_model *m, hid_t f)
     for (int i = 0; i < 4 && rc == 0; i++)
         rc = mf_h5_write_i64_attr(f, scalars[i], &one[i], 1);
     if (rc == 0)
-        rc = mf_h5_write_i64_attr(f, "kernel_rows", &mr, 1);
+        rc = mf_h5_write_i64_attr(f, "kernel_rows", &rows, 1);
     if (rc < 0)
         return rc;
-    hsize_t dims[1] = {m->arena_floats};
-    hid_t sp = H5Screate_simple(1, dims, NULL);
-    hid_t d =
-        H5Dcreate2(f, "weights", H5T_IEEE_F32LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    if (d < 0 || H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, m->arena) < 0)
-        rc = mf_set_error(MF_ERR_IO, "cannot write /weights: %s", mf_h5_reason());
-    if (d >= 0)
-        H5Dclose(d);
-    H5Sclose(sp);
+    struct mf_model old;
+    if (mr != MF_MR) {
+        if ((rc = shadow(&old, m, mr)) < 0)
+            return rc;
+        convert_arena(&old, mr, m, MF_MR);
+    }
+    const struct mf_model *w = mr != MF_MR ? &old : m;
+    rc = write_dataset(f, "weights", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, w->arena_floats,
+                       w->arena);
+    if (mr != MF_MR)
+        free_shadow(&old);
+    if (rc == 0 && m->act_lo)
+        rc = write_calibration(f, m);
     return rc;
 }
 
 /* An output of the durable-output module: a reader never sees a half-written model, and
  * a crash leaves the old file (if any) intact. */
-int mf_model_save(const mf_model *m, const char *path, int overwrite)
+int mf_iresnet_save(const mf_model *m, const char *path, int mr, int overwrite)
 {
     mf_h5_quiet();
     mf_output *o;
@@ -99,7 +187,7 @@ int mf_model_save(const mf_model *m, const char *path, int overwrite)
     if (rc < 0)
         return rc;
     hid_t f = H5Fcreate(mf_output_temp(o), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    rc = f < 0 ? mf_h5_open_error(MF_ERR_IO, path, "create") : write_native(m, f);
+    rc = f < 0 ? mf_h5_open_error(MF_ERR_IO, path, "create") : write_native(m, f, mr);
     if (f >= 0 && H5Fclose(f) < 0 && rc == 0)
         rc = mf_set_error(MF_ERR_IO, "cannot close: %s", mf_h5_reason());
     if (rc < 0) {
@@ -109,7 +197,81 @@ int mf_model_save(const mf_model *m, const char *path, int overwrite)
     return mf_output_commit(o);
 }
 
+int mf_model_save(const mf_model *m, const char *path, int overwrite)
+{
+    return mf_iresnet_save(m, path, MF_MR, overwrite);
+}
+
 /* ---- native load ------------------------------------------------------------------ */
+
+/* n values of dataset `name` (type mtype) into dst; -1 if absent or another size. */
+static int read_dataset(hid_t loc, const char *name, hid_t mtype, size_t n, void *dst)
+{
+    if (H5Lexists(loc, name, H5P_DEFAULT) <= 0)
+        return -1;
+    hid_t d = H5Dopen2(loc, name, H5P_DEFAULT), sp = d < 0 ? -1 : H5Dget_space(d);
+    hssize_t have = sp < 0 ? -1 : H5Sget_simple_extent_npoints(sp);
+    int rc = have == (hssize_t)n && H5Dread(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst) >= 0
+                 ? 0
+                 : -1;
+    if (sp >= 0)
+        H5Sclose(sp);
+    if (d >= 0)
+        H5Dclose(d);
+    return rc;
+}
+
+/* The weights, from panels of `mr` rows (repacked when that is not ours). */
+static int read_weights(struct mf_model *m, hid_t f, int mr)
+{
+    if (mr == MF_MR)
+        return read_dataset(f, "weights", H5T_NATIVE_FLOAT, m->arena_floats, m->arena);
+    struct mf_model old;
+    if (shadow(&old, m, mr) < 0)
+        return -2;
+    int rc = read_dataset(f, "weights", H5T_NATIVE_FLOAT, old.arena_floats, old.arena);
+    if (rc == 0)
+        convert_arena(m, MF_MR, &old, mr);
+    free_shadow(&old);
+    return rc;
+}
+
+static int read_calibration(struct mf_model *m, hid_t f, const char *path)
+{
+    int64_t faces = 0;
+    if (H5Lexists(f, "calibration", H5P_DEFAULT) <= 0)
+        return 0;
+    m->act_lo = malloc(m->act_floats * sizeof(float));
+    m->act_hi = malloc(m->act_floats * sizeof(float));
+    m->int8_layers = malloc(m->nconvs);
+    hid_t g = H5Gopen2(f, "calibration", H5P_DEFAULT);
+    int rc =
+        m->act_lo && m->act_hi && m->int8_layers && g >= 0 &&
+                read_dataset(g, "act_min", H5T_NATIVE_FLOAT, m->act_floats, m->act_lo) == 0 &&
+                read_dataset(g, "act_max", H5T_NATIVE_FLOAT, m->act_floats, m->act_hi) == 0 &&
+                read_dataset(g, "int8_layers", H5T_NATIVE_UCHAR, m->nconvs, m->int8_layers) ==
+                    0 &&
+                mf_h5_read_i64_attr(f, "calibration_faces", &faces, 1) == 1 && faces > 0 &&
+                faces < ((int64_t)1 << 31)
+            ? 0
+            : -1;
+    if (g >= 0)
+        H5Gclose(g);
+    for (size_t i = 0; rc == 0 && i < m->act_floats; i++)
+        rc = m->act_lo[i] <= 0 && m->act_hi[i] >= 0 && isfinite(m->act_lo[i]) &&
+                     isfinite(m->act_hi[i])
+                 ? 0
+                 : -1;
+    if (rc < 0) {
+        free(m->act_lo), free(m->act_hi), free(m->int8_layers);
+        m->act_lo = m->act_hi = NULL, m->int8_layers = NULL;
+        return mf_set_error(MF_ERR_FORMAT, "%s: unreadable /calibration (calibrate again)",
+                            path);
+    }
+    m->calib_faces = (int)faces;
+    mf_iresnet_calibration_changed(m);
+    return 0;
+}
 
 static int read_native(struct mf_model *m, hid_t f, const char *path)
 {
@@ -117,11 +279,8 @@ static int read_native(struct mf_model *m, hid_t f, const char *path)
     char *sha = NULL;
     if (mf_h5_read_i64_attr(f, "mf_format_version", &ver, 1) != 1 || ver != NATIVE_VERSION)
         return mf_set_error(MF_ERR_UNSUPPORTED, "%s: unsupported native model version", path);
-    if (mf_h5_read_i64_attr(f, "kernel_rows", &mr, 1) != 1 || mr != MF_MR)
-        return mf_set_error(MF_ERR_UNSUPPORTED,
-                            "%s: weights packed for %lld-row kernels, this "
-                            "build uses %d (AVX-512 vs AVX2): convert the checkpoint again",
-                            path, (long long)mr, MF_MR);
+    if (mf_h5_read_i64_attr(f, "kernel_rows", &mr, 1) != 1 || mr < 1 || mr > 64)
+        return mf_set_error(MF_ERR_FORMAT, "%s: missing or implausible kernel_rows", path);
     const char *scalars[] = {"stem", "dim", "params", "tensors"};
     int ok = mf_h5_read_i64_attr(f, "blocks", blocks, 4) == 1 &&
              mf_h5_read_i64_attr(f, "widths", widths, 4) == 1;
@@ -147,20 +306,16 @@ static int read_native(struct mf_model *m, hid_t f, const char *path)
     int rc = mf_iresnet_alloc(m);
     if (rc < 0)
         return mf_wrap_error(rc, "%s", path);
-    hid_t d = H5Dopen2(f, "weights", H5P_DEFAULT), sp = d < 0 ? -1 : H5Dget_space(d);
-    hssize_t n = sp < 0 ? -1 : H5Sget_simple_extent_npoints(sp);
-    rc = n == (hssize_t)m->arena_floats &&
-                 H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, m->arena) >= 0
-             ? 0
-             : -1;
-    if (sp >= 0)
-        H5Sclose(sp);
-    if (d >= 0)
-        H5Dclose(d);
+    if ((rc = read_weights(m, f, (int)mr)) == -2)
+        return MF_ERR_NOMEM;
     if (rc < 0)
-        return mf_set_error(MF_ERR_FORMAT, "%s: /weights has %lld floats, %s needs %zu", path,
-                            (long long)n, m->arch, m->arena_floats);
-    return 0;
+        return mf_set_error(MF_ERR_FORMAT,
+                            "%s: /weights missing or not the size %s needs (%lld-row panels)",
+                            path, m->arch, (long long)mr);
+    if (mr != MF_MR)
+        mf_log(MF_LOG_DEBUG, "%s: weights packed in %lld-row panels (older build): repacked",
+               path, (long long)mr);
+    return read_calibration(m, f, path);
 }
 
 /* ---- HDF5 state_dict dump (/tensors/<key>, e.g. written with h5py) ----------------- */

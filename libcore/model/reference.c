@@ -130,7 +130,8 @@ int mf_iresnet_reference(const mf_checkpoint *ck, int n, const float *nchw, floa
         if (!(buf[i] = malloc(most * sizeof(float))))
             rc = mf_set_error(MF_ERR_NOMEM, "reference: out of memory");
     for (int i = 0; rc == 0 && i < n; i++)
-        one_image(ck, nchw + (size_t)i * 3 * MF_MODEL_INPUT * MF_MODEL_INPUT, features + (size_t)i * m->dim, buf, m);
+        one_image(ck, nchw + (size_t)i * 3 * MF_MODEL_INPUT * MF_MODEL_INPUT,
+                  features + (size_t)i * m->dim, buf, m);
     for (int i = 0; i < 4; i++)
         free(buf[i]);
     mf_model_free(m);

@@ -1,31 +1,132 @@
 /* conv.c - convolutions over a CNHW batch: im2col + packed GEMM, and Winograd
- * F(4x4,3x3) for 3x3 stride 1. Work is split into tasks of a few NR-column panels; a
+ * F(4x4,3x3) for 3x3 stride 1. Work is split into tasks of a few nr-column panels; a
  * task packs its columns into per-thread scratch, runs the micro-kernel over every
  * output-channel panel and writes finished outputs with the epilogue, so the working
- * set of a task stays in L2 and no large intermediate buffer exists. */
+ * set of a task stays in L2 and no large intermediate buffer exists.
+ *
+ * Lower precision changes only the packing and the kernel (mf_conv_op): columns are
+ * built in float as always, then converted to pair words (int16 or bfloat16) for the
+ * kernel, which writes float results; transforms and epilogues stay float32.
+ *
+ * The int8 path quantises what a layer reads: x*a+b (a and b folded with 1/step of the
+ * channel) is rounded to one of 255 integers (asymmetric range, zero exact: at most
+ * 254 in magnitude) before anything else. The Winograd input transform of such
+ * integers is exact in float (|V| <= 100 * 254 < 2^24) and fits int16, so the 36
+ * products run on int16 with exact int32 sums against int16 weights (transformed in
+ * double, the channel steps folded in, one step per output row and tile element); the
+ * only approximations are the activations' 8 bits and the weights' 9-15 bits, the
+ * latter negligible in the network's output (measured: docs/MODEL.md). */
 #include "nn.h"
 
 #include <immintrin.h>
+#include <math.h>
 #include <omp.h>
 #include <stdint.h>
 #include <string.h>
 
 /* Per-thread working set of one Winograd task: transformed inputs (36 x C x L) and
- * products (36 x K x L); L = panels*NR columns, chosen so both fit in about 1 MB. */
-static int wino_panels(int c, int kp)
+ * products (36 x K x L); L = panels*nr columns, chosen so both fit in about 1 MB. */
+static int wino_panels(int c, int kp, int nr)
 {
-    size_t per_panel = (size_t)MF_WINO_E * (size_t)(c + kp) * MF_NR * sizeof(float);
+    size_t per_panel = (size_t)MF_WINO_E * (size_t)(c + kp) * nr * sizeof(float);
     size_t p = ((size_t)1 << 20) / per_panel;
     return p < 1 ? 1 : p > 4 ? 4 : (int)p;
 }
 
-size_t mf_conv_scratch_size(const mf_conv_shape *s, int winograd, int threads)
+static int is_pairs(const mf_gemm *g) { return g->arith != MF_ARITH_F32; }
+
+/* bytes per thread: float columns, their pair words (low precision), [products] */
+static size_t im2col_bytes(int depth, const mf_gemm *g)
+{
+    size_t f = (size_t)depth * g->nr * sizeof(float);
+    return mf_round_up(f + (is_pairs(g) ? ((size_t)depth + 1) / 2 * g->nr * 4 : 0), 64);
+}
+
+static size_t wino_bytes(int c, int kp, const mf_gemm *g)
+{
+    size_t l = (size_t)wino_panels(c, kp, g->nr) * g->nr;
+    size_t v = (size_t)MF_WINO_E * c * l * 4, m = (size_t)MF_WINO_E * kp * l * 4;
+    size_t vp = is_pairs(g) ? (size_t)MF_WINO_E * ((c + 1) / 2) * l * 4 : 0;
+    return mf_round_up(v + vp + m, 64);
+}
+
+size_t mf_conv_scratch_size(const mf_conv_shape *s, int winograd, const mf_gemm *g, int threads)
 {
     int kp = (int)mf_round_up((size_t)s->cout, MF_MR);
-    if (!winograd)
-        return (size_t)threads * s->cin * s->ksize * s->ksize * MF_NR;
-    size_t l = (size_t)wino_panels(s->cin, kp) * MF_NR;
-    return (size_t)threads * MF_WINO_E * ((size_t)s->cin + kp) * l;
+    return (size_t)threads * (winograd ? wino_bytes(s->cin, kp, g)
+                                       : im2col_bytes(s->cin * s->ksize * s->ksize, g));
+}
+
+/* Bound of |B^T d B| per Winograd element for |d| <= 1: products of row sums of |B^T|
+ * (see the transforms below); the int16 steps of the weights depend on it. */
+static float wino_gain(int e)
+{
+    static const float rows[6] = {10, 10, 10, 6, 6, 10};
+    return rows[e / 6] * rows[e % 6];
+}
+
+size_t mf_conv_lowp_bytes(const mf_conv_shape *s, int winograd)
+{
+    int depth = s->cin * (winograd ? 1 : s->ksize * s->ksize);
+    size_t mats = winograd ? MF_WINO_E : 1, kp = mf_round_up((size_t)s->cout, MF_MR);
+    return mf_round_up(mats * mf_pack_pairs_size(s->cout, depth) * 4, 64) +
+           mf_round_up(mats * kp * 4, 64) + 5 * mf_round_up((size_t)s->cin * 4, 64);
+}
+
+void mf_conv_lowp_prepare(mf_conv_op *op, void *mem, const mf_gemm *g, const float *wf,
+                          const mf_conv_shape *s, int winograd, const float *in_a,
+                          const float *in_b, const float *lo, const float *hi, int levels)
+{
+    int i16 = g->arith == MF_ARITH_I16, taps = winograd ? 1 : s->ksize * s->ksize;
+    int depth = s->cin * taps, mats = winograd ? MF_WINO_E : 1;
+    size_t kp = mf_round_up((size_t)s->cout, MF_MR), one = mf_pack_pairs_size(s->cout, depth);
+    size_t fone = mf_pack_a_size(s->cout, depth), chan = mf_round_up((size_t)s->cin * 4, 64);
+    char *p = mem;
+    uint32_t *w = (uint32_t *)p;
+    p += mf_round_up(mats * one * 4, 64);
+    float *wstep = (float *)p;
+    p += mf_round_up(mats * kp * 4, 64);
+    float *a = (float *)p, *b = (float *)(p + chan), *step = (float *)(p + 2 * chan);
+    float *qlo = (float *)(p + 3 * chan), *qhi = (float *)(p + 4 * chan), qmax = 0;
+    /* `levels` integers over [lo, hi] with zero on the grid: step (hi - lo)/(levels - 1),
+     * integers from round(lo/step) up */
+    for (int c = 0; i16 && c < s->cin; c++) {
+        float span = hi[c] - lo[c];
+        step[c] = span > 0 && isfinite(span) ? span / (levels - 1) : 1.0f;
+        qlo[c] = rintf(lo[c] / step[c]);
+        qhi[c] = qlo[c] + (levels - 1);
+        qmax = fmaxf(qmax, fmaxf(-qlo[c], qhi[c]));
+    }
+    for (int e = 0; e < mats; e++)
+        mf_pack_pairs(w + e * one, wstep + e * kp, wf + e * fone, s->cout, depth,
+                      i16 ? step : NULL, taps, g->arith, winograd ? wino_gain(e) * qmax : qmax);
+    for (int c = 0; c < s->cin; c++) {
+        float st = i16 ? step[c] : 1.0f;
+        a[c] = (in_a ? in_a[c] : 1.0f) / st;
+        b[c] = (in_b ? in_b[c] : 0.0f) / st;
+    }
+    *op = (mf_conv_op){.g = g,
+                       .winograd = winograd,
+                       .w = w,
+                       .wstep = i16 ? wstep : NULL,
+                       .in_a = a,
+                       .in_b = b,
+                       .qlo = i16 ? qlo : NULL,
+                       .qhi = i16 ? qhi : NULL};
+}
+
+mf_conv_op mf_conv_op_f32(const mf_gemm *g, const float *w, int winograd, const float *in_a,
+                          const float *in_b)
+{
+    return (mf_conv_op){.g = g, .winograd = winograd, .w = w, .in_a = in_a, .in_b = in_b};
+}
+
+/* The A panels of rows k0.. (and of Winograd element e) in the op's weights. */
+static const void *weights_at(const mf_conv_op *op, size_t one, size_t k0, int depth)
+{
+    if (is_pairs(op->g))
+        return (const uint32_t *)op->w + one + k0 * (((size_t)depth + 1) / 2);
+    return (const float *)op->w + one + k0 * depth;
 }
 
 static inline float finish(float y, int k, const mf_epilogue *ep, size_t idx)
@@ -41,20 +142,31 @@ static inline float finish(float y, int k, const mf_epilogue *ep, size_t idx)
 
 /* ---- im2col ---------------------------------------------------------------------- */
 
+/* Round n values (a multiple of 8) to integers within [lo, hi]. */
+static void quantise_row(float *x, int n, float lo, float hi)
+{
+    __m256 vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
+    for (int i = 0; i < n; i += 8) {
+        __m256 v = _mm256_round_ps(_mm256_loadu_ps(x + i),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        _mm256_storeu_ps(x + i, _mm256_min_ps(_mm256_max_ps(v, vlo), vhi));
+    }
+}
+
 /* B panel for output columns t0 .. t0+nt: row (c, ky, kx), lane l = the input pixel
- * under that kernel tap for column t0+l, zero in the padding and the spare lanes. The
- * taps' offsets and validity are the same for every channel, so they are computed once
- * and the channel loop is a plain masked gather. */
+ * under that kernel tap for column t0+l (as x*a+b), zero in the padding and the spare
+ * lanes. The taps' offsets and validity are the same for every channel, so they are
+ * computed once and the channel loop is a plain masked gather. */
 static void pack_columns(float *restrict b, const float *restrict in, const mf_conv_shape *s,
-                         size_t t0, int nt)
+                         size_t t0, int nt, int nr, const mf_conv_op *op)
 {
     int oh = mf_conv_out(s->h, s->ksize, s->stride),
         ow = mf_conv_out(s->w, s->ksize, s->stride);
     int pad = s->ksize / 2, taps = s->ksize * s->ksize;
     size_t plane = (size_t)s->n * s->h * s->w;
-    int32_t idx[9][MF_NR];
-    int ok[9][MF_NR];
-    for (int l = 0; l < MF_NR; l++) {
+    int32_t idx[9][MF_NR_MAX];
+    int ok[9][MF_NR_MAX];
+    for (int l = 0; l < nr; l++) {
         size_t t = t0 + l, n = t / ((size_t)oh * ow), r = t % ((size_t)oh * ow);
         int y0 = (int)(r / ow) * s->stride - pad, x0 = (int)(r % ow) * s->stride - pad;
         for (int k = 0; k < taps; k++) {
@@ -65,34 +177,44 @@ static void pack_columns(float *restrict b, const float *restrict in, const mf_c
     }
     for (int c = 0; c < s->cin; c++) {
         const float *restrict src = in + (size_t)c * plane;
-        for (int k = 0; k < taps; k++, b += MF_NR)
-            for (int l = 0; l < MF_NR; l++)
-                b[l] = ok[k][l] ? src[idx[k][l]] : 0.0f;
+        float a = op->in_a ? op->in_a[c] : 1.0f, o = op->in_b ? op->in_b[c] : 0.0f;
+        for (int k = 0; k < taps; k++, b += nr) {
+            for (int l = 0; l < nr; l++)
+                b[l] = ok[k][l] ? src[idx[k][l]] * a + o : 0.0f;
+            if (op->qlo) /* int8: whole rows at once (nr is a multiple of 8) */
+                quantise_row(b, nr, op->qlo[c], op->qhi[c]);
+        }
     }
 }
 
-void mf_conv_im2col(float *out, const float *in, const float *wp, const mf_conv_shape *s,
-                    const mf_epilogue *ep, float *scratch, int threads)
+void mf_conv_im2col(float *out, const float *in, const mf_conv_op *op, const mf_conv_shape *s,
+                    const mf_epilogue *ep, void *scratch, int threads)
 {
-    int depth = s->cin * s->ksize * s->ksize;
+    const mf_gemm *g = op->g;
+    int depth = s->cin * s->ksize * s->ksize, nr = g->nr, pairs = is_pairs(g);
+    int kdepth = pairs ? (depth + 1) / 2 : depth;
     size_t total = (size_t)s->n * mf_conv_out(s->h, s->ksize, s->stride) *
                    mf_conv_out(s->w, s->ksize, s->stride);
-    long tasks = (long)((total + MF_NR - 1) / MF_NR);
+    long tasks = (long)((total + nr - 1) / nr);
 #pragma omp parallel num_threads(threads)
     {
-        float *b = scratch + (size_t)omp_get_thread_num() * depth * MF_NR;
-        float t[MF_MR * MF_NR];
+        float *b = (float *)((char *)scratch + omp_get_thread_num() * im2col_bytes(depth, g));
+        uint32_t *bp = (uint32_t *)(b + (size_t)depth * nr);
+        float t[MF_MR * MF_NR_MAX];
 #pragma omp for schedule(dynamic, 1)
         for (long task = 0; task < tasks; task++) {
-            size_t t0 = (size_t)task * MF_NR;
-            int nt = total - t0 < MF_NR ? (int)(total - t0) : MF_NR;
-            pack_columns(b, in, s, t0, nt);
+            size_t t0 = (size_t)task * nr;
+            int nt = total - t0 < (size_t)nr ? (int)(total - t0) : nr;
+            pack_columns(b, in, s, t0, nt, nr, op);
+            if (pairs)
+                mf_pack_b_pairs(bp, b, depth, nr, g->arith, 32767.0f);
             for (int k0 = 0; k0 < s->cout; k0 += MF_MR) {
-                mf_kernel(depth, wp + (size_t)k0 * depth, b, t, MF_NR);
+                g->run(kdepth, weights_at(op, 0, k0, depth), pairs ? (void *)bp : (void *)b, t,
+                       nr, op->wstep ? op->wstep + k0 : NULL);
                 for (int r = 0; r < MF_MR && k0 + r < s->cout; r++) {
                     size_t row = (size_t)(k0 + r) * total + t0;
                     for (int l = 0; l < nt; l++)
-                        out[row + l] = finish(t[r * MF_NR + l], k0 + r, ep, row + l);
+                        out[row + l] = finish(t[r * nr + l], k0 + r, ep, row + l);
                 }
             }
         }
@@ -135,12 +257,43 @@ void mf_winograd_weights(float *dst, const float *g, int k, int c)
         }
 }
 
-#define MAX_LANES (4 * MF_NR)
+/* g = Gs^-1 Us Gs^-T from the rows {0, 1, 5} of G, whose 3x3 block is invertible:
+ * rows 0 and 5 pick g's first and last rows, row 1 their mean with the middle one. */
+void mf_winograd_to_direct(float *dst, const float *u, int k, int c)
+{
+    static const int pick[3] = {0, 1, 5};
+    static const double inv[3][3] = {{4, 0, 0}, {-4, -6, -1}, {0, 0, 1}}; /* Gs^-1 */
+    size_t one = mf_pack_a_size(k, c);
+    for (int ko = 0; ko < k; ko++)
+        for (int ci = 0; ci < c; ci++) {
+            size_t at = (size_t)(ko / MF_MR) * MF_MR * c + (size_t)ci * MF_MR + ko % MF_MR;
+            double us[3][3], t[3][3];
+            for (int i = 0; i < 3; i++)
+                for (int j = 0; j < 3; j++)
+                    us[i][j] = u[(size_t)(pick[i] * 6 + pick[j]) * one + at];
+            for (int i = 0; i < 3; i++)
+                for (int j = 0; j < 3; j++)
+                    t[i][j] =
+                        inv[i][0] * us[0][j] + inv[i][1] * us[1][j] + inv[i][2] * us[2][j];
+            for (int i = 0; i < 3; i++)
+                for (int j = 0; j < 3; j++) {
+                    double g = t[i][0] * inv[j][0] + t[i][1] * inv[j][1] + t[i][2] * inv[j][2];
+                    /* A panel of (k, c*9): row ko, column ci*9 + i*3 + j */
+                    dst[(size_t)(ko / MF_MR) * MF_MR * c * 9 +
+                        ((size_t)ci * 9 + i * 3 + j) * MF_MR + ko % MF_MR] = (float)g;
+                }
+        }
+    for (int ko = k; ko < (int)mf_round_up((size_t)k, MF_MR); ko++) /* padding rows */
+        for (int d = 0; d < c * 9; d++)
+            dst[(size_t)(ko / MF_MR) * MF_MR * c * 9 + (size_t)d * MF_MR + ko % MF_MR] = 0;
+}
+
+#define MAX_LANES (4 * MF_NR_MAX)
 
 /* A task's tiles, as runs along tile rows: the transforms are vectorised along a run. */
 typedef struct wino_task {
     const mf_conv_shape *s;
-    int tw, tpi, panels, lanes, nt, kp, nseg;
+    int tw, tpi, nr, panels, lanes, nt, kp, nseg;
     size_t t0;
     struct {
         int n, ty, tx0, len, lane0;
@@ -161,9 +314,11 @@ static void wino_segments(wino_task *w)
 
 #define ROW (4 * MAX_LANES + 4)
 
-/* Input rows 4ty-1 .. 4ty+4, columns 4tx0-1 .. 4(tx0+len)+2, as x*a+b, zero outside. */
+/* Input rows 4ty-1 .. 4ty+4, columns 4tx0-1 .. 4(tx0+len)+2, as x*a+b, zero outside;
+ * when quantising (lo < hi) rounded to integers within [lo, hi] (int8 activations). */
 static void wino_rows(float (*restrict d)[ROW], const float *restrict src,
-                      const mf_conv_shape *s, int ty, int tx0, int len, float a, float b)
+                      const mf_conv_shape *s, int ty, int tx0, int len, float a, float b,
+                      float lo, float hi)
 {
     int x0 = 4 * tx0 - 1, width = 4 * len + 4;
     int p0 = x0 < 0 ? -x0 : 0, p1 = s->w - x0 < width ? s->w - x0 : width;
@@ -177,22 +332,31 @@ static void wino_rows(float (*restrict d)[ROW], const float *restrict src,
         const float *restrict in = src + (size_t)y * s->w + x0;
         for (int p = 0; p < p0; p++)
             row[p] = 0.0f;
-        for (int p = p0; p < p1; p++)
-            row[p] = in[p] * a + b;
+        if (lo < hi)
+            for (int p = p0; p < p1; p++) {
+                float v = rintf(in[p] * a + b);
+                row[p] = v > hi ? hi : v < lo ? lo : v;
+            }
+        else
+            for (int p = p0; p < p1; p++)
+                row[p] = in[p] * a + b;
         for (int p = p1 < p0 ? p0 : p1; p < width; p++)
             row[p] = 0.0f;
     }
 }
 
+/* y0..y5 = B^T applied to d0..d5 */
+#define BT6_OUT(y0, y1, y2, y3, y4, y5, d0, d1, d2, d3, d4, d5)                                \
+    do {                                                                                       \
+        y0 = 4 * (d0)-5 * (d2) + (d4), y1 = (d3) + (d4)-4 * ((d1) + (d2));                     \
+        y2 = 4 * ((d1) - (d2)) + (d4) - (d3), y3 = 2 * ((d3) - (d1)) + (d4) - (d2);            \
+        y4 = 2 * ((d1) - (d3)) + (d4) - (d2), y5 = 4 * (d1)-5 * (d3) + (d5);                   \
+    } while (0)
+
 /* v (6 values, stride st) = B^T applied to d0..d5 */
 #define BT6(o, st, d0, d1, d2, d3, d4, d5)                                                     \
-    do {                                                                                       \
-        (o)[0] = 4 * (d0)-5 * (d2) + (d4), (o)[(st)] = (d3) + (d4)-4 * ((d1) + (d2));          \
-        (o)[2 * (st)] = 4 * ((d1) - (d2)) + (d4) - (d3);                                       \
-        (o)[3 * (st)] = 2 * ((d3) - (d1)) + (d4) - (d2);                                       \
-        (o)[4 * (st)] = 2 * ((d1) - (d3)) + (d4) - (d2);                                       \
-        (o)[5 * (st)] = 4 * (d1)-5 * (d3) + (d5);                                              \
-    } while (0)
+    BT6_OUT((o)[0], (o)[(st)], (o)[2 * (st)], (o)[3 * (st)], (o)[4 * (st)], (o)[5 * (st)], d0, \
+            d1, d2, d3, d4, d5)
 
 #define BT6_COL(d, p)                                                                          \
     do {                                                                                       \
@@ -200,6 +364,19 @@ static void wino_rows(float (*restrict d)[ROW], const float *restrict src,
         float d5 = d[5][p];                                                                    \
         BT6(&d[0][p], ROW, d0, d1, d2, d3, d4, d5);                                            \
     } while (0)
+
+/* The horizontal B^T pass along a run of tiles: six output streams (one per column of
+ * the 6x6 tile, `estride` apart in V) that never overlap, which `restrict` tells the
+ * compiler so that it vectorises along the run. */
+static void bt6_run(float *restrict o0, float *restrict o1, float *restrict o2,
+                    float *restrict o3, float *restrict o4, float *restrict o5,
+                    const float *restrict q0, const float *restrict q1,
+                    const float *restrict q2, const float *restrict q3, int run)
+{
+    for (int k = 0; k < run; k++)
+        BT6_OUT(o0[k], o1[k], o2[k], o3[k], o4[k], o5[k], q0[k], q1[k], q2[k], q3[k], q0[k + 1],
+                q1[k + 1]);
+}
 
 /* q[f][j] = u[4j + f]: 4x4 transposes of consecutive groups of four columns. */
 static void split_phases(float (*restrict q)[MAX_LANES + 1], const float *restrict u, int n)
@@ -220,37 +397,38 @@ static void split_phases(float (*restrict q)[MAX_LANES + 1], const float *restri
 /* V[e][panel][c][NR] = B^T d B for each tile's 6x6 window d: the vertical pass runs
  * over whole rows, its results are split by column phase (mod 4), and the horizontal
  * pass is then contiguous along the run. */
-static void wino_input(float *v, const float *in, const wino_task *w, const float *in_a,
-                       const float *in_b)
+static void wino_input(float *v, const float *in, const wino_task *w, const mf_conv_op *op)
 {
     const mf_conv_shape *s = w->s;
-    size_t plane = (size_t)s->n * s->h * s->w, estride = (size_t)w->panels * s->cin * MF_NR;
+    int nr = w->nr;
+    size_t plane = (size_t)s->n * s->h * s->w, estride = (size_t)w->panels * s->cin * nr;
     float d[6][ROW], q[6][4][MAX_LANES + 1];
     if (w->nt < w->lanes) /* the padding lanes of the last task multiply as zeros */
         for (int e = 0; e < MF_WINO_E; e++)
             for (int c = 0; c < s->cin; c++)
                 for (int l = w->nt; l < w->lanes; l++)
-                    v[e * estride + ((size_t)(l / MF_NR) * s->cin + c) * MF_NR + l % MF_NR] = 0;
+                    v[e * estride + ((size_t)(l / nr) * s->cin + c) * nr + l % nr] = 0;
     for (int g = 0; g < w->nseg; g++) {
         int len = w->seg[g].len;
         for (int c = 0; c < s->cin; c++) {
             const float *src = in + (size_t)c * plane + (size_t)w->seg[g].n * s->h * s->w;
-            wino_rows(d, src, s, w->seg[g].ty, w->seg[g].tx0, len, in_a ? in_a[c] : 1.0f,
-                      in_b ? in_b[c] : 0.0f);
+            wino_rows(d, src, s, w->seg[g].ty, w->seg[g].tx0, len,
+                      op->in_a ? op->in_a[c] : 1.0f, op->in_b ? op->in_b[c] : 0.0f,
+                      op->qlo ? op->qlo[c] : 0, op->qhi ? op->qhi[c] : 0);
             for (int p = 0; p < 4 * len + 4; p++) /* in place: u = B^T d per column */
                 BT6_COL(d, p);
             for (int r = 0; r < 6; r++)
                 split_phases(q[r], d[r], len + 1);
             for (int x = 0; x < len;) {
-                int lane = w->seg[g].lane0 + x, run = MF_NR - lane % MF_NR;
+                int lane = w->seg[g].lane0 + x, run = nr - lane % nr;
                 run = run < len - x ? run : len - x;
-                float *o = v + ((size_t)(lane / MF_NR) * s->cin + c) * MF_NR + lane % MF_NR;
+                float *o = v + ((size_t)(lane / nr) * s->cin + c) * nr + lane % nr;
                 for (int i = 0; i < 6; i++) {
                     const float *q0 = q[i][0] + x, *q1 = q[i][1] + x, *q2 = q[i][2] + x;
                     const float *q3 = q[i][3] + x;
                     float *oi = o + (size_t)(i * 6) * estride;
-                    for (int k = 0; k < run; k++)
-                        BT6(oi + k, estride, q0[k], q1[k], q2[k], q3[k], q0[k + 1], q1[k + 1]);
+                    bt6_run(oi, oi + estride, oi + 2 * estride, oi + 3 * estride,
+                            oi + 4 * estride, oi + 5 * estride, q0, q1, q2, q3, run);
                 }
                 x += run;
             }
@@ -288,6 +466,22 @@ static void put_row(float *o, const float *res, float (*y)[MAX_LANES], int l0, i
         o[x] = y[x & 3][l0 + (x >> 2)] + (res ? res[x] : 0.0f);
 }
 
+/* x = prelu(x + bias) over n values (GCC leaves the plain loop scalar). */
+static void bias_prelu(float *x, int n, float bias, float slope)
+{
+    __m256 b = _mm256_set1_ps(bias), k = _mm256_set1_ps(slope), zero = _mm256_setzero_ps();
+    int l = 0;
+    for (; l + 8 <= n; l += 8) {
+        __m256 v = _mm256_add_ps(_mm256_loadu_ps(x + l), b);
+        _mm256_storeu_ps(x + l, _mm256_blendv_ps(v, _mm256_mul_ps(v, k),
+                                                 _mm256_cmp_ps(v, zero, _CMP_LT_OQ)));
+    }
+    for (; l < n; l++) {
+        float v = x[l] + bias;
+        x[l] = v < 0.0f ? v * slope : v;
+    }
+}
+
 /* Y = A^T M A over all lanes of an output channel at once, then the runs of tiles are
  * written out row by row with the epilogue. */
 static void wino_output(float *out, const float *m, const wino_task *w, const mf_epilogue *ep,
@@ -311,10 +505,7 @@ static void wino_output(float *out, const float *m, const wino_task *w, const mf
         float slope = ep->prelu ? ep->prelu[k] : 1.0f;
         for (int i = 0; i < 4; i++)
             for (int j = 0; j < 4; j++)
-                for (int l = 0; l < w->nt; l++) {
-                    float v = y[i][j][l] + bias;
-                    y[i][j][l] = v < 0.0f ? v * slope : v;
-                }
+                bias_prelu(y[i][j], w->nt, bias, slope);
         for (int g = 0; g < w->nseg; g++) {
             int oy = 4 * w->seg[g].ty, ox = 4 * w->seg[g].tx0, len = w->seg[g].len;
             int l0 = w->seg[g].lane0, cols = 4 * len < s->w - ox ? 4 * len : s->w - ox;
@@ -327,14 +518,17 @@ static void wino_output(float *out, const float *m, const wino_task *w, const mf
     }
 }
 
-void mf_conv_winograd(float *out, const float *in, const float *wp, const mf_conv_shape *s,
-                      const float *in_a, const float *in_b, const mf_epilogue *ep,
-                      float *scratch, int threads)
+void mf_conv_winograd(float *out, const float *in, const mf_conv_op *op, const mf_conv_shape *s,
+                      const mf_epilogue *ep, void *scratch, int threads)
 {
-    int kp = (int)mf_round_up((size_t)s->cout, MF_MR), panels = wino_panels(s->cin, kp);
-    int tw = (s->w + 3) / 4, tpi = ((s->h + 3) / 4) * tw, lanes = panels * MF_NR;
-    size_t total = (size_t)s->n * tpi, one = mf_pack_a_size(s->cout, s->cin);
-    size_t vsize = (size_t)MF_WINO_E * s->cin * lanes, msize = (size_t)MF_WINO_E * kp * lanes;
+    const mf_gemm *g = op->g;
+    int nr = g->nr, pairs = is_pairs(g), c = s->cin, cdepth = pairs ? (c + 1) / 2 : c;
+    int kp = (int)mf_round_up((size_t)s->cout, MF_MR), panels = wino_panels(c, kp, nr);
+    int tw = (s->w + 3) / 4, tpi = ((s->h + 3) / 4) * tw, lanes = panels * nr;
+    size_t total = (size_t)s->n * tpi;
+    size_t one = pairs ? mf_pack_pairs_size(s->cout, c) : mf_pack_a_size(s->cout, c);
+    size_t vsize = (size_t)MF_WINO_E * c * lanes,
+           vpsize = pairs ? (size_t)MF_WINO_E * cdepth * lanes : 0;
     /* few tiles (7x7 and 14x14 maps): also split the output channels so that every
      * thread gets work; each split repeats the (cheap) input transform */
     long ttasks = (long)((total + lanes - 1) / lanes), kchunks = 1;
@@ -343,23 +537,41 @@ void mf_conv_winograd(float *out, const float *in, const float *wp, const mf_con
     int kstep = (int)mf_round_up((size_t)(kp + kchunks - 1) / kchunks, MF_MR);
 #pragma omp parallel num_threads(threads)
     {
-        float *v = scratch + (size_t)omp_get_thread_num() * (vsize + msize), *m = v + vsize;
+        float *v = (float *)((char *)scratch + omp_get_thread_num() * wino_bytes(c, kp, g));
+        uint32_t *vp = (uint32_t *)(v + vsize);
+        float *m = (float *)(vp + vpsize);
         wino_task w = {
-            .s = s, .tw = tw, .tpi = tpi, .panels = panels, .lanes = lanes, .kp = kp};
+            .s = s, .tw = tw, .tpi = tpi, .nr = nr, .panels = panels, .lanes = lanes, .kp = kp};
 #pragma omp for schedule(dynamic, 1)
         for (long task = 0; task < ttasks * kchunks; task++) {
             int ka = (int)(task % kchunks) * kstep, kb = ka + kstep < kp ? ka + kstep : kp;
             w.t0 = (size_t)(task / kchunks) * lanes;
             w.nt = total - w.t0 < (size_t)lanes ? (int)(total - w.t0) : lanes;
             wino_segments(&w);
-            wino_input(v, in, &w, in_a, in_b);
+            wino_input(v, in, &w, op);
+            if (pairs) /* exact for int8 inputs: V holds integers within int16 */
+                for (int q = 0; q < MF_WINO_E * panels; q++)
+                    mf_pack_b_pairs(vp + (size_t)q * cdepth * nr, v + (size_t)q * c * nr, c, nr,
+                                    g->arith, 32767.0f);
+            const void *vb = pairs ? (const void *)vp : (const void *)v;
+            size_t vstride = (size_t)cdepth * nr * (pairs ? 4 : sizeof(float));
             for (int e = 0; e < MF_WINO_E; e++)
                 for (int k0 = ka; k0 < kb; k0 += MF_MR)
                     for (int p = 0; p < panels; p++)
-                        mf_kernel(s->cin, wp + e * one + (size_t)k0 * s->cin,
-                                  v + ((size_t)e * panels + p) * s->cin * MF_NR,
-                                  m + ((size_t)e * kp + k0) * lanes + p * MF_NR, lanes);
+                        g->run(cdepth, weights_at(op, e * one, k0, c),
+                               (const char *)vb + ((size_t)e * panels + p) * vstride,
+                               m + ((size_t)e * kp + k0) * lanes + p * nr, lanes,
+                               op->wstep ? op->wstep + (size_t)e * kp + k0 : NULL);
             wino_output(out, m, &w, ep, ka, kb);
         }
     }
+}
+
+void mf_conv_run(float *out, const float *in, const mf_conv_op *op, const mf_conv_shape *s,
+                 const mf_epilogue *ep, void *scratch, int threads)
+{
+    if (op->winograd)
+        mf_conv_winograd(out, in, op, s, ep, scratch, threads);
+    else
+        mf_conv_im2col(out, in, op, s, ep, scratch, threads);
 }

@@ -366,9 +366,13 @@ static int write_root_attrs(mf_store *s, const mf_store_params *p)
         rc = mf_h5_write_u64_attr(s->file, "mf_format_version", MF_STORE_FORMAT_VERSION);
     if (rc == 0)
         rc = mf_h5_write_str_attr(s->file, "tool_version", "mfkit " MF_VERSION_STRING);
-    const char *names[] = {"model", "model_sha256", "preprocess"};
-    const char *values[] = {p->model, p->model_sha256, p->preprocess};
-    for (int i = 0; i < 3 && rc == 0; i++)
+    /* with the layout, before the first flush: a run killed after that flush resumes a
+     * partial that already says what its rows are */
+    const char *names[] = {"model", "model_sha256", "preprocess", "precision",
+                           "int8_calibration"};
+    const char *values[] = {p->model, p->model_sha256, p->preprocess, p->precision,
+                            p->int8_calibration};
+    for (int i = 0; i < 5 && rc == 0; i++)
         if (values[i])
             rc = mf_h5_write_str_attr(s->file, names[i], values[i]);
     return rc;
@@ -464,6 +468,8 @@ int mf_store_create_like(mf_store **out, const char *path, const mf_store *src)
     p.model = mf_store_attr(src, "model");
     p.model_sha256 = mf_store_attr(src, "model_sha256");
     p.preprocess = mf_store_attr(src, "preprocess");
+    p.precision = mf_store_attr(src, "precision");
+    p.int8_calibration = mf_store_attr(src, "int8_calibration");
     int rc = mf_store_create(out, path, &p);
     /* Label names describe label values, which derived stores keep. */
     if (rc == 0 && H5Lexists(src->file, "labels", H5P_DEFAULT) > 0 &&
