@@ -16,8 +16,10 @@
 #define AUTO_SAMPLE 200000 /* magnitudes used to fit --auto's mixture */
 
 static const char *rule_names[MF_RULE_COUNT] = {
-    "keep",       "min-magnitude", "auto",  "drop-lowest",   "drop-lowest-per-label",
-    "center-cos", "spread",        "dedup", "min-per-label",
+    "keep",          "min-magnitude",         "auto",
+    "drop-lowest",   "drop-lowest-per-label", "center-cos",
+    "spread",        "nearer-identity",       "dedup",
+    "min-per-label",
 };
 
 const char *mf_clean_rule_name(int rule)
@@ -28,7 +30,8 @@ const char *mf_clean_rule_name(int rule)
 mf_clean_params mf_clean_default_params(void)
 {
     mf_clean_params p = {0};
-    p.outlier_k = 4.0;
+    p.outlier_k = 5.0;
+    p.nearer = 1;
     p.dedup_flat_max = 50000;
     p.chunk_rows = DEFAULT_CHUNK;
     return p;
