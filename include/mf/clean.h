@@ -98,7 +98,7 @@ typedef struct mf_clean_result {
     int64_t identities_in, identities_out; /* distinct labels >= 0 */
     int has_labels;                        /* some label >= 0 */
     double auto_cut;                       /* the magnitude cut --auto chose (0 if not run) */
-    char auto_reason[320];
+    char auto_reason[512];
     char rule2_reason[640]; /* rule 2: what ran and what it estimated ("" if not run) */
     mf_clean_merge *merges; /* label pairs found by rule 4 */
     size_t n_merges;
