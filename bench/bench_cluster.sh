@@ -51,7 +51,7 @@ quality() {
                 local cal=""
                 [ $mode = calibrated ] && cal="--calibrate --truth label"
                 local js
-                js=$("$BIN/mf-cluster" -q -j "$J" -m $m -w $w -g "$g" $cal --json \
+                js=$("$BIN/mf-cluster" -q -j "$J" --method $m -w $w -g "$g" $cal --json \
                      -o "$DIR/q.out.h5" "$s")
                 local ev
                 ev=$("$BIN/mf-eval" --json --truth true_label "$DIR/q.out.h5")

@@ -20,9 +20,11 @@ packages=(
   libfaiss-dev libopenblas-dev
   libturbojpeg0-dev libjpeg62-turbo-dev libpng-dev
   libigraph-dev
+  help2man bash-completion   # man pages generated from --help; completion is installed
   # references and fixtures for the tests (run with /usr/bin/python3)
   python3-numpy python3-torch python3-h5py python3-faiss python3-opencv python3-pil
   chromium   # mf-report is checked by rendering it headless
+  clang libclang-rt-14-dev   # libFuzzer harnesses (tests/fuzz, scripts/fuzz.sh)
 )
 
 missing=()

@@ -11,7 +11,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+#include <time.h>
+
+#include "mf/durable.h"
 #include "mf/log.h"
+#include "mf/progress.h"
 #include "mf/status.h"
 #include "mf/store.h"
 
@@ -19,7 +24,17 @@
 #define MF_VERSION_STRING "0.0.0"
 #endif
 
-enum { OPT_HELP = -100, OPT_VERSION, OPT_THREADS, OPT_QUIET, OPT_VERBOSE, OPT_PROGRESS };
+enum {
+    OPT_HELP = -100,
+    OPT_VERSION,
+    OPT_THREADS,
+    OPT_QUIET,
+    OPT_VERBOSE,
+    OPT_PROGRESS,
+    OPT_OVERWRITE,
+    OPT_JSON,
+    OPT_PROGRESS_EVERY
+};
 
 static const mf_cli_opt common_opts[] = {
     {"threads", 'j', "N", "use N threads (default: all cores)", OPT_THREADS},
@@ -28,13 +43,36 @@ static const mf_cli_opt common_opts[] = {
      OPT_VERBOSE},
     {"progress", 0, NULL, "show the progress bar even when stderr is not a terminal",
      OPT_PROGRESS},
+    {"progress-every", 0, "SEC",
+     "when stderr is not a terminal (a batch log), a progress line every SEC seconds "
+     "(default: 60 in a SLURM job, else none; 0 = none)",
+     OPT_PROGRESS_EVERY},
+    {"json", 0, NULL, "print the summary as one JSON object on stdout", OPT_JSON},
     {"help", 'h', NULL, "show this help and exit", OPT_HELP},
     {"version", 0, NULL, "show the version and exit", OPT_VERSION},
     {0},
 };
 
+/* Common to the tools that write outputs (MF_CLI_WRITES). */
+static const mf_cli_opt writer_opts[] = {
+    {"overwrite", 0, NULL,
+     "replace outputs that exist (never an input: that is refused whatever the options)",
+     OPT_OVERWRITE},
+    {0},
+};
+
+/* The option sets a tool takes: its own, the common ones, the writers' ones. */
+static void option_sets(const mf_cli_tool *t, const mf_cli_opt *sets[3])
+{
+    sets[0] = t->opts;
+    sets[1] = common_opts;
+    sets[2] = t->flags & MF_CLI_WRITES ? writer_opts : NULL;
+}
+
 mf_cli_common mf_cli;
 static const char *tool_name = "mfkit";
+static int saved_argc;
+static char **saved_argv;
 
 const char *mf_cli_name(void) { return tool_name; }
 
@@ -106,8 +144,11 @@ static void print_help(const mf_cli_tool *t)
     for (const mf_cli_opt *o = t->opts; o && o->long_name; o++)
         print_opt(o);
     printf("\nCommon options:\n");
-    for (const mf_cli_opt *o = common_opts; o->long_name; o++)
-        print_opt(o);
+    const mf_cli_opt *sets[3];
+    option_sets(t, sets);
+    for (int k = 1; k < 3; k++)
+        for (const mf_cli_opt *o = sets[k]; o && o->long_name; o++)
+            print_opt(o);
     if (t->description)
         printf("\n%s\n", t->description);
     printf("\nExit status: 0 success, 1 failure, 2 usage error, 3 finished with skipped "
@@ -128,8 +169,10 @@ static void build_tables(const mf_cli_tool *t, const mf_cli_opt **all, struct op
 {
     size_t n = 0, s = 0;
     so[s++] = ':'; /* report a missing value as ':' rather than '?' */
-    for (int pass = 0; pass < 2; pass++) {
-        const mf_cli_opt *src = pass == 0 ? t->opts : common_opts;
+    const mf_cli_opt *sets[3];
+    option_sets(t, sets);
+    for (int pass = 0; pass < 3; pass++) {
+        const mf_cli_opt *src = sets[pass];
         for (size_t i = 0; src && src[i].long_name; i++, n++) {
             all[n] = &src[i];
             lo[n].name = src[i].long_name;
@@ -155,14 +198,9 @@ static const mf_cli_opt *find_short(const mf_cli_opt **all, size_t n, int c)
     return NULL;
 }
 
-/* Debian's OpenBLAS (DYNAMIC_ARCH) does not recognise some virtual CPUs and falls back
- * to its slowest kernels ("Prescott"), which makes FAISS and every sgemm several times
- * slower. The kernel set is chosen when the library loads, so the only remedy is to set
- * OPENBLAS_CORETYPE and re-execute once. Only when the variable is unset (a value set
- * by the environment always wins) and only for a core set the CPU really runs. */
 extern char *openblas_get_corename(void);
 
-static void fix_openblas_coretype(char **argv)
+void mf_cli_start_blas(char **argv)
 {
     if (getenv("OPENBLAS_CORETYPE") || strcmp(openblas_get_corename(), "Prescott") != 0)
         return;
@@ -180,16 +218,21 @@ static void fix_openblas_coretype(char **argv)
 
 int mf_cli_parse(const mf_cli_tool *t, int argc, char **argv, mf_cli_on_option cb, void *ctx)
 {
-    fix_openblas_coretype(argv);
     tool_name = t->name;
+    saved_argc = argc;
+    saved_argv = argv;
+    atexit(mf_output_abort_all); /* an exit after a failure leaves no temporary */
     mf_log_set_program(t->name);
+    mf_log_set_level(MF_LOG_INFO); /* libcore's notes, like the tools' own, unless -q */
+    if (getenv("SLURM_JOB_ID"))    /* a batch log: a progress line a minute */
+        mf_progress_set_log_interval(60);
     /* Fixed-size tables: parsing may exit (--help, usage errors), and nothing
      * allocated here must outlive that. */
     enum { MAX_OPTS = 128 };
     static const mf_cli_opt *all[MAX_OPTS + 1];
     static struct option lo[MAX_OPTS + 1];
     static char so[2 * MAX_OPTS + 3];
-    size_t n = count_opts(t->opts) + count_opts(common_opts);
+    size_t n = count_opts(t->opts) + count_opts(common_opts) + count_opts(writer_opts);
     if (n > MAX_OPTS) {
         mf_cli_error("internal error: too many options");
         exit(MF_EXIT_FAILURE);
@@ -223,6 +266,12 @@ int mf_cli_parse(const mf_cli_tool *t, int argc, char **argv, mf_cli_on_option c
             break;
         case OPT_VERBOSE: mf_log_set_level(MF_LOG_DEBUG); break;
         case OPT_PROGRESS: mf_cli.progress = 1; break;
+        case OPT_OVERWRITE: mf_cli.overwrite = 1; break;
+        case OPT_JSON: mf_cli.json = 1; break;
+        case OPT_PROGRESS_EVERY:
+            mf_progress_set_log_interval(
+                mf_cli_parse_double("--progress-every", optarg, 0, 86400));
+            break;
         default:
             if (cb && cb(o->id, optarg, ctx) != 0)
                 mf_cli_usage_error("invalid value for --%s: '%s'", o->long_name,
@@ -267,9 +316,94 @@ int mf_cli_finish(int code)
 mf_store *mf_cli_open_store(const char *path)
 {
     mf_store *s;
-    if (mf_store_open(&s, path) < 0) {
+    int rc = mf_store_open(&s, path);
+    if (rc == 0)
+        rc = mf_run_add_input(path);
+    if (rc < 0) {
         mf_cli_error("%s", mf_last_error());
         exit(mf_cli_finish(MF_EXIT_FAILURE));
     }
     return s;
+}
+
+mf_output *mf_cli_open_output(const char *path, unsigned flags)
+{
+    mf_output *o;
+    int rc = mf_output_open(&o, path, flags | (mf_cli.overwrite ? MF_OUTPUT_OVERWRITE : 0));
+    if (rc < 0)
+        exit(mf_cli_fail(rc));
+    return o;
+}
+
+void mf_cli_add_inputs(int argc, char **argv, int first)
+{
+    for (int i = first; i < argc; i++)
+        if (mf_run_add_input(argv[i]) < 0) {
+            mf_cli_error("%s", mf_last_error());
+            exit(mf_cli_finish(MF_EXIT_FAILURE));
+        }
+}
+
+int mf_cli_exit_for(int rc)
+{
+    return rc == MF_ERR_ARG || rc == MF_ERR_EXISTS ? MF_EXIT_USAGE : MF_EXIT_FAILURE;
+}
+
+int mf_cli_fail(int rc)
+{
+    mf_cli_error("%s", mf_last_error());
+    return mf_cli_finish(mf_cli_exit_for(rc));
+}
+
+void mf_cli_print_record(const cJSON *o, int json)
+{
+    if (json) {
+        char *text = cJSON_PrintUnformatted(o);
+        if (text)
+            printf("%s\n", text);
+        free(text);
+        return;
+    }
+    for (const cJSON *f = o->child; f; f = f->next)
+        printf("%s%s", f->string, f->next ? "\t" : "\n");
+    for (const cJSON *f = o->child; f; f = f->next) {
+        double v = cJSON_GetNumberValue(f);
+        if (cJSON_IsString(f))
+            printf("%s", f->valuestring);
+        else if (v == floor(v) && fabs(v) < 1e15)
+            printf("%.0f", v);
+        else
+            printf("%.6f", v);
+        printf("%s", f->next ? "\t" : "\n");
+    }
+}
+
+void mf_cli_summary(cJSON *o)
+{
+    if (mf_cli.json && o)
+        mf_cli_print_record(o, 1);
+    cJSON_Delete(o);
+}
+
+char *mf_cli_history(cJSON *details)
+{
+    cJSON *o = cJSON_CreateObject();
+    char when[32];
+    time_t now = time(NULL);
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+    cJSON_AddStringToObject(o, "tool", tool_name);
+    cJSON_AddStringToObject(o, "version", MF_VERSION_STRING);
+    cJSON_AddStringToObject(o, "time", when);
+    cJSON *args = cJSON_AddArrayToObject(o, "args");
+    for (int i = 1; i < saved_argc; i++)
+        cJSON_AddItemToArray(args, cJSON_CreateString(saved_argv[i]));
+    if (details) /* move its members over */
+        while (details->child) {
+            cJSON *item = cJSON_DetachItemViaPointer(details, details->child);
+            cJSON_AddItemToObject(o, item->string, item);
+        }
+    cJSON_Delete(details);
+    char *text = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return text;
 }

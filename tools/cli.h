@@ -10,7 +10,11 @@
  *     int first = mf_cli_parse(&tool, argc, argv, on_option, &cfg);
  *
  * Common options handled here for every tool: -h/--help (usage on stdout, exit 0),
- * --version, -j/--threads N, -q/--quiet, --progress. Messages go to stderr as
+ * --version, -j/--threads N, -q/--quiet, --verbose, --progress, --progress-every SEC
+ * (progress as a line every SEC seconds when stderr is not a terminal; 60 by default in
+ * a SLURM job), --json (the tool's
+ * summary as one JSON object on stdout: see mf_cli_summary); and --overwrite for the
+ * tools that write outputs (MF_CLI_WRITES). A short flag means the same in every tool. Messages go to stderr as
  * "mf-tool: error: ...". Exit codes follow DESIGN.md. */
 #ifndef MF_CLI_H
 #define MF_CLI_H
@@ -32,22 +36,36 @@ typedef struct mf_cli_opt {
     int id;                /* passed to the callback; any value >= 1000 is fine */
 } mf_cli_opt;
 
+enum {
+    MF_CLI_WRITES = 1u << 0, /* the tool writes outputs: it takes --overwrite */
+};
+
 typedef struct mf_cli_tool {
     const char *name;        /* "mf-inspect" */
     const char *usage;       /* "[options] <store>" */
     const char *summary;     /* one sentence */
     const char *description; /* paragraphs after the options (examples, notes) or NULL */
     const mf_cli_opt *opts;  /* terminated by an all-zero entry */
+    unsigned flags;          /* MF_CLI_WRITES */
 } mf_cli_tool;
 
 /* Options every tool accepts, filled in by mf_cli_parse. */
 typedef struct mf_cli_common {
-    int threads;  /* -j; 0 = all cores */
-    int quiet;    /* -q */
-    int progress; /* --progress: show the bar even when stderr is not a terminal */
+    int threads;   /* -j; 0 = all cores */
+    int quiet;     /* -q */
+    int progress;  /* --progress: show the bar even when stderr is not a terminal */
+    int overwrite; /* --overwrite (tools that write): replace outputs that exist */
+    int json;      /* --json: the summary as one JSON object on stdout */
 } mf_cli_common;
 
 extern mf_cli_common mf_cli;
+
+/* Start-up step for tools that use BLAS (FAISS, sgemm): Debian's OpenBLAS does not
+ * recognise some virtual CPUs and falls back to its slowest kernels; the kernel set is
+ * chosen when the library loads, so this re-executes the tool once with
+ * OPENBLAS_CORETYPE set to what the CPU runs (never when the variable is already set).
+ * Call first thing in main. */
+void mf_cli_start_blas(char **argv);
 
 /* Return 0 to accept, nonzero to reject the option (the callback has printed why via
  * mf_cli_usage_error, or mf_cli_parse prints a generic message). */
@@ -76,9 +94,42 @@ double mf_cli_parse_double(const char *opt, const char *s, double min, double ma
  * to use (the given one, or MF_EXIT_FAILURE if stdout failed). Call last in main. */
 int mf_cli_finish(int code);
 
-/* Open a store for reading, or print its one-line error and exit 1. */
+/* Open a store for reading (and record it as an input of the run, so no output may
+ * replace it), or print its one-line error and exit 1. */
 struct mf_store;
 struct mf_store *mf_cli_open_store(const char *path);
+
+/* Open an output (mf/durable.h; MF_OUTPUT_OVERWRITE added with --overwrite), or print
+ * why not and exit (2 for an existing output or one that is an input, else 1). Outputs
+ * not committed when the tool exits are removed (resumable ones kept). */
+struct mf_output;
+struct mf_output *mf_cli_open_output(const char *path, unsigned flags);
+
+/* Record argv[first..argc) as inputs of the run (see mf/durable.h). */
+void mf_cli_add_inputs(int argc, char **argv, int first);
+
+/* Exit status for a failed libcore call: 2 for what the user must change on the command
+ * line (an existing output, an output that is an input, a bad value), 1 otherwise. */
+int mf_cli_exit_for(int rc);
+
+/* Print the last error and return mf_cli_finish(mf_cli_exit_for(rc)). */
+int mf_cli_fail(int rc);
+
+/* Print a flat JSON object (numbers and strings) on stdout: one JSON line with json,
+ * else a TSV header line of its keys and one line of its values (integers as such,
+ * other numbers with 6 decimals). */
+struct cJSON;
+void mf_cli_print_record(const struct cJSON *o, int json);
+
+/* The end-of-run summary: with --json, the object as one line on stdout; else nothing
+ * (the tool prints its text lines itself). Takes over o. */
+void mf_cli_summary(struct cJSON *o);
+
+/* This run's history entry for a derived store (a JSON object as text, malloc'ed): the
+ * tool, mfkit's version, the command line, the UTC time, plus the members of `details`
+ * (a cJSON object; the tool's counts and decisions), which it takes over. */
+struct cJSON;
+char *mf_cli_history(struct cJSON *details);
 
 /* Name of the running tool (for messages). */
 const char *mf_cli_name(void);

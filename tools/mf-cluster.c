@@ -9,15 +9,16 @@
 
 #include "cli.h"
 #include "mf/cluster.h"
+#include "mf/durable.h"
 #include "mf/knn.h"
 #include "mf/progress.h"
 #include "mf/status.h"
 #include "mf/store.h"
+#include "mf/tsv.h"
 
 enum {
     OPT_OUT = 1000,
     OPT_TSV,
-    OPT_JSON,
     OPT_METHOD,
     OPT_TAU,
     OPT_TAU2,
@@ -32,14 +33,14 @@ enum {
     OPT_GRAPH,
     OPT_CALIB,
     OPT_TRUTH,
-    OPT_RECALL
+    OPT_RECALL,
 };
 
 typedef struct config {
     const char *out, *graph, *truth;
-    int tsv, json, calibrate;
+    int tsv, calibrate;
     int method_set;
-    float tau, tau2; /* < -1: method default */
+    float tau, tau2; /* UNSET: the method's default */
     double quant, res;
     mf_cluster_params cp;
     mf_knn_params kp;
@@ -48,9 +49,7 @@ typedef struct config {
 static const mf_cli_opt options[] = {
     {"output", 'o', "OUT.h5", "write the input rows plus /cluster to OUT.h5", OPT_OUT},
     {"tsv", 0, NULL, "print id, cluster, magnitude as TSV on stdout", OPT_TSV},
-    {"json", 0, NULL, "print the summary as one JSON object on stdout", OPT_JSON},
-    {"method", 'm', "NAME", "anchors (default), components, peaks, infomap, leiden",
-     OPT_METHOD},
+    {"method", 0, "NAME", "anchors (default), components, peaks, infomap, leiden", OPT_METHOD},
     {"tau", 't', "COS", "edge threshold (cosine; default per method)", OPT_TAU},
     {"tau2", 0, "COS", "anchors: threshold for attaching low-quality samples", OPT_TAU2},
     {"anchor-quantile", 0, "Q",
@@ -83,7 +82,8 @@ static const mf_cli_opt options[] = {
 };
 
 static const mf_cli_tool tool = {
-    "mf-cluster", "[options] <store.h5>",
+    "mf-cluster",
+    "[options] <store.h5>",
     "Cluster a store's samples into identities on a FAISS kNN graph; high-magnitude\n"
     "samples anchor identities, low-magnitude ones attach but never bridge two.",
     "Examples:\n"
@@ -91,7 +91,11 @@ static const mf_cli_tool tool = {
     "  mf-cluster --graph faces.knn.h5 --method peaks --tau 0.5 --tsv faces.h5 > c.tsv\n"
     "  mf-cluster --calibrate --graph faces.knn.h5 -o clustered.h5 faces.h5\n"
     "The graph file is refused if it was built from other embeddings.",
-    options};
+    options,
+    MF_CLI_WRITES};
+
+/* A threshold not given on the command line: below every value an option accepts. */
+#define UNSET (-9.0f)
 
 static int on_option(int id, const char *arg, void *ctx)
 {
@@ -99,7 +103,6 @@ static int on_option(int id, const char *arg, void *ctx)
     switch (id) {
     case OPT_OUT: c->out = arg; break;
     case OPT_TSV: c->tsv = 1; break;
-    case OPT_JSON: c->json = 1; break;
     case OPT_METHOD: {
         int m = mf_cluster_method_parse(arg);
         if (m < 0)
@@ -137,54 +140,27 @@ static int on_option(int id, const char *arg, void *ctx)
 static void finish_params(config *c)
 {
     mf_cluster_method_defaults(&c->cp, c->cp.method); /* thresholds only, not weight */
-    if (c->tau >= -1)
+    if (c->tau != UNSET)
         c->cp.tau = c->tau;
-    if (c->tau2 >= -1)
+    if (c->tau2 != UNSET)
         c->cp.tau2 = c->tau2;
-    if (c->quant >= 0)
+    if (c->quant != UNSET)
         c->cp.anchor_quantile = c->quant;
-    if (c->res >= 0)
+    if (c->res != UNSET)
         c->cp.resolution = c->res;
 }
 
-#define BLOCK 65536
-
-/* All embeddings, L2-normalised: n * dim floats (the kNN needs them in memory). */
-static int read_embeddings(mf_store *s, float **out)
-{
-    size_t n = mf_store_rows(s), dim = (size_t)mf_store_dim(s), bytes;
-    if (mf_size_mul(n, dim * sizeof(float), &bytes, "embeddings") < 0)
-        return MF_ERR_NOMEM;
-    float *x = malloc(bytes);
-    if (!x)
-        return mf_set_error(MF_ERR_NOMEM, "out of memory for %zu x %zu embeddings", n, dim);
-    for (size_t at = 0; at < n; at += BLOCK) {
-        size_t k = n - at < BLOCK ? n - at : BLOCK;
-        int rc = mf_store_read_embedding(s, at, k, x + at * dim);
-        if (rc < 0)
-            return free(x), rc;
-    }
-    mf_knn_normalize(x, n, (int)dim);
-    *out = x;
-    return 0;
-}
-
-static int file_exists(const char *p)
-{
-    struct stat st;
-    return stat(p, &st) == 0;
-}
-
-/* Load the saved graph if there is one, else build it (and save it if asked). */
-static int get_graph(config *c, mf_store *s, const float *mag, mf_knn_graph **g,
-                     mf_knn_info *info)
+/* Load the saved graph if there is one, else build it and, when asked, save it into the
+ * graph output opened at start-up. */
+static int get_graph(config *c, mf_store *s, const float *mag, mf_output *graph_out,
+                     mf_knn_graph **g, mf_knn_info *info)
 {
     size_t n = mf_store_rows(s);
     char fp[64];
     mf_knn_fingerprint(fp, n, mf_store_dim(s), mag);
     memset(info, 0, sizeof *info);
     info->recall = -1;
-    if (c->graph && file_exists(c->graph)) {
+    if (c->graph && !graph_out) {
         int rc = mf_knn_load(g, c->graph, n, fp);
         if (rc == 0)
             mf_cli_info("reusing the kNN graph '%s' (%s, k=%d)", c->graph, (*g)->index,
@@ -194,16 +170,18 @@ static int get_graph(config *c, mf_store *s, const float *mag, mf_knn_graph **g,
     if (c->kp.k >= (int)n)
         c->kp.k = (int)n - 1;
     float *x = NULL;
-    int rc = read_embeddings(s, &x);
+    int rc = mf_store_load_embedding(s, &x);
     if (rc == 0) {
+        mf_knn_normalize(x, n, mf_store_dim(s));
         rc = mf_knn_build(g, x, n, mf_store_dim(s), &c->kp, info);
         free(x);
     }
     if (rc == 0) {
         snprintf((*g)->fingerprint, sizeof(*g)->fingerprint, "%s", fp);
-        if (c->graph)
-            rc = mf_knn_save(*g, c->graph);
+        if (graph_out)
+            return mf_knn_save(*g, graph_out);
     }
+    mf_output_abort(graph_out);
     return rc;
 }
 
@@ -211,20 +189,11 @@ static int read_store(mf_store *s, float **mag, int64_t **truth, const char *tru
 {
     size_t n = mf_store_rows(s);
     if (n < 2)
-        return mf_set_error(MF_ERR_ARG, "'%s' has %zu rows: nothing to cluster",
+        return mf_set_error(MF_ERR_FORMAT, "'%s' has %zu rows: nothing to cluster",
                             mf_store_path(s), n);
-    *mag = malloc(n * sizeof **mag);
-    if (!*mag)
-        return mf_set_error(MF_ERR_NOMEM, "out of memory for magnitudes");
-    int rc = mf_store_read_magnitude(s, 0, n, *mag);
-    if (rc == 0 && truth) {
-        if (!mf_store_has(s, truth_name))
-            return mf_set_error(MF_ERR_SCHEMA, "'%s' has no dataset /%s for --calibrate",
-                                mf_store_path(s), truth_name);
-        if (!(*truth = malloc(n * sizeof **truth)))
-            return mf_set_error(MF_ERR_NOMEM, "out of memory for labels");
-        rc = mf_store_read_int64(s, truth_name, 0, n, *truth);
-    }
+    int rc = mf_store_load_float(s, "magnitude", mag);
+    if (rc == 0 && truth && (rc = mf_store_load_int64(s, truth_name, truth)) < 0)
+        rc = mf_wrap_error(rc, "--calibrate");
     return rc;
 }
 
@@ -281,70 +250,83 @@ static void print_summary(const mf_cluster_stats *st, const mf_knn_graph *g,
 
 static int write_tsv(mf_store *s, const int64_t *label, const float *mag)
 {
-    size_t n = mf_store_rows(s);
-    char **ids = malloc(BLOCK * sizeof *ids);
-    if (!ids)
-        return mf_set_error(MF_ERR_NOMEM, "out of memory");
+    mf_store_cursor *c;
+    const mf_store_block *b;
+    int rc = mf_store_cursor_open(&c, s, MF_COL_ID, 0, mf_store_rows(s));
     printf("id\tcluster\tmagnitude\n");
-    int rc = 0;
-    for (size_t at = 0; at < n && rc == 0; at += BLOCK) {
-        size_t k = n - at < BLOCK ? n - at : BLOCK;
-        if ((rc = mf_store_read_ids(s, at, k, ids)) < 0)
-            break;
-        for (size_t i = 0; i < k; i++)
-            printf("%s\t%lld\t%.6g\n", ids[i], (long long)label[at + i], mag[at + i]);
-        mf_store_free_strings(ids, k);
+    while (rc == 0 && (rc = mf_store_cursor_next(c, &b)) > 0) {
+        rc = 0;
+        for (size_t i = 0; i < b->n; i++) {
+            mf_tsv_write_field(stdout, b->id[i]); /* ids may hold tabs: escaped (mf/tsv.h) */
+            printf("\t%lld\t%.6g\n", (long long)label[b->start + i], mag[b->start + i]);
+        }
     }
-    free(ids);
+    mf_store_cursor_close(c);
+    return rc < 0 ? rc : 0;
+}
+
+/* The input's rows and columns plus /cluster. */
+static int write_output(mf_output *out, mf_store *src, const int64_t *label, cJSON *summary)
+{
+    char *meta = cJSON_PrintUnformatted(summary);
+    char *history = mf_cli_history(cJSON_Duplicate(summary, 1));
+    mf_store_source from = {src, NULL};
+    mf_store_column cluster = {"cluster", label, NULL};
+    mf_store_derive_params d = {.columns = &cluster,
+                                .n_columns = 1,
+                                .attr_name = "mf_cluster",
+                                .attr_value = meta,
+                                .history = history};
+    int rc = meta && history ? mf_store_derive(out, &from, 1, &d)
+                             : mf_set_error(MF_ERR_NOMEM, "out of memory");
+    if (!meta || !history)
+        mf_output_abort(out);
+    free(meta);
+    free(history);
     return rc;
 }
 
-static int write_output(const char *path, mf_store *src, const int64_t *label, const char *meta)
+/* Outputs are opened before any work: a name that may not be written is refused at once.
+ * The graph is an output only when it does not exist yet (else it is read). */
+static void open_outputs(const config *c, mf_output **out, mf_output **graph)
 {
-    size_t n = mf_store_rows(src);
-    uint64_t *rows = malloc(n * sizeof *rows);
-    if (!rows)
-        return mf_set_error(MF_ERR_NOMEM, "out of memory");
-    for (size_t i = 0; i < n; i++)
-        rows[i] = i;
-    mf_store *dst;
-    int rc = mf_store_create_like(&dst, path, src);
-    if (rc == 0) {
-        if ((rc = mf_store_copy_rows(dst, src, rows, n)) == 0 &&
-            (rc = mf_store_copy_failed(dst, src)) == 0 &&
-            (rc = mf_store_write_column_int64(dst, "cluster", label)) == 0 &&
-            (rc = mf_store_set_attr(dst, "mf_cluster", meta)) == 0)
-            rc = mf_store_commit(dst);
-        else
-            mf_store_discard(dst);
-    }
-    free(rows);
-    return rc;
+    struct stat st;
+    if (c->out)
+        *out = mf_cli_open_output(c->out, MF_OUTPUT_SEEKABLE);
+    if (c->graph && stat(c->graph, &st) == 0)
+        mf_run_add_input(c->graph);
+    else if (c->graph)
+        *graph = mf_cli_open_output(c->graph, MF_OUTPUT_SEEKABLE);
 }
 
 int main(int argc, char **argv)
 {
-    config c = {.tau = -9, .tau2 = -9, .quant = -1, .res = -1, .truth = "label"};
+    mf_cli_start_blas(argv);
+    config c = {.tau = UNSET, .tau2 = UNSET, .quant = UNSET, .res = UNSET, .truth = "label"};
     c.cp = mf_cluster_default_params();
     c.kp = mf_knn_default_params();
     int first = mf_cli_parse(&tool, argc, argv, on_option, &c);
     if (argc - first != 1)
         mf_cli_usage_error("expected one store, got %d operands", argc - first);
-    if (c.tsv && c.json)
+    if (c.tsv && mf_cli.json)
         mf_cli_usage_error("--tsv and --json both write to stdout: choose one");
     finish_params(&c);
     c.kp.progress = mf_cli.quiet ? 0 : mf_cli.progress ? 2 : 1;
     mf_store *s = mf_cli_open_store(argv[first]);
+    mf_output *out = NULL, *graph_out = NULL;
     float *mag = NULL;
     int64_t *truth = NULL, *label = NULL;
     mf_knn_graph *g = NULL;
     mf_knn_info ki;
     mf_cluster_stats st;
-    char *meta = NULL;
+    cJSON *js = NULL;
     double t0 = 0;
+    open_outputs(&c, &out, &graph_out);
     int rc = read_store(s, &mag, c.calibrate ? &truth : NULL, c.truth);
     if (rc == 0)
-        rc = get_graph(&c, s, mag, &g, &ki);
+        rc = get_graph(&c, s, mag, graph_out, &g, &ki);
+    else
+        mf_output_abort(graph_out);
     if (rc == 0 && c.calibrate) {
         double f;
         rc = mf_cluster_calibrate(g, mag, truth, &c.cp, &f);
@@ -359,23 +341,25 @@ int main(int argc, char **argv)
         t0 = mf_now();
         rc = mf_cluster_run(g, mag, &c.cp, label, &st);
     }
-    cJSON *js = rc == 0 ? summary_json(&c, g, &ki, &st, mf_now() - t0) : NULL;
-    if (js)
-        meta = cJSON_PrintUnformatted(js);
-    if (rc == 0 && c.out)
-        rc = write_output(c.out, s, label, meta ? meta : "{}");
+    if (rc == 0)
+        js = summary_json(&c, g, &ki, &st, mf_now() - t0);
+    if (rc == 0 && out)
+        rc = write_output(out, s, label, js);
+    else
+        mf_output_abort(out);
     if (rc == 0) {
         print_summary(&st, g, &ki, &c);
-        if (c.json && meta)
+        if (mf_cli.json) {
+            char *meta = cJSON_PrintUnformatted(js);
             printf("%s\n", meta);
+            free(meta);
+        }
         if (c.tsv)
             rc = write_tsv(s, label, mag);
     }
-    if (rc < 0)
-        mf_cli_error("%s", mf_last_error());
     cJSON_Delete(js);
-    free(meta), free(label), free(mag), free(truth);
+    free(label), free(mag), free(truth);
     mf_knn_free(g);
     mf_store_close(s);
-    return mf_cli_finish(rc < 0 ? MF_EXIT_FAILURE : MF_EXIT_OK);
+    return rc < 0 ? mf_cli_fail(rc) : mf_cli_finish(MF_EXIT_OK);
 }

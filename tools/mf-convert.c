@@ -8,6 +8,8 @@
 #include <time.h>
 
 #include "cli.h"
+#include "mf/durable.h"
+#include "mf/embed.h"
 #include "mf/model.h"
 #include "mf/progress.h"
 #include "mf/status.h"
@@ -30,7 +32,8 @@ static const mf_cli_opt opts[] = {
     {0}};
 
 static const mf_cli_tool tool = {
-    "mf-convert", "[options] <checkpoint> -o <model> | --info <file> | --bench <file>",
+    "mf-convert",
+    "[options] <checkpoint> -o <model> | --info <file> | --bench <file>",
     "Convert a MagFace checkpoint (.pth) to mfkit's native model file.",
     "The native file (HDF5) holds BatchNorm-folded weights packed in the engine's layout,\n"
     "plus the architecture, the source checkpoint's sha256 and the preprocessing, so it\n"
@@ -39,7 +42,8 @@ static const mf_cli_tool tool = {
     "  mf-convert magface_epoch_00025.pth -o magface-r100.mfmodel\n"
     "  mf-convert --info magface-r100.mfmodel\n"
     "  mf-convert --bench -j 2 --batch 16 magface-r100.mfmodel\n",
-    opts};
+    opts,
+    MF_CLI_WRITES};
 
 static int on_option(int id, const char *arg, void *ctx)
 {
@@ -109,13 +113,14 @@ static int bench(const mf_model *m, const config *c, int threads)
 
 int main(int argc, char **argv)
 {
-    config c = {.batch = 16, .seconds = 10};
+    config c = {.batch = MF_EMBED_BATCH, .seconds = 10};
     int first = mf_cli_parse(&tool, argc, argv, on_option, &c);
     if (argc - first != 1)
         mf_cli_usage_error("expected one input file");
     if (!c.info && !c.bench && !c.output)
         mf_cli_usage_error("nothing to do: give -o MODEL, --info or --bench");
     const char *in = argv[first];
+    mf_run_add_input(in);
     mf_model *m;
     if (mf_model_load(&m, in, c.arch) < 0) {
         mf_cli_error("%s", mf_last_error());
@@ -125,9 +130,10 @@ int main(int argc, char **argv)
     if (c.info)
         print_info(m, in);
     if (c.output) {
-        if (mf_model_save(m, c.output) < 0) {
+        int src = mf_model_save(m, c.output, mf_cli.overwrite);
+        if (src < 0) {
             mf_cli_error("%s", mf_last_error());
-            rc = MF_EXIT_FAILURE;
+            rc = mf_cli_exit_for(src);
         } else {
             mf_cli_info("wrote '%s' (%s, %.0f MB)", c.output, mf_model_arch(m),
                         mf_model_bytes(m) / 1048576.0);

@@ -14,7 +14,9 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "mf/durable.h"
 #include "mf/embed.h"
+#include "mf/export.h"
 #include "mf/idset.h"
 #include "mf/log.h"
 #include "mf/model.h"
@@ -31,21 +33,21 @@ enum {
     OPT_RESIZE,
     OPT_SHARD,
     OPT_BATCH,
-    OPT_OVERWRITE,
     OPT_FEAT_LIST,
     OPT_ARCH,
     OPT_MAX_MP,
+    OPT_ROOT,
+    OPT_NULL,
 };
 
 #define MAX_LISTS 64
 
 typedef struct config {
-    const char *model, *output, *feat_list, *arch, *shard;
+    const char *model, *output, *feat_list, *arch, *shard, *root;
     const char *lists[MAX_LISTS];
     int n_lists;
-    int label_from_dir, resize, overwrite, batch;
+    int label_from_dir, resize, batch, null_lists;
     double max_megapixels;
-    char partial[4096]; /* "<output>.partial": the store while the job runs */
 } config;
 
 static const mf_cli_opt options[] = {
@@ -69,18 +71,22 @@ static const mf_cli_opt options[] = {
     {"shard", 0, "K/N", "embed shard K (0-based) of N; default: from SLURM array variables",
      OPT_SHARD},
     {"batch", 'b', "N", "images per network call (default 16)", OPT_BATCH},
-    {"overwrite", 0, NULL, "start over: replace OUT and discard an unfinished OUT.partial",
-     OPT_OVERWRITE},
     {"feat-list", 0, "FILE", "also write the features in the official MagFace text format",
      OPT_FEAT_LIST},
     {"arch", 0, "NAME", "check that the model is this architecture (e.g. iresnet100)",
      OPT_ARCH},
     {"max-megapixels", 0, "MP", "refuse images larger than this (default 50)", OPT_MAX_MP},
+    {"root", 0, "DIR",
+     "resolve relative list entries against DIR ('.' = as written, like MagFace's "
+     "gen_feat.py; default: the list file's folder)",
+     OPT_ROOT},
+    {"null", '0', NULL, "list files are NUL-separated paths (find -print0)", OPT_NULL},
     {0},
 };
 
 static const mf_cli_tool tool = {
-    "mf-embed", "-m <model> -o <out.h5> [options] <input>...",
+    "mf-embed",
+    "-m <model> -o <out.h5> [options] <input>...",
     "Embed aligned 112x112 face images with a MagFace network (CPU) into a store.\n"
     "Inputs, mixed freely: image files (JPEG, PNG), directories (walked recursively in\n"
     "sorted order), archives (tar, tar.gz/.zst/.xz, zip; WebDataset shards with .cls\n"
@@ -94,7 +100,8 @@ static const mf_cli_tool tool = {
     "  mf-embed -m magface_epoch_00025.pth -o faces.h5 --label-from-dir faces/\n"
     "  mf-embed -m r100.mfm -o part.h5 --shard 3/16 train.rec\n"
     "  find imgs -name '*.jpg' | mf-embed -m r100.mfm -o out.h5 --list -",
-    options};
+    options,
+    MF_CLI_WRITES};
 
 static int on_option(int id, const char *arg, void *ctx)
 {
@@ -110,10 +117,13 @@ static int on_option(int id, const char *arg, void *ctx)
     case OPT_LABEL_FROM_DIR: c->label_from_dir = 1; break;
     case OPT_RESIZE: c->resize = 1; break;
     case OPT_SHARD: c->shard = arg; break;
-    case OPT_BATCH: c->batch = (int)mf_cli_parse_int("--batch", arg, 1, 1024); break;
-    case OPT_OVERWRITE: c->overwrite = 1; break;
+    case OPT_BATCH:
+        c->batch = (int)mf_cli_parse_int("--batch", arg, 1, MF_EMBED_MAX_BATCH);
+        break;
     case OPT_FEAT_LIST: c->feat_list = arg; break;
     case OPT_ARCH: c->arch = arg; break;
+    case OPT_ROOT: c->root = arg; break;
+    case OPT_NULL: c->null_lists = 1; break;
     case OPT_MAX_MP:
         c->max_megapixels = mf_cli_parse_double("--max-megapixels", arg, 0.01, 1e4);
         break;
@@ -142,6 +152,10 @@ static char *job_description(const config *c, char **inputs, int n, const mf_mod
         cJSON_AddItemToArray(lists, cJSON_CreateString(c->lists[i]));
     cJSON_AddBoolToObject(o, "label_from_dir", c->label_from_dir);
     cJSON_AddBoolToObject(o, "resize", c->resize);
+    if (c->root) /* only when given: jobs started before --root existed still resume */
+        cJSON_AddStringToObject(o, "root", c->root);
+    if (c->null_lists)
+        cJSON_AddBoolToObject(o, "null_lists", 1);
     char shard[64];
     snprintf(shard, sizeof shard, "%d/%d", shard_k, shard_n);
     cJSON_AddStringToObject(o, "shard", shard);
@@ -150,75 +164,20 @@ static char *job_description(const config *c, char **inputs, int n, const mf_mod
     return text;
 }
 
-/* Ids already handled by the run being resumed: its rows and its failed inputs. */
-static int load_done_ids(mf_store *s, mf_idset *seen)
-{
-    enum { BLOCK = 65536 };
-    uint64_t rows = mf_store_rows(s);
-    char **ids = malloc(BLOCK * sizeof *ids);
-    if (!ids)
-        return mf_set_error(MF_ERR_NOMEM, "out of memory");
-    int rc = 0;
-    for (uint64_t at = 0; at < rows && rc == 0; at += BLOCK) {
-        size_t k = (size_t)(rows - at < BLOCK ? rows - at : BLOCK);
-        if ((rc = mf_store_read_ids(s, at, k, ids)) < 0)
-            break;
-        for (size_t i = 0; i < k && rc >= 0; i++)
-            rc = mf_idset_add(seen, ids[i]);
-        rc = rc < 0 ? rc : 0;
-        mf_store_free_strings(ids, k);
-    }
-    free(ids);
-    for (uint64_t i = 0; i < mf_store_failed_count(s) && rc == 0; i++) {
-        char *id, *reason;
-        if ((rc = mf_store_read_failed(s, i, &id, &reason)) == 0) {
-            rc = mf_idset_add(seen, id) < 0 ? MF_ERR_NOMEM : 0;
-            free(id);
-            free(reason);
-        }
-    }
-    return rc;
-}
-
 /* Open the output: resume an unfinished run of the same job, or start a new one. */
 static int open_output(const config *c, const mf_model *m, const char *job, mf_store **out,
-                       mf_idset *seen, int *resumed)
+                       mf_idset *seen, mf_store_job_state *state)
 {
-    *resumed = 0;
-    int unfinished = access(c->partial, F_OK) == 0;
-    if (unfinished && c->overwrite) {
-        if (unlink(c->partial) != 0)
-            return mf_set_error(MF_ERR_IO, "cannot remove '%s': %s", c->partial,
-                                strerror(errno));
-        unfinished = 0;
-    }
-    if (unfinished) {
-        int rc = mf_store_resume(out, c->output);
-        if (rc < 0)
-            return mf_wrap_error(rc, "cannot resume (use --overwrite to start over)");
-        const char *was = mf_store_attr(*out, "mf_embed_job");
-        if (!was || strcmp(was, job) != 0) {
-            mf_store_close(*out);
-            *out = NULL;
-            return mf_set_error(MF_ERR_MISMATCH,
-                                "'%s' was started with a different model, "
-                                "inputs or settings; run the original command to resume it, "
-                                "or add --overwrite to start over",
-                                c->partial);
-        }
-        *resumed = 1;
-        return load_done_ids(*out, seen);
-    }
     mf_store_params p = mf_store_default_params();
     p.dim = mf_model_dim(m);
     p.model = mf_model_name(m);
     p.model_sha256 = mf_model_sha256(m);
     p.preprocess = mf_model_preprocess(m);
-    int rc = mf_store_create(out, c->output, &p);
-    if (rc == 0)
-        rc = mf_store_set_attr(*out, "mf_embed_job", job);
-    if (rc == 0)
-        rc = mf_store_flush(*out);
+    p.overwrite = mf_cli.overwrite; /* also: discard an unfinished run of another job */
+    p.job = job;
+    int rc = mf_store_open_or_resume(out, c->output, &p, state);
+    if (rc == 0 && *state == MF_STORE_JOB_RESUMED)
+        rc = mf_store_collect_ids(*out, seen);
     return rc;
 }
 
@@ -280,47 +239,53 @@ static int save_label_names(mf_store *out, const mf_source *src)
     return rc;
 }
 
-/* The official MagFace feature text: `<path> ` then each value followed by a space. */
-static int write_feat_list(const char *path, const char *store_path)
+/* The official MagFace feature text of `s`, into an output opened at start-up. */
+static int write_feat_list(mf_output *o, mf_store *s)
 {
+    FILE *f = mf_output_stream(o);
+    uint64_t written, skipped;
+    int rc = f ? mf_export_feature_text(s, f, NULL, &written, &skipped) : MF_ERR_IO;
+    if (rc == 0 && skipped)
+        mf_cli_warn("%llu ids with blanks or line breaks are not in '%s' (the format cannot "
+                    "hold them)",
+                    (unsigned long long)skipped, mf_output_path(o));
+    return rc;
+}
+
+static int record_history(mf_store *out, const mf_embed_stats *st, int shard_k, int shard_n)
+{
+    cJSON *d = cJSON_CreateObject();
+    cJSON_AddNumberToObject(d, "rows", (double)mf_store_rows(out));
+    cJSON_AddNumberToObject(d, "failed", (double)mf_store_failed_count(out));
+    cJSON_AddNumberToObject(d, "embedded_this_run", (double)st->embedded);
+    char shard[32];
+    snprintf(shard, sizeof shard, "%d/%d", shard_k, shard_n);
+    cJSON_AddStringToObject(d, "shard", shard);
+    char *entry = mf_cli_history(d);
+    int rc =
+        entry ? mf_store_add_history(out, entry) : mf_set_error(MF_ERR_NOMEM, "out of memory");
+    free(entry);
+    return rc;
+}
+
+/* The job was already complete: write only the feature text asked for, from the store. */
+static int finish_complete(const config *c, mf_output *feat)
+{
+    mf_cli_info("'%s' already holds this job, complete: nothing to embed", c->output);
+    cJSON *js = cJSON_CreateObject();
+    cJSON_AddStringToObject(js, "output", c->output);
+    cJSON_AddBoolToObject(js, "already_complete", 1);
+    mf_cli_summary(js);
+    if (!feat)
+        return 0;
     mf_store *s;
-    int rc = mf_store_open(&s, store_path);
-    if (rc < 0)
-        return rc;
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.partial", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) {
-        mf_store_close(s);
-        return mf_set_error(MF_ERR_IO, "cannot create '%s': %s", tmp, strerror(errno));
-    }
-    int dim = mf_store_dim(s);
-    float *emb = malloc((size_t)dim * 1024 * sizeof *emb);
-    char **ids = malloc(1024 * sizeof *ids);
-    rc = emb && ids ? 0 : mf_set_error(MF_ERR_NOMEM, "out of memory");
-    for (uint64_t at = 0; at < mf_store_rows(s) && rc == 0; at += 1024) {
-        size_t k = (size_t)(mf_store_rows(s) - at < 1024 ? mf_store_rows(s) - at : 1024);
-        if ((rc = mf_store_read_ids(s, at, k, ids)) < 0)
-            break;
-        rc = mf_store_read_embedding(s, at, k, emb);
-        for (size_t i = 0; i < k && rc == 0; i++) {
-            fprintf(f, "%s ", ids[i]);
-            for (int d = 0; d < dim; d++)
-                fprintf(f, "%.9g ", emb[i * (size_t)dim + d]);
-            fputc('\n', f);
-        }
-        mf_store_free_strings(ids, k);
-    }
-    free(emb);
-    free(ids);
+    int rc = mf_store_open(&s, c->output);
+    if (rc == 0)
+        rc = write_feat_list(feat, s);
     mf_store_close(s);
-    if (fflush(f) != 0 || fsync(fileno(f)) != 0)
-        rc = rc ? rc : mf_set_error(MF_ERR_IO, "cannot write '%s': %s", tmp, strerror(errno));
-    fclose(f);
-    if (rc == 0 && rename(tmp, path) != 0)
-        rc = mf_set_error(MF_ERR_IO, "cannot rename '%s': %s", tmp, strerror(errno));
-    if (rc < 0)
-        unlink(tmp);
+    if (rc == 0)
+        return mf_output_commit(feat);
+    mf_output_abort(feat);
     return rc;
 }
 
@@ -361,7 +326,7 @@ static int fail(const char *what)
 
 int main(int argc, char **argv)
 {
-    config c = {.batch = 16, .max_megapixels = 50};
+    config c = {.batch = MF_EMBED_BATCH, .max_megapixels = 50};
     int first = mf_cli_parse(&tool, argc, argv, on_option, &c);
     if (!c.model)
         c.model = getenv("MF_MODEL");
@@ -371,9 +336,13 @@ int main(int argc, char **argv)
         mf_cli_usage_error("missing -o <out.h5>");
     if (first == argc && c.n_lists == 0)
         mf_cli_usage_error("no inputs");
-    snprintf(c.partial, sizeof c.partial, "%s.partial", c.output);
-    if (!c.overwrite && access(c.output, F_OK) == 0 && access(c.partial, F_OK) != 0)
-        mf_cli_usage_error("'%s' exists (use --overwrite to replace it)", c.output);
+    /* No output may replace an input: operands, list files, the model. */
+    mf_cli_add_inputs(argc, argv, first);
+    for (int i = 0; i < c.n_lists; i++)
+        mf_run_add_input(c.lists[i]);
+    mf_run_add_input(c.model);
+    mf_output *feat = c.feat_list ? mf_cli_open_output(c.feat_list, 0) : NULL;
+    int orc;
     int shard_k, shard_n;
     resolve_shard(&c, &shard_k, &shard_n);
     int threads = mf_cli.threads > 0 ? mf_cli.threads : omp_get_max_threads();
@@ -389,6 +358,8 @@ int main(int argc, char **argv)
     sp.label_from_dir = c.label_from_dir;
     sp.shard_index = shard_k;
     sp.shard_count = shard_n;
+    sp.root = c.root;
+    sp.null_lists = c.null_lists;
     mf_source *src;
     if (mf_source_new(&src, &sp) < 0 || add_inputs(src, &c, argv + first, argc - first) < 0)
         return fail(NULL);
@@ -396,12 +367,17 @@ int main(int argc, char **argv)
     char *jobdesc = job_description(&c, argv + first, argc - first, model, shard_k, shard_n);
     mf_idset *seen = mf_idset_new(1 << 16);
     mf_store *out = NULL;
-    int resumed = 0;
+    mf_store_job_state state;
     if (!jobdesc || !seen)
         return fail("out of memory");
-    if (open_output(&c, model, jobdesc, &out, seen, &resumed) < 0)
-        return fail(NULL);
-    if (resumed)
+    if ((orc = open_output(&c, model, jobdesc, &out, seen, &state)) < 0) {
+        mf_output_abort(feat);
+        return mf_cli_fail(orc);
+    }
+    if (state == MF_STORE_JOB_COMPLETE)
+        return (orc = finish_complete(&c, feat)) < 0 ? mf_cli_fail(orc)
+                                                     : mf_cli_finish(MF_EXIT_OK);
+    if (state == MF_STORE_JOB_RESUMED)
         mf_cli_info("resuming '%s.partial': %llu rows and %llu failed inputs already done",
                     c.output, (unsigned long long)mf_store_rows(out),
                     (unsigned long long)mf_store_failed_count(out));
@@ -436,16 +412,23 @@ int main(int argc, char **argv)
         /* Keep every flushed row for the next run of the same command. */
         char msg[1024];
         snprintf(msg, sizeof msg, "%s", rc < 0 ? mf_last_error() : "");
-        mf_store_close(out);
+        mf_store_suspend(out);
+        mf_output_abort(feat);
         if (rc < 0)
             mf_cli_error("%s", msg);
         mf_cli_info("stopped: %llu rows kept in '%s.partial'; run the same command to resume",
                     (unsigned long long)rows, c.output);
         return mf_cli_finish(stop_signal ? 128 + stop_signal : MF_EXIT_FAILURE);
     }
-    if ((rc = mf_store_commit(out)) < 0)
+    rc = record_history(out, &st, shard_k, shard_n);
+    if (rc == 0 && feat)
+        rc = write_feat_list(feat, out);
+    if (rc < 0) { /* the rows stay resumable; the run's last steps are redone */
+        mf_output_abort(feat);
+        mf_store_suspend(out);
         return fail(NULL);
-    if (c.feat_list && (rc = write_feat_list(c.feat_list, c.output)) < 0)
+    }
+    if ((rc = mf_store_commit_with(out, feat ? &feat : NULL, feat ? 1 : 0)) < 0)
         return fail(NULL);
 
     double net_rate = st.network_seconds > 0 ? (double)st.embedded / st.network_seconds : 0;
@@ -455,6 +438,22 @@ int main(int argc, char **argv)
                 (unsigned long long)st.embedded, (unsigned long long)rows, c.output,
                 (unsigned long long)failed, (unsigned long long)st.skipped, st.wall_seconds,
                 rate, net_rate);
+    cJSON *js = cJSON_CreateObject();
+    cJSON_AddStringToObject(js, "output", c.output);
+    cJSON_AddBoolToObject(js, "resumed", state == MF_STORE_JOB_RESUMED);
+    const char *keys[] = {"rows",
+                          "failed",
+                          "embedded_this_run",
+                          "skipped",
+                          "seconds",
+                          "images_per_second",
+                          "network_images_per_second"};
+    const double values[] = {
+        (double)rows, (double)failed, (double)st.embedded, (double)st.skipped, st.wall_seconds,
+        rate,         net_rate};
+    for (int i = 0; i < 7; i++)
+        cJSON_AddNumberToObject(js, keys[i], values[i]);
+    mf_cli_summary(js);
     mf_source_free(src);
     mf_idset_free(seen);
     free(jobdesc);

@@ -1,16 +1,17 @@
 /* mf-filter - drop low-quality, mislabelled and duplicate rows from an embedding store
  * (rules and their order: include/mf/clean.h and docs/FILTER.md). */
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "cli.h"
 #include "mf/clean.h"
+#include "mf/durable.h"
 #include "mf/progress.h"
+#include "mf/stats.h"
 #include "mf/status.h"
 #include "mf/store.h"
 
@@ -30,7 +31,6 @@ enum {
     OPT_MIN_PER_LABEL,
     OPT_REPORT,
     OPT_DRY_RUN,
-    OPT_JSON,
 };
 
 static const mf_cli_opt opts[] = {
@@ -61,7 +61,6 @@ static const mf_cli_opt opts[] = {
      "figure)",
      OPT_REPORT},
     {"dry-run", 0, NULL, "write only the report and the summary", OPT_DRY_RUN},
-    {"json", 0, NULL, "print the summary as JSON on stdout", OPT_JSON},
     {0},
 };
 
@@ -80,12 +79,12 @@ static const mf_cli_tool tool = {
     "  mf-filter train.h5 -o clean.h5 --drop-lowest 5% --outliers --dedup 0.95\n"
     "  mf-filter train.h5 --dry-run --merge-labels 0.7 --json",
     opts,
-};
+    MF_CLI_WRITES};
 
 typedef struct config {
     mf_clean_params p;
     const char *input, *output, *report;
-    int dry_run, json, any_rule;
+    int dry_run, any_rule;
 } config;
 
 static double percent(const char *opt, const char *arg)
@@ -103,8 +102,7 @@ static int on_option(int id, const char *arg, void *ctx)
     config *c = ctx;
     mf_clean_params *p = &c->p;
     c->any_rule |= id != OPT_OUTPUT && id != OPT_REPORT && id != OPT_DRY_RUN &&
-                   id != OPT_JSON && id != OPT_OUTLIER_K && id != OPT_NO_NEARER &&
-                   id != OPT_APPLY_MERGE;
+                   id != OPT_OUTLIER_K && id != OPT_NO_NEARER && id != OPT_APPLY_MERGE;
     switch (id) {
     case OPT_OUTPUT: c->output = arg; break;
     case OPT_MIN_MAG:
@@ -129,57 +127,9 @@ static int on_option(int id, const char *arg, void *ctx)
         break;
     case OPT_REPORT: c->report = arg; break;
     case OPT_DRY_RUN: c->dry_run = 1; break;
-    case OPT_JSON: c->json = 1; break;
     default: return 1;
     }
     return 0;
-}
-
-/* ---- a growing string for the JSON summary ----------------------------------------------- */
-
-typedef struct sbuf {
-    char *s;
-    size_t n, cap;
-} sbuf;
-
-static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(sbuf *b, const char *fmt, ...)
-{
-    va_list ap;
-    for (;;) {
-        va_start(ap, fmt);
-        int k = vsnprintf(b->s ? b->s + b->n : NULL, b->s ? b->cap - b->n : 0, fmt, ap);
-        va_end(ap);
-        if (k < 0)
-            return;
-        if (b->s && b->n + (size_t)k < b->cap) {
-            b->n += (size_t)k;
-            return;
-        }
-        size_t nc = (b->cap + (size_t)k + 1) * 2;
-        char *ns = realloc(b->s, nc);
-        if (!ns) {
-            mf_cli_error("out of memory");
-            exit(MF_EXIT_FAILURE);
-        }
-        b->s = ns, b->cap = nc;
-    }
-}
-
-/* JSON string contents: escape quotes, backslashes and control characters. */
-static void sb_json_str(sbuf *b, const char *s)
-{
-    sb_printf(b, "\"");
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\')
-            sb_printf(b, "\\%c", ch);
-        else if (ch < 0x20)
-            sb_printf(b, "\\u%04x", ch);
-        else
-            sb_printf(b, "%c", ch);
-    }
-    sb_printf(b, "\"");
 }
 
 /* ---- summary ------------------------------------------------------------------------------ */
@@ -187,72 +137,104 @@ static void sb_json_str(sbuf *b, const char *s)
 static const double quantile_at[] = {0, 0.05, 0.25, 0.5, 0.75, 0.95, 1};
 #define NQ (sizeof quantile_at / sizeof quantile_at[0])
 
-static void rules_json(sbuf *b, const config *c)
+static cJSON *rules_json(const config *c)
 {
     const mf_clean_params *p = &c->p;
-    sb_printf(b,
-              "{\"min_magnitude\": %g, \"auto\": %s, \"drop_lowest\": %g, "
-              "\"drop_lowest_per_label\": %g, \"outliers\": %s, \"min_center_cos\": %g, "
-              "\"outlier_k\": %g, \"nearer_identity\": %s, \"dedup\": %g, "
-              "\"merge_labels\": %g, \"apply_merge\": %s, \"min_per_label\": %lld}",
-              p->min_magnitude, p->auto_cut ? "true" : "false", p->drop_lowest,
-              p->drop_lowest_per_label, p->outliers ? "true" : "false", p->min_center_cos,
-              p->outliers ? p->outlier_k : 0, p->outliers && p->nearer ? "true" : "false",
-              p->dedup_cos, p->merge_cos, p->apply_merge ? "true" : "false",
-              (long long)p->min_per_label);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "min_magnitude", p->min_magnitude);
+    cJSON_AddBoolToObject(o, "auto", p->auto_cut);
+    cJSON_AddNumberToObject(o, "drop_lowest", p->drop_lowest);
+    cJSON_AddNumberToObject(o, "drop_lowest_per_label", p->drop_lowest_per_label);
+    cJSON_AddBoolToObject(o, "outliers", p->outliers);
+    cJSON_AddNumberToObject(o, "min_center_cos", p->min_center_cos);
+    cJSON_AddNumberToObject(o, "outlier_k", p->outliers ? p->outlier_k : 0);
+    cJSON_AddBoolToObject(o, "nearer_identity", p->outliers && p->nearer);
+    cJSON_AddNumberToObject(o, "dedup", p->dedup_cos);
+    cJSON_AddNumberToObject(o, "merge_labels", p->merge_cos);
+    cJSON_AddBoolToObject(o, "apply_merge", p->apply_merge);
+    cJSON_AddNumberToObject(o, "min_per_label", (double)p->min_per_label);
+    return o;
 }
 
-static void summary_json(sbuf *b, const config *c, const mf_clean_result *r,
-                         const double *before, const double *after, double seconds)
+static cJSON *quantiles_json(const double *q)
 {
-    sb_printf(b, "{\"input\": ");
-    sb_json_str(b, c->input);
-    sb_printf(b, ", \"output\": ");
+    static const char *names[NQ] = {"min", "p5", "p25", "median", "p75", "p95", "max"};
+    cJSON *o = cJSON_CreateObject();
+    for (size_t i = 0; i < NQ; i++)
+        if (isfinite(q[i]))
+            cJSON_AddNumberToObject(o, names[i], round(q[i] * 1e4) / 1e4);
+        else
+            cJSON_AddNullToObject(o, names[i]);
+    return o;
+}
+
+/* What the magnitude rules did, for mf-report: the effective cut of the global rules
+ * (--min-magnitude, --auto, --drop-lowest: the highest magnitude they dropped; the
+ * per-label rule has no single cut) and the histogram of the input's magnitudes, so that
+ * the removed low mode can be drawn from the derived store alone. */
+#define CUT_HISTOGRAM_BINS 64
+
+static void magnitude_rules_json(cJSON *o, const mf_clean_result *r)
+{
+    double cut = -INFINITY;
+    for (uint64_t i = 0; i < r->rows; i++)
+        if ((r->rule[i] == MF_RULE_MIN_MAGNITUDE || r->rule[i] == MF_RULE_AUTO ||
+             r->rule[i] == MF_RULE_DROP_LOWEST) &&
+            r->magnitude[i] > cut)
+            cut = r->magnitude[i];
+    if (isfinite(cut))
+        cJSON_AddNumberToObject(o, "magnitude_cut", cut);
+    mf_histogram h;
+    mf_histogram_build(&h, r->magnitude, (size_t)r->rows, CUT_HISTOGRAM_BINS);
+    cJSON *hj = cJSON_AddObjectToObject(o, "magnitude_histogram");
+    cJSON_AddNumberToObject(hj, "lo", h.lo);
+    cJSON_AddNumberToObject(hj, "hi", h.hi);
+    double counts[CUT_HISTOGRAM_BINS];
+    for (int b = 0; b < h.bins; b++)
+        counts[b] = (double)h.count[b];
+    cJSON_AddItemToObject(hj, "counts", cJSON_CreateDoubleArray(counts, h.bins));
+}
+
+static cJSON *summary_json(const config *c, const mf_clean_result *r, const double *before,
+                           const double *after, double seconds)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "input", c->input);
     if (c->output && !c->dry_run)
-        sb_json_str(b, c->output);
+        cJSON_AddStringToObject(o, "output", c->output);
     else
-        sb_printf(b, "null");
-    sb_printf(b, ", \"rules\": ");
-    rules_json(b, c);
-    sb_printf(b, ", \"rows_in\": %llu, \"rows_out\": %llu, \"dropped\": {",
-              (unsigned long long)r->rows, (unsigned long long)r->dropped[MF_RULE_KEEP]);
+        cJSON_AddNullToObject(o, "output");
+    cJSON_AddItemToObject(o, "rules", rules_json(c));
+    cJSON_AddNumberToObject(o, "rows_in", (double)r->rows);
+    cJSON_AddNumberToObject(o, "rows_out", (double)r->dropped[MF_RULE_KEEP]);
+    cJSON *dropped = cJSON_AddObjectToObject(o, "dropped");
     for (int k = 1; k < MF_RULE_COUNT; k++)
-        sb_printf(b, "%s\"%s\": %llu", k > 1 ? ", " : "", mf_clean_rule_name(k),
-                  (unsigned long long)r->dropped[k]);
-    sb_printf(b, "}, \"identities_in\": %lld, \"identities_out\": %lld",
-              (long long)r->identities_in, (long long)r->identities_out);
-    const char *names[NQ] = {"min", "p5", "p25", "median", "p75", "p95", "max"};
-    for (int pass = 0; pass < 2; pass++) {
-        const double *q = pass ? after : before;
-        sb_printf(b, ", \"magnitude_%s\": {", pass ? "after" : "before");
-        for (size_t i = 0; i < NQ; i++) {
-            if (isfinite(q[i]))
-                sb_printf(b, "%s\"%s\": %.4f", i ? ", " : "", names[i], q[i]);
-            else
-                sb_printf(b, "%s\"%s\": null", i ? ", " : "", names[i]);
-        }
-        sb_printf(b, "}");
-    }
+        cJSON_AddNumberToObject(dropped, mf_clean_rule_name(k), (double)r->dropped[k]);
+    cJSON_AddNumberToObject(o, "identities_in", (double)r->identities_in);
+    cJSON_AddNumberToObject(o, "identities_out", (double)r->identities_out);
+    cJSON_AddItemToObject(o, "magnitude_before", quantiles_json(before));
+    cJSON_AddItemToObject(o, "magnitude_after", quantiles_json(after));
+    magnitude_rules_json(o, r);
     if (c->p.auto_cut) {
-        sb_printf(b, ", \"auto_cut\": %.4f, \"auto_reason\": ", r->auto_cut);
-        sb_json_str(b, r->auto_reason);
+        cJSON_AddNumberToObject(o, "auto_cut", round(r->auto_cut * 1e4) / 1e4);
+        cJSON_AddStringToObject(o, "auto_reason", r->auto_reason);
     }
-    if (r->rule2_reason[0]) {
-        sb_printf(b, ", \"rule2\": ");
-        sb_json_str(b, r->rule2_reason);
-    }
+    if (r->rule2_reason[0])
+        cJSON_AddStringToObject(o, "rule2", r->rule2_reason);
     if (c->p.merge_cos > 0) {
-        sb_printf(b, ", \"merges\": [");
-        for (size_t i = 0; i < r->n_merges; i++)
-            sb_printf(b, "%s[%lld, %lld, %.4f]", i ? ", " : "", (long long)r->merges[i].a,
-                      (long long)r->merges[i].b, r->merges[i].cos);
-        sb_printf(b, "]");
+        cJSON *m = cJSON_AddArrayToObject(o, "merges");
+        for (size_t i = 0; i < r->n_merges; i++) {
+            double v[3] = {(double)r->merges[i].a, (double)r->merges[i].b,
+                           round(r->merges[i].cos * 1e4) / 1e4};
+            cJSON_AddItemToArray(m, cJSON_CreateDoubleArray(v, 3));
+        }
     }
-    sb_printf(b,
-              ", \"seconds_by_stage\": {\"magnitude+outliers\": %.2f, \"dedup\": %.2f, "
-              "\"merge\": %.2f, \"min_per_label\": %.2f}",
-              r->seconds[0], r->seconds[1], r->seconds[2], r->seconds[3]);
-    sb_printf(b, ", \"seconds\": %.2f}", seconds);
+    cJSON *st = cJSON_AddObjectToObject(o, "seconds_by_stage");
+    const char *stages[4] = {"magnitude+outliers", "dedup", "merge", "min_per_label"};
+    for (int i = 0; i < 4; i++)
+        cJSON_AddNumberToObject(st, stages[i], round(r->seconds[i] * 100) / 100);
+    cJSON_AddNumberToObject(o, "seconds", round(seconds * 100) / 100);
+    return o;
 }
 
 static void print_quantiles(const char *what, const double *q)
@@ -265,12 +247,12 @@ static void print_quantiles(const char *what, const double *q)
 static void summary_text(const config *c, const mf_clean_result *r, const double *before,
                          const double *after, double seconds)
 {
-    mf_cli_info(
-        "%s: %llu rows in, %llu out (%.2f%% dropped); identities %lld in, %lld out; "
-        "%.1f s",
-        c->input, (unsigned long long)r->rows, (unsigned long long)r->dropped[MF_RULE_KEEP],
-        r->rows ? 100.0 * (double)(r->rows - r->dropped[MF_RULE_KEEP]) / (double)r->rows : 0,
-        (long long)r->identities_in, (long long)r->identities_out, seconds);
+    uint64_t kept = r->dropped[MF_RULE_KEEP];
+    mf_cli_info("%s: %llu rows in, %llu out (%.2f%% dropped); identities %lld in, %lld out; "
+                "%.1f s",
+                c->input, (unsigned long long)r->rows, (unsigned long long)kept,
+                r->rows ? 100.0 * (double)(r->rows - kept) / (double)r->rows : 0,
+                (long long)r->identities_in, (long long)r->identities_out, seconds);
     for (int k = 1; k < MF_RULE_COUNT; k++)
         if (r->dropped[k])
             mf_cli_info("  dropped by %-22s %llu", mf_clean_rule_name(k),
@@ -297,73 +279,36 @@ static void summary_text(const config *c, const mf_clean_result *r, const double
 
 /* ---- report and output ---------------------------------------------------------------- */
 
-/* One TSV line per dropped row, with the input's label. Ids are read only for chunks that
- * hold a dropped row. */
-static int write_report(mf_store *in, const mf_clean_result *r, const char *path)
-{
-    FILE *f = strcmp(path, "-") ? fopen(path, "w") : stdout;
-    if (!f)
-        return mf_set_error(MF_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
-    const size_t chunk = 16384;
-    char **ids = malloc(chunk * sizeof *ids);
-    int64_t *labels = malloc(chunk * sizeof *labels);
-    int rc = ids && labels ? 0 : mf_set_error(MF_ERR_NOMEM, "cannot allocate the report");
-    fprintf(f, "id\tlabel\tmagnitude\trule\tfigure\n");
-    for (uint64_t s = 0; rc == 0 && s < r->rows; s += chunk) {
-        size_t m = r->rows - s < chunk ? (size_t)(r->rows - s) : chunk, any = 0;
-        for (size_t i = 0; i < m && !any; i++)
-            any = r->rule[s + i] != MF_RULE_KEEP;
-        if (!any)
-            continue;
-        rc = mf_store_read_ids(in, s, m, ids);
-        int got_ids = rc == 0;
-        if (rc == 0)
-            rc = mf_store_read_label(in, s, m, labels);
-        for (size_t i = 0; rc == 0 && i < m; i++)
-            if (r->rule[s + i] != MF_RULE_KEEP)
-                fprintf(f, "%s\t%lld\t%.4f\t%s\t%.4f\n", ids[i], (long long)labels[i],
-                        r->magnitude[s + i], mf_clean_rule_name(r->rule[s + i]),
-                        r->figure[s + i]);
-        if (got_ids)
-            mf_store_free_strings(ids, m);
-    }
-    free(ids), free(labels);
-    if (f != stdout && fclose(f) != 0 && rc == 0)
-        rc = mf_set_error(MF_ERR_IO, "cannot write '%s': %s", path, strerror(errno));
-    if (f == stdout && fflush(f) != 0 && rc == 0)
-        rc = mf_set_error(MF_ERR_IO, "cannot write the report: %s", strerror(errno));
-    return rc;
-}
-
-static int write_output(mf_store *in, const mf_clean_result *r, const config *c,
-                        const char *attr)
+/* The kept rows, with the merged labels when --apply-merge relabelled them. */
+static int write_output(mf_output *out, mf_store *in, const mf_clean_result *r, const config *c,
+                        const char *attr, char *history, mf_output *report)
 {
     uint64_t n = r->dropped[MF_RULE_KEEP], k = 0;
-    uint64_t *rows = malloc((n ? n : 1) * sizeof *rows);
+    uint8_t *keep = malloc(r->rows ? r->rows : 1);
     int64_t *labels = c->p.apply_merge ? malloc((n ? n : 1) * sizeof *labels) : NULL;
-    if (!rows || (c->p.apply_merge && !labels)) {
-        free(rows), free(labels);
-        return mf_set_error(MF_ERR_NOMEM, "cannot list %llu kept rows", (unsigned long long)n);
+    if (!keep || (c->p.apply_merge && !labels)) {
+        free(keep), free(labels);
+        mf_output_abort(out);
+        mf_output_abort(report);
+        return mf_set_error(MF_ERR_NOMEM, "out of memory for %llu rows",
+                            (unsigned long long)r->rows);
     }
-    for (uint64_t i = 0; i < r->rows; i++)
-        if (r->rule[i] == MF_RULE_KEEP) {
-            if (labels)
-                labels[k] = r->label[i];
-            rows[k++] = i;
-        }
-    mf_store *out = NULL;
-    int rc = mf_store_create_like(&out, c->output, in);
-    if (rc == 0)
-        rc = mf_store_copy_rows(out, in, rows, (size_t)n);
-    if (rc == 0 && labels)
-        rc = mf_store_write_column_int64(out, "label", labels);
-    if (rc == 0)
-        rc = mf_store_set_attr(out, "mf_filter", attr);
-    if (rc == 0)
-        rc = mf_store_commit(out);
-    else if (out)
-        mf_store_discard(out);
-    free(rows), free(labels);
+    for (uint64_t i = 0; i < r->rows; i++) {
+        keep[i] = r->rule[i] == MF_RULE_KEEP;
+        if (keep[i] && labels)
+            labels[k++] = r->label[i];
+    }
+    mf_store_source src = {in, keep};
+    mf_store_column relabel = {"label", labels, NULL};
+    mf_store_derive_params d = {.columns = labels ? &relabel : NULL,
+                                .n_columns = labels ? 1 : 0,
+                                .attr_name = "mf_filter",
+                                .attr_value = attr,
+                                .history = history,
+                                .also = report ? &report : NULL,
+                                .n_also = report ? 1 : 0};
+    int rc = mf_store_derive(out, &src, 1, &d);
+    free(keep), free(labels);
     return rc;
 }
 
@@ -371,18 +316,15 @@ static int write_output(mf_store *in, const mf_clean_result *r, const config *c,
 
 static int store_has_labels(mf_store *in)
 {
-    const size_t chunk = 65536;
-    int64_t *l = malloc(chunk * sizeof *l);
-    uint64_t n = mf_store_rows(in);
+    mf_store_cursor *c;
+    const mf_store_block *b;
     int found = 0;
-    for (uint64_t s = 0; l && !found && s < n; s += chunk) {
-        size_t m = n - s < chunk ? (size_t)(n - s) : chunk;
-        if (mf_store_read_label(in, s, m, l) < 0)
-            break;
-        for (size_t i = 0; i < m && !found; i++)
-            found = l[i] >= 0;
-    }
-    free(l);
+    if (mf_store_cursor_open(&c, in, MF_COL_LABEL, 0, mf_store_rows(in)) < 0)
+        return 0;
+    while (!found && mf_store_cursor_next(c, &b) > 0)
+        for (size_t i = 0; i < b->n && !found; i++)
+            found = b->label[i] >= 0;
+    mf_store_cursor_close(c);
     return found;
 }
 
@@ -396,13 +338,8 @@ static void check_usage(const config *c, int argc, int first, char **argv)
         mf_cli_usage_error("no output: give -o OUT.h5 (or --dry-run)");
     if (c->p.apply_merge && !(c->p.merge_cos > 0))
         mf_cli_usage_error("--apply-merge needs --merge-labels COS");
-    struct stat a, b;
-    if (c->output && !c->dry_run &&
-        (strcmp(c->output, c->input) == 0 ||
-         (stat(c->output, &a) == 0 && stat(c->input, &b) == 0 && a.st_dev == b.st_dev &&
-          a.st_ino == b.st_ino)))
-        mf_cli_usage_error("the output '%s' is the input: mf-filter never modifies its input",
-                           c->output);
+    if (mf_cli.json && c->report && strcmp(c->report, "-") == 0)
+        mf_cli_usage_error("--json and --report - both write to stdout: choose one");
 }
 
 static void quantiles_of(const mf_clean_result *r, int kept_only, double *q)
@@ -415,12 +352,17 @@ static void quantiles_of(const mf_clean_result *r, int kept_only, double *q)
 
 int main(int argc, char **argv)
 {
+    mf_cli_start_blas(argv);
     config c = {.p = mf_clean_default_params()};
     int first = mf_cli_parse(&tool, argc, argv, on_option, &c);
     c.input = first < argc ? argv[first] : NULL;
     check_usage(&c, argc, first, argv);
     double t0 = mf_now();
     mf_store *in = mf_cli_open_store(c.input);
+    /* Opened before any work: a name that may not be written is refused at once. */
+    mf_output *store_out =
+        c.output && !c.dry_run ? mf_cli_open_output(c.output, MF_OUTPUT_SEEKABLE) : NULL;
+    mf_output *report_out = c.report ? mf_cli_open_output(c.report, 0) : NULL;
     if (!c.any_rule) {
         c.p.auto_cut = 1;
         c.p.outliers = store_has_labels(in);
@@ -430,32 +372,44 @@ int main(int argc, char **argv)
     mf_clean_result r;
     int rc = mf_clean_run(in, &c.p, &r);
     if (rc < 0) {
-        mf_cli_error("%s", mf_last_error());
+        mf_output_abort(store_out);
+        mf_output_abort(report_out);
         mf_store_close(in);
-        return mf_cli_finish(rc == MF_ERR_ARG ? MF_EXIT_USAGE : MF_EXIT_FAILURE);
+        return mf_cli_fail(rc);
     }
     double before[NQ], after[NQ];
     quantiles_of(&r, 0, before);
     quantiles_of(&r, 1, after);
-    if (c.report && (rc = write_report(in, &r, c.report)) < 0)
-        mf_cli_error("%s", mf_last_error());
-    sbuf js = {0};
-    if (rc == 0 && !c.dry_run) {
-        summary_json(&js, &c, &r, before, after, mf_now() - t0);
-        if ((rc = write_output(in, &r, &c, js.s)) < 0)
-            mf_cli_error("%s", mf_last_error());
+    if (report_out) {
+        FILE *f = mf_output_stream(report_out);
+        rc = f ? mf_clean_write_report(in, &r, f) : MF_ERR_IO;
+    }
+    cJSON *js = summary_json(&c, &r, before, after, mf_now() - t0);
+    char *attr = cJSON_PrintUnformatted(js);
+    if (rc == 0 && store_out) {
+        char *history = mf_cli_history(cJSON_Duplicate(js, 1));
+        rc = write_output(store_out, in, &r, &c, attr, history, report_out);
+        free(history);
+    } else if (rc == 0 && report_out) {
+        rc = mf_output_commit(report_out);
+    } else {
+        mf_output_abort(store_out);
+        mf_output_abort(report_out);
     }
     double secs = mf_now() - t0;
     if (rc == 0) {
         summary_text(&c, &r, before, after, secs);
-        if (c.json) {
-            js.n = 0;
-            summary_json(&js, &c, &r, before, after, secs);
-            printf("%s\n", js.s);
+        if (mf_cli.json) {
+            cJSON_ReplaceItemInObject(js, "seconds",
+                                      cJSON_CreateNumber(round(secs * 100) / 100));
+            char *text = cJSON_PrintUnformatted(js);
+            printf("%s\n", text);
+            free(text);
         }
     }
-    free(js.s);
+    free(attr);
+    cJSON_Delete(js);
     mf_clean_result_release(&r);
     mf_store_close(in);
-    return mf_cli_finish(rc < 0 ? MF_EXIT_FAILURE : MF_EXIT_OK);
+    return rc < 0 ? mf_cli_fail(rc) : mf_cli_finish(MF_EXIT_OK);
 }

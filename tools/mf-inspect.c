@@ -10,18 +10,17 @@
 #include "mf/stats.h"
 #include "mf/status.h"
 #include "mf/store.h"
+#include "mf/tsv.h"
 
 enum { OPT_JSON = 1000, OPT_HEAD, OPT_BINS, OPT_TOP };
 
 typedef struct config {
-    int json;
     long long head; /* -1: summary mode */
     int bins;
     int top;
 } config;
 
 static const mf_cli_opt options[] = {
-    {"json", 0, NULL, "print the summary as one JSON object on stdout", OPT_JSON},
     {"head", 'n', "N", "print the first N rows as TSV (id, label, magnitude)", OPT_HEAD},
     {"bins", 0, "N", "histogram bins (default 30)", OPT_BINS},
     {"top", 0, "N", "largest/smallest identities to list (default 5)", OPT_TOP},
@@ -29,20 +28,21 @@ static const mf_cli_opt options[] = {
 };
 
 static const mf_cli_tool tool = {
-    "mf-inspect", "[options] <store.h5>",
+    "mf-inspect",
+    "[options] <store.h5>",
     "Summarise an embedding store: rows, dimension, model, failed inputs, the magnitude\n"
     "(MagFace quality) distribution with a histogram, identities and clusters.",
     "Examples:\n"
     "  mf-inspect faces.h5                 summary for people\n"
     "  mf-inspect --json faces.h5 | jq .magnitude.p5\n"
     "  mf-inspect --head 20 faces.h5       first rows as TSV",
-    options};
+    options,
+    0};
 
 static int on_option(int id, const char *arg, void *ctx)
 {
     config *c = ctx;
     switch (id) {
-    case OPT_JSON: c->json = 1; break;
     case OPT_HEAD: c->head = mf_cli_parse_int("--head", arg, 0, 1LL << 40); break;
     case OPT_BINS: c->bins = (int)mf_cli_parse_int("--bins", arg, 1, MF_HIST_MAX_BINS); break;
     case OPT_TOP: c->top = (int)mf_cli_parse_int("--top", arg, 0, 1000); break;
@@ -50,104 +50,30 @@ static int on_option(int id, const char *arg, void *ctx)
     return 0;
 }
 
-#define BLOCK 65536
-
 static int print_head(mf_store *s, uint64_t n)
 {
     uint64_t rows = mf_store_rows(s);
-    if (n > rows)
-        n = rows;
+    mf_store_cursor *c;
+    const mf_store_block *b;
+    int rc = mf_store_cursor_open(&c, s, MF_COL_ID | MF_COL_LABEL | MF_COL_MAGNITUDE, 0,
+                                  n < rows ? n : rows);
     printf("id\tlabel\tmagnitude\n");
-    char **ids = malloc(BLOCK * sizeof *ids);
-    int64_t *labels = malloc(BLOCK * sizeof *labels);
-    float *mag = malloc(BLOCK * sizeof *mag);
-    int rc = ids && labels && mag ? 0 : mf_set_error(MF_ERR_NOMEM, "out of memory");
-    for (uint64_t at = 0; at < n && rc == 0; at += BLOCK) {
-        size_t k = (size_t)(n - at < BLOCK ? n - at : BLOCK);
-        if ((rc = mf_store_read_ids(s, at, k, ids)) < 0)
-            break;
-        rc = mf_store_read_label(s, at, k, labels);
-        if (rc == 0)
-            rc = mf_store_read_magnitude(s, at, k, mag);
-        for (size_t i = 0; i < k && rc == 0; i++)
-            printf("%s\t%lld\t%.6g\n", ids[i], (long long)labels[i], mag[i]);
-        mf_store_free_strings(ids, k);
+    while (rc == 0 && (rc = mf_store_cursor_next(c, &b)) > 0) {
+        rc = 0;
+        for (size_t i = 0; i < b->n; i++) {
+            mf_tsv_write_field(stdout, b->id[i]); /* ids may hold tabs: escaped (mf/tsv.h) */
+            printf("\t%lld\t%.6g\n", (long long)b->label[i], b->magnitude[i]);
+        }
     }
-    free(ids);
-    free(labels);
-    free(mag);
-    return rc;
-}
-
-/* Read a whole float or int64 column in blocks (the summary needs every value). */
-static int read_all(mf_store *s, float *mag, int64_t *labels, int64_t *cluster)
-{
-    uint64_t rows = mf_store_rows(s);
-    for (uint64_t at = 0; at < rows; at += BLOCK) {
-        size_t k = (size_t)(rows - at < BLOCK ? rows - at : BLOCK);
-        int rc = mf_store_read_magnitude(s, at, k, mag + at);
-        if (rc == 0)
-            rc = mf_store_read_label(s, at, k, labels + at);
-        if (rc == 0 && cluster)
-            rc = mf_store_read_int64(s, "cluster", at, k, cluster + at);
-        if (rc < 0)
-            return rc;
-    }
-    return 0;
-}
-
-typedef struct group_count {
-    int64_t key;
-    uint64_t count;
-} group_count;
-
-static int cmp_i64(const void *a, const void *b)
-{
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return (x > y) - (x < y);
-}
-
-static int cmp_group_desc(const void *a, const void *b)
-{
-    const group_count *x = a, *y = b;
-    if (x->count != y->count)
-        return x->count < y->count ? 1 : -1;
-    return (x->key > y->key) - (x->key < y->key);
-}
-
-/* Count the rows of each non-negative key; sorts `keys` in place. Returns the groups
- * (malloc'ed, largest first) and sets *n_groups and *negative (rows with key < 0). */
-static group_count *count_groups(int64_t *keys, uint64_t n, size_t *n_groups,
-                                 uint64_t *negative)
-{
-    qsort(keys, n, sizeof *keys, cmp_i64);
-    size_t g = 0;
-    *negative = 0;
-    for (uint64_t i = 0; i < n; i++) {
-        if (keys[i] < 0)
-            (*negative)++;
-        else if (i == 0 || keys[i] != keys[i - 1] || keys[i - 1] < 0)
-            g++;
-    }
-    group_count *groups = calloc(g ? g : 1, sizeof *groups);
-    if (!groups)
-        return NULL;
-    size_t at = 0;
-    for (uint64_t i = *negative; i < n; i++) {
-        if (i == *negative || keys[i] != keys[i - 1])
-            groups[at++].key = keys[i];
-        groups[at - 1].count++;
-    }
-    qsort(groups, g, sizeof *groups, cmp_group_desc);
-    *n_groups = g;
-    return groups;
+    mf_store_cursor_close(c);
+    return rc < 0 ? rc : 0;
 }
 
 typedef struct summary {
     uint64_t rows;
     float pct[7]; /* min p1 p5 p50 p95 p99 max */
     mf_histogram hist;
-    group_count *labels, *clusters;
+    mf_group_count *labels, *clusters;
     size_t n_labels, n_clusters;
     uint64_t unlabelled, unassigned;
     int has_cluster;
@@ -156,7 +82,7 @@ typedef struct summary {
 static const char *pct_names[] = {"min", "p1", "p5", "p50", "p95", "p99", "max"};
 static const double pct_values[] = {0, 1, 5, 50, 95, 99, 100};
 
-static void print_groups(const char *title, const group_count *g, size_t n, int top)
+static void print_groups(const char *title, const mf_group_count *g, size_t n, int top)
 {
     size_t k = (size_t)top < n ? (size_t)top : n;
     printf("%s:", title);
@@ -175,6 +101,9 @@ static void print_text(mf_store *s, const summary *m, const config *c)
     printf("failed     %llu\n", (unsigned long long)mf_store_failed_count(s));
     if (m->rows == 0)
         return;
+    if (m->hist.nonfinite)
+        printf("not finite %llu rows with a NaN or infinite magnitude (left out below)\n",
+               (unsigned long long)m->hist.nonfinite);
     printf("magnitude ");
     for (int i = 0; i < 7; i++)
         printf(" %s %.3f", pct_names[i], m->pct[i]);
@@ -193,7 +122,7 @@ static void print_text(mf_store *s, const summary *m, const config *c)
            (unsigned long long)m->unlabelled);
     if (m->n_labels) {
         print_groups("  largest ", m->labels, m->n_labels, c->top);
-        group_count *rev = malloc(m->n_labels * sizeof *rev);
+        mf_group_count *rev = malloc(m->n_labels * sizeof *rev);
         if (rev) {
             for (size_t i = 0; i < m->n_labels; i++)
                 rev[i] = m->labels[m->n_labels - 1 - i];
@@ -206,12 +135,12 @@ static void print_text(mf_store *s, const summary *m, const config *c)
                (unsigned long long)m->unassigned);
 }
 
-static cJSON *groups_json(const group_count *g, size_t n, int top, int smallest)
+static cJSON *groups_json(const mf_group_count *g, size_t n, int top, int smallest)
 {
     cJSON *arr = cJSON_CreateArray();
     size_t k = (size_t)top < n ? (size_t)top : n;
     for (size_t i = 0; i < k; i++) {
-        const group_count *x = smallest ? &g[n - 1 - i] : &g[i];
+        const mf_group_count *x = smallest ? &g[n - 1 - i] : &g[i];
         cJSON *o = cJSON_CreateObject();
         cJSON_AddNumberToObject(o, "label", (double)x->key);
         cJSON_AddNumberToObject(o, "count", (double)x->count);
@@ -232,6 +161,7 @@ static void print_json(mf_store *s, const summary *m, const config *c)
     else
         cJSON_AddNullToObject(o, "model");
     cJSON_AddNumberToObject(o, "failed", (double)mf_store_failed_count(s));
+    cJSON_AddNumberToObject(o, "nonfinite_magnitudes", (double)m->hist.nonfinite);
     if (m->rows) {
         cJSON *mag = cJSON_AddObjectToObject(o, "magnitude");
         for (int i = 0; i < 7; i++)
@@ -265,22 +195,24 @@ static int summarise(mf_store *s, const config *c, summary *m)
     m->rows = mf_store_rows(s);
     m->has_cluster = mf_store_has(s, "cluster");
     size_t n = (size_t)m->rows;
-    float *mag = malloc((n ? n : 1) * sizeof *mag);
-    int64_t *labels = malloc((n ? n : 1) * sizeof *labels);
-    int64_t *cluster = m->has_cluster ? malloc((n ? n : 1) * sizeof *cluster) : NULL;
-    int rc = mag && labels && (!m->has_cluster || cluster)
-                 ? read_all(s, mag, labels, cluster)
-                 : mf_set_error(MF_ERR_NOMEM, "out of memory for %zu rows", n);
+    float *mag = NULL;
+    int64_t *labels = NULL, *cluster = NULL;
+    int rc = mf_store_load_float(s, "magnitude", &mag);
+    if (rc == 0)
+        rc = mf_store_load_int64(s, "label", &labels);
+    if (rc == 0 && m->has_cluster)
+        rc = mf_store_load_int64(s, "cluster", &cluster);
     if (rc == 0 && n) {
         mf_histogram_build(&m->hist, mag, n, c->bins);
-        mf_sort_floats(mag, n);
+        size_t finite = mf_finite_floats(mag, n);
+        mf_sort_floats(mag, finite);
         for (int i = 0; i < 7; i++)
-            m->pct[i] = (float)mf_percentile_sorted(mag, n, pct_values[i]);
+            m->pct[i] = finite ? (float)mf_percentile_sorted(mag, finite, pct_values[i]) : NAN;
     }
     if (rc == 0) {
-        m->labels = count_groups(labels, m->rows, &m->n_labels, &m->unlabelled);
+        m->labels = mf_count_groups(labels, m->rows, &m->n_labels, &m->unlabelled);
         if (cluster)
-            m->clusters = count_groups(cluster, m->rows, &m->n_clusters, &m->unassigned);
+            m->clusters = mf_count_groups(cluster, m->rows, &m->n_clusters, &m->unassigned);
         if (!m->labels || (cluster && !m->clusters))
             rc = mf_set_error(MF_ERR_NOMEM, "out of memory");
     }
@@ -304,12 +236,10 @@ int main(int argc, char **argv)
         summary m = {0};
         rc = summarise(s, &c, &m);
         if (rc == 0)
-            c.json ? print_json(s, &m, &c) : print_text(s, &m, &c);
+            mf_cli.json ? print_json(s, &m, &c) : print_text(s, &m, &c);
         free(m.labels);
         free(m.clusters);
     }
-    if (rc < 0)
-        mf_cli_error("%s", mf_last_error());
     mf_store_close(s);
-    return mf_cli_finish(rc < 0 ? MF_EXIT_FAILURE : MF_EXIT_OK);
+    return rc < 0 ? mf_cli_fail(rc) : mf_cli_finish(MF_EXIT_OK);
 }

@@ -1,10 +1,12 @@
 /* mf-synth - write a synthetic embedding store with known ground truth (see
  * include/mf/synth.h for the model), for tests, benchmarks and the demo. */
+#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+#include "mf/durable.h"
 #include "mf/progress.h"
 #include "mf/status.h"
 #include "mf/synth.h"
@@ -43,7 +45,6 @@ enum {
     OPT_MIN_SIZE,
     OPT_MAX_SIZE,
     OPT_SIZE_ALPHA,
-    OPT_JSON,
 };
 
 static const mf_cli_opt opts[] = {
@@ -89,7 +90,6 @@ static const mf_cli_opt opts[] = {
     {"max-size", 0, "N", "largest identity (200)", OPT_MAX_SIZE},
     {"size-alpha", 0, "A", "0: power-law sizes; > 0: Pareto tail of exponent A (0)",
      OPT_SIZE_ALPHA},
-    {"json", 0, NULL, "print the counts as JSON on stdout", OPT_JSON},
     {0},
 };
 
@@ -102,7 +102,7 @@ static const mf_cli_tool tool = {
     "face training set, with the ground truth as extra columns.",
     description,
     opts,
-};
+    MF_CLI_WRITES};
 
 /* --help: the profiles, then the columns and an example. */
 static void make_description(void)
@@ -134,7 +134,7 @@ static void make_description(void)
 typedef struct config {
     mf_synth_params p;
     const char *output, *profile;
-    int json, list;
+    int list;
     int n_set;
     int set_id[MAX_SETTINGS];
     const char *set_arg[MAX_SETTINGS];
@@ -212,7 +212,6 @@ static int on_option(int id, const char *arg, void *ctx)
     case OPT_OUTPUT: c->output = arg; break;
     case OPT_PROFILE: c->profile = arg; break;
     case OPT_LIST_PROFILES: c->list = 1; break;
-    case OPT_JSON: c->json = 1; break;
     default:
         if (c->n_set == MAX_SETTINGS)
             mf_cli_usage_error("too many options");
@@ -273,7 +272,8 @@ int main(int argc, char **argv)
         mf_cli_usage_error("--junk + --distractors must be below 1");
     double t0 = mf_now();
     mf_synth_counts n;
-    if (mf_synth_write(&c.p, c.output, &n) < 0) {
+    mf_output *out = mf_cli_open_output(c.output, MF_OUTPUT_SEEKABLE);
+    if (mf_synth_write_to(&c.p, out, &n) < 0) {
         mf_cli_error("%s", mf_last_error());
         return mf_cli_finish(MF_EXIT_FAILURE);
     }
@@ -284,14 +284,16 @@ int main(int argc, char **argv)
                 (long long)c.p.identities, (unsigned long long)n.lookalike_identities,
                 (unsigned long long)n.junk, (unsigned long long)n.distractors,
                 (unsigned long long)n.dup, (unsigned long long)n.mislabeled, mf_now() - t0);
-    if (c.json)
-        printf(
-            "{\"output\": \"%s\", \"profile\": \"%s\", \"rows\": %llu, \"identities\": %lld, "
-            "\"lookalike_identities\": %llu, \"junk\": %llu, \"distractors\": %llu, "
-            "\"dup\": %llu, \"mislabeled\": %llu}\n",
-            c.output, c.profile ? c.profile : "default", (unsigned long long)n.rows,
-            (long long)c.p.identities, (unsigned long long)n.lookalike_identities,
-            (unsigned long long)n.junk, (unsigned long long)n.distractors,
-            (unsigned long long)n.dup, (unsigned long long)n.mislabeled);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "output", c.output);
+    cJSON_AddStringToObject(o, "profile", c.profile ? c.profile : "default");
+    const char *keys[] = {"rows", "identities", "lookalike_identities", "junk",
+                          "distractors", "dup", "mislabeled"};
+    const double values[] = {(double)n.rows,  (double)c.p.identities,
+                             (double)n.lookalike_identities, (double)n.junk,
+                             (double)n.distractors, (double)n.dup, (double)n.mislabeled};
+    for (int i = 0; i < 7; i++)
+        cJSON_AddNumberToObject(o, keys[i], values[i]);
+    mf_cli_summary(o);
     return mf_cli_finish(MF_EXIT_OK);
 }

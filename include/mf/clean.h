@@ -33,6 +33,7 @@
 #define MF_CLEAN_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #include "mf/store.h"
@@ -110,6 +111,11 @@ typedef struct mf_clean_result {
  * mf_clean_result_release. */
 int mf_clean_run(mf_store *in, const mf_clean_params *p, mf_clean_result *out);
 void mf_clean_result_release(mf_clean_result *r);
+
+/* The dropped-rows report: "id<TAB>label<TAB>magnitude<TAB>rule<TAB>figure" then one
+ * line per dropped row of `in` (input labels; ids read only for blocks that hold a
+ * dropped row). Returns 0 or a negative mf_status (a write error on f included). */
+int mf_clean_write_report(mf_store *in, const mf_clean_result *r, FILE *f);
 
 /* ---- building blocks (exposed for tests and other tools) ------------------------------ */
 

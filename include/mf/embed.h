@@ -11,8 +11,8 @@
  * `seen` holds ids to skip (rows already in a store being resumed); the producer adds
  * every id it meets, so an id given twice is embedded once. The sink's functions are
  * called on the calling thread only (so HDF5 stays on one thread), in input order.
- * Failed inputs (unreadable, undecodable, wrong size) go to sink.failed with a short
- * reason; they never stop the run. */
+ * Failed inputs (unreadable, undecodable, wrong size, and images whose features come out
+ * NaN or Inf) go to sink.failed with a short reason; they never stop the run. */
 #ifndef MF_EMBED_H
 #define MF_EMBED_H
 
@@ -24,8 +24,13 @@
 #include "mf/image.h"
 #include "mf/source.h"
 
+/* Faces per network call by default: enough to keep both cores' kernels busy, small
+ * enough that a killed run loses little (docs/MODEL.md). */
+#define MF_EMBED_BATCH 16
+#define MF_EMBED_MAX_BATCH 1024
+
 typedef struct mf_embed_params {
-    int batch;               /* faces per network call; 16 */
+    int batch;               /* faces per network call; MF_EMBED_BATCH */
     int resize;              /* resize images that are not 112x112 and have no landmarks */
     mf_decode_params decode; /* pixel limit, orientation */
 } mf_embed_params;

@@ -30,6 +30,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <stdio.h>
+
 #include "mf/progress.h"
 #include "mf/store.h"
 
@@ -49,7 +51,9 @@ typedef struct mf_export_params {
     const char *root;         /* resolve relative ids against this folder; NULL = cwd */
     size_t shard_size;        /* wds: samples per shard (default 10000) */
     int copy;                 /* tree: copy plain files instead of symlinking */
-    int overwrite;            /* replace existing output files (never a tree directory) */
+    int overwrite;            /* replace existing outputs */
+    int shuffle;              /* wds, rec: write rows in a random order (seeded) */
+    uint64_t seed;            /* the shuffle's seed (default 0) */
     mf_progress *progress;    /* advanced by the rows handled; NULL = none */
 } mf_export_params;
 
@@ -71,6 +75,14 @@ int mf_export_format_parse(const char *name, mf_export_format *out);
  * nothing is left at the output names on failure. */
 int mf_export_run(mf_store *s, const mf_export_params *p, mf_export_stats *stats);
 
+/* The official MagFace feature text of every row of `s` into f ("<id> " then each value
+ * with "%.9g " — every float32 reads back exactly — and a newline). Ids containing a
+ * blank or a line break cannot be written in this format: they are skipped, logged and
+ * counted. Returns 0, or a negative mf_status (ferror on f included). The one writer of
+ * this format: mf-export -f featlist and mf-embed --feat-list both call it. */
+int mf_export_feature_text(mf_store *s, FILE *f, mf_progress *progress, uint64_t *written,
+                           uint64_t *skipped);
+
 /* ---- original image bytes by id ------------------------------------------------------
  * Ids name a plain file, `archive//member` (any archive libarchive reads) or
  * `train.rec//<key>` (through train.idx). mf_fetch_images reads the images of many ids
@@ -83,8 +95,9 @@ typedef enum mf_id_kind { MF_ID_FILE, MF_ID_ARCHIVE, MF_ID_RECORDIO } mf_id_kind
  * "archive.tar//member"; strlen(id) for a plain file). */
 mf_id_kind mf_id_classify(const char *id, size_t *container_len);
 
-/* Called once per id: data != NULL with the bytes (valid during the call only), or
- * data == NULL and `why` says what went wrong. Return nonzero to stop (the value is
+/* Called once per id: data != NULL with the bytes (valid during the call only; always a
+ * JPEG or PNG, anything else is reported as not an image), or data == NULL and `why`
+ * says what went wrong. Return nonzero to stop (the value is
  * returned by mf_fetch_images). */
 typedef int (*mf_fetch_fn)(void *ctx, size_t i, const uint8_t *data, size_t size,
                            const char *why);
@@ -94,8 +107,5 @@ typedef int (*mf_fetch_fn)(void *ctx, size_t i, const uint8_t *data, size_t size
  * negative mf_status (out of memory). */
 int mf_fetch_images(char *const *ids, size_t n, const char *root, size_t max_bytes,
                     mf_fetch_fn fn, void *ctx);
-
-/* File extension for encoded image bytes: "jpg", "png", or "bin" when unknown. */
-const char *mf_image_ext(const uint8_t *data, size_t size);
 
 #endif

@@ -19,10 +19,6 @@ typedef struct mf_idset mf_idset;
 mf_idset *mf_idset_new(size_t expected);
 int mf_idset_add(mf_idset *s, const char *id);
 int mf_idset_contains(const mf_idset *s, const char *id);
-size_t mf_idset_count(const mf_idset *s);
 void mf_idset_free(mf_idset *s);
-
-/* Stable 64-bit hash of a string (same on every machine and run): for sharding. */
-uint64_t mf_hash_string(const char *s);
 
 #endif

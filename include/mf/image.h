@@ -21,8 +21,10 @@
  *
  * Error messages are short reasons meant to be stored next to the sample id
  * ("truncated JPEG", "PNG CRC error", "not an image (unknown signature)",
- * "image 70000x70000 exceeds the 50 MP limit"). All functions are reentrant: no global
- * state, safe to call from a decoding thread. */
+ * "image 70000x70000 exceeds the 50 MP limit"). An image within the limit whose pixels
+ * cannot be allocated fails as MF_ERR_LIMIT ("not enough memory to decode ..."), not
+ * MF_ERR_NOMEM: it is this image that is too large, and a batch goes on without it.
+ * All functions are reentrant: no global state, safe to call from a decoding thread. */
 #ifndef MF_IMAGE_H
 #define MF_IMAGE_H
 
@@ -53,6 +55,19 @@ int mf_image_decode(mf_image *out, const void *buf, size_t len, const mf_decode_
 int mf_image_probe(const void *buf, size_t len, int *width, int *height);
 
 void mf_image_release(mf_image *img); /* frees data; safe on a zeroed image */
+
+typedef enum mf_image_format {
+    MF_IMAGE_UNKNOWN = 0,
+    MF_IMAGE_JPEG, /* FF D8 FF */
+    MF_IMAGE_PNG,  /* 89 50 4E 47 0D 0A 1A 0A */
+} mf_image_format;
+
+/* Which image format encoded bytes are, by their signature alone: the check for bytes
+ * about to be exported as an image (a file named by an id may be anything). It reads at
+ * most 8 bytes and decodes nothing; mf_image_probe also checks the header. */
+mf_image_format mf_image_sniff(const void *buf, size_t len);
+/* "jpg", "png", or NULL for MF_IMAGE_UNKNOWN: the file extension for a format. */
+const char *mf_image_format_ext(mf_image_format f);
 
 /* The standard 5-point template for 112x112 crops: left eye, right eye, nose tip,
  * left mouth corner, right mouth corner, as x,y pairs. */

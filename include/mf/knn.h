@@ -7,7 +7,8 @@
  *     mf_knn_info info;
  *     if (mf_knn_build(&g, x, n, dim, &p, &info) < 0) die(mf_last_error());
  *     // g->nbr[i*k + r], g->sim[i*k + r]: r-th most similar other sample of row i
- *     mf_knn_save(g, "graph.h5");
+ *     mf_output *o;                              // mf/durable.h
+ *     if (mf_output_open(&o, "graph.h5", MF_OUTPUT_SEEKABLE) == 0) mf_knn_save(g, o);
  *     mf_knn_free(g);
  *
  * x must hold L2-normalised rows (mf_knn_normalize), so inner product = cosine. Below
@@ -32,6 +33,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "mf/durable.h"
 
 typedef struct mf_knn_graph {
     size_t n;             /* samples */
@@ -84,8 +87,9 @@ int mf_knn_from_arrays(mf_knn_graph **out, size_t n, int k, const int64_t *nbr,
                        const float *sim);
 
 /* Save to an HDF5 file: /neighbors int64 (n,k), /similarities float32 (n,k), attributes
- * rows, k, fingerprint, index. Written to "<path>.partial" and renamed. */
-int mf_knn_save(const mf_knn_graph *g, const char *path);
+ * rows, k, fingerprint, index. `out` (opened with MF_OUTPUT_SEEKABLE) is taken over:
+ * published on success, removed on failure. */
+int mf_knn_save(const mf_knn_graph *g, mf_output *out);
 
 /* Load a saved graph; fails with MF_ERR_MISMATCH if its row count or fingerprint differs
  * from the expected ones (a stale graph of other embeddings). expect_fingerprint may be
@@ -94,6 +98,33 @@ int mf_knn_load(mf_knn_graph **out, const char *path, size_t expect_rows,
                 const char *expect_fingerprint);
 
 void mf_knn_free(mf_knn_graph *g);
+
+/* ---- exact search and k-means (the only FAISS entry points outside the graph) ------
+ * For code that needs similarity searches other than the graph (near-duplicates, label
+ * overlap): an exact inner-product index and FAISS's spherical k-means, behind mfkit's
+ * error conventions. Vectors are L2-normalised rows, so inner product = cosine. */
+
+typedef struct mf_knn_flat mf_knn_flat;
+
+int mf_knn_flat_new(mf_knn_flat **out, int dim);
+/* Add n rows; they get ids size..size+n-1 in the order added. */
+int mf_knn_flat_add(mf_knn_flat *f, const float *x, size_t n);
+/* The k most similar stored rows of each query: sim[q*k + j], id[q*k + j] (-1 when fewer
+ * than k are stored). */
+int mf_knn_flat_search(mf_knn_flat *f, const float *q, size_t nq, int k, float *sim,
+                       int64_t *id);
+/* Every stored row with similarity >= thr to a query: fn(ctx, first + q, id, sim) for
+ * each, queries in order; fn returns 0 to go on, else that value is returned. */
+typedef int (*mf_knn_pair_fn)(void *ctx, int64_t query, int64_t id, float sim);
+int mf_knn_flat_range(mf_knn_flat *f, const float *q, size_t nq, int64_t first, float thr,
+                      mf_knn_pair_fn fn, void *ctx);
+void mf_knn_flat_free(mf_knn_flat *f);
+
+/* Spherical k-means (FAISS, fixed seed) of k centroids on `per_centroid` rows per
+ * centroid taken at an even stride from x[0..n), `niter` iterations. centroids: k * dim
+ * floats, caller-allocated. k <= n. */
+int mf_knn_kmeans(const float *x, size_t n, int dim, int k, int per_centroid, int niter,
+                  float *centroids);
 
 /* Fingerprint of a store's content for mf_knn_save/load: row count, dim and a 64-bit
  * FNV-1a hash of the magnitudes (which every re-embedding or reordering changes). */

@@ -50,4 +50,57 @@ int mf_metrics_compute_labelled(size_t n, const int64_t *truth, const int64_t *p
  * mf_status. Used by the metrics and by clustering to renumber results. */
 int64_t mf_labels_densify(size_t n, const int64_t *labels, int64_t *out);
 
+/* ---- quality: error-versus-reject curves (MagFace's quality evaluation) -------------
+ *
+ *     mf_erc_params p = mf_erc_default_params();      // FMR 1e-3, rejections 0..50%
+ *     mf_erc e;
+ *     if (mf_erc_compute(&e, unit, mag, label, n, dim, &p) < 0) die(mf_last_error());
+ *     for (int i = 0; i < e.steps; i++) printf("%g %g\n", e.reject[i], e.fnmr[i]);
+ *
+ * The protocol, exactly (docs/CLUSTER.md, "Quality"; tests/cli/erc_check.py does the same
+ * in numpy):
+ *  - pairs: genuine = two rows with the same label >= 0, impostor = two rows with
+ *    different labels >= 0 (rows with label < 0 take no part). All of them when their
+ *    number is at most max_genuine / max_impostor, else that many drawn at random with
+ *    `seed` (a pair is an unordered pair of distinct rows; draws may repeat);
+ *  - score = cosine of the two embeddings (unit rows given); pair quality = min of the
+ *    two magnitudes;
+ *  - threshold t: impostor scores sorted from high to low, t = the one at position
+ *    floor(fmr * impostors) (0-based), so that at most fmr of them score above t; a pair
+ *    "matches" when its score is above t;
+ *  - for each rejection rate r in reject[]: genuine pairs sorted by quality (ties in
+ *    pair order, a stable sort), the lowest floor(r * genuine) rejected; fnmr = the share
+ *    of the kept genuine pairs that do not match; cut = the quality of the first pair
+ *    kept. The threshold is not recomputed: the curve shows what rejecting low-quality
+ *    pairs does at the operating point chosen on all of them. */
+
+#define MF_ERC_MAX_STEPS 64
+
+typedef struct mf_erc_params {
+    double fmr;            /* false match rate of the operating point (1e-3) */
+    double reject_max;     /* largest rejection rate (0.5) */
+    int steps;             /* rates 0, reject_max/(steps-1), ..., reject_max (11) */
+    uint64_t max_genuine;  /* all genuine pairs up to this many, else sampled (1e7) */
+    uint64_t max_impostor; /* the same for impostor pairs (1e7) */
+    uint64_t seed;         /* for sampled pairs (0) */
+} mf_erc_params;
+
+mf_erc_params mf_erc_default_params(void);
+
+typedef struct mf_erc {
+    double threshold;           /* t */
+    uint64_t genuine, impostor; /* pairs used */
+    int sampled;                /* pairs were drawn at random */
+    int steps;
+    double reject[MF_ERC_MAX_STEPS]; /* rejection rate */
+    double cut[MF_ERC_MAX_STEPS];    /* pair quality of the first genuine pair kept */
+    double fnmr[MF_ERC_MAX_STEPS];   /* over the genuine pairs kept */
+    uint64_t kept[MF_ERC_MAX_STEPS]; /* genuine pairs kept */
+} mf_erc;
+
+/* unit: n x dim L2-normalised embeddings; mag: n magnitudes; label: n labels. Fails with
+ * MF_ERR_FORMAT when there is no genuine or no impostor pair, MF_ERR_ARG on bad params. */
+int mf_erc_compute(mf_erc *out, const float *unit, const float *mag, const int64_t *label,
+                   size_t n, int dim, const mf_erc_params *p);
+
 #endif

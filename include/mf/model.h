@@ -26,12 +26,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "mf/image.h"
+
 #include "mf/checkpoint.h"
 
 typedef struct mf_model mf_model;
 typedef struct mf_runner mf_runner;
 
-#define MF_MODEL_INPUT 112 /* the network takes exactly 112 x 112 x 3 */
+/* The network takes exactly one aligned face: MF_MODEL_INPUT x MF_MODEL_INPUT x 3. */
+#define MF_MODEL_INPUT MF_FACE_SIZE
+/* Side of the last stage's feature map (four stride-2 stages): 7, so the head's fc
+ * reads widths[3] x 7 x 7 values. */
+#define MF_HEAD_SIDE (MF_MODEL_INPUT / 16)
+#define MF_HEAD_AREA (MF_HEAD_SIDE * MF_HEAD_SIDE)
 
 /* Load a PyTorch checkpoint (.pth, zip or legacy; any official key prefix), a native
  * model written by mf_model_save (mf-convert), or an HDF5 state_dict dump with one
@@ -48,8 +55,9 @@ int mf_model_from_checkpoint(mf_model **out, const mf_checkpoint *ck, const char
                              const char *expect_arch);
 
 /* Write the native model file (HDF5: folded, packed weights in one dataset, plus arch,
- * source sha256, preprocessing) atomically: temporary name, fsync, rename. */
-int mf_model_save(const mf_model *m, const char *path);
+ * source sha256, preprocessing) as an output of the durable-output module: refused if it
+ * exists (unless overwrite) or is an input of the run; appears whole or not at all. */
+int mf_model_save(const mf_model *m, const char *path, int overwrite);
 
 void mf_model_free(mf_model *m);
 

@@ -23,6 +23,11 @@ void mf_progress_set_note(mf_progress *p, const char *note);
 /* Finish the line; NULL is a no-op. */
 void mf_progress_free(mf_progress *p);
 
+/* Where stderr is not a terminal (a batch job's log), write the progress as a plain line
+ * every `seconds` (and a last one at the end) instead of no bar at all; 0 = off (the
+ * default). Process-wide; set before creating progress bars. */
+void mf_progress_set_log_interval(double seconds);
+
 /* Seconds since an arbitrary start (monotonic clock). */
 double mf_now(void);
 

@@ -35,6 +35,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "mf/durable.h"
+
 #define MF_RECORDIO_MAGIC 0xced7230au
 #define MF_RECORDIO_MAX_DEFAULT ((size_t)64 << 20) /* largest record we load: 64 MB */
 
@@ -47,10 +49,16 @@ typedef struct mf_record {
     const uint8_t *data; /* payload (parts joined); NULL when not loaded. Valid until the
                           * next call on the reader */
     size_t size;         /* payload size */
+    int duplicate;       /* the .idx gives this record a key that an earlier record (lower
+                          * offset) also has: the key is not this record's id */
 } mf_record;
 
 /* Open `rec_path` and the `.idx` with the same stem, if present. Records larger than
- * max_record bytes (0 = MF_RECORDIO_MAX_DEFAULT) are reported, not loaded. */
+ * max_record bytes (0 = MF_RECORDIO_MAX_DEFAULT) are reported, not loaded. Neither file
+ * is opened blocking: a FIFO or device fails with "not a regular file". The .idx is
+ * parsed strictly (`key<TAB>offset`, both decimal, key < 2^53, no offset given twice,
+ * no more lines than the .rec could hold records); a key given
+ * to two records marks the later one `duplicate`. */
 int mf_recordio_open(mf_recordio_reader **out, const char *rec_path, size_t max_record);
 /* Next record in file order: 1 and *rec filled, 0 at the end, or a negative mf_status:
  * MF_ERR_FORMAT (bad magic, truncated: the reader stops there, nothing after it is
@@ -83,23 +91,32 @@ typedef struct mf_record_header {
 /* Parse an image payload. Returns 0, or MF_ERR_FORMAT when it is shorter than its header
  * and labels say. */
 int mf_record_parse(mf_record_header *h, const uint8_t *payload, size_t size);
-/* Class of an image record: the header label, or the first extra label when flag > 0. */
+/* Class of an image record: the header label, or the first extra label when flag > 0;
+ * -1 when that float is not a label (see mf_record_label). */
 int64_t mf_record_class(const mf_record_header *h);
+/* The same, strictly (mf_label_from_float in mf/source.h): 0 and *label, or
+ * MF_ERR_FORMAT when the float is not integral, is negative (other than -1 = none) or
+ * is 2^53 or more. */
+int mf_record_label(const mf_record_header *h, int64_t *label);
 
 typedef struct mf_recordio_writer mf_recordio_writer;
 
-/* Create "<rec>.tmp" / "<idx>.tmp"; they replace rec_path / idx_path at commit. */
+/* Open rec_path and idx_path as outputs of the durable-output module (flags: its
+ * MF_OUTPUT_* flags, e.g. MF_OUTPUT_OVERWRITE); they appear together at commit. */
 int mf_recordio_writer_open(mf_recordio_writer **out, const char *rec_path,
-                            const char *idx_path);
+                            const char *idx_path, unsigned flags);
 /* Append one image (key = 1, 2, ...). Labels must be >= 0 and non-decreasing, so each
  * identity's images form one [first, end) range. */
 int mf_recordio_writer_add(mf_recordio_writer *w, int64_t label, const void *image,
                            size_t size);
-/* Write identity records and the header record, fsync, rename into place; frees w
- * (also on failure, after removing the temporaries). The header's float32 key bounds
+/* Write identity records and the header record, publish both files; frees w (also on
+ * failure, after removing the temporaries). The header's float32 key bounds
  * are exact up to 2^24 images (the format's limit, as with insightface's own tools);
  * readers of bigger sets should trust the .idx keys. */
 int mf_recordio_writer_commit(mf_recordio_writer *w);
+/* The same, publishing companion outputs (insightface's `property` file) with the pair. */
+#define MF_RECORDIO_MAX_COMPANIONS 4
+int mf_recordio_writer_commit_with(mf_recordio_writer *w, mf_output **also, size_t n_also);
 /* Abandon: remove the temporaries and free w. NULL is a no-op. */
 void mf_recordio_writer_discard(mf_recordio_writer *w);
 

@@ -10,7 +10,7 @@
  *     if (mf_report_write(store, "report.html", &p, &st) < 0) die(mf_last_error());
  *
  * Sections (each an element with a fixed id, present even when empty, saying why):
- * summary, histogram, lowest, dropped, clusters, split, merged. Every piece of text from
+ * summary, histogram, quality, lowest, dropped, clusters, split, merged. Every piece of text from
  * the inputs (ids, labels, JSON) is HTML-escaped: ids are untrusted. */
 #ifndef MF_REPORT_H
 #define MF_REPORT_H
@@ -28,6 +28,11 @@ typedef struct mf_report_params {
     int top_groups;            /* clusters / split / merged identities shown (default 6) */
     int per_group;             /* thumbnails per cluster or part (default 8) */
     size_t max_image_bytes;    /* larger images are not inlined (default 256 KiB) */
+    int overwrite;             /* replace an existing page */
+    const char *before;        /* the store before filtering, for the histogram (else the
+                                * histogram mf-filter recorded, when there is one) */
+    size_t erc_rows;           /* rows the quality curve uses at most (default 50000: the
+                                * identities beyond are sampled); 0 = no curve */
 } mf_report_params;
 
 mf_report_params mf_report_default_params(void);
@@ -40,7 +45,8 @@ typedef struct mf_report_stats {
     size_t split, merged; /* identities split / clusters mixing labels (all, not shown) */
 } mf_report_stats;
 
-/* Write the report for `s` to `path` (atomically: temp name + rename). */
+/* Write the report for `s` to `path`, an output of the durable-output module (refused
+ * before any work if it exists without p->overwrite, or is an input). */
 int mf_report_write(mf_store *s, const char *path, const mf_report_params *p,
                     mf_report_stats *stats);
 

@@ -17,15 +17,49 @@ typedef struct mf_histogram {
     int bins;
     double lo, hi; /* range covered; bin width (hi-lo)/bins */
     uint64_t count[MF_HIST_MAX_BINS];
+    uint64_t nonfinite; /* values left out: NaN or +-Inf */
 } mf_histogram;
 
 void mf_sort_floats(float *v, size_t n);
+/* Move the finite values of v to v[0..k) (order not kept) and return k: NaN and Inf have
+ * no place in a sort or a percentile. */
+size_t mf_finite_floats(float *v, size_t n);
 
 /* Percentile p in [0, 100] of ascending `v` with linear interpolation between closest
  * ranks (numpy.percentile's default). n must be > 0. */
 double mf_percentile_sorted(const float *v, size_t n, double p);
 
-/* Equal-width histogram of v over [min, max] (NaNs skipped). bins in 1..MF_HIST_MAX_BINS. */
+/* Equal-width histogram of the finite values of v over their [min, max] (NaN and Inf are
+ * counted in h->nonfinite). bins in 1..MF_HIST_MAX_BINS. */
 void mf_histogram_build(mf_histogram *h, const float *v, size_t n, int bins);
+
+/* The same over a given range [lo, hi] (values outside fall in the end bins), so that two
+ * histograms can share their bins. */
+void mf_histogram_build_range(mf_histogram *h, const float *v, size_t n, int bins, double lo,
+                              double hi);
+
+/* ---- integer groups (labels, clusters) ---------------------------------------------- */
+
+void mf_sort_int64(int64_t *v, size_t n);
+/* Sort v and keep each value once: returns the number of distinct values, now in
+ * v[0..k) ascending. */
+size_t mf_unique_int64(int64_t *v, size_t n);
+
+/* Index of key in ascending sorted[0..n), or -1. */
+long mf_search_int64(const int64_t *sorted, size_t n, int64_t key);
+
+typedef struct mf_group_count {
+    int64_t key;
+    uint64_t count;
+} mf_group_count;
+
+/* Distinct non-negative values of v[0..n) and rows with a negative one (v is not
+ * changed). Returns 0 or MF_ERR_NOMEM. */
+int mf_count_distinct(const int64_t *v, size_t n, uint64_t *distinct, uint64_t *negative);
+
+/* Rows per non-negative key, largest group first (ties: smaller key first). Sorts `keys`
+ * in place. Returns the groups (malloc'ed; NULL when out of memory) and sets *n_groups
+ * and *negative (rows with a key < 0: unlabelled, unassigned). */
+mf_group_count *mf_count_groups(int64_t *keys, size_t n, size_t *n_groups, uint64_t *negative);
 
 #endif

@@ -25,6 +25,8 @@ typedef enum mf_status {
     MF_ERR_LIMIT = -7,       /* input exceeds a safety limit (pixels, tensor size, ...) */
     MF_ERR_MISMATCH = -8,    /* two inputs disagree (model, dim, shapes) */
     MF_ERR_INTERNAL = -9,    /* a library we call failed unexpectedly */
+    MF_ERR_EXISTS = -10,     /* an output exists and replacing it was not asked for */
+    MF_ERR_BUSY = -11,       /* another running process holds the output */
 } mf_status;
 
 /* Message of the last error recorded on this thread ("" if none). */

@@ -54,6 +54,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "mf/durable.h"
+
 typedef enum mf_synth_quality {
     MF_SYNTH_Q_CONTINUOUS = 0, /* N(0.70, 0.12) on [0.3, 1], low_quality share U(0, 0.45) */
     MF_SYNTH_Q_BIMODAL,        /* clean N(0.75, 0.10) and blurry N(0.20, 0.08) modes,
@@ -147,5 +149,8 @@ typedef struct mf_synth_counts {
 /* Write a whole store to `path` (atomically, through the store API), generating it in
  * chunks. `counts` (may be NULL) receives what was generated; junk counts both kinds. */
 int mf_synth_write(const mf_synth_params *p, const char *path, mf_synth_counts *counts);
+/* The same into an output opened by the caller (mf/durable.h, MF_OUTPUT_SEEKABLE); taken
+ * over: published on success, removed on failure. */
+int mf_synth_write_to(const mf_synth_params *p, mf_output *out, mf_synth_counts *counts);
 
 #endif

@@ -14,7 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "checkpoint/pth.h"
+#include "pth.h"
 #include "mf/status.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -126,7 +126,8 @@ static int check_view(const pth_file *f, const pk_value *t, tensor_view *v, size
                             "elements of %zu bytes",
                             (int)st->u.storage.key.len, st->u.storage.key.s, b->nbytes,
                             (unsigned long long)end_el, v->esz);
-    v->base = b->data + (size_t)st->u.storage.base * v->esz;
+    /* An empty storage has no data: NULL + 0 is undefined behaviour (UBSan, fuzzing) */
+    v->base = b->data ? b->data + (size_t)st->u.storage.base * v->esz : NULL;
     uint64_t n = 1, last = (uint64_t)t->u.tensor.offset;
     for (int d = 0; d < t->u.tensor.ndim; d++) {
         uint64_t s = (uint64_t)t->u.tensor.size[d], step = (uint64_t)t->u.tensor.stride[d];
@@ -371,7 +372,7 @@ int mf_checkpoint_load(mf_checkpoint **out, const char *path)
 const mf_tensor *mf_checkpoint_find(const mf_checkpoint *ck, const char *name)
 {
     for (size_t i = 0; i < ck->count; i++)
-        if (!strcmp(ck->tensors[i].name, name))
+        if (ck->tensors[i].name && !strcmp(ck->tensors[i].name, name))
             return &ck->tensors[i];
     return NULL;
 }

@@ -3,12 +3,13 @@
  * A straight loop over opcodes with an explicit value stack, a mark stack and a memo.
  * Limits: the stack, the mark stack and the memo are bounded (PK_MAX_STACK, PK_MAX_MEMO)
  * and every length is checked against the bytes left, so memory is O(pickle size). */
-#include "checkpoint/pickle.h"
+#include "pickle.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #include "mf/status.h"
+#include "vec.h"
 
 #define PK_CHUNK_VALUES 1024
 #define PK_MAX_STACK (1u << 22)
@@ -72,30 +73,9 @@ static pk_value *new_value(pk_ctx *ctx, pk_type type)
     return v;
 }
 
-/* Grow *arr (elements of `size` bytes) to hold at least `need`; doubles, bounded. */
-static int grow(void **arr, size_t *cap, size_t need, size_t size, size_t limit)
-{
-    if (need <= *cap)
-        return 0;
-    if (need > limit)
-        return mf_set_error(MF_ERR_LIMIT, "pickle exceeds the limit of %zu entries", limit);
-    size_t ncap = *cap ? *cap : 16;
-    while (ncap < need)
-        ncap *= 2;
-    if (ncap > limit)
-        ncap = limit;
-    void *n = realloc(*arr, ncap * size);
-    if (!n)
-        return mf_set_error(MF_ERR_NOMEM, "out of memory reading the pickle");
-    *arr = n;
-    *cap = ncap;
-    return 0;
-}
-
 static int seq_append(pk_value *seq, pk_value *item)
 {
-    int rc = grow((void **)&seq->u.seq.items, &seq->u.seq.cap, seq->u.seq.n + 1,
-                  sizeof(pk_value *), SIZE_MAX / sizeof(pk_value *));
+    int rc = MF_GROW(seq->u.seq.items, seq->u.seq.cap, seq->u.seq.n + 1, "pickle items");
     if (rc < 0)
         return rc;
     seq->u.seq.items[seq->u.seq.n++] = item;
@@ -106,8 +86,8 @@ static int push(pk_run *r, pk_value *v)
 {
     if (!v)
         return mf_set_error(MF_ERR_NOMEM, "out of memory reading the pickle");
-    int rc = grow((void **)&r->stack.v, &r->stack.cap, r->stack.n + 1, sizeof(pk_value *),
-                  PK_MAX_STACK);
+    int rc = MF_GROW_MAX(r->stack.v, r->stack.cap, r->stack.n + 1, PK_MAX_STACK,
+                         "pickle stack entries");
     if (rc < 0)
         return rc;
     r->stack.v[r->stack.n++] = v;
@@ -346,8 +326,8 @@ static int op_persid(pk_run *r)
         s->u.storage.numel = vm->u.seq.items[2]->u.i;
     }
     pk_ctx *c = r->ctx;
-    if ((rc = grow((void **)&c->storages, &c->storages_cap, c->nstorages + 1,
-                   sizeof(pk_value *), PK_MAX_STACK)) < 0)
+    if ((rc = MF_GROW_MAX(c->storages, c->storages_cap, c->nstorages + 1, PK_MAX_STACK,
+                          "pickle storages")) < 0)
         return rc;
     c->storages[c->nstorages++] = s;
     return push(r, s);
@@ -436,8 +416,9 @@ static int memo_put(pk_run *r, size_t idx)
         return rc;
     if (idx >= r->memo_cap) {
         size_t old = r->memo_cap;
-        if ((rc = grow((void **)&r->memo, &r->memo_cap, idx + 1, sizeof(pk_value *),
-                       PK_MAX_MEMO)) < 0)
+        if ((rc = MF_GROW_MAX(r->memo, r->memo_cap, idx + 1, PK_MAX_MEMO,
+                              "pickle memo "
+                              "entries")) < 0)
             return rc;
         memset(r->memo + old, 0, (r->memo_cap - old) * sizeof(pk_value *));
     }
@@ -523,8 +504,7 @@ static int op_binfloat(pk_run *r)
 
 static int op_mark(pk_run *r)
 {
-    int rc =
-        grow((void **)&r->marks, &r->marks_cap, r->nmarks + 1, sizeof(size_t), PK_MAX_STACK);
+    int rc = MF_GROW_MAX(r->marks, r->marks_cap, r->nmarks + 1, PK_MAX_STACK, "pickle marks");
     if (rc < 0)
         return rc;
     r->marks[r->nmarks++] = r->stack.n;

@@ -1,10 +1,11 @@
 /* pth.c - the storage-blob table shared by both containers (see pth.h). */
-#include "checkpoint/pth.h"
+#include "pth.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #include "mf/status.h"
+#include "vec.h"
 
 void pth_init(pth_file *f)
 {
@@ -22,25 +23,10 @@ void pth_release(pth_file *f)
     memset(f, 0, sizeof *f);
 }
 
-static int grow(void **arr, size_t *cap, size_t need, size_t size)
-{
-    if (need <= *cap)
-        return 0;
-    size_t ncap = *cap ? *cap * 2 : 64;
-    if (ncap < need || ncap > SIZE_MAX / size)
-        return mf_set_error(MF_ERR_NOMEM, "too many storages");
-    void *n = realloc(*arr, ncap * size);
-    if (!n)
-        return mf_set_error(MF_ERR_NOMEM, "out of memory");
-    *arr = n;
-    *cap = ncap;
-    return 0;
-}
-
 /* Takes ownership of p even on failure (frees it then). */
 int pth_own(pth_file *f, void *p)
 {
-    int rc = grow((void **)&f->owned, &f->owned_cap, f->nowned + 1, sizeof(void *));
+    int rc = MF_GROW(f->owned, f->owned_cap, f->nowned + 1, "checkpoint buffers");
     if (rc < 0) {
         free(p);
         return rc;
@@ -51,7 +37,7 @@ int pth_own(pth_file *f, void *p)
 
 int pth_add_blob(pth_file *f, pk_str key, const uint8_t *data, size_t nbytes)
 {
-    int rc = grow((void **)&f->blobs, &f->blobs_cap, f->nblobs + 1, sizeof(pth_blob));
+    int rc = MF_GROW(f->blobs, f->blobs_cap, f->nblobs + 1, "checkpoint storages");
     if (rc < 0)
         return rc;
     f->blobs[f->nblobs++] = (pth_blob){key, data, nbytes};

@@ -15,7 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "checkpoint/pickle.h"
+#include "pickle.h"
 
 typedef struct pth_blob {
     pk_str key;

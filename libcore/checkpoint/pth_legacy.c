@@ -4,7 +4,7 @@
  * 1001, a sys-info dict, the saved object, the list of storage keys. Then, for each key in
  * that list's order, an int64 element count and the storage's raw little-endian bytes.
  * The element size comes from the storage class named in the object's persistent ids. */
-#include "checkpoint/pth.h"
+#include "pth.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -6,7 +6,7 @@
  * <prefix>/data.pkl, <prefix>/data/<key>, <prefix>/version and maybe <prefix>/byteorder;
  * the prefix is taken from the first entry. A stored entry arriving as one block inside
  * the caller's buffer is referenced in place; anything else is copied. */
-#include "checkpoint/pth.h"
+#include "pth.h"
 
 #include <archive.h>
 #include <archive_entry.h>

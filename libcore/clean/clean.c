@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "clean/clean_internal.h"
+#include "clean_internal.h"
 #include "mf/progress.h"
 #include "mf/knn.h"
 #include "mf/stats.h"

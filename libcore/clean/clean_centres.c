@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "clean/clean_internal.h"
-#include "clean/clean_pairs.h"
+#include "clean_internal.h"
+#include "clean_pairs.h"
 #include "mf/status.h"
 
 #define DIM_BLOCK 32

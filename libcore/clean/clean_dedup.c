@@ -1,29 +1,21 @@
-/* clean_dedup.c - rule 3 (near-duplicates) and the FAISS range searches behind it and
- * behind rule 4.
+/* clean_dedup.c - rule 3 (near-duplicates) and the range searches behind it and behind
+ * rule 4, on knn's exact index (mf_knn_flat; FAISS stays inside libcore/knn).
  *
- * Duplicates: the rows still kept, as unit vectors, are searched exactly with FAISS
- * IndexFlatIP range searches (cosine >= COS): one index over all of them up to
- * dedup_flat_max rows (streamed from the store), above that inside k-means cells (see
- * below; the kept vectors are then held in memory, n * dim floats). Groups are the
- * connected components of the pairs; each keeps its highest-magnitude row (ties: the
- * first row). FAISS runs on this thread
- * and parallelises inside. */
+ * Duplicates: the rows still kept, as unit vectors, are searched exactly (cosine >= COS):
+ * one index over all of them up to dedup_flat_max rows (streamed from the store), above
+ * that inside k-means cells (see below; the kept vectors are then held in memory,
+ * n * dim floats). Groups are the connected components of the pairs; each keeps its
+ * highest-magnitude row (ties: the first row). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "clean/clean_internal.h"
-#include "clean/clean_pairs.h"
+#include "clean_internal.h"
+#include "clean_pairs.h"
+#include "mf/knn.h"
 #include "mf/status.h"
-
-#ifdef MF_HAVE_FAISS
-#include <faiss/c_api/Clustering_c.h>
-#include <faiss/c_api/IndexFlat_c.h>
-#include <faiss/c_api/Index_c.h>
-#include <faiss/c_api/error_c.h>
-#include <faiss/c_api/impl/AuxIndexStructures_c.h>
-#endif
+#include "vec.h"
 
 /* Refuse to collect more pairs than this: a threshold so low that most rows match. */
 #define MAX_PAIRS (200u * 1000u * 1000u)
@@ -42,72 +34,40 @@ static int push_pair(clean_pairs *p, int64_t a, int64_t b, float sim)
                                 "more than %u pairs above the cosine threshold: "
                                 "raise it",
                                 MAX_PAIRS);
-        size_t nc = p->cap ? p->cap * 2 : 1024;
-        int64_t *na = realloc(p->a, nc * sizeof *na);
-        if (na)
-            p->a = na;
-        int64_t *nb = realloc(p->b, nc * sizeof *nb);
-        if (nb)
-            p->b = nb;
-        float *ns = realloc(p->sim, nc * sizeof *ns);
-        if (ns)
-            p->sim = ns;
-        if (!na || !nb || !ns)
-            return mf_set_error(MF_ERR_NOMEM, "cannot store %zu similar pairs", nc);
-        p->cap = nc;
+        size_t cap_a = p->cap, cap_b = p->cap, cap_s = p->cap;
+        if (MF_GROW(p->a, cap_a, p->n + 1, "similar pairs") < 0 ||
+            MF_GROW(p->b, cap_b, p->n + 1, "similar pairs") < 0 ||
+            MF_GROW(p->sim, cap_s, p->n + 1, "similar pairs") < 0)
+            return MF_ERR_NOMEM;
+        p->cap = cap_a; /* all three grew alike */
     }
     p->a[p->n] = a, p->b[p->n] = b, p->sim[p->n] = sim;
     p->n++;
     return 0;
 }
 
-#ifdef MF_HAVE_FAISS
-
-static int faiss_fail(const char *what)
+/* Range-search callback: collect the pair, never a row with itself. */
+static int collect_pair(void *ctx, int64_t query, int64_t id, float sim)
 {
-    const char *e = faiss_get_last_error();
-    return mf_set_error(MF_ERR_INTERNAL, "FAISS %s failed: %s", what, e ? e : "unknown error");
+    return query == id ? 0 : push_pair(ctx, query, id, sim);
 }
 
-/* Range-search m query vectors (global ids first..first+m) and collect the pairs. */
-static int query_batch(FaissIndex *idx, const float *v, size_t m, int64_t first, double thr,
-                       clean_pairs *out)
-{
-    FaissRangeSearchResult *res = NULL;
-    if (faiss_RangeSearchResult_new(&res, (idx_t)m))
-        return faiss_fail("range search result");
-    /* Inner-product range search returns similarities strictly above the radius. */
-    if (faiss_Index_range_search(idx, (idx_t)m, v, (float)(thr - 1e-6), res)) {
-        faiss_RangeSearchResult_free(res);
-        return faiss_fail("range search");
-    }
-    size_t *lims;
-    idx_t *labels;
-    float *dist;
-    faiss_RangeSearchResult_lims(res, &lims);
-    faiss_RangeSearchResult_labels(res, &labels, &dist);
-    int rc = 0;
-    for (size_t q = 0; q < m && rc == 0; q++)
-        for (size_t j = lims[q]; j < lims[q + 1] && rc == 0; j++)
-            if (labels[j] >= 0 && labels[j] != first + (int64_t)q)
-                rc = push_pair(out, first + (int64_t)q, labels[j], dist[j]);
-    faiss_RangeSearchResult_free(res);
-    return rc;
-}
+/* Rows are queried in batches of this many (the result lists of a batch are in memory). */
+#define QUERY_BATCH ((size_t)4096)
 
 int clean_pairs_in_memory(const float *x, size_t n, int dim, double thr, clean_pairs *out)
 {
-    FaissIndexFlatIP *idx = NULL;
     if (n == 0)
         return 0;
-    if (faiss_IndexFlatIP_new_with(&idx, dim))
-        return faiss_fail("IndexFlatIP");
-    int rc = faiss_Index_add(idx, (idx_t)n, x) ? faiss_fail("add") : 0;
-    const size_t batch = 4096;
-    for (size_t s = 0; s < n && rc == 0; s += batch)
-        rc = query_batch(idx, x + s * (size_t)dim, n - s < batch ? n - s : batch, (int64_t)s,
-                         thr, out);
-    faiss_Index_free(idx);
+    mf_knn_flat *f;
+    int rc = mf_knn_flat_new(&f, dim);
+    if (rc == 0)
+        rc = mf_knn_flat_add(f, x, n);
+    for (size_t s = 0; s < n && rc == 0; s += QUERY_BATCH)
+        rc =
+            mf_knn_flat_range(f, x + s * (size_t)dim, n - s < QUERY_BATCH ? n - s : QUERY_BATCH,
+                              (int64_t)s, (float)thr, collect_pair, out);
+    mf_knn_flat_free(f);
     return rc;
 }
 
@@ -147,7 +107,7 @@ static int for_each_kept(clean_ctx *c, const uint8_t *keep, kept_fn fn, void *ct
 /* ---- large stores: exact range search inside k-means cells ------------------------------
  *
  * FAISS's IVF scan has no SIMD in Debian's generic build, so for large stores the
- * vectors are partitioned with FAISS k-means (~CELL_ROWS per cell) and each cell is
+ * vectors are partitioned with spherical k-means (~CELL_ROWS per cell) and each cell is
  * searched exactly with an IndexFlatIP range search (BLAS). A vector is stored in its
  * two nearest cells and queries only its nearest one: two near-duplicates sit almost on
  * top of each other, so the nearest cell of one is among the two nearest of the other. */
@@ -167,46 +127,23 @@ static int gather_batch(void *ctx, const float *v, size_t m, uint64_t first)
     return 0;
 }
 
-/* Centroids of `cells` spherical k-means cells on a strided sample, as an IndexFlatIP. */
-static int train_cells(const float *all, uint64_t n, int dim, int cells, FaissIndex **quant)
+/* An exact index over the centroids of `cells` spherical k-means cells of the rows. */
+static int train_cells(const float *all, uint64_t n, int dim, int cells, mf_knn_flat **quant)
 {
-    uint64_t want = (uint64_t)cells * KMEANS_SAMPLE_PER_CELL;
-    uint64_t stride = n / want > 1 ? n / want : 1, ns = 0;
-    float *sample = malloc((n / stride + 1) * (size_t)dim * sizeof(float));
-    if (!sample)
-        return mf_set_error(MF_ERR_NOMEM, "cannot allocate the k-means sample");
-    for (uint64_t i = 0; i < n; i += stride)
-        memcpy(sample + ns++ * (size_t)dim, all + i * (size_t)dim, (size_t)dim * sizeof(float));
-    FaissClusteringParameters cp;
-    faiss_ClusteringParameters_init(&cp);
-    cp.niter = 10;
-    cp.spherical = 1;
-    cp.min_points_per_centroid = 1;
-    cp.seed = 1234;
-    FaissClustering *cl = NULL;
-    FaissIndexFlatIP *q = NULL;
-    int rc = 0;
-    if (faiss_Clustering_new_with_params(&cl, dim, cells, &cp) ||
-        faiss_IndexFlatIP_new_with(&q, dim) || faiss_Clustering_train(cl, (idx_t)ns, sample, q))
-        rc = faiss_fail("k-means");
-    if (rc == 0 && faiss_Index_ntotal(q) != cells) { /* train() leaves the centroids in q */
-        faiss_Index_reset(q);
-        float *cent;
-        size_t len;
-        faiss_Clustering_centroids(cl, &cent, &len);
-        if (faiss_Index_add(q, cells, cent))
-            rc = faiss_fail("adding centroids");
-    }
-    faiss_Clustering_free(cl);
-    free(sample);
-    if (rc < 0 && q)
-        faiss_Index_free(q);
-    *quant = rc < 0 ? NULL : q;
+    float *cent = malloc((size_t)cells * (size_t)dim * sizeof *cent);
+    int rc = cent ? mf_knn_kmeans(all, n, dim, cells, KMEANS_SAMPLE_PER_CELL, 10, cent)
+                  : mf_set_error(MF_ERR_NOMEM, "out of memory for %d centroids", cells);
+    *quant = NULL;
+    if (rc == 0)
+        rc = mf_knn_flat_new(quant, dim);
+    if (rc == 0)
+        rc = mf_knn_flat_add(*quant, cent, (size_t)cells);
+    free(cent);
     return rc;
 }
 
 /* Counting sort of entries (cell[e], id[e]) into offsets[cells + 1] and members. */
-static int group_by_cell(const idx_t *cell, size_t entries, size_t step, int cells,
+static int group_by_cell(const int64_t *cell, size_t entries, size_t step, int cells,
                          uint64_t **offsets, uint64_t **members)
 {
     *offsets = calloc((size_t)cells + 1, sizeof **offsets);
@@ -228,6 +165,20 @@ static int group_by_cell(const idx_t *cell, size_t entries, size_t step, int cel
     return 0;
 }
 
+/* A cell's pairs, numbered by position in the cell's queries and stored rows, mapped
+ * back to the kept rows' numbers. */
+typedef struct cell_pairs {
+    const uint64_t *qs, *db;
+    clean_pairs *out;
+} cell_pairs;
+
+static int collect_cell_pair(void *ctx, int64_t query, int64_t id, float sim)
+{
+    const cell_pairs *c = ctx;
+    uint64_t a = c->qs[query], b = c->db[id];
+    return a == b ? 0 : push_pair(c->out, (int64_t)a, (int64_t)b, sim);
+}
+
 /* Range search the cell's queries against the cell's stored vectors. */
 static int search_cell(const float *all, int dim, const uint64_t *db, size_t ndb,
                        const uint64_t *qs, size_t nq, float *dbuf, float *qbuf, double thr,
@@ -240,25 +191,18 @@ static int search_cell(const float *all, int dim, const uint64_t *db, size_t ndb
         memcpy(dbuf + i * (size_t)dim, all + db[i] * (size_t)dim, row);
     for (size_t i = 0; i < nq; i++)
         memcpy(qbuf + i * (size_t)dim, all + qs[i] * (size_t)dim, row);
-    FaissIndexFlatIP *idx;
-    if (faiss_IndexFlatIP_new_with(&idx, dim))
-        return faiss_fail("IndexFlatIP");
-    clean_pairs local = {0};
-    int rc = faiss_Index_add(idx, (idx_t)ndb, dbuf) ? faiss_fail("add") : 0;
+    mf_knn_flat *f;
+    cell_pairs cp = {qs, db, out};
+    int rc = mf_knn_flat_new(&f, dim);
     if (rc == 0)
-        rc = query_batch(idx, qbuf, nq, 0, thr, &local);
-    /* query_batch numbered queries 0..nq-1 and results by position in db */
-    for (size_t j = 0; rc == 0 && j < local.n; j++) {
-        uint64_t a = qs[local.a[j]], b = db[local.b[j]];
-        if (a != b)
-            rc = push_pair(out, (int64_t)a, (int64_t)b, local.sim[j]);
-    }
-    clean_pairs_release(&local);
-    faiss_Index_free(idx);
+        rc = mf_knn_flat_add(f, dbuf, ndb);
+    if (rc == 0)
+        rc = mf_knn_flat_range(f, qbuf, nq, 0, (float)thr, collect_cell_pair, &cp);
+    mf_knn_flat_free(f);
     return rc;
 }
 
-static int search_cells(const float *all, uint64_t n, int dim, int cells, const idx_t *top2,
+static int search_cells(const float *all, uint64_t n, int dim, int cells, const int64_t *top2,
                         double thr, clean_pairs *pairs)
 {
     uint64_t *db_off = NULL, *db = NULL, *q_off = NULL, *q = NULL;
@@ -287,10 +231,10 @@ static int find_pairs_cells(clean_ctx *c, const uint8_t *keep, uint64_t n, clean
     if (mf_size_mul((size_t)n, (size_t)c->dim * sizeof(float), &bytes, "duplicate search") < 0)
         return MF_ERR_NOMEM;
     gather_state g = {malloc(bytes), c->dim};
-    idx_t *top2 = malloc((size_t)n * 2 * sizeof *top2);
+    int64_t *top2 = malloc((size_t)n * 2 * sizeof *top2);
     float *sim2 = malloc((size_t)n * 2 * sizeof *sim2);
     int cells = (int)fmin(65536, fmax(2, (double)n / CELL_ROWS));
-    FaissIndex *quant = NULL;
+    mf_knn_flat *quant = NULL;
     int rc = g.all && top2 && sim2 ? 0
                                    : mf_set_error(MF_ERR_NOMEM,
                                                   "cannot hold %llu "
@@ -301,22 +245,19 @@ static int find_pairs_cells(clean_ctx *c, const uint8_t *keep, uint64_t n, clean
     if (rc == 0)
         rc = train_cells(g.all, n, c->dim, cells, &quant);
     const uint64_t batch = 65536;
-    for (uint64_t s = 0; rc == 0 && s < n; s += batch) {
-        idx_t m = (idx_t)(n - s < batch ? n - s : batch);
-        if (faiss_Index_search(quant, m, g.all + s * (size_t)c->dim, 2, sim2 + 2 * s,
-                               top2 + 2 * s))
-            rc = faiss_fail("cell assignment");
-    }
+    for (uint64_t s = 0; rc == 0 && s < n; s += batch)
+        rc = mf_knn_flat_search(quant, g.all + s * (size_t)c->dim,
+                                (size_t)(n - s < batch ? n - s : batch), 2, sim2 + 2 * s,
+                                top2 + 2 * s);
     if (rc == 0)
         rc = search_cells(g.all, n, c->dim, cells, top2, c->p->dedup_cos, pairs);
-    if (quant)
-        faiss_Index_free(quant);
+    mf_knn_flat_free(quant);
     free(g.all), free(top2), free(sim2);
     return rc;
 }
 
 typedef struct flat_state {
-    FaissIndex *idx;
+    mf_knn_flat *idx;
     double thr;
     clean_pairs *pairs;
 } flat_state;
@@ -324,43 +265,29 @@ typedef struct flat_state {
 static int add_batch(void *ctx, const float *v, size_t m, uint64_t first)
 {
     flat_state *st = ctx;
-    return faiss_Index_add(st->idx, (idx_t)m, v) ? faiss_fail("add") : 0;
+    return mf_knn_flat_add(st->idx, v, m);
 }
 
 static int search_batch(void *ctx, const float *v, size_t m, uint64_t first)
 {
     flat_state *st = ctx;
-    return query_batch(st->idx, v, m, (int64_t)first, st->thr, st->pairs);
+    return mf_knn_flat_range(st->idx, v, m, (int64_t)first, (float)st->thr, collect_pair,
+                             st->pairs);
 }
 
 static int find_pairs(clean_ctx *c, const uint8_t *keep, uint64_t n, clean_pairs *pairs)
 {
     if (n > c->p->dedup_flat_max)
         return find_pairs_cells(c, keep, n, pairs);
-    FaissIndexFlatIP *flat;
-    if (faiss_IndexFlatIP_new_with(&flat, c->dim))
-        return faiss_fail("IndexFlatIP");
-    flat_state st = {flat, c->p->dedup_cos, pairs};
-    int rc = for_each_kept(c, keep, add_batch, &st);
+    flat_state st = {NULL, c->p->dedup_cos, pairs};
+    int rc = mf_knn_flat_new(&st.idx, c->dim);
+    if (rc == 0)
+        rc = for_each_kept(c, keep, add_batch, &st);
     if (rc == 0)
         rc = for_each_kept(c, keep, search_batch, &st);
-    faiss_Index_free(flat);
+    mf_knn_flat_free(st.idx);
     return rc;
 }
-
-#else /* no FAISS */
-
-int clean_pairs_in_memory(const float *x, size_t n, int dim, double thr, clean_pairs *out)
-{
-    return mf_set_error(MF_ERR_UNSUPPORTED, "built without the FAISS C API");
-}
-
-static int find_pairs(clean_ctx *c, const uint8_t *keep, uint64_t n, clean_pairs *pairs)
-{
-    return mf_set_error(MF_ERR_UNSUPPORTED, "--dedup needs FAISS (built without its C API)");
-}
-
-#endif
 
 static int64_t find_root(int64_t *parent, int64_t x)
 {

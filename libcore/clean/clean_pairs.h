@@ -1,5 +1,5 @@
-/* clean_pairs.h - all pairs of unit vectors with cosine >= a threshold, through FAISS
- * range search (exact inner-product index for small sets, IVF for large ones). */
+/* clean_pairs.h - all pairs of unit vectors with cosine >= a threshold, through exact
+ * range searches (mf_knn_flat). */
 #ifndef MF_CLEAN_PAIRS_H
 #define MF_CLEAN_PAIRS_H
 

@@ -81,7 +81,6 @@ int mf_idset_contains(const mf_idset *s, const char *id)
     return !is_empty(s->slots[find_slot(s->slots, s->cap, id_hash(id))]);
 }
 
-size_t mf_idset_count(const mf_idset *s) { return s->count; }
 
 void mf_idset_free(mf_idset *s)
 {
@@ -91,4 +90,3 @@ void mf_idset_free(mf_idset *s)
     free(s);
 }
 
-uint64_t mf_hash_string(const char *s) { return XXH3_64bits(s, strlen(s)); }

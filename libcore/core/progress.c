@@ -13,8 +13,13 @@ struct mf_progress {
     char note[64];
     uint64_t done, total;
     double start, last_draw;
-    int shown;
+    int shown;  /* drawn as a bar (a terminal, or forced) */
+    int logged; /* written as plain lines every log_every seconds (batch logs) */
 };
+
+static double log_every; /* mf_progress_set_log_interval */
+
+void mf_progress_set_log_interval(double seconds) { log_every = seconds > 0 ? seconds : 0; }
 
 double mf_now(void)
 {
@@ -61,7 +66,10 @@ static void draw(mf_progress *p, int final)
         n = snprintf(line, sizeof line, "\r%s %llu %.1f %s/s %s %s", p->what,
                      (unsigned long long)p->done, rate, p->unit, eta, p->note);
     }
-    if (n > 0) {
+    if (n > 0 && p->logged) { /* a line per report: no carriage return, no escape codes */
+        fprintf(stderr, "%s\n", line + 1);
+        fflush(stderr);
+    } else if (n > 0) {
         fputs(line, stderr);
         fputs("\033[K", stderr); /* clear the rest of a longer previous line */
         if (final)
@@ -81,6 +89,8 @@ mf_progress *mf_progress_new(const char *what, uint64_t total, const char *unit,
     p->total = total;
     p->start = mf_now();
     p->shown = force || isatty(STDERR_FILENO);
+    p->logged = !p->shown && log_every > 0;
+    p->last_draw = p->start;
     return p;
 }
 
@@ -89,7 +99,8 @@ void mf_progress_add(mf_progress *p, uint64_t n)
     if (!p)
         return;
     p->done += n;
-    if (p->shown && mf_now() - p->last_draw >= 0.2)
+    if ((p->shown && mf_now() - p->last_draw >= 0.2) ||
+        (p->logged && mf_now() - p->last_draw >= log_every))
         draw(p, 0);
 }
 
@@ -109,7 +120,7 @@ void mf_progress_free(mf_progress *p)
 {
     if (!p)
         return;
-    if (p->shown)
+    if (p->shown || p->logged)
         draw(p, 1);
     free(p);
 }

@@ -56,6 +56,8 @@ const char *mf_status_name(int code)
     case MF_ERR_LIMIT: return "limit";
     case MF_ERR_MISMATCH: return "mismatch";
     case MF_ERR_INTERNAL: return "internal";
+    case MF_ERR_EXISTS: return "exists";
+    case MF_ERR_BUSY: return "busy";
     }
     return "unknown";
 }

@@ -8,16 +8,22 @@
  * other unless it is genuinely slower. */
 #include "mf/embed.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "mf/progress.h"
+#include "mf/log.h"
 #include "mf/status.h"
+#include "vec.h"
 
 #define N_BATCHES 3
 #define FACE_BYTES (MF_FACE_SIZE * MF_FACE_SIZE * 3)
+/* Failures handed to the sink at once when no faces come between them (a corrupt
+ * archive, a folder of non-images): they are recorded without waiting for a full batch. */
+#define FAILURE_RUN 64
 
 typedef struct batch {
     int n;          /* faces filled */
@@ -27,7 +33,7 @@ typedef struct batch {
     char **fail_id, **fail_reason; /* failures met while filling, in input order */
     size_t n_fail, cap_fail;
     int last;  /* the producer is done after this batch */
-    int fatal; /* the producer hit a fatal error (message in `error`) */
+    int fatal; /* 0, or the mf_status of the producer's fatal error (message in `error`) */
     char error[512];
 } batch;
 
@@ -53,7 +59,7 @@ typedef struct pipeline {
 mf_embed_params mf_embed_default_params(void)
 {
     mf_embed_params p = {0};
-    p.batch = 16;
+    p.batch = MF_EMBED_BATCH;
     p.decode = mf_decode_default_params();
     return p;
 }
@@ -122,23 +128,17 @@ static void batch_release(batch *b)
 
 static int add_failure(batch *b, const char *id, const char *reason)
 {
-    if (b->n_fail == b->cap_fail) {
-        size_t cap = b->cap_fail ? 2 * b->cap_fail : 16;
-        char **ids = realloc(b->fail_id, cap * sizeof *ids);
-        if (ids)
-            b->fail_id = ids;
-        char **reasons = ids ? realloc(b->fail_reason, cap * sizeof *reasons) : NULL;
-        if (!reasons)
-            return MF_ERR_NOMEM;
-        b->fail_reason = reasons;
-        b->cap_fail = cap;
-    }
+    size_t cap_id = b->cap_fail, cap_reason = b->cap_fail;
+    if (MF_GROW(b->fail_id, cap_id, b->n_fail + 1, "failed inputs") < 0 ||
+        MF_GROW(b->fail_reason, cap_reason, b->n_fail + 1, "failed inputs") < 0)
+        return MF_ERR_NOMEM;
+    b->cap_fail = cap_id; /* both grew alike */
     b->fail_id[b->n_fail] = strdup(id);
     b->fail_reason[b->n_fail] = strdup(reason);
     if (!b->fail_id[b->n_fail] || !b->fail_reason[b->n_fail]) {
         free(b->fail_id[b->n_fail]);
         free(b->fail_reason[b->n_fail]);
-        return MF_ERR_NOMEM;
+        return mf_set_error(MF_ERR_NOMEM, "out of memory recording a failed input");
     }
     b->n_fail++;
     return 0;
@@ -166,6 +166,8 @@ static int fill_one(pipeline *pl, batch *b, const mf_sample *s)
 {
     if (s->error)
         return add_failure(b, s->id, s->error);
+    if (s->warning) /* usable, but the user should know (a name that was not UTF-8) */
+        mf_log(MF_LOG_WARN, "'%s': %s", s->id, s->warning);
     mf_image img = {0};
     int rc = mf_image_decode(&img, s->data, s->size, &pl->params->decode);
     if (rc == 0)
@@ -177,7 +179,7 @@ static int fill_one(pipeline *pl, batch *b, const mf_sample *s)
     if (rc < 0)
         return add_failure(b, s->id, mf_last_error());
     if (!(b->ids[b->n] = strdup(s->id)))
-        return MF_ERR_NOMEM;
+        return mf_set_error(MF_ERR_NOMEM, "out of memory");
     b->labels[b->n++] = s->label;
     return 0;
 }
@@ -204,14 +206,13 @@ static void fill_batch(pipeline *pl, batch *b)
                 continue;
             rc = added < 0 ? added : fill_one(pl, b, &s);
         }
-        if (rc < 0) {
-            b->fatal = 1;
-            snprintf(b->error, sizeof b->error, "%s",
-                     mf_last_error()[0] ? mf_last_error() : "out of memory");
+        if (rc < 0) { /* every path that returns < 0 has recorded its message */
+            b->fatal = rc;
+            snprintf(b->error, sizeof b->error, "%s", mf_last_error());
             return;
         }
         /* Hand over a run of failures without waiting for a full batch of faces. */
-        if (b->n_fail >= 64)
+        if (b->n_fail >= FAILURE_RUN)
             return;
     }
 }
@@ -243,8 +244,50 @@ static void *producer(void *arg)
 }
 
 /* Consumer side of one batch: network, then rows, failures, batch_done. */
-static int consume(const batch *b, float *feat, float *mag, mf_embed_forward_fn forward,
-                   void *fctx, const mf_embed_sink *sink, mf_embed_stats *st)
+/* A row whose features or magnitude are not finite (a model with huge or NaN weights, an
+ * overflow on one image) must never reach a store as data: it becomes a failed input. */
+static int row_is_finite(const float *feat, float mag, int dim)
+{
+    float sum = mag;
+    for (int j = 0; j < dim; j++)
+        sum += feat[j] * 0.0f; /* NaN or Inf anywhere makes the sum NaN */
+    return isfinite(sum);
+}
+
+#define NONFINITE_REASON                                                                       \
+    "the network's output is not finite (NaN or Inf): check the model's weights"
+
+/* Hand the batch's finite rows to the sink (compacted in place, order kept) and the
+ * others as failed inputs. */
+static int sink_batch_rows(const batch *b, float *feat, float *mag, int dim,
+                           const mf_embed_sink *sink, mf_embed_stats *st)
+{
+    const char *ids[MF_EMBED_MAX_BATCH];
+    int64_t labels[MF_EMBED_MAX_BATCH];
+    int n = 0, rc = 0;
+    for (int i = 0; i < b->n && rc == 0; i++) {
+        if (!row_is_finite(feat + (size_t)i * dim, mag[i], dim)) {
+            rc = sink->failed(sink->ctx, b->ids[i], NONFINITE_REASON);
+            st->failed++;
+            continue;
+        }
+        if (n != i) {
+            memmove(feat + (size_t)n * dim, feat + (size_t)i * dim, (size_t)dim * sizeof *feat);
+            mag[n] = mag[i];
+        }
+        ids[n] = b->ids[i];
+        labels[n++] = b->labels[i];
+    }
+    if (rc == 0 && n > 0)
+        rc = sink->rows(sink->ctx, (size_t)n, feat, mag, ids, labels);
+    if (rc == 0)
+        st->embedded += (uint64_t)n;
+    return rc;
+}
+
+static int consume(const batch *b, float *feat, float *mag, int dim,
+                   mf_embed_forward_fn forward, void *fctx, const mf_embed_sink *sink,
+                   mf_embed_stats *st)
 {
     int rc = 0;
     if (b->n > 0) {
@@ -252,10 +295,7 @@ static int consume(const batch *b, float *feat, float *mag, mf_embed_forward_fn 
         rc = forward(fctx, b->n, b->faces, feat, mag);
         st->network_seconds += mf_now() - t0;
         if (rc == 0)
-            rc = sink->rows(sink->ctx, (size_t)b->n, feat, mag, (const char *const *)b->ids,
-                            b->labels);
-        if (rc == 0)
-            st->embedded += (uint64_t)b->n;
+            rc = sink_batch_rows(b, feat, mag, dim, sink, st);
     }
     for (size_t i = 0; i < b->n_fail && rc == 0; i++) {
         rc = sink->failed(sink->ctx, b->fail_id[i], b->fail_reason[i]);
@@ -277,13 +317,14 @@ int mf_embed_run(mf_source *src, mf_idset *seen, const mf_embed_params *p, int d
                    .seen = seen,
                    .params = p,
                    .stop = stop ? stop : &never,
-                   .capacity = p->batch > 0 ? p->batch : 16};
+                   .capacity = p->batch > 0 && p->batch <= MF_EMBED_MAX_BATCH ? p->batch
+                                                                              : MF_EMBED_BATCH};
     size_t nfeat;
     if (mf_size_mul((size_t)pl.capacity, (size_t)dim, &nfeat, "feature buffer") < 0)
         return MF_ERR_NOMEM;
     float *feat = malloc(nfeat * sizeof *feat),
           *mag = malloc((size_t)pl.capacity * sizeof *mag);
-    int rc = feat && mag ? 0 : MF_ERR_NOMEM;
+    int rc = feat && mag ? 0 : MF_ERR_NOMEM; /* the message is set below */
     for (int i = 0; i < N_BATCHES && rc == 0; i++)
         rc = batch_init(&pl.batches[i], pl.capacity);
     if (rc < 0) {
@@ -305,9 +346,9 @@ int mf_embed_run(mf_source *src, mf_idset *seen, const mf_embed_params *p, int d
     for (int done = rc < 0; !done;) {
         batch *b = take(&pl, &pl.full, 0);
         if (b->fatal)
-            rc = mf_set_error(MF_ERR_NOMEM, "reading inputs: %s", b->error);
+            rc = mf_set_error(b->fatal, "reading inputs: %s", b->error);
         else
-            rc = consume(b, feat, mag, forward, forward_ctx, sink, stats);
+            rc = consume(b, feat, mag, dim, forward, forward_ctx, sink, stats);
         done = b->last || b->fatal || rc < 0;
         if (rc < 0) {
             pthread_mutex_lock(&pl.lock);

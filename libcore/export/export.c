@@ -8,14 +8,16 @@
 
 #include "export_internal.h"
 #include "export_sinks.h"
+#include "mf/durable.h"
 #include "mf/export.h"
 #include "mf/log.h"
+#include "mf/stats.h"
 #include "mf/status.h"
+#include "mf/tsv.h"
 
 /* Rows whose images are fetched together. An archive spanning several blocks is read
  * once per block; a million ids take ~100 MB. */
 #define FETCH_BLOCK ((size_t)1 << 20)
-#define TEXT_BLOCK ((size_t)4096)
 
 mf_export_params mf_export_default_params(void)
 {
@@ -38,12 +40,6 @@ int mf_export_format_parse(const char *name, mf_export_format *out)
                         "unknown export format '%s' (rec, wds, list, featlist, tree)", name);
 }
 
-static int cmp_i64(const void *a, const void *b)
-{
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return (x > y) - (x < y);
-}
-
 /* Replace each row's label by its class: the rank of the value among the distinct
  * non-negative values (0..K-1); negative values stay -1. Keeps the original values in
  * ex->label. */
@@ -59,41 +55,62 @@ static int make_classes(mf_exporter *ex)
     for (size_t i = 0; i < n; i++)
         if (ex->label[i] >= 0)
             vals[k++] = ex->label[i];
-    qsort(vals, k, sizeof *vals, cmp_i64);
-    size_t u = 0;
-    for (size_t i = 0; i < k; i++)
-        if (i == 0 || vals[i] != vals[u - 1])
-            vals[u++] = vals[i];
-    for (size_t i = 0; i < n; i++) {
-        int64_t *hit =
-            ex->label[i] < 0 ? NULL : bsearch(&ex->label[i], vals, u, sizeof *vals, cmp_i64);
-        ex->cls[i] = hit ? hit - vals : -1;
-    }
-    free(vals);
+    size_t u = mf_unique_int64(vals, k);
+    for (size_t i = 0; i < n; i++)
+        ex->cls[i] = ex->label[i] < 0 ? -1 : mf_search_int64(vals, u, ex->label[i]);
+    ex->class_value = vals; /* its first u entries */
     ex->stats->classes = u;
+    return 0;
+}
+
+/* Class names from /labels/name when the classes are labels (cluster numbers have none). */
+static int name_classes(mf_exporter *ex)
+{
+    const char *col = ex->p->label_column ? ex->p->label_column : "label";
+    if (strcmp(col, "label") != 0)
+        return 0;
+    int rc = mf_store_load_label_names(ex->s, &ex->names, &ex->n_names);
+    if (rc < 0 || !ex->names)
+        return rc;
+    uint64_t k = ex->stats->classes;
+    if (!(ex->class_name = calloc(k ? k : 1, sizeof *ex->class_name)))
+        return mf_set_error(MF_ERR_NOMEM, "out of memory");
+    for (uint64_t c = 0; c < k; c++)
+        if ((uint64_t)ex->class_value[c] < ex->n_names)
+            ex->class_name[c] = ex->names[ex->class_value[c]];
+    return 0;
+}
+
+/* A permutation of the rows from a seed (splitmix64, Fisher-Yates): the same seed gives
+ * the same order on every machine. */
+static int shuffle_rows(mf_exporter *ex)
+{
+    uint64_t n = ex->n, x = ex->p->seed;
+    if (!(ex->order = malloc((n ? n : 1) * sizeof *ex->order)))
+        return mf_set_error(MF_ERR_NOMEM, "out of memory for %llu rows", (unsigned long long)n);
+    for (uint64_t i = 0; i < n; i++)
+        ex->order[i] = i;
+    for (uint64_t i = n; i > 1; i--) {
+        uint64_t z = (x += 0x9e3779b97f4a7c15ull);
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+        z ^= z >> 31;
+        uint64_t j = z % i, t = ex->order[i - 1];
+        ex->order[i - 1] = ex->order[j];
+        ex->order[j] = t;
+    }
     return 0;
 }
 
 static int read_columns(mf_exporter *ex)
 {
     const char *col = ex->p->label_column ? ex->p->label_column : "label";
-    if (strcmp(col, "label") && strcmp(col, "cluster"))
-        return mf_set_error(MF_ERR_ARG, "label column must be 'label' or 'cluster', not '%s'",
-                            col);
     if (!mf_store_has(ex->s, col))
         return mf_set_error(MF_ERR_SCHEMA, "'%s' has no /%s (run mf-cluster first)",
                             mf_store_path(ex->s), col);
-    size_t n = (size_t)ex->n;
-    ex->label = malloc((n ? n : 1) * sizeof *ex->label);
-    ex->mag = malloc((n ? n : 1) * sizeof *ex->mag);
-    if (!ex->label || !ex->mag)
-        return mf_set_error(MF_ERR_NOMEM, "out of memory for %zu rows", n);
-    if (n == 0)
-        return 0;
-    int rc = strcmp(col, "label") == 0 ? mf_store_read_label(ex->s, 0, n, ex->label)
-                                       : mf_store_read_int64(ex->s, col, 0, n, ex->label);
+    int rc = mf_store_load_int64(ex->s, col, &ex->label);
     if (rc == 0)
-        rc = mf_store_read_magnitude(ex->s, 0, n, ex->mag);
+        rc = mf_store_load_float(ex->s, "magnitude", &ex->mag);
     return rc;
 }
 
@@ -105,16 +122,6 @@ void mf_export_missing(mf_exporter *ex, const char *id, const char *why)
 
 /* ---- list and featlist --------------------------------------------------------------- */
 
-/* A line-based format cannot hold an id containing its separators: skip and say so. */
-static int text_safe(mf_exporter *ex, const char *id, const char *bad)
-{
-    if (!strpbrk(id, bad))
-        return 1;
-    mf_log(MF_LOG_WARN, "skipped '%s': the id contains a separator of this format", id);
-    ex->stats->skipped++;
-    return 0;
-}
-
 static int list_row(mf_exporter *ex, FILE *f, const char *id, int64_t cls)
 {
     size_t clen;
@@ -123,8 +130,6 @@ static int list_row(mf_exporter *ex, FILE *f, const char *id, int64_t cls)
         ex->stats->skipped++;
         return 0;
     }
-    if (!text_safe(ex, id, "\t\n\r"))
-        return 0;
     char *path = mf_export_resolve(ex->p->root, id, clen);
     if (!path)
         return mf_set_error(MF_ERR_NOMEM, "out of memory");
@@ -134,7 +139,8 @@ static int list_row(mf_exporter *ex, FILE *f, const char *id, int64_t cls)
     else if (!S_ISREG(st.st_mode))
         mf_export_missing(ex, id, "not a regular file");
     else {
-        fprintf(f, "%s\t%lld\n", path, (long long)cls); /* errors: ferror at commit */
+        mf_tsv_write_field(f, path);            /* a path may hold tabs: escaped (mf/tsv.h) */
+        fprintf(f, "\t%lld\n", (long long)cls); /* errors: ferror at commit */
         ex->stats->written++;
     }
     free(path);
@@ -160,59 +166,93 @@ static void feat_format(const float *emb, size_t k, int dim, char *buf, size_t *
     }
 }
 
-static int feat_block(mf_exporter *ex, FILE *f, char **ids, const float *emb, size_t k,
-                      char *buf, size_t *len)
+/* The rows of one block in the official feature text. */
+static void feat_block(FILE *f, char **ids, const float *emb, size_t k, int dim, char *buf,
+                       size_t *len, uint64_t *written, uint64_t *skipped)
 {
-    feat_format(emb, k, ex->dim, buf, len);
-    size_t stride = (size_t)ex->dim * FEAT_VALUE_MAX;
+    feat_format(emb, k, dim, buf, len);
+    size_t stride = (size_t)dim * FEAT_VALUE_MAX;
     for (size_t i = 0; i < k; i++) {
-        if (!text_safe(ex, ids[i], " \t\n\r"))
+        if (strpbrk(ids[i], " \t\n\r")) {
+            mf_log(MF_LOG_WARN, "skipped '%s': the id contains a separator of this format",
+                   ids[i]);
+            (*skipped)++;
             continue;
+        }
         fputs(ids[i], f);
         fputc(' ', f);
         fwrite(buf + i * stride, 1, len[i], f); /* errors: ferror at commit */
         fputc('\n', f);
-        ex->stats->written++;
+        (*written)++;
     }
-    return 0;
+}
+
+int mf_export_feature_text(mf_store *s, FILE *f, mf_progress *progress, uint64_t *written,
+                           uint64_t *skipped)
+{
+    int dim = mf_store_dim(s);
+    size_t block = mf_store_block_rows(s, MF_COL_EMBEDDING | MF_COL_ID), bytes;
+    *written = *skipped = 0;
+    if (mf_size_mul(block, (size_t)dim * FEAT_VALUE_MAX, &bytes, "feature text") < 0)
+        return MF_ERR_NOMEM;
+    char *buf = malloc(bytes);
+    size_t *len = malloc(block * sizeof *len);
+    mf_store_cursor *c = NULL;
+    int rc = buf && len ? mf_store_cursor_open(&c, s, MF_COL_EMBEDDING | MF_COL_ID, 0,
+                                               mf_store_rows(s))
+                        : mf_set_error(MF_ERR_NOMEM, "out of memory");
+    const mf_store_block *b;
+    while (rc == 0 && (rc = mf_store_cursor_next(c, &b)) > 0) {
+        feat_block(f, b->id, b->embedding, b->n, dim, buf, len, written, skipped);
+        mf_progress_add(progress, b->n);
+        rc = ferror(f) ? mf_set_error(MF_ERR_IO, "cannot write the feature text") : 0;
+    }
+    mf_store_cursor_close(c);
+    free(buf);
+    free(len);
+    return rc < 0 ? rc : 0;
+}
+
+static int export_list(mf_exporter *ex, FILE *f)
+{
+    mf_store_cursor *c;
+    int rc = mf_store_cursor_open(&c, ex->s, MF_COL_ID, 0, ex->n);
+    const mf_store_block *b;
+    while (rc == 0 && (rc = mf_store_cursor_next(c, &b)) > 0) {
+        rc = 0;
+        for (size_t i = 0; i < b->n && rc == 0; i++) {
+            if (ex->cls[b->start + i] < 0)
+                ex->stats->unlabelled++;
+            else
+                rc = list_row(ex, f, b->id[i], ex->cls[b->start + i]);
+        }
+        mf_progress_add(ex->p->progress, b->n);
+    }
+    mf_store_cursor_close(c);
+    return rc < 0 ? rc : 0;
 }
 
 static int export_text(mf_exporter *ex)
 {
-    int feat = ex->p->format == MF_EXPORT_FEATLIST;
-    char *tmp = NULL;
-    char **ids = calloc(TEXT_BLOCK, sizeof *ids);
-    float *emb = feat ? malloc(TEXT_BLOCK * (size_t)ex->dim * sizeof *emb) : NULL;
-    char *buf = feat ? malloc(TEXT_BLOCK * (size_t)ex->dim * FEAT_VALUE_MAX) : NULL;
-    size_t *len = feat ? malloc(TEXT_BLOCK * sizeof *len) : NULL;
-    int ok = ids && (!feat || (emb && buf && len));
-    FILE *f = ok ? mf_atomic_open(ex->p->output, &tmp) : NULL;
-    int rc = f ? 0 : ok ? MF_ERR_IO : mf_set_error(MF_ERR_NOMEM, "out of memory");
-    for (uint64_t at = 0; at < ex->n && rc == 0; at += TEXT_BLOCK) {
-        size_t k = ex->n - at < TEXT_BLOCK ? (size_t)(ex->n - at) : TEXT_BLOCK;
-        if ((rc = mf_store_read_ids(ex->s, at, k, ids)) < 0)
-            break;
-        if (feat && (rc = mf_store_read_embedding(ex->s, at, k, emb)) == 0)
-            rc = feat_block(ex, f, ids, emb, k, buf, len);
-        for (size_t i = 0; i < k && rc == 0 && !feat; i++) {
-            if (ex->cls[at + i] < 0)
-                ex->stats->unlabelled++;
-            else
-                rc = list_row(ex, f, ids[i], ex->cls[at + i]);
-        }
-        mf_store_free_strings(ids, k);
-        mf_progress_add(ex->p->progress, k);
-    }
-    free(ids);
-    free(emb);
-    free(buf);
-    free(len);
+    mf_output *o;
+    unsigned flags = MF_OUTPUT_MAKE_PARENTS | (ex->p->overwrite ? MF_OUTPUT_OVERWRITE : 0);
+    int rc = mf_output_open(&o, ex->p->output, flags);
+    if (rc < 0)
+        return rc;
+    FILE *f = mf_output_stream(o);
+    if (!f)
+        rc = MF_ERR_IO;
+    else if (ex->p->format == MF_EXPORT_FEATLIST)
+        rc = mf_export_feature_text(ex->s, f, ex->p->progress, &ex->stats->written,
+                                    &ex->stats->skipped);
+    else
+        rc = export_list(ex, f);
     if (rc < 0) {
-        mf_atomic_discard(f, tmp);
+        mf_output_abort(o);
         return rc;
     }
     ex->stats->files = 1;
-    return mf_atomic_commit(f, tmp, ex->p->output);
+    return mf_output_commit(o);
 }
 
 /* ---- image formats -------------------------------------------------------------------- */
@@ -283,11 +323,19 @@ int mf_export_run(mf_store *s, const mf_export_params *p, mf_export_stats *stats
         return mf_set_error(MF_ERR_ARG, "no output given");
     mf_exporter ex = {
         .s = s, .p = p, .stats = stats, .n = mf_store_rows(s), .dim = mf_store_dim(s)};
-    int rc = mf_make_parent(p->output);
-    if (rc == 0)
-        rc = read_columns(&ex);
+    int rc = read_columns(&ex);
     if (rc == 0)
         rc = make_classes(&ex);
+    if (rc == 0 && stats->classes == 0 && p->format != MF_EXPORT_FEATLIST)
+        rc = mf_set_error(MF_ERR_FORMAT,
+                          "'%s': no row has a /%s of 0 or more, so nothing would be exported "
+                          "(label the store, or run mf-cluster and export with --label "
+                          "cluster)",
+                          mf_store_path(s), p->label_column ? p->label_column : "label");
+    if (rc == 0)
+        rc = name_classes(&ex);
+    if (rc == 0 && p->shuffle && (p->format == MF_EXPORT_WDS || p->format == MF_EXPORT_REC))
+        rc = shuffle_rows(&ex);
     if (rc == 0) {
         switch (p->format) {
         case MF_EXPORT_LIST:
@@ -298,10 +346,15 @@ int mf_export_run(mf_store *s, const mf_export_params *p, mf_export_stats *stats
         default: rc = mf_set_error(MF_ERR_ARG, "unknown export format %d", (int)p->format);
         }
     }
-    if (rc == 0 && ex.sink && (rc = ex.sink->check(&ex)) == 0)
+    if (rc == 0 && ex.sink)
         rc = export_images(&ex);
     free(ex.label);
     free(ex.mag);
     free(ex.cls);
+    free(ex.class_value);
+    free(ex.class_name);
+    mf_store_free_strings(ex.names, ex.n_names);
+    free(ex.names);
+    free(ex.order);
     return rc;
 }

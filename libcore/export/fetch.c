@@ -12,6 +12,8 @@
 
 #include "export_internal.h"
 #include "mf/export.h"
+#include "mf/image.h"
+#include "mf/source.h"
 #include "mf/recordio.h"
 #include "mf/status.h"
 
@@ -38,31 +40,28 @@ mf_id_kind mf_id_classify(const char *id, size_t *container_len)
     return MF_ID_ARCHIVE;
 }
 
-const char *mf_image_ext(const uint8_t *d, size_t n)
-{
-    if (n >= 3 && d[0] == 0xff && d[1] == 0xd8 && d[2] == 0xff)
-        return "jpg";
-    if (n >= 8 && memcmp(d, "\x89PNG\r\n\x1a\n", 8) == 0)
-        return "png";
-    return "bin";
-}
-
 char *mf_export_resolve(const char *root, const char *path, size_t len)
 {
-    int rel = root && root[0] && path[0] != '/';
-    size_t rl = rel ? strlen(root) : 0;
-    char *out = malloc(rl + 1 + len + 1);
-    if (!out)
+    /* Ids hold names escaped (invalid UTF-8 as \xNN, mf/source.h): the file's real
+     * name is the unescaped one. */
+    char *part = strndup(path, len), *name = part ? mf_id_unescape(part) : NULL;
+    free(part);
+    if (!name)
         return NULL;
-    size_t at = 0;
-    if (rel) {
-        memcpy(out, root, rl);
-        at = rl;
-        if (rl && root[rl - 1] != '/')
-            out[at++] = '/';
+    int rel = root && root[0] && name[0] != '/';
+    size_t rl = rel ? strlen(root) : 0, nl = strlen(name);
+    char *out = malloc(rl + 1 + nl + 1);
+    if (out) {
+        size_t at = 0;
+        if (rel) {
+            memcpy(out, root, rl);
+            at = rl;
+            if (rl && root[rl - 1] != '/')
+                out[at++] = '/';
+        }
+        memcpy(out + at, name, nl + 1);
     }
-    memcpy(out + at, path, len);
-    out[at + len] = 0;
+    free(name);
     return out;
 }
 
@@ -103,17 +102,16 @@ static int cmp_item(const void *a, const void *b)
 static int read_file(const char *path, size_t max, uint8_t **out, size_t *size,
                      const char **why)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = mf_open_regular(path, why); /* never blocks on a FIFO named by an id */
     struct stat st;
-    if (fd < 0 || fstat(fd, &st) < 0) {
+    if (fd < 0)
+        return -1;
+    if (fstat(fd, &st) < 0) {
         *why = strerror(errno);
-        if (fd >= 0)
-            close(fd);
+        close(fd);
         return -1;
     }
-    *why = !S_ISREG(st.st_mode)         ? "not a regular file"
-           : (uint64_t)st.st_size > max ? "file too large"
-                                        : NULL;
+    *why = (uint64_t)st.st_size > max ? "file too large" : NULL;
     uint8_t *buf = *why ? NULL : malloc(st.st_size ? (size_t)st.st_size : 1);
     if (!*why && !buf)
         *why = "out of memory";
@@ -144,6 +142,15 @@ typedef struct fetcher {
     void *ctx;
 } fetcher;
 
+/* Hand one item's bytes (or why there are none) to the caller; bytes that are not an
+ * image are refused here: a file named by an id may be anything. */
+static int give(const fetcher *f, size_t i, const uint8_t *data, size_t size, const char *why)
+{
+    if (data && mf_image_sniff(data, size) == MF_IMAGE_UNKNOWN)
+        return f->fn(f->ctx, i, NULL, 0, "not an image (neither JPEG nor PNG)");
+    return f->fn(f->ctx, i, data, size, why);
+}
+
 static int fetch_file(const fetcher *f, item *it)
 {
     char *path = mf_export_resolve(f->root, it->id, it->clen);
@@ -154,7 +161,7 @@ static int fetch_file(const fetcher *f, item *it)
     const char *why;
     int rc = read_file(path, f->max, &buf, &n, &why);
     free(path);
-    rc = rc == 0 ? f->fn(f->ctx, it->i, buf, n, NULL) : f->fn(f->ctx, it->i, NULL, 0, why);
+    rc = rc == 0 ? give(f, it->i, buf, n, NULL) : give(f, it->i, NULL, 0, why);
     free(buf);
     return rc;
 }
@@ -201,7 +208,7 @@ static int deliver_member(const fetcher *f, item *g, size_t n, const char *name,
     for (size_t k = lo; k < n && rc == 0 && strcmp(strip_dot_slash(g[k].member), name) == 0;
          k++) {
         g[k].done = 1;
-        rc = why ? f->fn(f->ctx, g[k].i, NULL, 0, why) : f->fn(f->ctx, g[k].i, buf, len, NULL);
+        rc = why ? give(f, g[k].i, NULL, 0, why) : give(f, g[k].i, buf, len, NULL);
     }
     free(buf);
     return rc;
@@ -214,14 +221,15 @@ static int fetch_archive(const fetcher *f, item *g, size_t n)
     if (!path)
         return mf_set_error(MF_ERR_NOMEM, "out of memory");
     struct archive *a = archive_read_new();
-    int rc = 0;
+    int rc = 0, fd = -1;
     const char *why = NULL;
     if (!a)
         rc = mf_set_error(MF_ERR_NOMEM, "out of memory");
     else {
         archive_read_support_filter_all(a);
         archive_read_support_format_all(a);
-        if (archive_read_open_filename(a, path, 1 << 16) != ARCHIVE_OK)
+        fd = mf_open_regular(path, &why); /* never blocks on a FIFO named by an id */
+        if (fd >= 0 && archive_read_open_fd(a, fd, 1 << 16) != ARCHIVE_OK)
             why = archive_error_string(a) ? archive_error_string(a) : "cannot open archive";
     }
     struct archive_entry *e;
@@ -233,16 +241,22 @@ static int fetch_archive(const fetcher *f, item *g, size_t n)
             why = archive_error_string(a) ? archive_error_string(a) : "damaged archive";
             break;
         }
-        const char *name = archive_entry_pathname(e);
-        if (name && archive_entry_filetype(e) == AE_IFREG)
+        const char *raw = archive_entry_pathname(e);
+        char *name = raw ? mf_id_escape(raw, NULL) : NULL; /* as the id spells it */
+        if (raw && !name)
+            rc = mf_set_error(MF_ERR_NOMEM, "out of memory");
+        else if (name && archive_entry_filetype(e) == AE_IFREG)
             rc = deliver_member(f, g, n, strip_dot_slash(name), a,
                                 archive_entry_size_is_set(e) ? archive_entry_size(e) : -1);
+        free(name);
     }
     for (size_t k = 0; k < n && rc == 0; k++)
         if (!g[k].done)
-            rc = f->fn(f->ctx, g[k].i, NULL, 0, why ? why : "no such member in the archive");
+            rc = give(f, g[k].i, NULL, 0, why ? why : "no such member in the archive");
     if (a)
         archive_read_free(a);
+    if (fd >= 0)
+        close(fd);
     free(path);
     return rc;
 }
@@ -261,16 +275,16 @@ static int fetch_recordio(const fetcher *f, item *g, size_t n)
         mf_record rec;
         mf_record_header h;
         if (open_err)
-            rc = f->fn(f->ctx, g[k].i, NULL, 0, open_err);
+            rc = give(f, g[k].i, NULL, 0, open_err);
         else if (g[k].key < 0)
-            rc = f->fn(f->ctx, g[k].i, NULL, 0, "not a RecordIO key");
+            rc = give(f, g[k].i, NULL, 0, "not a RecordIO key");
         else if (mf_recordio_read_key(r, g[k].key, &rec) < 0 ||
                  mf_record_parse(&h, rec.data, rec.size) < 0)
-            rc = f->fn(f->ctx, g[k].i, NULL, 0, mf_last_error());
+            rc = give(f, g[k].i, NULL, 0, mf_last_error());
         else if (h.image_size == 0)
-            rc = f->fn(f->ctx, g[k].i, NULL, 0, "record holds no image");
+            rc = give(f, g[k].i, NULL, 0, "record holds no image");
         else
-            rc = f->fn(f->ctx, g[k].i, h.image, h.image_size, NULL);
+            rc = give(f, g[k].i, h.image, h.image_size, NULL);
     }
     mf_recordio_close(r);
     free(path);

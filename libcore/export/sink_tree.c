@@ -1,9 +1,8 @@
 /* sink_tree.c - a folder per class, OUT/<class>/<row>_<name>: symlinks to plain files
  * (absolute targets, so the tree can be moved), copies with `copy`, and the bytes of
- * archive members and RecordIO records written as files. Class folders are zero-padded
- * to one width so that sorted folder names give the classes in order (the rule of
- * torchvision's ImageFolder). Built in "OUT.partial", renamed to OUT at the end. */
-#define _GNU_SOURCE /* syncfs */
+ * archive members and RecordIO records written as files. Class folders are named after
+ * the identities (/labels/name) or numbered (see name_folders). Built in a temporary
+ * folder of the durable-output module, published as OUT at the end. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -17,43 +16,122 @@
 #include "export_internal.h"
 #include "export_sinks.h"
 #include "mf/durable.h"
+#include "mf/image.h"
 #include "mf/status.h"
 
 typedef struct tree {
-    char *tmp;     /* OUT.partial */
-    uint8_t *made; /* [K] class folder exists */
-    int width;     /* digits of the class folder names */
+    mf_output *out;
+    const char *tmp; /* where the tree is built until commit */
+    uint8_t *made;   /* [K] class folder exists */
+    char **folder;   /* [K] class folder names */
 } tree;
 
-static int tree_check(mf_exporter *ex)
+#define MAX_FOLDER_BYTES 120
+
+/* A label name as one folder name: no '/', NUL, backslash or control characters (each
+ * becomes '_'), not "." or "..", at most MAX_FOLDER_BYTES bytes cut at a UTF-8 boundary. */
+static char *sanitise(const char *name)
 {
-    struct stat st;
-    if (lstat(ex->p->output, &st) == 0)
-        return mf_set_error(MF_ERR_ARG, "'%s' exists: the tree goes into a new folder",
-                            ex->p->output);
-    return 0;
+    size_t n = strlen(name);
+    if (n > MAX_FOLDER_BYTES) {
+        n = MAX_FOLDER_BYTES;
+        while (n > 0 && ((unsigned char)name[n] & 0xc0) == 0x80)
+            n--;
+    }
+    char *f = n ? strndup(name, n) : strdup("_");
+    for (char *c = f; f && *c; c++)
+        if (*c == '/' || *c == '\\' || (unsigned char)*c < 0x20 || *c == 0x7f)
+            *c = '_';
+    if (f && (!strcmp(f, ".") || !strcmp(f, "..")))
+        f[0] = '_';
+    return f;
+}
+
+static int cmp_str_ptr(const void *a, const void *b)
+{
+    return strcmp(**(char *const *const *)a, **(char *const *const *)b);
+}
+
+/* Is any folder name used twice? dup[k] is set for every member of such a group. */
+static int mark_duplicates(char **folder, uint64_t k, uint8_t *dup)
+{
+    char ***by = malloc((k ? k : 1) * sizeof *by);
+    if (!by)
+        return -1;
+    for (uint64_t c = 0; c < k; c++)
+        by[c] = &folder[c];
+    qsort(by, k, sizeof *by, cmp_str_ptr);
+    int any = 0;
+    memset(dup, 0, k);
+    for (uint64_t i = 1; i < k; i++)
+        if (strcmp(*by[i], *by[i - 1]) == 0) {
+            dup[by[i] - folder] = dup[by[i - 1] - folder] = 1;
+            any = 1;
+        }
+    free(by);
+    return any;
+}
+
+/* Folder names: the identities' names when the store has them (names that sanitise alike
+ * get "~<class>" appended), else the class numbers zero-padded to one width so that sorted
+ * folders give the classes in order (torchvision's ImageFolder). */
+static int name_folders(mf_exporter *ex, tree *t)
+{
+    uint64_t k = ex->stats->classes;
+    int width = 1;
+    for (uint64_t v = k; v >= 10; v /= 10)
+        width++;
+    if (!(t->folder = calloc(k ? k : 1, sizeof *t->folder)))
+        return mf_set_error(MF_ERR_NOMEM, "out of memory");
+    for (uint64_t c = 0; c < k; c++) {
+        char num[32];
+        snprintf(num, sizeof num, "%0*llu", width, (unsigned long long)c);
+        const char *name = ex->class_name ? ex->class_name[c] : NULL;
+        if (!(t->folder[c] = name ? sanitise(name) : strdup(num)))
+            return mf_set_error(MF_ERR_NOMEM, "out of memory");
+    }
+    int dup = mark_duplicates(t->folder, k, t->made);
+    for (uint64_t c = 0; dup > 0 && c < k; c++) {
+        if (!t->made[c])
+            continue;
+        size_t n = strlen(t->folder[c]) + 32;
+        char *f = malloc(n);
+        if (!f)
+            return mf_set_error(MF_ERR_NOMEM, "out of memory");
+        snprintf(f, n, "%s~%llu", t->folder[c], (unsigned long long)c);
+        free(t->folder[c]);
+        t->folder[c] = f;
+    }
+    /* A name "a~1" given by the user may still collide: numbers for all, then. */
+    if (dup > 0 && mark_duplicates(t->folder, k, t->made) > 0)
+        for (uint64_t c = 0; c < k; c++) {
+            char num[32];
+            snprintf(num, sizeof num, "%0*llu", width, (unsigned long long)c);
+            free(t->folder[c]);
+            if (!(t->folder[c] = strdup(num)))
+                return mf_set_error(MF_ERR_NOMEM, "out of memory");
+        }
+    memset(t->made, 0, k);
+    return dup < 0 ? mf_set_error(MF_ERR_NOMEM, "out of memory") : 0;
 }
 
 static int tree_begin(mf_exporter *ex)
 {
     tree *t = calloc(1, sizeof *t);
-    size_t n = strlen(ex->p->output) + sizeof ".partial";
-    if (!t || !(t->tmp = malloc(n)) ||
-        !(t->made = calloc(ex->stats->classes ? ex->stats->classes : 1, 1))) {
-        if (t)
-            free(t->tmp);
+    if (!t || !(t->made = calloc(ex->stats->classes ? ex->stats->classes : 1, 1))) {
         free(t);
         return mf_set_error(MF_ERR_NOMEM, "out of memory");
     }
-    snprintf(t->tmp, n, "%s.partial", ex->p->output);
     ex->state = t;
-    t->width = 1;
-    for (uint64_t k = ex->stats->classes; k >= 10; k /= 10)
-        t->width++;
-    mf_remove_tree(t->tmp); /* left by a killed run: ours by its name */
-    if (mkdir(t->tmp, 0777) != 0)
-        return mf_set_error(MF_ERR_IO, "cannot create '%s': %s", t->tmp, strerror(errno));
-    return 0;
+    int rc = name_folders(ex, t);
+    if (rc < 0)
+        return rc;
+    unsigned flags = MF_OUTPUT_DIRECTORY | MF_OUTPUT_MAKE_PARENTS |
+                     (ex->p->overwrite ? MF_OUTPUT_OVERWRITE : 0);
+    rc = mf_output_open(&t->out, ex->p->output, flags);
+    if (rc == 0)
+        t->tmp = mf_output_temp(t->out);
+    return rc;
 }
 
 static int write_bytes(const char *path, const uint8_t *data, size_t size)
@@ -95,11 +173,11 @@ static int tree_put(mf_exporter *ex, uint64_t row, const char *id, const uint8_t
     tree *t = ex->state;
     int64_t c = ex->cls[row];
     char dir[PATH_MAX], name[256], path[PATH_MAX + 300];
-    snprintf(dir, sizeof dir, "%s/%0*lld", t->tmp, t->width, (long long)c);
+    snprintf(dir, sizeof dir, "%s/%s", t->tmp, t->folder[c]);
     if (!t->made[c] && mkdir(dir, 0777) != 0 && errno != EEXIST)
         return mf_set_error(MF_ERR_IO, "cannot create '%s': %s", dir, strerror(errno));
     t->made[c] = 1;
-    file_name(name, sizeof name, row, id, mf_image_ext(data, size));
+    file_name(name, sizeof name, row, id, mf_image_format_ext(mf_image_sniff(data, size)));
     snprintf(path, sizeof path, "%s/%s", dir, name);
     size_t clen;
     int rc;
@@ -124,7 +202,9 @@ static int tree_put(mf_exporter *ex, uint64_t row, const char *id, const uint8_t
 static void tree_free(mf_exporter *ex)
 {
     tree *t = ex->state;
-    free(t->tmp);
+    for (uint64_t c = 0; t->folder && c < ex->stats->classes; c++)
+        free(t->folder[c]);
+    free(t->folder);
     free(t->made);
     free(t);
     ex->state = NULL;
@@ -134,30 +214,18 @@ static void tree_abort(mf_exporter *ex)
 {
     if (!ex->state)
         return;
-    mf_remove_tree(((tree *)ex->state)->tmp);
+    mf_output_abort(((tree *)ex->state)->out);
     tree_free(ex);
 }
 
 static int tree_commit(mf_exporter *ex)
 {
     tree *t = ex->state;
-    /* Files were written with write(); sync their file system before the rename
-     * publishes them. */
-    int fd = open(t->tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        syncfs(fd);
-        close(fd);
-    }
-    if (rename(t->tmp, ex->p->output) != 0) {
-        int rc = mf_set_error(MF_ERR_IO, "cannot rename '%s' to '%s': %s", t->tmp,
-                              ex->p->output, strerror(errno));
-        tree_abort(ex);
-        return rc;
-    }
-    mf_fsync_parent_dir(ex->p->output);
-    ex->stats->files = ex->stats->written;
+    int rc = mf_output_commit(t->out);
+    if (rc == 0)
+        ex->stats->files = ex->stats->written;
     tree_free(ex);
-    return 0;
+    return rc;
 }
 
-const mf_sink mf_sink_tree = {tree_check, tree_begin, tree_put, tree_commit, tree_abort};
+const mf_sink mf_sink_tree = {tree_begin, tree_put, tree_commit, tree_abort};

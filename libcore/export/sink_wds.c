@@ -1,7 +1,10 @@
 /* sink_wds.c - WebDataset shards through libarchive's tar writer. Sample key = the
  * store row number (10 digits, no dots, so WebDataset's "key up to the first dot" rule
  * holds); members <key>.jpg|.png (bytes as stored), <key>.cls (class), <key>.json.
- * Shards are written as OUT-000000.tar.partial ... and renamed together at the end. */
+ * Each shard is an output of the durable-output module: written under a temporary name,
+ * sealed (fsynced and closed) when full, and all published together at the end. With
+ * --shuffle the images are spooled first and written in the seeded permutation's order,
+ * so each shard mixes identities (sample keys stay the store rows). */
 #include <archive.h>
 #include <archive_entry.h>
 #include <cjson/cJSON.h>
@@ -15,49 +18,46 @@
 #include "export_internal.h"
 #include "export_sinks.h"
 #include "mf/durable.h"
+#include "mf/image.h"
 #include "mf/status.h"
+#include "spool.h"
 
 #define MAX_SHARDS 1000000 /* the names have 6 digits */
 
 typedef struct wds {
     struct archive *w;
+    ex_spool spool;  /* --shuffle: the images, until all are there */
+    mf_output **out; /* [shards] */
     size_t shards;   /* shards opened so far */
+    size_t cap;
     size_t in_shard; /* samples in the current one */
 } wds;
 
-static char *shard_name(const char *prefix, size_t k, int partial)
+static char *shard_name(const char *prefix, size_t k)
 {
     size_t n = strlen(prefix) + 32;
     char *s = malloc(n);
     if (s)
-        snprintf(s, n, "%s-%06zu.tar%s", prefix, k, partial ? ".partial" : "");
+        snprintf(s, n, "%s-%06zu.tar", prefix, k);
     return s;
-}
-
-static int exists(const char *path)
-{
-    struct stat st;
-    return lstat(path, &st) == 0;
-}
-
-static int wds_check(mf_exporter *ex)
-{
-    if (ex->p->shard_size == 0)
-        return mf_set_error(MF_ERR_ARG, "shard size must be at least 1");
-    char *first = shard_name(ex->p->output, 0, 0);
-    if (!first)
-        return mf_set_error(MF_ERR_NOMEM, "out of memory");
-    int rc = !ex->p->overwrite && exists(first)
-                 ? mf_set_error(MF_ERR_ARG, "'%s' exists (use --overwrite)", first)
-                 : 0;
-    free(first);
-    return rc;
 }
 
 static int wds_begin(mf_exporter *ex)
 {
-    ex->state = calloc(1, sizeof(wds));
-    return ex->state ? 0 : mf_set_error(MF_ERR_NOMEM, "out of memory");
+    if (ex->p->shard_size == 0)
+        return mf_set_error(MF_ERR_ARG, "shard size must be at least 1");
+    wds *st = calloc(1, sizeof *st);
+    ex->state = st;
+    if (!st)
+        return mf_set_error(MF_ERR_NOMEM, "out of memory");
+    if (!ex->order)
+        return 0;
+    char *first = shard_name(ex->p->output, 0);
+    int rc = first ? mf_make_parents(first) : mf_set_error(MF_ERR_NOMEM, "out of memory");
+    if (rc == 0)
+        rc = ex_spool_open(&st->spool, first, ex->n);
+    free(first);
+    return rc;
 }
 
 static int archive_fail(struct archive *w, const char *what)
@@ -66,19 +66,17 @@ static int archive_fail(struct archive *w, const char *what)
                         archive_error_string(w) ? archive_error_string(w) : "libarchive error");
 }
 
-/* Finish the current shard: close the tar and fsync it. */
-static int close_shard(mf_exporter *ex, wds *st)
+/* Finish the current shard: close the tar, make it durable, release its file. */
+static int close_shard(wds *st)
 {
     if (!st->w)
         return 0;
-    char *name = shard_name(ex->p->output, st->shards - 1, 1);
-    int rc = archive_write_close(st->w) == ARCHIVE_OK ? 0 : archive_fail(st->w, name);
+    mf_output *o = st->out[st->shards - 1];
+    int rc =
+        archive_write_close(st->w) == ARCHIVE_OK ? 0 : archive_fail(st->w, mf_output_path(o));
     archive_write_free(st->w);
     st->w = NULL;
-    if (rc == 0)
-        rc = name ? mf_fsync_path(name) : mf_set_error(MF_ERR_NOMEM, "out of memory");
-    free(name);
-    return rc;
+    return rc < 0 ? rc : mf_output_seal(o);
 }
 
 static int open_shard(mf_exporter *ex, wds *st)
@@ -86,18 +84,33 @@ static int open_shard(mf_exporter *ex, wds *st)
     if (st->shards >= MAX_SHARDS)
         return mf_set_error(MF_ERR_LIMIT, "more than %d shards: raise --shard-size",
                             MAX_SHARDS);
-    char *name = shard_name(ex->p->output, st->shards, 1);
+    if (st->shards == st->cap) {
+        size_t cap = st->cap ? 2 * st->cap : 64;
+        mf_output **grown = realloc(st->out, cap * sizeof *grown);
+        if (!grown)
+            return mf_set_error(MF_ERR_NOMEM, "out of memory");
+        st->out = grown;
+        st->cap = cap;
+    }
+    char *name = shard_name(ex->p->output, st->shards);
     if (!name)
         return mf_set_error(MF_ERR_NOMEM, "out of memory");
-    st->w = archive_write_new();
-    int rc = st->w ? 0 : mf_set_error(MF_ERR_NOMEM, "out of memory");
+    unsigned flags = MF_OUTPUT_MAKE_PARENTS | (ex->p->overwrite ? MF_OUTPUT_OVERWRITE : 0);
+    mf_output *o;
+    int rc = mf_output_open(&o, name, flags);
+    free(name);
+    if (rc < 0)
+        return rc;
+    st->out[st->shards++] = o;
+    st->in_shard = 0;
+    FILE *f = mf_output_stream(o);
+    st->w = f ? archive_write_new() : NULL;
+    rc = f && st->w ? 0 : f ? mf_set_error(MF_ERR_NOMEM, "out of memory") : MF_ERR_IO;
     /* pax_restricted: plain ustar unless a name needs more (then a pax header). */
     if (rc == 0 && (archive_write_set_format_pax_restricted(st->w) != ARCHIVE_OK ||
-                    archive_write_open_filename(st->w, name) != ARCHIVE_OK))
-        rc = archive_fail(st->w, name);
-    st->shards++; /* counted even on failure so that abort removes the file */
-    st->in_shard = 0;
-    free(name);
+                    archive_write_set_bytes_in_last_block(st->w, 1) != ARCHIVE_OK ||
+                    archive_write_open_FILE(st->w, f) != ARCHIVE_OK))
+        rc = archive_fail(st->w, mf_output_path(o));
     return rc;
 }
 
@@ -127,19 +140,22 @@ static char *sample_json(mf_exporter *ex, uint64_t row, const char *id)
     cJSON_AddNumberToObject(o, "class", (double)ex->cls[row]);
     cJSON_AddNumberToObject(o, ex->p->label_column ? ex->p->label_column : "label",
                             (double)ex->label[row]);
+    if (ex->class_name && ex->class_name[ex->cls[row]])
+        cJSON_AddStringToObject(o, "label_name", ex->class_name[ex->cls[row]]);
     cJSON_AddNumberToObject(o, "magnitude", ex->mag[row]);
     char *s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     return s;
 }
 
-static int wds_put(mf_exporter *ex, uint64_t row, const char *id, const uint8_t *data,
-                   size_t size)
+/* One sample into the current shard (a new shard when it is full). */
+static int write_sample(mf_exporter *ex, uint64_t row, const char *id, const uint8_t *data,
+                        size_t size)
 {
     wds *st = ex->state;
     int rc = 0;
     if (!st->w || st->in_shard == ex->p->shard_size) {
-        if ((rc = close_shard(ex, st)) < 0 || (rc = open_shard(ex, st)) < 0)
+        if ((rc = close_shard(st)) < 0 || (rc = open_shard(ex, st)) < 0)
             return rc;
     }
     char name[48], cls[24];
@@ -147,7 +163,7 @@ static int wds_put(mf_exporter *ex, uint64_t row, const char *id, const uint8_t 
     if (!json)
         return mf_set_error(MF_ERR_NOMEM, "out of memory");
     snprintf(name, sizeof name, "%010llu.%s", (unsigned long long)row,
-             mf_image_ext(data, size));
+             mf_image_format_ext(mf_image_sniff(data, size)));
     rc = add_member(st->w, name, data, size);
     snprintf(name, sizeof name, "%010llu.cls", (unsigned long long)row);
     int len = snprintf(cls, sizeof cls, "%lld", (long long)ex->cls[row]);
@@ -162,6 +178,41 @@ static int wds_put(mf_exporter *ex, uint64_t row, const char *id, const uint8_t 
     return rc;
 }
 
+/* Shuffled: kept aside until every image is there, then written in the permutation's
+ * order at commit. Else written as they come. */
+static int wds_put(mf_exporter *ex, uint64_t row, const char *id, const uint8_t *data,
+                   size_t size)
+{
+    wds *st = ex->state;
+    return ex->order ? ex_spool_put(&st->spool, row, id, data, size)
+                     : write_sample(ex, row, id, data, size);
+}
+
+static int write_spooled(mf_exporter *ex)
+{
+    wds *st = ex->state;
+    int rc = 0;
+    for (uint64_t j = 0; j < ex->n && rc == 0; j++) {
+        uint64_t row = ex->order[j];
+        const char *id;
+        const uint8_t *data;
+        size_t size;
+        if (ex_spool_has(&st->spool, row) &&
+            (rc = ex_spool_get(&st->spool, row, &id, &data, &size)) == 0)
+            rc = write_sample(ex, row, id, data, size);
+    }
+    return rc;
+}
+
+static void wds_free(mf_exporter *ex)
+{
+    wds *st = ex->state;
+    ex_spool_close(&st->spool);
+    free(st->out);
+    free(st);
+    ex->state = NULL;
+}
+
 static void wds_abort(mf_exporter *ex)
 {
     wds *st = ex->state;
@@ -171,50 +222,34 @@ static void wds_abort(mf_exporter *ex)
         archive_write_close(st->w);
         archive_write_free(st->w);
     }
-    for (size_t k = 0; k < st->shards; k++) {
-        char *name = shard_name(ex->p->output, k, 1);
-        if (name)
-            unlink(name);
-        free(name);
-    }
-    free(st);
-    ex->state = NULL;
+    for (size_t k = 0; k < st->shards; k++)
+        mf_output_abort(st->out[k]);
+    wds_free(ex);
 }
 
-/* Rename every shard into place, then remove shards left by an earlier, longer export
- * under the same prefix (with --overwrite), so the set on disk is exactly this one. */
+/* Publish every shard, then (with --overwrite) remove shards left by an earlier, longer
+ * export under the same prefix, so the set on disk is exactly this one. */
 static int wds_commit(mf_exporter *ex)
 {
     wds *st = ex->state;
-    int rc = close_shard(ex, st);
-    for (size_t k = 0; k < st->shards && rc == 0; k++) {
-        char *from = shard_name(ex->p->output, k, 1), *to = shard_name(ex->p->output, k, 0);
-        if (!from || !to)
-            rc = mf_set_error(MF_ERR_NOMEM, "out of memory");
-        else if (rename(from, to) != 0)
-            rc = mf_set_error(MF_ERR_IO, "cannot rename '%s': %s", from, strerror(errno));
-        free(from);
-        free(to);
-    }
-    for (size_t k = st->shards; rc == 0; k++) {
-        char *stale = shard_name(ex->p->output, k, 0);
-        int gone = !stale || unlink(stale) != 0;
-        free(stale);
-        if (gone)
-            break;
-    }
+    int rc = ex->order ? write_spooled(ex) : 0;
+    if (rc == 0)
+        rc = close_shard(st);
     if (rc < 0) {
         wds_abort(ex);
         return rc;
     }
-    char *first = shard_name(ex->p->output, 0, 0);
-    if (first)
-        mf_fsync_parent_dir(first);
-    free(first);
-    ex->stats->files = st->shards;
-    free(st);
-    ex->state = NULL;
-    return 0;
+    rc = mf_output_commit_all(st->out, st->shards);
+    for (size_t k = st->shards; rc == 0 && ex->p->overwrite; k++) {
+        char *stale = shard_name(ex->p->output, k);
+        int removed = stale ? mf_output_remove_extra(stale) : 0;
+        free(stale);
+        if (removed <= 0)
+            break;
+    }
+    ex->stats->files = rc == 0 ? st->shards : 0;
+    wds_free(ex);
+    return rc;
 }
 
-const mf_sink mf_sink_wds = {wds_check, wds_begin, wds_put, wds_commit, wds_abort};
+const mf_sink mf_sink_wds = {wds_begin, wds_put, wds_commit, wds_abort};

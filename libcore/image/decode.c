@@ -1,5 +1,5 @@
 /* decode.c - format dispatch, limits and EXIF orientation (see include/mf/image.h). */
-#include "image/image_internal.h"
+#include "image_internal.h"
 #include "mf/status.h"
 
 #include <stdlib.h>
@@ -33,14 +33,19 @@ int mf_image_check_limit(int w, int h, const mf_decode_params *p)
     return 0;
 }
 
+int mf_image_no_memory(int w, int h, int channels)
+{
+    return mf_set_error(MF_ERR_LIMIT, "not enough memory to decode a %dx%d image (%.1f GB)", w,
+                        h, (double)w * h * channels / 1e9);
+}
+
 int mf_image_alloc(mf_image *img, int w, int h)
 {
+    /* One image's pixels failing to allocate is that image's failure (MF_ERR_LIMIT), not
+     * the run's: with --max-megapixels raised, a huge image must not stop the batch. */
     size_t n;
-    if (mf_size_mul((size_t)w * 3, (size_t)h, &n, "image") < 0)
-        return MF_ERR_NOMEM;
-    img->data = malloc(n);
-    if (!img->data)
-        return mf_set_error(MF_ERR_NOMEM, "out of memory for a %dx%d image", w, h);
+    if (mf_size_mul((size_t)w * 3, (size_t)h, &n, "image") < 0 || !(img->data = malloc(n)))
+        return mf_image_no_memory(w, h, 3);
     img->width = w;
     img->height = h;
     return 0;
@@ -53,6 +58,20 @@ static int is_jpeg(const uint8_t *b, size_t n)
 static int is_png(const uint8_t *b, size_t n)
 {
     return n >= 8 && !memcmp(b, "\x89PNG\r\n\x1a\n", 8);
+}
+
+mf_image_format mf_image_sniff(const void *buf, size_t len)
+{
+    const uint8_t *b = buf;
+    return !b                ? MF_IMAGE_UNKNOWN
+           : is_jpeg(b, len) ? MF_IMAGE_JPEG
+           : is_png(b, len)  ? MF_IMAGE_PNG
+                             : MF_IMAGE_UNKNOWN;
+}
+
+const char *mf_image_format_ext(mf_image_format f)
+{
+    return f == MF_IMAGE_JPEG ? "jpg" : f == MF_IMAGE_PNG ? "png" : NULL;
 }
 
 static int unknown(size_t len)

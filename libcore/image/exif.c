@@ -2,7 +2,7 @@
  * chunk (OpenCV 4.6 applies it for both, checked against cv2.imread). Only IFD0's tag
  * 0x0112 is read; every offset is checked against the block it points into, and
  * anything malformed means "no orientation" (1), as a missing tag does. */
-#include "image/image_internal.h"
+#include "image_internal.h"
 
 #include <string.h>
 

@@ -6,7 +6,9 @@
 
 /* Refuse w x h above the limit, with the message users see. */
 int mf_image_check_limit(int w, int h, const mf_decode_params *p);
-/* Allocate img->data for w x h BGR (after the limit check). */
+/* The MF_ERR_LIMIT failure for an image whose w x h x channels bytes cannot be had. */
+int mf_image_no_memory(int w, int h, int channels);
+/* Allocate img->data for w x h BGR (after the limit check); MF_ERR_LIMIT if it fails. */
 int mf_image_alloc(mf_image *img, int w, int h);
 
 int mf_jpeg_decode(mf_image *out, const uint8_t *buf, size_t len, const mf_decode_params *p);

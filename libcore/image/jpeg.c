@@ -5,7 +5,7 @@
  * TJFLAG_ACCURATEDCT and without TJFLAG_FASTUPSAMPLE does exactly that, so pixels are
  * bit-identical to cv2.imread on the same library. CMYK JPEGs are converted as OpenCV
  * converts them. */
-#include "image/image_internal.h"
+#include "image_internal.h"
 #include "mf/status.h"
 
 #include <stdlib.h>
@@ -53,11 +53,10 @@ int mf_jpeg_probe(const uint8_t *buf, size_t len, int *w, int *h)
 static int decode_cmyk(tjhandle tj, const uint8_t *buf, size_t len, mf_image *out)
 {
     size_t n;
-    if (mf_size_mul((size_t)out->width * 4, (size_t)out->height, &n, "CMYK image") < 0)
-        return MF_ERR_NOMEM;
-    uint8_t *cmyk = malloc(n);
-    if (!cmyk)
-        return mf_set_error(MF_ERR_NOMEM, "out of memory for a CMYK JPEG");
+    uint8_t *cmyk = NULL;
+    if (mf_size_mul((size_t)out->width * 4, (size_t)out->height, &n, "CMYK image") < 0 ||
+        !(cmyk = malloc(n)))
+        return mf_image_no_memory(out->width, out->height, 4);
     int rc = 0;
     if (tjDecompress2(tj, buf, (unsigned long)len, cmyk, out->width, 0, out->height, TJPF_CMYK,
                       TJFLAG_ACCURATEDCT) < 0 &&

@@ -2,7 +2,7 @@
  * 16-bit stripped to 8 (high byte), palette and low-bit grey expanded, grey replicated,
  * alpha dropped (not composited), BGR order. CRC errors in any chunk are errors: a file
  * whose checksums fail is damaged, and silently keeping it hides the damage. */
-#include "image/image_internal.h"
+#include "image_internal.h"
 #include "mf/status.h"
 
 #include <png.h>
@@ -102,7 +102,7 @@ static int png_run(const uint8_t *buf, size_t len, const mf_decode_params *p, mf
         goto done;
     rows = malloc((size_t)h * sizeof *rows);
     if (!rows) {
-        rc = mf_set_error(MF_ERR_NOMEM, "out of memory for PNG rows");
+        rc = mf_image_no_memory(w, h, 3);
         goto done;
     }
     for (int y = 0; y < h; y++)

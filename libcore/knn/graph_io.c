@@ -1,15 +1,13 @@
 /* graph_io.c - save and reload kNN graphs (HDF5: /neighbors, /similarities and
  * attributes rows, k, fingerprint, index). A graph is reused only for the embeddings it
  * was built from: the fingerprint says which. */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "knn_internal.h"
-#include "mf/durable.h"
 #include "mf/status.h"
-#include "store/h5util.h"
+#include "h5.h"
 
 #define MF_GRAPH_FORMAT "mfkit-knn-graph"
 #define MF_GRAPH_MAX_K 4096
@@ -29,15 +27,16 @@ static int write_2d(hid_t f, const char *name, hid_t type, size_t n, int k, cons
     return st < 0 ? -1 : 0;
 }
 
-int mf_knn_save(const mf_knn_graph *g, const char *path)
+int mf_knn_save(const mf_knn_graph *g, mf_output *out)
 {
     mf_h5_quiet();
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.partial", path) >= (int)sizeof tmp)
-        return mf_set_error(MF_ERR_ARG, "graph path too long: '%s'", path);
-    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    if (f < 0)
-        return mf_h5_open_error(MF_ERR_IO, tmp, "create the graph file");
+    const char *path = mf_output_path(out);
+    hid_t f = H5Fcreate(mf_output_temp(out), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    if (f < 0) {
+        int rc = mf_h5_open_error(MF_ERR_IO, path, "create the graph file");
+        mf_output_abort(out);
+        return rc;
+    }
     int bad = write_2d(f, "neighbors", H5T_NATIVE_INT64, g->n, g->k, g->nbr) ||
               write_2d(f, "similarities", H5T_NATIVE_FLOAT, g->n, g->k, g->sim) ||
               mf_h5_write_str_attr(f, "mf_format", MF_GRAPH_FORMAT) ||
@@ -47,17 +46,11 @@ int mf_knn_save(const mf_knn_graph *g, const char *path)
     if (H5Fclose(f) < 0)
         bad = 1;
     if (bad) {
-        int rc = mf_set_error(MF_ERR_IO, "cannot write graph '%s': %s", tmp, mf_h5_reason());
-        remove(tmp);
+        int rc = mf_set_error(MF_ERR_IO, "cannot write graph '%s': %s", path, mf_h5_reason());
+        mf_output_abort(out);
         return rc;
     }
-    if (mf_fsync_path(tmp) < 0 || rename(tmp, path) != 0) {
-        int rc = mf_set_error(MF_ERR_IO, "cannot rename '%s' to '%s': %s", tmp, path,
-                              strerror(errno));
-        remove(tmp);
-        return rc;
-    }
-    return 0;
+    return mf_output_commit(out);
 }
 
 /* Read a 2-D dataset that must be exactly (n, k) of the given class. */

@@ -1,6 +1,7 @@
 /* lists.c - the inverted lists of the kNN join (see knn_internal.h): FAISS spherical
  * k-means, oversized lists split, every row's nearest lists, rows grouped by list. */
 #include <cblas.h>
+#include <limits.h>
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -32,12 +33,16 @@ float *mf_knn_strided_sample(const float *x, size_t n, int dim, size_t m)
     return s;
 }
 
-/* Spherical k-means of the m rows s into nc centroids (nc <= m). */
-static int kmeans(const float *s, size_t m, int dim, int nc, float *centroids)
+int mf_knn_kmeans(const float *x, size_t n, int dim, int k, int per_centroid, int niter,
+                  float *centroids)
 {
+    size_t m = (size_t)k * (size_t)per_centroid < n ? (size_t)k * (size_t)per_centroid : n;
+    float *s = mf_knn_strided_sample(x, n, dim, m);
+    if (!s)
+        return mf_set_error(MF_ERR_NOMEM, "out of memory for the k-means sample");
     FaissClusteringParameters cp;
     faiss_ClusteringParameters_init(&cp);
-    cp.niter = 8;
+    cp.niter = niter;
     cp.spherical = 1;
     cp.min_points_per_centroid = 1; /* a small sample is deliberate: no warning */
     cp.max_points_per_centroid = 1 << 30;
@@ -45,7 +50,7 @@ static int kmeans(const float *s, size_t m, int dim, int nc, float *centroids)
     FaissClustering *c = NULL;
     FaissIndex *ip = NULL;
     int rc = 0;
-    if (faiss_Clustering_new_with_params(&c, dim, nc, &cp) ||
+    if (faiss_Clustering_new_with_params(&c, dim, k, &cp) ||
         faiss_index_factory(&ip, dim, "Flat", METRIC_INNER_PRODUCT) ||
         faiss_Clustering_train(c, (idx_t)m, s, ip))
         rc = mf_knn_faiss_fail("k-means");
@@ -53,25 +58,20 @@ static int kmeans(const float *s, size_t m, int dim, int nc, float *centroids)
         float *cen;
         size_t sz;
         faiss_Clustering_centroids(c, &cen, &sz);
-        memcpy(centroids, cen, (size_t)nc * dim * sizeof *cen);
+        memcpy(centroids, cen, (size_t)k * dim * sizeof *cen);
     }
     if (c)
         faiss_Clustering_free(c);
     if (ip)
         faiss_Index_free(ip);
+    free(s);
     return rc;
 }
 
 /* The lists' centroids: k-means on 16 sample rows per list. */
 static int train_lists(const float *x, size_t n, int dim, int nlist, float *centroids)
 {
-    size_t m = (size_t)nlist * 16 < n ? (size_t)nlist * 16 : n;
-    float *s = mf_knn_strided_sample(x, n, dim, m);
-    if (!s)
-        return mf_set_error(MF_ERR_NOMEM, "out of memory for the k-means sample");
-    int rc = kmeans(s, m, dim, nlist, centroids);
-    free(s);
-    return rc;
+    return mf_knn_kmeans(x, n, dim, nlist, 16, 8, centroids);
 }
 
 /* (declared below) */
@@ -139,7 +139,7 @@ static int split_large_lists(const float *x, size_t n, int dim, float **cen, int
             if (lab[i] == l)
                 memcpy(part + pm++ * dim, s + i * dim, (size_t)dim * sizeof *part);
         int parts = (int)ceil(cnt[l] / mean);
-        rc = kmeans(part, pm, dim, parts, pc);
+        rc = mf_knn_kmeans(part, pm, dim, parts, INT_MAX, 8, pc); /* every sample row */
         /* part 0 keeps the list's number, the others are appended */
         memcpy(nc + (size_t)l * dim, pc, (size_t)dim * sizeof *nc);
         memcpy(nc + (size_t)next * dim, pc + dim, (size_t)(parts - 1) * dim * sizeof *nc);
@@ -265,6 +265,14 @@ int mf_knn_group_rows(size_t n, const int32_t *probe, int per, int stride, int n
     *start_out = start;
     *rows_out = rows;
     return 0;
+}
+
+#else /* built without the FAISS C API */
+
+int mf_knn_kmeans(const float *x, size_t n, int dim, int k, int per_centroid, int niter,
+                  float *centroids)
+{
+    return mf_set_error(MF_ERR_UNSUPPORTED, "k-means needs FAISS (built without its C API)");
 }
 
 #endif /* MF_HAVE_FAISS */

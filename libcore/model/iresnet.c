@@ -1,6 +1,6 @@
 /* iresnet.c - build the engine's model from checkpoint tensors (architecture detection,
  * shape checks, BatchNorm folding, weight packing) and the model's accessors. */
-#include "model/iresnet.h"
+#include "iresnet.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "mf/status.h"
-#include "nn/nn.h"
+#include "nn.h"
 
 #define BN_EPS 2e-5f /* MagFace's BatchNorm eps (insightface uses 1e-5) */
 
@@ -85,7 +85,7 @@ size_t mf_iresnet_layout(struct mf_model *m, float *arena)
                 k->down = (mf_conv){0};
             cin = cout;
         }
-    m->fc_w = take(arena, &at, mf_pack_a_size(m->dim, cin * 49));
+    m->fc_w = take(arena, &at, mf_pack_a_size(m->dim, cin * MF_HEAD_AREA));
     m->fc_b = take(arena, &at, m->dim);
     return at;
 }
@@ -122,14 +122,6 @@ int mf_iresnet_alloc(struct mf_model *m)
 
 /* ---- reading tensors -------------------------------------------------------------- */
 
-const mf_tensor *mf_iresnet_find(const mf_checkpoint *ck, const char *name)
-{
-    for (size_t i = 0; i < ck->count; i++)
-        if (ck->tensors[i].name && !strcmp(ck->tensors[i].name, name))
-            return &ck->tensors[i];
-    return NULL;
-}
-
 typedef struct builder {
     const mf_checkpoint *ck;
     const char *file;
@@ -150,7 +142,7 @@ static void shape_str(char *buf, size_t len, int ndim, const int64_t *shape)
 static const float *need(builder *bd, const char *key, int ndim, const int64_t *shape)
 {
     char want[96], have[96];
-    const mf_tensor *t = mf_iresnet_find(bd->ck, key);
+    const mf_tensor *t = mf_checkpoint_find(bd->ck, key);
     shape_str(want, sizeof want, ndim, shape);
     if (!t) {
         mf_set_error(MF_ERR_SCHEMA, "%s: missing tensor '%s' (expected shape %s)", bd->file,
@@ -241,7 +233,7 @@ static int load_block(builder *bd, mf_block *k, int stage, int i)
 static int load_head(builder *bd, struct mf_model *m)
 {
     int c = m->widths[3], dim = m->dim;
-    size_t depth = (size_t)c * 49;
+    size_t depth = (size_t)c * MF_HEAD_AREA;
     int64_t wshape[2] = {dim, (int64_t)depth}, bshape[1] = {dim};
     float *a2 = bd->tmp + (size_t)dim * depth, *b2 = a2 + c, *af = b2 + c, *bf = af + dim;
     const float *w, *bias;
@@ -251,8 +243,8 @@ static int load_head(builder *bd, struct mf_model *m)
     for (int o = 0; o < dim; o++) {
         double shift = bias[o];
         for (size_t i = 0; i < depth; i++) {
-            shift += (double)w[o * depth + i] * b2[i / 49];
-            bd->tmp[o * depth + i] = (float)((double)w[o * depth + i] * a2[i / 49] * af[o]);
+            shift += (double)w[o * depth + i] * b2[i / MF_HEAD_AREA];
+            bd->tmp[o * depth + i] = (float)((double)w[o * depth + i] * a2[i / MF_HEAD_AREA] * af[o]);
         }
         m->fc_b[o] = (float)(shift * af[o] + bf[o]);
     }
@@ -262,7 +254,7 @@ static int load_head(builder *bd, struct mf_model *m)
 
 static int64_t dim0(const mf_checkpoint *ck, const char *key, int ndim)
 {
-    const mf_tensor *t = mf_iresnet_find(ck, key);
+    const mf_tensor *t = mf_checkpoint_find(ck, key);
     return t && t->ndim == ndim && t->shape[0] > 0 && t->shape[0] <= 65536 ? t->shape[0] : -1;
 }
 
@@ -279,7 +271,7 @@ static int detect(struct mf_model *m, const mf_checkpoint *ck, const char *file)
         m->blocks[s] = 0;
         for (;; m->blocks[s]++) {
             snprintf(key, sizeof key, "layer%d.%d.conv1.weight", s + 1, m->blocks[s]);
-            if (!mf_iresnet_find(ck, key))
+            if (!mf_checkpoint_find(ck, key))
                 break;
         }
         snprintf(key, sizeof key, "layer%d.0.conv1.weight", s + 1);
@@ -311,7 +303,7 @@ int mf_iresnet_check_arch(const struct mf_model *m, size_t tensors, const char *
 
 static int build(struct mf_model *m, const mf_checkpoint *ck, const char *file)
 {
-    size_t most = (size_t)m->dim * m->widths[3] * 49 + 2 * (size_t)m->widths[3] + 2 * m->dim;
+    size_t most = (size_t)m->dim * m->widths[3] * MF_HEAD_AREA + 2 * (size_t)m->widths[3] + 2 * m->dim;
     for (int b = 0; b < m->nblocks; b++) {
         size_t c = (size_t)m->block[b].conv1.cout * m->block[b].conv1.cin * 9 +
                    (size_t)m->block[b].conv1.cout;
@@ -393,5 +385,5 @@ double mf_model_macs(const mf_model *m)
             macs += conv_macs(&k->down, h);
         h = mf_conv_out(h, 3, k->conv2.stride);
     }
-    return macs + (double)m->dim * m->widths[3] * 49;
+    return macs + (double)m->dim * m->widths[3] * MF_HEAD_AREA;
 }

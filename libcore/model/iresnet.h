@@ -48,9 +48,6 @@ const char *mf_iresnet_arch_name(const int blocks[4]);
 /* Backbone tensors (state_dict entries) of a configuration. */
 size_t mf_iresnet_tensor_count(const int blocks[4]);
 
-/* Tensor `name` in ck or NULL (same as mf_checkpoint_find, without needing the reader). */
-const mf_tensor *mf_iresnet_find(const mf_checkpoint *ck, const char *name);
-
 /* 0 if expect is NULL or names m's architecture; else an error such as "f.pth:
  * checkpoint has 475 backbone tensors (iresnet50), expected 925 (iresnet100)". */
 int mf_iresnet_check_arch(const struct mf_model *m, size_t tensors, const char *file,
@@ -62,9 +59,8 @@ int mf_iresnet_check_arch(const struct mf_model *m, size_t tensors, const char *
 int mf_iresnet_reference(const mf_checkpoint *ck, int n, const float *nchw, float *features);
 
 /* Read an HDF5 state_dict dump (/tensors/<key>, h5py) as a checkpoint; free it with
- * mf_iresnet_free_dump (not mf_checkpoint_free). */
+ * mf_checkpoint_free. */
 int mf_iresnet_load_dump(mf_checkpoint **out, const char *path);
-void mf_iresnet_free_dump(mf_checkpoint *ck);
 /* Same for the datasets of any group (tests read /reference/{images,features}). */
 int mf_iresnet_load_group(mf_checkpoint **out, const char *path, const char *group);
 

@@ -8,22 +8,25 @@
  * Winograd-transformed weights). Its layout follows from blocks/widths/stem/dim alone
  * (mf_iresnet_layout), so loading is one read. */
 #include <errno.h>
+#include <math.h>
 #include <hdf5.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
+#include "h5.h"
+#include "vec.h"
+#include "mf/checkpoint.h"
 #include "mf/durable.h"
 #include "mf/status.h"
-#include "mf/checkpoint.h"
-#include "model/iresnet.h"
-#include "nn/nn.h"
+#include "iresnet.h"
+#include "nn.h"
 
 #define NATIVE_FORMAT "mfkit-model"
 #define NATIVE_VERSION 1
 #define MAX_TENSOR_FLOATS ((size_t)1 << 28)
+#define MAX_DUMP_TENSORS 100000 /* an iresnet100 has 925 */
 
 int mf_sha256_file(const char *path, char hex[65])
 {
@@ -47,132 +50,95 @@ int mf_sha256_file(const char *path, char hex[65])
     return 0;
 }
 
-/* ---- HDF5 attribute helpers ------------------------------------------------------- */
-
-static int put_str(hid_t obj, const char *name, const char *val)
-{
-    hid_t t = H5Tcopy(H5T_C_S1), sp = H5Screate(H5S_SCALAR);
-    H5Tset_size(t, strlen(val) + 1);
-    hid_t a = H5Acreate2(obj, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
-    herr_t rc = a < 0 ? -1 : H5Awrite(a, t, val);
-    H5Aclose(a), H5Sclose(sp), H5Tclose(t);
-    return rc < 0 ? -1 : 0;
-}
-
-static int put_ints(hid_t obj, const char *name, const long long *v, int n)
-{
-    hsize_t dims[1] = {(hsize_t)n};
-    hid_t sp = n == 1 ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, dims, NULL);
-    hid_t a = H5Acreate2(obj, name, H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
-    herr_t rc = a < 0 ? -1 : H5Awrite(a, H5T_NATIVE_LLONG, v);
-    H5Aclose(a), H5Sclose(sp);
-    return rc < 0 ? -1 : 0;
-}
-
-/* Fixed-length string attribute into buf (truncated to len), or -1. */
-static int get_str(hid_t obj, const char *name, char *buf, size_t len)
-{
-    if (H5Aexists(obj, name) <= 0)
-        return -1;
-    hid_t a = H5Aopen(obj, name, H5P_DEFAULT), ft = H5Aget_type(a);
-    int rc = -1;
-    if (H5Tget_class(ft) == H5T_STRING && H5Tis_variable_str(ft) == 0) {
-        size_t sz = H5Tget_size(ft);
-        char *tmp = sz < 4096 ? calloc(1, sz + 1) : NULL;
-        hid_t mt = H5Tcopy(H5T_C_S1);
-        H5Tset_size(mt, sz);
-        if (tmp && H5Aread(a, mt, tmp) >= 0) {
-            snprintf(buf, len, "%s", tmp);
-            rc = 0;
-        }
-        H5Tclose(mt), free(tmp);
-    }
-    H5Tclose(ft), H5Aclose(a);
-    return rc;
-}
-
-static int get_ints(hid_t obj, const char *name, long long *v, int n)
-{
-    if (H5Aexists(obj, name) <= 0)
-        return -1;
-    hid_t a = H5Aopen(obj, name, H5P_DEFAULT), sp = H5Aget_space(a);
-    int rc =
-        H5Sget_simple_extent_npoints(sp) == n && H5Aread(a, H5T_NATIVE_LLONG, v) >= 0 ? 0 : -1;
-    H5Sclose(sp), H5Aclose(a);
-    return rc;
-}
-
 /* ---- native save ------------------------------------------------------------------ */
 
-static int write_native(const mf_model *m, const char *path)
+static int write_native(const mf_model *m, hid_t f)
 {
-    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    if (f < 0)
-        return -1;
-    long long ver = NATIVE_VERSION, blocks[4], widths[4], mr = MF_MR;
-    long long one[4] = {m->stem, m->dim, (long long)m->params, (long long)m->tensors};
+    int64_t ver = NATIVE_VERSION, blocks[4], widths[4], mr = MF_MR;
+    int64_t one[4] = {m->stem, m->dim, (int64_t)m->params, (int64_t)m->tensors};
     for (int i = 0; i < 4; i++)
         blocks[i] = m->blocks[i], widths[i] = m->widths[i];
-    int bad = put_str(f, "mf_format", NATIVE_FORMAT) |
-              put_ints(f, "mf_format_version", &ver, 1) | put_str(f, "arch", m->arch) |
-              put_str(f, "model", m->name) | put_str(f, "source_sha256", m->sha256) |
-              put_str(f, "preprocess", m->preprocess) | put_ints(f, "blocks", blocks, 4) |
-              put_ints(f, "widths", widths, 4) | put_ints(f, "stem", &one[0], 1) |
-              put_ints(f, "dim", &one[1], 1) | put_ints(f, "params", &one[2], 1) |
-              put_ints(f, "tensors", &one[3], 1) | put_ints(f, "kernel_rows", &mr, 1);
+    int rc = mf_h5_write_str_attr(f, "mf_format", NATIVE_FORMAT);
+    if (rc == 0)
+        rc = mf_h5_write_i64_attr(f, "mf_format_version", &ver, 1);
+    const char *names[] = {"arch", "model", "source_sha256", "preprocess"};
+    const char *values[] = {m->arch, m->name, m->sha256, m->preprocess};
+    for (int i = 0; i < 4 && rc == 0; i++)
+        rc = mf_h5_write_str_attr(f, names[i], values[i]);
+    if (rc == 0)
+        rc = mf_h5_write_i64_attr(f, "blocks", blocks, 4);
+    if (rc == 0)
+        rc = mf_h5_write_i64_attr(f, "widths", widths, 4);
+    const char *scalars[] = {"stem", "dim", "params", "tensors"};
+    for (int i = 0; i < 4 && rc == 0; i++)
+        rc = mf_h5_write_i64_attr(f, scalars[i], &one[i], 1);
+    if (rc == 0)
+        rc = mf_h5_write_i64_attr(f, "kernel_rows", &mr, 1);
+    if (rc < 0)
+        return rc;
     hsize_t dims[1] = {m->arena_floats};
     hid_t sp = H5Screate_simple(1, dims, NULL);
     hid_t d =
         H5Dcreate2(f, "weights", H5T_IEEE_F32LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    bad |= d < 0 || H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, m->arena) < 0;
-    H5Dclose(d), H5Sclose(sp);
-    bad |= H5Fclose(f) < 0;
-    return bad ? -1 : 0;
+    if (d < 0 || H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, m->arena) < 0)
+        rc = mf_set_error(MF_ERR_IO, "cannot write /weights: %s", mf_h5_reason());
+    if (d >= 0)
+        H5Dclose(d);
+    H5Sclose(sp);
+    return rc;
 }
 
-/* Written under a temporary name, flushed to disk, then renamed: a reader never sees a
- * half-written model, and a crash leaves the old file (if any) intact. */
-int mf_model_save(const mf_model *m, const char *path)
+/* An output of the durable-output module: a reader never sees a half-written model, and
+ * a crash leaves the old file (if any) intact. */
+int mf_model_save(const mf_model *m, const char *path, int overwrite)
 {
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid()) >= (int)sizeof tmp)
-        return mf_set_error(MF_ERR_ARG, "output path too long");
-    if (write_native(m, tmp) < 0) {
-        unlink(tmp);
-        return mf_set_error(MF_ERR_IO, "cannot write '%s'", path);
+    mf_h5_quiet();
+    mf_output *o;
+    int rc =
+        mf_output_open(&o, path, MF_OUTPUT_SEEKABLE | (overwrite ? MF_OUTPUT_OVERWRITE : 0));
+    if (rc < 0)
+        return rc;
+    hid_t f = H5Fcreate(mf_output_temp(o), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    rc = f < 0 ? mf_h5_open_error(MF_ERR_IO, path, "create") : write_native(m, f);
+    if (f >= 0 && H5Fclose(f) < 0 && rc == 0)
+        rc = mf_set_error(MF_ERR_IO, "cannot close: %s", mf_h5_reason());
+    if (rc < 0) {
+        mf_output_abort(o);
+        return mf_wrap_error(rc, "'%s'", path);
     }
-    if (mf_fsync_path(tmp) < 0 || rename(tmp, path) < 0) {
-        int e = errno;
-        unlink(tmp);
-        return mf_set_error(MF_ERR_IO, "cannot write '%s': %s", path, strerror(e));
-    }
-    mf_fsync_parent_dir(path);
-    return 0;
+    return mf_output_commit(o);
 }
 
 /* ---- native load ------------------------------------------------------------------ */
 
 static int read_native(struct mf_model *m, hid_t f, const char *path)
 {
-    long long ver, blocks[4], widths[4], v[4], mr;
-    if (get_ints(f, "mf_format_version", &ver, 1) < 0 || ver != NATIVE_VERSION)
+    int64_t ver, blocks[4], widths[4], v[4], mr;
+    char *sha = NULL;
+    if (mf_h5_read_i64_attr(f, "mf_format_version", &ver, 1) != 1 || ver != NATIVE_VERSION)
         return mf_set_error(MF_ERR_UNSUPPORTED, "%s: unsupported native model version", path);
-    if (get_ints(f, "kernel_rows", &mr, 1) < 0 || mr != MF_MR)
+    if (mf_h5_read_i64_attr(f, "kernel_rows", &mr, 1) != 1 || mr != MF_MR)
         return mf_set_error(MF_ERR_UNSUPPORTED,
                             "%s: weights packed for %lld-row kernels, this "
                             "build uses %d (AVX-512 vs AVX2): convert the checkpoint again",
-                            path, mr, MF_MR);
-    if (get_ints(f, "blocks", blocks, 4) < 0 || get_ints(f, "widths", widths, 4) < 0 ||
-        get_ints(f, "stem", &v[0], 1) < 0 || get_ints(f, "dim", &v[1], 1) < 0 ||
-        get_ints(f, "params", &v[2], 1) < 0 || get_ints(f, "tensors", &v[3], 1) < 0 ||
-        get_str(f, "source_sha256", m->sha256, sizeof m->sha256) < 0)
+                            path, (long long)mr, MF_MR);
+    const char *scalars[] = {"stem", "dim", "params", "tensors"};
+    int ok = mf_h5_read_i64_attr(f, "blocks", blocks, 4) == 1 &&
+             mf_h5_read_i64_attr(f, "widths", widths, 4) == 1;
+    for (int i = 0; i < 4 && ok; i++)
+        ok = mf_h5_read_i64_attr(f, scalars[i], &v[i], 1) == 1;
+    ok = ok && mf_h5_read_str_attr(f, "source_sha256", &sha) == 0 && sha;
+    if (ok)
+        snprintf(m->sha256, sizeof m->sha256, "%s", sha);
+    free(sha);
+    if (!ok)
         return mf_set_error(MF_ERR_FORMAT, "%s: native model lacks its shape attributes", path);
     for (int i = 0; i < 4; i++) {
         if (blocks[i] < 1 || blocks[i] > 64 || widths[i] < 1 || widths[i] > 4096)
             return mf_set_error(MF_ERR_FORMAT,
                                 "%s: implausible stage %d (%lld blocks, width "
                                 "%lld)",
-                                path, i + 1, blocks[i], widths[i]);
+                                path, i + 1, (long long)blocks[i], (long long)widths[i]);
         m->blocks[i] = (int)blocks[i], m->widths[i] = (int)widths[i];
     }
     if (v[0] < 1 || v[0] > 4096 || v[1] < 1 || v[1] > 65536 || v[2] < 0 || v[3] < 0)
@@ -227,14 +193,11 @@ static herr_t dump_one(hid_t g, const char *name, const H5L_info_t *info, void *
         if (numel > MAX_TENSOR_FLOATS)
             du->rc = mf_set_error(MF_ERR_LIMIT, "%s: tensor '%s' too large", du->path, name);
     }
-    if (du->rc == 0 && du->ck->count == du->cap) {
-        size_t cap = du->cap ? 2 * du->cap : 256;
-        mf_tensor *t = cap < 100000 ? realloc(du->ck->tensors, cap * sizeof *t) : NULL;
-        if (!t)
-            du->rc = mf_set_error(MF_ERR_NOMEM, "%s: too many tensors", du->path);
-        else
-            du->ck->tensors = t, du->cap = cap;
-    }
+    int grown = du->rc == 0 ? MF_GROW_MAX(du->ck->tensors, du->cap, du->ck->count + 1,
+                                          MAX_DUMP_TENSORS, "tensors")
+                            : 0;
+    if (grown < 0)
+        du->rc = mf_wrap_error(grown, "%s", du->path);
     if (du->rc == 0) {
         mf_tensor *t = &du->ck->tensors[du->ck->count];
         *t = (mf_tensor){.name = strdup(name),
@@ -247,19 +210,11 @@ static herr_t dump_one(hid_t g, const char *name, const H5L_info_t *info, void *
         du->ck->count++;
         if (!t->name || !t->data ||
             H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, t->data) < 0)
-            du->rc = mf_set_error(MF_ERR_FORMAT, "%s: cannot read tensor '%s'", du->path, name);
+            du->rc = mf_set_error(MF_ERR_FORMAT, "%s: cannot read tensor '%s': %s", du->path,
+                                  name, mf_h5_reason());
     }
     H5Tclose(ty), H5Sclose(sp), H5Dclose(d);
     return du->rc < 0 ? -1 : 0;
-}
-
-void mf_iresnet_free_dump(mf_checkpoint *ck)
-{
-    for (size_t i = 0; ck && i < ck->count; i++)
-        free(ck->tensors[i].name), free(ck->tensors[i].data);
-    if (ck)
-        free(ck->tensors);
-    free(ck);
 }
 
 int mf_iresnet_load_dump(mf_checkpoint **out, const char *path)
@@ -272,7 +227,7 @@ int mf_iresnet_load_group(mf_checkpoint **out, const char *path, const char *gro
     *out = NULL;
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0)
-        return mf_set_error(MF_ERR_FORMAT, "%s: not an HDF5 file", path);
+        return mf_h5_open_error(MF_ERR_FORMAT, path, "open");
     dump du = {.ck = calloc(1, sizeof(mf_checkpoint)), .path = path};
     hid_t g = H5Lexists(f, group, H5P_DEFAULT) > 0 ? H5Gopen2(f, group, H5P_DEFAULT) : -1;
     if (!du.ck)
@@ -286,7 +241,7 @@ int mf_iresnet_load_group(mf_checkpoint **out, const char *path, const char *gro
         H5Gclose(g);
     H5Fclose(f);
     if (du.rc < 0) {
-        mf_iresnet_free_dump(du.ck);
+        mf_checkpoint_free(du.ck);
         return du.rc;
     }
     snprintf(du.ck->format, sizeof du.ck->format, "hdf5");
@@ -309,11 +264,13 @@ static int is_hdf5(const char *path)
 
 static int load_native(mf_model **out, const char *path)
 {
-    char fmt[32] = "";
+    char *fmt = NULL;
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0)
-        return mf_set_error(MF_ERR_FORMAT, "%s: not a readable HDF5 file", path);
-    int native = get_str(f, "mf_format", fmt, sizeof fmt) == 0 && !strcmp(fmt, NATIVE_FORMAT);
+        return mf_h5_open_error(MF_ERR_FORMAT, path, "open");
+    int native =
+        mf_h5_read_str_attr(f, "mf_format", &fmt) == 0 && fmt && !strcmp(fmt, NATIVE_FORMAT);
+    free(fmt);
     int rc = 1;
     if (native) {
         struct mf_model *m = calloc(1, sizeof *m);
@@ -327,25 +284,40 @@ static int load_native(mf_model **out, const char *path)
     return rc; /* 1: not native */
 }
 
+/* Weights that are NaN or Inf (a corrupt or diverged checkpoint, or finite weights that
+ * overflow once BatchNorm is folded in) would turn every embedding into NaN: refuse the
+ * model instead. */
+static int check_finite(const mf_model *m, const char *path)
+{
+    size_t bad = 0;
+    for (size_t i = 0; i < m->arena_floats; i++)
+        bad += !isfinite(m->arena[i]);
+    if (bad)
+        return mf_set_error(MF_ERR_FORMAT,
+                            "%s: %zu weights are NaN or infinite (after folding BatchNorm): "
+                            "the checkpoint is corrupt or its training diverged",
+                            path, bad);
+    return 0;
+}
+
 int mf_model_load(mf_model **out, const char *path, const char *expect_arch)
 {
     *out = NULL;
     mf_checkpoint *ck = NULL;
     char sha[65];
-    int hdf5 = is_hdf5(path), rc = hdf5 < 0 ? hdf5 : 0, dumped = 0;
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* our messages, not HDF5's stack dumps */
+    int hdf5 = is_hdf5(path), rc = hdf5 < 0 ? hdf5 : 0;
+    mf_h5_quiet(); /* our messages, not HDF5's stack dumps */
     if (rc == 0 && hdf5 && (rc = load_native(out, path)) == 0)
         rc = mf_iresnet_check_arch(*out, (*out)->tensors, path, expect_arch);
-    else if (rc == 1 && (rc = mf_iresnet_load_dump(&ck, path)) == 0)
-        dumped = 1;
+    else if (rc == 1)
+        rc = mf_iresnet_load_dump(&ck, path);
     else if (rc == 0 && !hdf5)
         rc = mf_checkpoint_load(&ck, path);
     if (rc == 0 && ck)
         rc = mf_model_from_checkpoint(out, ck, path, expect_arch);
-    if (ck && dumped)
-        mf_iresnet_free_dump(ck);
-    else if (ck)
-        mf_checkpoint_free(ck);
+    mf_checkpoint_free(ck);
+    if (rc == 0)
+        rc = check_finite(*out, path);
     if (rc == 0 && !(*out)->sha256[0] && (rc = mf_sha256_file(path, sha)) == 0)
         memcpy((*out)->sha256, sha, sizeof sha);
     if (rc < 0) {

@@ -9,7 +9,7 @@
 #include <math.h>
 
 #include "mf/status.h"
-#include "model/iresnet.h"
+#include "iresnet.h"
 
 static const float *tensor(const mf_checkpoint *ck, const char *fmt, ...)
 {
@@ -18,7 +18,7 @@ static const float *tensor(const mf_checkpoint *ck, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(key, sizeof key, fmt, ap);
     va_end(ap);
-    const mf_tensor *t = mf_iresnet_find(ck, key);
+    const mf_tensor *t = mf_checkpoint_find(ck, key);
     return t ? t->data : NULL;
 }
 
@@ -92,10 +92,10 @@ static void one_image(const mf_checkpoint *ck, const float *img, float *feat, fl
                       const mf_model *m)
 {
     float *x = buf[0];
-    conv(x, img, tensor(ck, "conv1.weight"), 3, m->stem, 112, 3, 1);
-    bn(x, m->stem, 112 * 112, ck, "bn1");
-    prelu(x, m->stem, 112 * 112, tensor(ck, "prelu.weight"));
-    int h = 112, cin = m->stem;
+    conv(x, img, tensor(ck, "conv1.weight"), 3, m->stem, MF_MODEL_INPUT, 3, 1);
+    bn(x, m->stem, MF_MODEL_INPUT * MF_MODEL_INPUT, ck, "bn1");
+    prelu(x, m->stem, MF_MODEL_INPUT * MF_MODEL_INPUT, tensor(ck, "prelu.weight"));
+    int h = MF_MODEL_INPUT, cin = m->stem;
     char p[32];
     for (int s = 0; s < 4; s++)
         for (int i = 0; i < m->blocks[s]; i++) {
@@ -103,12 +103,12 @@ static void one_image(const mf_checkpoint *ck, const float *img, float *feat, fl
             h = block(ck, p, x, buf[1], buf[2], buf[3], cin, m->widths[s], h, i ? 1 : 2);
             cin = m->widths[s];
         }
-    bn(x, cin, 49, ck, "bn2");
+    bn(x, cin, MF_HEAD_AREA, ck, "bn2");
     const float *w = tensor(ck, "fc.weight"), *b = tensor(ck, "fc.bias");
     for (int o = 0; o < m->dim; o++) {
         double acc = b[o];
-        for (int i = 0; i < cin * 49; i++)
-            acc += (double)w[(size_t)o * cin * 49 + i] * x[i];
+        for (int i = 0; i < cin * MF_HEAD_AREA; i++)
+            acc += (double)w[(size_t)o * cin * MF_HEAD_AREA + i] * x[i];
         feat[o] = (float)acc;
     }
     bn(feat, m->dim, 1, ck, "features");
@@ -120,9 +120,9 @@ int mf_iresnet_reference(const mf_checkpoint *ck, int n, const float *nchw, floa
     int rc = mf_model_from_checkpoint(&m, ck, "reference", NULL);
     if (rc < 0)
         return rc;
-    size_t most = (size_t)m->stem * 112 * 112;
+    size_t most = (size_t)m->stem * MF_MODEL_INPUT * MF_MODEL_INPUT;
     for (int s = 0; s < 4; s++) {
-        size_t h = 112 >> s, a = (size_t)m->widths[s] * h * h;
+        size_t h = MF_MODEL_INPUT >> s, a = (size_t)m->widths[s] * h * h;
         most = a > most ? a : most;
     }
     float *buf[4] = {0};
@@ -130,7 +130,7 @@ int mf_iresnet_reference(const mf_checkpoint *ck, int n, const float *nchw, floa
         if (!(buf[i] = malloc(most * sizeof(float))))
             rc = mf_set_error(MF_ERR_NOMEM, "reference: out of memory");
     for (int i = 0; rc == 0 && i < n; i++)
-        one_image(ck, nchw + (size_t)i * 3 * 112 * 112, features + (size_t)i * m->dim, buf, m);
+        one_image(ck, nchw + (size_t)i * 3 * MF_MODEL_INPUT * MF_MODEL_INPUT, features + (size_t)i * m->dim, buf, m);
     for (int i = 0; i < 4; i++)
         free(buf[i]);
     mf_model_free(m);

@@ -5,8 +5,8 @@
 #include <string.h>
 
 #include "mf/status.h"
-#include "model/iresnet.h"
-#include "nn/nn.h"
+#include "iresnet.h"
+#include "nn.h"
 
 struct mf_runner {
     const mf_model *m;
@@ -14,7 +14,7 @@ struct mf_runner {
     float *buf[3]; /* activations, each buf_floats: block input, conv1 output, output */
     size_t buf_floats;
     float *scratch; /* per-thread packing / Winograd space, the largest layer's need */
-    float *flat;    /* (max_batch, widths[3]*49) head input */
+    float *flat;    /* (max_batch, widths[3]*MF_HEAD_AREA) head input */
 };
 
 static mf_conv_shape shape_of(const mf_conv *c, int n, int h)
@@ -42,7 +42,7 @@ static void plan(const mf_model *m, int n, int threads, size_t *act, size_t *scr
         }
         h = mf_conv_out(h, 3, k->conv2.stride);
     }
-    size_t fc = mf_fc_scratch_size(n, m->widths[3] * 49);
+    size_t fc = mf_fc_scratch_size(n, m->widths[3] * MF_HEAD_AREA);
     *act = a;
     *scratch = fc > sc ? fc : sc;
 }
@@ -60,7 +60,7 @@ int mf_runner_new(mf_runner **out, const mf_model *m, int max_batch, int threads
     r->m = m, r->max_batch = max_batch, r->threads = threads;
     plan(m, max_batch, threads, &r->buf_floats, &scratch);
     r->buf_floats = mf_round_up(r->buf_floats, 16);
-    size_t flat = mf_round_up((size_t)max_batch * m->widths[3] * 49, 16);
+    size_t flat = mf_round_up((size_t)max_batch * m->widths[3] * MF_HEAD_AREA, 16);
     size_t total = 3 * r->buf_floats + mf_round_up(scratch, 16) + flat;
     float *mem = aligned_alloc(64, total * sizeof(float));
     if (!mem) {
@@ -137,11 +137,11 @@ static void head(mf_runner *r, int n, const float *x, float *features, float *ma
 {
     const mf_model *m = r->m;
     int c = m->widths[3];
-    for (int ch = 0; ch < c; ch++) /* CNHW -> per image c*49 + h*7 + w */
+    for (int ch = 0; ch < c; ch++) /* CNHW -> per image c*MF_HEAD_AREA + h*7 + w */
         for (int i = 0; i < n; i++)
-            memcpy(r->flat + ((size_t)i * c + ch) * 49, x + ((size_t)ch * n + i) * 49,
-                   49 * sizeof(float));
-    mf_fc(features, r->flat, m->fc_w, m->fc_b, n, m->dim, c * 49, r->scratch, r->threads);
+            memcpy(r->flat + ((size_t)i * c + ch) * MF_HEAD_AREA, x + ((size_t)ch * n + i) * MF_HEAD_AREA,
+                   MF_HEAD_AREA * sizeof(float));
+    mf_fc(features, r->flat, m->fc_w, m->fc_b, n, m->dim, c * MF_HEAD_AREA, r->scratch, r->threads);
     for (int i = 0; magnitudes && i < n; i++) {
         double ss = 0;
         for (int j = 0; j < m->dim; j++)

@@ -3,7 +3,7 @@
  * task packs its columns into per-thread scratch, runs the micro-kernel over every
  * output-channel panel and writes finished outputs with the epilogue, so the working
  * set of a task stays in L2 and no large intermediate buffer exists. */
-#include "nn/nn.h"
+#include "nn.h"
 
 #include <immintrin.h>
 #include <omp.h>

@@ -1,6 +1,6 @@
 /* gemm.c - the register-blocked micro-kernel, weight packing, fully connected layer.
  * See nn.h for the panel layouts. */
-#include "nn/nn.h"
+#include "nn.h"
 
 #include <immintrin.h>
 #include <string.h>

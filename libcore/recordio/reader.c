@@ -3,16 +3,20 @@
  * Every length read from the file is checked against the file size before anything is
  * allocated or read, so a damaged file costs at most one max_record buffer. */
 #include "mf/recordio.h"
+#include "mf/source.h"
 #include "mf/status.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 typedef struct idx_entry {
     uint64_t offset;
     int64_t key;
+    size_t line; /* of the .idx, for messages */
+    int duplicate;
 } idx_entry;
 
 struct mf_recordio_reader {
@@ -44,6 +48,13 @@ static int cmp_key(const void *a, const void *b)
     const idx_entry *x = a, *y = b;
     return x->key < y->key ? -1 : x->key > y->key;
 }
+/* By key, then offset: the first of equal keys is the record that owns it. */
+static int cmp_key_offset(const void *a, const void *b)
+{
+    const idx_entry *x = a, *y = b;
+    int c = cmp_key(a, b);
+    return c ? c : cmp_offset(x, y);
+}
 
 static char *idx_path_for(const char *rec)
 {
@@ -58,46 +69,106 @@ static char *idx_path_for(const char *rec)
     return p;
 }
 
-/* Parse "key<TAB>offset" lines. A missing .idx is fine (keys become ordinals). */
-static int load_index(mf_recordio_reader *r, const char *idx_path)
+/* One `key<TAB>offset` line (newline stripped), strictly: both decimal. */
+static int parse_idx_line(const char *line, size_t len, int64_t *key, uint64_t *off)
 {
-    FILE *f = fopen(idx_path, "r");
-    if (!f)
-        return 0;
-    size_t cap = 0;
-    char line[128];
-    long long key;
-    unsigned long long off;
-    int rc = 0;
-    for (size_t lineno = 1; fgets(line, sizeof line, f); lineno++) {
-        if (line[0] == '\n' || line[0] == '\0')
-            continue;
-        if (sscanf(line, "%lld\t%llu", &key, &off) != 2) {
-            rc = mf_set_error(MF_ERR_FORMAT, "'%s' line %zu: expected 'key<TAB>offset'",
-                              idx_path, lineno);
-            break;
-        }
-        if (r->n_idx == cap) {
-            cap = cap ? cap * 2 : 1024;
-            idx_entry *e = realloc(r->by_offset, cap * sizeof *e);
-            if (!e) {
-                rc = mf_set_error(MF_ERR_NOMEM, "out of memory reading '%s'", idx_path);
-                break;
-            }
-            r->by_offset = e;
-        }
-        r->by_offset[r->n_idx++] = (idx_entry){.offset = off, .key = key};
+    const char *tab = memchr(line, '\t', len);
+    if (!tab || mf_label_parse(line, (size_t)(tab - line), 0, key) < 0)
+        return -1;
+    size_t digits = 0;
+    uint64_t v = 0;
+    for (const char *p = tab + 1; p < line + len; p++, digits++) {
+        if (*p < '0' || *p > '9' || digits == 18)
+            return -1; /* 18 digits: no overflow, far beyond any file */
+        v = v * 10 + (uint64_t)(*p - '0');
     }
-    fclose(f);
-    if (rc < 0 || r->n_idx == 0)
-        return rc;
+    *off = v;
+    return digits ? 0 : -1;
+}
+
+static int push_idx(mf_recordio_reader *r, size_t *cap, idx_entry e, const char *idx_path)
+{
+    /* Every record takes at least 8 bytes, so a .idx with more lines than that is not
+     * describing this .rec; the bound also caps what a hostile .idx can allocate. */
+    if (r->n_idx > r->file_size / 8)
+        return mf_set_error(MF_ERR_FORMAT, "'%s' has more lines than '%s' can hold records",
+                            idx_path, r->path);
+    if (r->n_idx == *cap) {
+        size_t ncap = *cap ? *cap * 2 : 1024;
+        idx_entry *v = realloc(r->by_offset, ncap * sizeof *v);
+        if (!v)
+            return mf_set_error(MF_ERR_NOMEM, "out of memory reading '%s'", idx_path);
+        r->by_offset = v;
+        *cap = ncap;
+    }
+    r->by_offset[r->n_idx++] = e;
+    return 0;
+}
+
+/* Sort both views; an offset given twice is an error, a key given twice marks every
+ * record after the first (in file order) as a duplicate. */
+static int index_views(mf_recordio_reader *r, const char *idx_path)
+{
+    qsort(r->by_offset, r->n_idx, sizeof *r->by_offset, cmp_offset);
+    for (size_t i = 1; i < r->n_idx; i++)
+        if (r->by_offset[i].offset == r->by_offset[i - 1].offset)
+            return mf_set_error(
+                MF_ERR_FORMAT, "'%s' line %zu: offset %llu already given on line %zu", idx_path,
+                r->by_offset[i].line, (unsigned long long)r->by_offset[i].offset,
+                r->by_offset[i - 1].line);
     r->by_key = malloc(r->n_idx * sizeof *r->by_key);
     if (!r->by_key)
         return mf_set_error(MF_ERR_NOMEM, "out of memory reading '%s'", idx_path);
     memcpy(r->by_key, r->by_offset, r->n_idx * sizeof *r->by_key);
-    qsort(r->by_offset, r->n_idx, sizeof *r->by_offset, cmp_offset);
-    qsort(r->by_key, r->n_idx, sizeof *r->by_key, cmp_key);
+    qsort(r->by_key, r->n_idx, sizeof *r->by_key, cmp_key_offset);
+    for (size_t i = 1; i < r->n_idx; i++) {
+        if (r->by_key[i].key != r->by_key[i - 1].key)
+            continue;
+        r->by_key[i].duplicate = 1;
+        idx_entry *e = bsearch(&r->by_key[i], r->by_offset, r->n_idx, sizeof *e, cmp_offset);
+        if (e)
+            e->duplicate = 1;
+    }
     return 0;
+}
+
+/* Parse "key<TAB>offset" lines. A missing .idx is fine (keys become ordinals). */
+static int load_index(mf_recordio_reader *r, const char *idx_path)
+{
+    const char *why;
+    int fd = mf_open_regular(idx_path, &why);
+    if (fd < 0 && errno == ENOENT)
+        return 0;
+    FILE *f = fd >= 0 ? fdopen(fd, "r") : NULL;
+    if (!f) {
+        if (fd >= 0)
+            close(fd);
+        return mf_set_error(MF_ERR_IO, "cannot open '%s': %s", idx_path,
+                            fd < 0 ? why : strerror(errno));
+    }
+    size_t cap = 0;
+    char line[128];
+    int rc = 0;
+    for (size_t lineno = 1; rc == 0 && fgets(line, sizeof line, f); lineno++) {
+        size_t len = strlen(line);
+        int whole = len && line[len - 1] == '\n';
+        len -= whole;
+        len -= len && line[len - 1] == '\r';
+        if (len == 0 && whole)
+            continue;
+        idx_entry e = {.line = lineno};
+        if ((!whole && !feof(f)) || len != strcspn(line, "\n") ||
+            parse_idx_line(line, len, &e.key, &e.offset) < 0)
+            rc = mf_set_error(MF_ERR_FORMAT,
+                              "'%s' line %zu: expected 'key<TAB>offset' (decimal, key < 2^53)",
+                              idx_path, lineno);
+        else /* an offset past the end (a truncated .rec) fails when it is read */
+            rc = push_idx(r, &cap, e, idx_path);
+    }
+    fclose(f);
+    if (rc < 0 || r->n_idx == 0)
+        return rc;
+    return index_views(r, idx_path);
 }
 
 int mf_recordio_open(mf_recordio_reader **out, const char *rec_path, size_t max_record)
@@ -111,11 +182,17 @@ int mf_recordio_open(mf_recordio_reader **out, const char *rec_path, size_t max_
     char *idx = idx_path_for(rec_path);
     struct stat st;
     int rc = 0;
+    const char *why = NULL;
+    int fd = -1;
     if (!r->path || !idx)
         rc = mf_set_error(MF_ERR_NOMEM, "out of memory");
-    else if (!(r->f = fopen(rec_path, "rb")) || fstat(fileno(r->f), &st) < 0)
-        rc = mf_set_error(MF_ERR_IO, "cannot open '%s': %s", rec_path, strerror(errno));
-    else {
+    else if ((fd = mf_open_regular(rec_path, &why)) < 0 || !(r->f = fdopen(fd, "rb")) ||
+             fstat(fileno(r->f), &st) < 0) {
+        rc = mf_set_error(MF_ERR_IO, "cannot open '%s': %s", rec_path,
+                          why ? why : strerror(errno));
+        if (fd >= 0 && !r->f)
+            close(fd);
+    } else {
         r->file_size = (uint64_t)st.st_size;
         rc = load_index(r, idx);
     }
@@ -154,6 +231,14 @@ static int64_t key_at(const mf_recordio_reader *r, uint64_t offset)
     idx_entry probe = {.offset = offset};
     const idx_entry *e = bsearch(&probe, r->by_offset, r->n_idx, sizeof probe, cmp_offset);
     return e ? e->key : -1;
+}
+
+static int duplicate_at(const mf_recordio_reader *r, uint64_t offset)
+{
+    idx_entry probe = {.offset = offset};
+    const idx_entry *e =
+        r->n_idx ? bsearch(&probe, r->by_offset, r->n_idx, sizeof probe, cmp_offset) : NULL;
+    return e && e->duplicate;
 }
 
 static int stop(mf_recordio_reader *r, const char *what, uint64_t at)
@@ -233,6 +318,7 @@ int mf_recordio_next(mf_recordio_reader *r, mf_record *rec, int load)
     memset(rec, 0, sizeof *rec);
     rec->offset = r->pos;
     rec->key = key_at(r, r->pos);
+    rec->duplicate = duplicate_at(r, r->pos);
     size_t size = 0;
     int too_big = 0, rc = read_parts(r, load, &size, &too_big);
     if (rc < 0)
@@ -271,6 +357,8 @@ int mf_recordio_read_key(mf_recordio_reader *r, int64_t key, mf_record *rec)
     if (!e)
         return mf_set_error(MF_ERR_ARG, "key %lld is not in the index of '%s'", (long long)key,
                             r->path);
+    while (e > r->by_key && e[-1].key == key)
+        e--; /* the first record with this key owns it */
     r->pos = e->offset;
     r->dead = 0;
     int rc = mf_recordio_next(r, rec, 1);
@@ -301,10 +389,16 @@ int mf_record_parse(mf_record_header *h, const uint8_t *p, size_t size)
     return 0;
 }
 
-int64_t mf_record_class(const mf_record_header *h)
+int mf_record_label(const mf_record_header *h, int64_t *label)
 {
     float v = h->flag > 0 ? h->labels[0] : h->label;
-    if (!(v > -9.2e18f && v < 9.2e18f))
-        return -1;
-    return (int64_t)v;
+    if (mf_label_from_float(v, 1, label) < 0)
+        return mf_wrap_error(MF_ERR_FORMAT, "record header");
+    return 0;
+}
+
+int64_t mf_record_class(const mf_record_header *h)
+{
+    int64_t label;
+    return mf_record_label(h, &label) == 0 ? label : -1;
 }

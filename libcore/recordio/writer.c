@@ -1,10 +1,13 @@
 /* writer.c - write RecordIO in the insightface layout (see include/mf/recordio.h).
  *
  * Record 0 must hold counts known only at the end, so a fixed-size placeholder is
- * written first and overwritten at commit. Output goes to temporaries renamed into
- * place after fsync, so a crash never leaves a .rec that looks complete. */
+ * written first and overwritten at commit. Both files are outputs of the durable-output
+ * module, published together only once both are on disk, so a crash never leaves a .rec
+ * that looks complete. */
+#include "mf/durable.h"
 #include "mf/recordio.h"
 #include "mf/status.h"
+#include "vec.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -16,9 +19,9 @@ typedef struct identity {
 } identity;
 
 struct mf_recordio_writer {
-    FILE *rec, *idx;
-    char *rec_path, *idx_path, *rec_tmp, *idx_tmp;
-    int64_t n; /* images written; keys 1..n */
+    mf_output *out[2]; /* .rec, .idx */
+    FILE *rec, *idx;   /* their streams */
+    int64_t n;         /* images written; keys 1..n */
     identity *ids;
     size_t n_ids, cap_ids;
     uint8_t *buf;
@@ -58,33 +61,8 @@ int mf_recordio_write_record(FILE *f, const void *payload, size_t size)
     return ok ? 0 : mf_set_error(MF_ERR_IO, "write failed: %s", strerror(errno));
 }
 
-static char *suffixed(const char *path, const char *suffix)
+static void writer_free(mf_recordio_writer *w)
 {
-    size_t n = strlen(path), m = strlen(suffix);
-    char *s = malloc(n + m + 1);
-    if (s) {
-        memcpy(s, path, n);
-        memcpy(s + n, suffix, m + 1);
-    }
-    return s;
-}
-
-static void writer_free(mf_recordio_writer *w, int remove_tmp)
-{
-    if (w->rec)
-        fclose(w->rec);
-    if (w->idx)
-        fclose(w->idx);
-    if (remove_tmp) {
-        if (w->rec_tmp)
-            unlink(w->rec_tmp);
-        if (w->idx_tmp)
-            unlink(w->idx_tmp);
-    }
-    free(w->rec_path);
-    free(w->idx_path);
-    free(w->rec_tmp);
-    free(w->idx_tmp);
     free(w->ids);
     free(w->buf);
     free(w);
@@ -92,8 +70,11 @@ static void writer_free(mf_recordio_writer *w, int remove_tmp)
 
 void mf_recordio_writer_discard(mf_recordio_writer *w)
 {
-    if (w)
-        writer_free(w, 1);
+    if (!w)
+        return;
+    mf_output_abort(w->out[0]);
+    mf_output_abort(w->out[1]);
+    writer_free(w);
 }
 
 /* A header-only payload: flag 2, labels a and b (record 0 and identity records). */
@@ -107,28 +88,22 @@ static int write_pair(FILE *f, float a, float b)
 }
 
 int mf_recordio_writer_open(mf_recordio_writer **out, const char *rec_path,
-                            const char *idx_path)
+                            const char *idx_path, unsigned flags)
 {
     *out = NULL;
     mf_recordio_writer *w = calloc(1, sizeof *w);
     if (!w)
         return mf_set_error(MF_ERR_NOMEM, "out of memory");
-    w->rec_path = strdup(rec_path);
-    w->idx_path = strdup(idx_path);
-    w->rec_tmp = suffixed(rec_path, ".tmp");
-    w->idx_tmp = suffixed(idx_path, ".tmp");
-    if (!w->rec_path || !w->idx_path || !w->rec_tmp || !w->idx_tmp) {
-        writer_free(w, 0);
-        return mf_set_error(MF_ERR_NOMEM, "out of memory");
-    }
-    int rc = 0;
-    if (!(w->rec = fopen(w->rec_tmp, "wb")) || !(w->idx = fopen(w->idx_tmp, "w")))
-        rc = mf_set_error(MF_ERR_IO, "cannot create '%s': %s", w->rec ? w->idx_tmp : w->rec_tmp,
-                          strerror(errno));
-    else if ((rc = write_pair(w->rec, 0, 0)) == 0 && fprintf(w->idx, "0\t0\n") < 0)
-        rc = mf_set_error(MF_ERR_IO, "cannot write '%s': %s", w->idx_tmp, strerror(errno));
+    int rc = mf_output_open(&w->out[0], rec_path, flags);
+    if (rc == 0)
+        rc = mf_output_open(&w->out[1], idx_path, flags);
+    if (rc == 0 &&
+        (!(w->rec = mf_output_stream(w->out[0])) || !(w->idx = mf_output_stream(w->out[1]))))
+        rc = MF_ERR_IO;
+    if (rc == 0 && (rc = write_pair(w->rec, 0, 0)) == 0 && fprintf(w->idx, "0\t0\n") < 0)
+        rc = mf_set_error(MF_ERR_IO, "cannot write '%s': %s", idx_path, strerror(errno));
     if (rc < 0) {
-        writer_free(w, 1);
+        mf_recordio_writer_discard(w);
         return rc;
     }
     *out = w;
@@ -144,14 +119,8 @@ static int note_identity(mf_recordio_writer *w, int64_t label, int64_t key)
     if (w->n_ids && w->ids[w->n_ids - 1].label > label)
         return mf_set_error(MF_ERR_ARG, "labels must be non-decreasing (%lld after %lld)",
                             (long long)label, (long long)w->ids[w->n_ids - 1].label);
-    if (w->n_ids == w->cap_ids) {
-        size_t cap = w->cap_ids ? w->cap_ids * 2 : 256;
-        identity *ids = realloc(w->ids, cap * sizeof *ids);
-        if (!ids)
-            return mf_set_error(MF_ERR_NOMEM, "out of memory");
-        w->ids = ids;
-        w->cap_ids = cap;
-    }
+    if (MF_GROW(w->ids, w->cap_ids, w->n_ids + 1, "identities") < 0)
+        return MF_ERR_NOMEM;
     w->ids[w->n_ids++] = (identity){.label = label, .first = key, .end = key + 1};
     return 0;
 }
@@ -184,24 +153,20 @@ int mf_recordio_writer_add(mf_recordio_writer *w, int64_t label, const void *ima
     memcpy(w->buf + 24, image, size);
     off_t at = ftello(w->rec);
     if (at < 0 || fprintf(w->idx, "%lld\t%lld\n", (long long)key, (long long)at) < 0)
-        return mf_set_error(MF_ERR_IO, "cannot write '%s': %s", w->idx_tmp, strerror(errno));
+        return mf_set_error(MF_ERR_IO, "cannot write '%s': %s", mf_output_path(w->out[1]),
+                            strerror(errno));
     if ((rc = mf_recordio_write_record(w->rec, w->buf, 24 + size)) < 0)
         return rc;
     w->n = key;
     return 0;
 }
 
-static int finish_file(FILE **f, const char *tmp, const char *final)
+int mf_recordio_writer_commit(mf_recordio_writer *w)
 {
-    int bad = fflush(*f) != 0 || fsync(fileno(*f)) != 0;
-    bad |= fclose(*f) != 0;
-    *f = NULL;
-    if (bad || rename(tmp, final) != 0)
-        return mf_set_error(MF_ERR_IO, "cannot write '%s': %s", final, strerror(errno));
-    return 0;
+    return mf_recordio_writer_commit_with(w, NULL, 0);
 }
 
-int mf_recordio_writer_commit(mf_recordio_writer *w)
+int mf_recordio_writer_commit_with(mf_recordio_writer *w, mf_output **also, size_t n_also)
 {
     int rc = 0;
     int64_t first_id = w->n + 1;
@@ -209,18 +174,29 @@ int mf_recordio_writer_commit(mf_recordio_writer *w)
         off_t at = ftello(w->rec);
         if (at < 0 || fprintf(w->idx, "%lld\t%lld\n", (long long)(first_id + (int64_t)i),
                               (long long)at) < 0)
-            rc = mf_set_error(MF_ERR_IO, "cannot write '%s': %s", w->idx_tmp, strerror(errno));
+            rc = mf_set_error(MF_ERR_IO, "cannot write '%s': %s", mf_output_path(w->out[1]),
+                              strerror(errno));
         else
             rc = write_pair(w->rec, (float)w->ids[i].first, (float)w->ids[i].end);
     }
     if (rc == 0 && fseeko(w->rec, 0, SEEK_SET) != 0)
-        rc = mf_set_error(MF_ERR_IO, "cannot seek in '%s'", w->rec_tmp);
+        rc = mf_set_error(MF_ERR_IO, "cannot seek in '%s'", mf_output_path(w->out[0]));
     if (rc == 0)
         rc = write_pair(w->rec, (float)first_id, (float)(first_id + (int64_t)w->n_ids));
-    if (rc == 0)
-        rc = finish_file(&w->rec, w->rec_tmp, w->rec_path);
-    if (rc == 0)
-        rc = finish_file(&w->idx, w->idx_tmp, w->idx_path);
-    writer_free(w, rc < 0);
+    mf_output *outs[2 + MF_RECORDIO_MAX_COMPANIONS];
+    if (rc == 0 && n_also > MF_RECORDIO_MAX_COMPANIONS)
+        rc = mf_set_error(MF_ERR_ARG, "too many companion outputs");
+    if (rc < 0) {
+        for (size_t i = 0; i < n_also; i++)
+            mf_output_abort(also[i]);
+        mf_recordio_writer_discard(w);
+        return rc;
+    }
+    outs[0] = w->out[0];
+    outs[1] = w->out[1];
+    for (size_t i = 0; i < n_also; i++)
+        outs[2 + i] = also[i];
+    rc = mf_output_commit_all(outs, 2 + n_also);
+    writer_free(w);
     return rc;
 }

@@ -15,9 +15,14 @@ void mf_html_text(FILE *f, const char *s);
  * memory or when the bytes are not a JPEG or PNG. */
 char *mf_html_data_uri(const uint8_t *data, size_t size);
 
-/* Bar chart of h as an <svg> (width x height px) with axis labels; a red vertical line
+/* Bar chart of h as an <svg> (width x height px) with axis labels; `under` (NULL or on
+ * the same bins) drawn grey behind it (the rows before filtering); a red vertical line
  * and a label at `cut` when has_cut. */
-void mf_html_histogram(FILE *f, const mf_histogram *h, int has_cut, double cut, int width,
-                       int height);
+void mf_html_histogram(FILE *f, const mf_histogram *h, const mf_histogram *under, int has_cut,
+                       double cut, int width, int height);
+
+/* A line through (x[i], y[i]) as an <svg>, x from 0 as a percentage, y from 0. */
+void mf_html_curve(FILE *f, const double *x, const double *y, int n, int width, int height,
+                   const char *xlabel, const char *ylabel);
 
 #endif

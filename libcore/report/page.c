@@ -1,9 +1,11 @@
 /* page.c - the HTML of mf-report. One file, no external resource: a Content Security
  * Policy forbids every fetch except data: images, so the page cannot reach the network
  * even if some text slipped through unescaped. */
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "html.h"
 #include "mf/status.h"
@@ -21,9 +23,35 @@ static const char *style =
     ".face{margin:0;width:112px;font-size:11px}.face img,.noimg{width:112px;height:112px;"
     "display:block;border:1px solid #ccc}.noimg{background:#fee;color:#a00;text-align:center;"
     "font-size:11px;overflow:hidden}"
-    ".id{display:block;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}"
+    ".id{display:block;word-break:break-all;max-height:2.9em;overflow:hidden}"
     ".parts{display:flex;flex-wrap:wrap;gap:24px}.none{color:#777;font-style:italic}"
-    ".sub{color:#666;margin-top:0}";
+    ".sub{color:#666;margin-top:0}.kv{display:inline-table;margin-right:32px}";
+
+static const char *plural(uint64_t n, const char *one, const char *many)
+{
+    return n == 1 ? one : many;
+}
+
+/* The informative end of an id: its last path components that fit in TAIL_BYTES
+ * ("…/id07/3.jpg"; the end of the last component if even that is longer), cut at a
+ * UTF-8 boundary; the whole id is in the caption's title. */
+#define TAIL_BYTES 40
+
+static void id_tail(FILE *f, const char *id)
+{
+    size_t n = strlen(id);
+    if (n <= TAIL_BYTES) {
+        mf_html_text(f, id);
+        return;
+    }
+    const char *t = id + n - TAIL_BYTES, *slash = strchr(t, '/');
+    if (slash && slash[1])
+        t = slash;              /* start at a component */
+    while ((*t & 0xc0) == 0x80) /* not in the middle of a character */
+        t++;
+    fputs("\xe2\x80\xa6", f); /* U+2026 */
+    mf_html_text(f, t);
+}
 
 static void face_html(FILE *f, const rp_data *d, const rp_face *x)
 {
@@ -42,7 +70,7 @@ static void face_html(FILE *f, const rp_data *d, const rp_face *x)
     fputs("<figcaption><span class=\"id\" title=\"", f);
     mf_html_text(f, id);
     fputs("\">", f);
-    mf_html_text(f, id);
+    id_tail(f, id);
     fprintf(f, "</span>m %.3f", x->mag);
     if (x->label >= -1)
         fprintf(f, " · label %lld", (long long)x->label);
@@ -70,6 +98,49 @@ static void faces_html(FILE *f, const rp_data *d, const rp_face *v, size_t n)
     fputs("</div>\n", f);
 }
 
+/* One row per member of a flat JSON object: "key: value" with numbers and booleans. */
+static void json_rows(FILE *f, const cJSON *o, int skip_zero)
+{
+    for (const cJSON *it = o ? o->child : NULL; it; it = it->next) {
+        if (cJSON_IsObject(it) || cJSON_IsArray(it) || cJSON_IsNull(it))
+            continue;
+        if (skip_zero && cJSON_IsNumber(it) && it->valuedouble == 0)
+            continue;
+        if (skip_zero && cJSON_IsFalse(it))
+            continue;
+        fputs("<tr><th>", f);
+        mf_html_text(f, it->string);
+        fputs("</th><td>", f);
+        if (cJSON_IsNumber(it))
+            fprintf(f, "%.6g", it->valuedouble);
+        else if (cJSON_IsString(it))
+            mf_html_text(f, it->valuestring);
+        else
+            fputs(cJSON_IsTrue(it) ? "yes" : "no", f);
+        fputs("</td></tr>\n", f);
+    }
+}
+
+/* What mf-filter did, as recorded in the store: the rules given, the rows each dropped,
+ * and its other figures (counts, cuts, the --auto reason, anything a newer version
+ * adds), every value escaped. */
+static void filter_settings(FILE *f, const rp_data *d)
+{
+    cJSON *j = d->filter_json ? cJSON_Parse(d->filter_json) : NULL;
+    if (!j)
+        return;
+    fputs("<h3>Filtering (mf-filter)</h3>\n<table class=\"kv\"><tr><th>rules</th><td></td>"
+          "</tr>\n",
+          f);
+    json_rows(f, cJSON_GetObjectItemCaseSensitive(j, "rules"), 1);
+    fputs("</table>\n<table class=\"kv\"><tr><th>rows dropped by</th><td></td></tr>\n", f);
+    json_rows(f, cJSON_GetObjectItemCaseSensitive(j, "dropped"), 1);
+    fputs("</table>\n<table class=\"kv\">\n", f);
+    json_rows(f, j, 0); /* the top-level figures; objects and arrays are left out */
+    fputs("</table>\n", f);
+    cJSON_Delete(j);
+}
+
 static void summary(FILE *f, const rp_data *d)
 {
     const char *model = mf_store_attr(d->s, "model");
@@ -81,22 +152,25 @@ static void summary(FILE *f, const rp_data *d)
     fprintf(f, "</td></tr>\n<tr><th>dimension</th><td>%d</td></tr>\n", mf_store_dim(d->s));
     fprintf(f, "<tr><th>failed inputs</th><td>%llu</td></tr>\n",
             (unsigned long long)mf_store_failed_count(d->s));
-    fprintf(f, "<tr><th>identities</th><td>%llu (%llu rows unlabelled)</td></tr>\n",
-            (unsigned long long)d->identities, (unsigned long long)d->unlabelled);
+    fprintf(f, "<tr><th>identities</th><td>%llu (%llu %s unlabelled)</td></tr>\n",
+            (unsigned long long)d->identities, (unsigned long long)d->unlabelled,
+            plural(d->unlabelled, "row", "rows"));
     if (d->cluster)
-        fprintf(f, "<tr><th>clusters</th><td>%llu (%llu rows unassigned)</td></tr>\n",
-                (unsigned long long)d->clusters, (unsigned long long)d->unassigned);
+        fprintf(f, "<tr><th>clusters</th><td>%llu (%llu %s unassigned)</td></tr>\n",
+                (unsigned long long)d->clusters, (unsigned long long)d->unassigned,
+                plural(d->unassigned, "row", "rows"));
     if (d->n)
         fprintf(f,
                 "<tr><th>magnitude</th><td>min %.3f · p1 %.3f · median %.3f · p99 %.3f"
                 " · max %.3f</td></tr>\n",
                 d->pct[0], d->pct[1], d->pct[2], d->pct[3], d->pct[4]);
+    if (d->nonfinite)
+        fprintf(f,
+                "<tr><th>not finite</th><td class=\"warn\">%llu rows have a NaN or infinite "
+                "magnitude (left out of the figures; mf-filter drops them)</td></tr>\n",
+                (unsigned long long)d->nonfinite);
     fputs("</table>\n", f);
-    if (d->filter_json) {
-        fputs("<h3>Filter settings (mf_filter)</h3><pre>", f);
-        mf_html_text(f, d->filter_json);
-        fputs("</pre>\n", f);
-    }
+    filter_settings(f, d);
     fputs("</section>\n", f);
 }
 
@@ -107,12 +181,53 @@ static void histogram(FILE *f, const rp_data *d)
         fputs("<p class=\"none\">The store has no rows.</p></section>\n", f);
         return;
     }
-    mf_html_histogram(f, &d->hist, d->has_cut, d->cut, 900, 280);
-    if (d->has_cut)
-        fprintf(f, "<p>The dashed line is the magnitude cut recorded by mf-filter: %.3f.</p>\n",
+    mf_html_histogram(f, &d->hist, d->has_before ? &d->before : NULL, d->has_cut, d->cut, 900,
+                      280);
+    if (d->has_before)
+        fprintf(f, "<p>Grey: the %llu rows before filtering; blue: the %llu %s of this store.",
+                (unsigned long long)d->before_rows, (unsigned long long)d->n,
+                plural(d->n, "row", "rows"));
+    else
+        fputs("<p>The rows of this store.", f);
+    if (d->has_cut && d->has_before && d->removed_by_cut && d->before_rows)
+        fprintf(f,
+                " The dashed line is the magnitude cut recorded by mf-filter, %.3f: the "
+                "magnitude rules removed %llu %s (%.1f%% of the rows before filtering).</p>\n",
+                d->cut, (unsigned long long)d->removed_by_cut,
+                plural(d->removed_by_cut, "row", "rows"),
+                100.0 * (double)d->removed_by_cut / (double)d->before_rows);
+    else if (d->has_cut)
+        fprintf(f, " The dashed line is the magnitude cut recorded by mf-filter: %.3f.</p>\n",
                 d->cut);
     else
-        fputs("<p class=\"none\">No magnitude cut recorded in this store.</p>\n", f);
+        fputs(" No magnitude cut recorded in this store.</p>\n", f);
+    fputs("</section>\n", f);
+}
+
+/* The error-versus-reject curve: does rejecting low magnitudes remove recognition errors? */
+static void quality(FILE *f, const rp_data *d)
+{
+    fputs("<section id=\"quality\"><h2>Is magnitude a quality?</h2>\n", f);
+    if (!d->has_erc) {
+        fprintf(f, "<p class=\"none\">%s</p></section>\n",
+                d->erc_note[0] ? d->erc_note : "No labels to compare pairs with.");
+        return;
+    }
+    const mf_erc *e = &d->erc;
+    mf_html_curve(f, e->reject, e->fnmr, e->steps, 900, 260,
+                  "genuine pairs rejected, lowest pair magnitude first",
+                  "false non-match rate");
+    fprintf(
+        f,
+        "<p>Error-versus-reject curve (MagFace's quality evaluation): pairs of faces of one "
+        "identity (%llu genuine pairs) are compared at the threshold where %.2g of the "
+        "pairs of different identities match (%llu impostor pairs); the curve shows the "
+        "share of genuine pairs that fail to match as the pairs whose lower magnitude is "
+        "smallest are set aside. A falling curve means magnitude ranks faces by how "
+        "recognisable they are. Computed on %llu %s%s.</p>\n",
+        (unsigned long long)e->genuine, mf_erc_default_params().fmr,
+        (unsigned long long)e->impostor, (unsigned long long)d->erc_rows,
+        plural(d->erc_rows, "row", "rows"), e->sampled ? ", pairs drawn at random" : "");
     fputs("</section>\n", f);
 }
 
@@ -136,12 +251,17 @@ static void dropped(FILE *f, const rp_data *d)
     else if (!d->n_rules)
         fputs("<p class=\"none\">The filter report lists no dropped rows.</p>\n", f);
     else
-        fprintf(f, "<p>%llu rows dropped; a random sample of each rule below.</p>\n",
-                (unsigned long long)d->dropped_total);
+        fprintf(f,
+                "<p>%llu %s dropped; a random sample of each rule below. Under each face: its "
+                "magnitude (m), label, and the figure that failed its rule: the magnitude for "
+                "the magnitude rules, the cosine to its identity's centre for the outlier "
+                "rules, the cosine to the copy kept for near-duplicates.</p>\n",
+                (unsigned long long)d->dropped_total, plural(d->dropped_total, "row", "rows"));
     for (size_t k = 0; k < d->n_rules; k++) {
         fputs("<div class=\"rule\"><h3>", f);
         mf_html_text(f, d->rules[k].name);
-        fprintf(f, ": %llu rows</h3>\n", (unsigned long long)d->rules[k].count);
+        fprintf(f, ": %llu %s</h3>\n", (unsigned long long)d->rules[k].count,
+                plural(d->rules[k].count, "row", "rows"));
         faces_html(f, d, d->rules[k].faces, d->rules[k].n_faces);
         fputs("</div>\n", f);
     }
@@ -155,8 +275,9 @@ static void clusters(FILE *f, const rp_data *d)
         fputs("<p class=\"none\">This store has no /cluster (run mf-cluster).</p>\n", f);
     for (size_t i = 0; i < d->n_big; i++) {
         const rp_group *g = &d->big[i];
-        fprintf(f, "<div class=\"group\"><h3>cluster %lld: %llu faces, mean magnitude %.3f",
-                (long long)g->key, (unsigned long long)g->total, g->mean_mag);
+        fprintf(f, "<div class=\"group\"><h3>cluster %lld: %llu %s, mean magnitude %.3f",
+                (long long)g->key, (unsigned long long)g->total,
+                plural(g->total, "face", "faces"), g->mean_mag);
         if (g->majority >= 0)
             fprintf(f, ", %llu label%s, majority label %lld (%.0f%%)",
                     (unsigned long long)g->distinct, g->distinct == 1 ? "" : "s",
@@ -187,16 +308,18 @@ static void disagreements(FILE *f, const rp_data *d, int split)
                 n);
     for (size_t i = 0; i < n; i++) {
         fprintf(f,
-                "<div class=\"group\"><h3>%s %lld: %llu rows in %llu %s</h3>"
+                "<div class=\"group\"><h3>%s %lld: %llu %s in %llu %s</h3>"
                 "<div class=\"parts\">\n",
                 split ? "label" : "cluster", (long long)g[i].key,
-                (unsigned long long)g[i].total, (unsigned long long)g[i].distinct,
-                split ? "clusters" : "labels");
+                (unsigned long long)g[i].total, plural(g[i].total, "row", "rows"),
+                (unsigned long long)g[i].distinct,
+                split ? plural(g[i].distinct, "cluster", "clusters")
+                      : plural(g[i].distinct, "label", "labels"));
         for (size_t k = 0; k < g[i].n_parts; k++) {
             const rp_part *p = &g[i].parts[k];
-            fprintf(f, "<div class=\"part\"><h4>%s %lld: %llu rows</h4>\n",
+            fprintf(f, "<div class=\"part\"><h4>%s %lld: %llu %s</h4>\n",
                     split ? "cluster" : "label", (long long)p->key,
-                    (unsigned long long)p->count);
+                    (unsigned long long)p->count, plural(p->count, "row", "rows"));
             faces_html(f, d, p->faces, p->n_faces);
             fputs("</div>\n", f);
         }
@@ -218,12 +341,14 @@ int mf_report_page(FILE *f, const rp_data *d)
             style);
     mf_html_text(f, mf_store_path(d->s));
     fputs("</p>\n<nav><a href=\"#summary\">summary</a><a href=\"#histogram\">histogram</a>"
+          "<a href=\"#quality\">quality</a>"
           "<a href=\"#lowest\">lowest</a><a href=\"#dropped\">dropped</a>"
           "<a href=\"#clusters\">clusters</a><a href=\"#split\">split</a>"
           "<a href=\"#merged\">merged</a></nav>\n",
           f);
     summary(f, d);
     histogram(f, d);
+    quality(f, d);
     lowest(f, d);
     dropped(f, d);
     clusters(f, d);

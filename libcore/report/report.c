@@ -11,12 +11,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "export/export_internal.h"
+#include "mf/durable.h"
 #include "html.h"
 #include "mf/export.h"
 #include "mf/log.h"
+#include "mf/source.h"
 #include "mf/status.h"
+#include "mf/tsv.h"
 #include "report_internal.h"
+#include "vec.h"
 
 #define MAX_RULES 64
 
@@ -28,6 +31,7 @@ mf_report_params mf_report_default_params(void)
     p.top_groups = 6;
     p.per_group = 8;
     p.max_image_bytes = 256 << 10;
+    p.erc_rows = 50000;
     return p;
 }
 
@@ -63,14 +67,9 @@ int mf_report_find_cut(const char *filter_json, double *cut)
 /* Take ownership of `id` and return its thumbnail index (or a negative status). */
 static long add_thumb(rp_data *d, char *id)
 {
-    if (d->n_thumbs == d->cap_thumbs) {
-        size_t cap = d->cap_thumbs ? d->cap_thumbs * 2 : 256;
-        rp_thumb *t = realloc(d->thumbs, cap * sizeof *t);
-        if (!t) {
-            free(id);
-            return mf_set_error(MF_ERR_NOMEM, "out of memory");
-        }
-        d->thumbs = t, d->cap_thumbs = cap;
+    if (MF_GROW(d->thumbs, d->cap_thumbs, d->n_thumbs + 1, "thumbnails") < 0) {
+        free(id);
+        return MF_ERR_NOMEM;
     }
     d->thumbs[d->n_thumbs] = (rp_thumb){id, NULL, NULL};
     return (long)d->n_thumbs++;
@@ -136,58 +135,29 @@ static int fetch_thumbs(rp_data *d, mf_report_stats *st)
 
 /* ---- columns and summary ---------------------------------------------------------- */
 
-static int cmp_i64(const void *a, const void *b)
-{
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return (x > y) - (x < y);
-}
-
-/* Distinct values >= 0 of v[0..n) and the count of negative ones. */
-static int count_distinct(const int64_t *v, uint64_t n, uint64_t *distinct, uint64_t *neg)
-{
-    int64_t *c = malloc((n ? n : 1) * sizeof *c);
-    if (!c)
-        return mf_set_error(MF_ERR_NOMEM, "out of memory");
-    memcpy(c, v, n * sizeof *c);
-    qsort(c, n, sizeof *c, cmp_i64);
-    *distinct = *neg = 0;
-    for (uint64_t i = 0; i < n; i++) {
-        if (c[i] < 0)
-            (*neg)++;
-        else if (i == 0 || c[i] != c[i - 1])
-            (*distinct)++;
-    }
-    free(c);
-    return 0;
-}
-
 static int read_columns(rp_data *d)
 {
-    size_t n = (size_t)d->n, m = n ? n : 1;
-    d->mag = malloc(m * sizeof *d->mag);
-    d->label = malloc(m * sizeof *d->label);
-    int has_cluster = mf_store_has(d->s, "cluster");
-    d->cluster = has_cluster ? malloc(m * sizeof *d->cluster) : NULL;
-    float *sorted = malloc(m * sizeof *sorted);
-    int rc = d->mag && d->label && sorted && (d->cluster || !has_cluster)
-                 ? 0
-                 : mf_set_error(MF_ERR_NOMEM, "out of memory for %zu rows", n);
-    if (rc == 0 && n)
-        rc = mf_store_read_magnitude(d->s, 0, n, d->mag);
-    if (rc == 0 && n)
-        rc = mf_store_read_label(d->s, 0, n, d->label);
-    if (rc == 0 && n && d->cluster)
-        rc = mf_store_read_int64(d->s, "cluster", 0, n, d->cluster);
+    size_t n = (size_t)d->n;
+    int rc = mf_store_load_float(d->s, "magnitude", &d->mag);
     if (rc == 0)
-        rc = count_distinct(d->label, n, &d->identities, &d->unlabelled);
+        rc = mf_store_load_int64(d->s, "label", &d->label);
+    if (rc == 0 && mf_store_has(d->s, "cluster"))
+        rc = mf_store_load_int64(d->s, "cluster", &d->cluster);
+    if (rc == 0)
+        rc = mf_count_distinct(d->label, n, &d->identities, &d->unlabelled);
     if (rc == 0 && d->cluster)
-        rc = count_distinct(d->cluster, n, &d->clusters, &d->unassigned);
+        rc = mf_count_distinct(d->cluster, n, &d->clusters, &d->unassigned);
+    float *sorted = rc == 0 ? malloc((n ? n : 1) * sizeof *sorted) : NULL;
+    if (rc == 0 && !sorted)
+        rc = mf_set_error(MF_ERR_NOMEM, "out of memory for %zu rows", n);
     if (rc == 0 && n) {
         memcpy(sorted, d->mag, n * sizeof *sorted);
-        mf_sort_floats(sorted, n);
+        size_t m = mf_finite_floats(sorted, n);
+        d->nonfinite = n - m;
+        mf_sort_floats(sorted, m);
         const double q[5] = {0, 1, 50, 99, 100};
         for (int k = 0; k < 5; k++)
-            d->pct[k] = (float)mf_percentile_sorted(sorted, n, q[k]);
+            d->pct[k] = m ? (float)mf_percentile_sorted(sorted, m, q[k]) : NAN;
         mf_histogram_build(&d->hist, d->mag, n, 40);
     }
     free(sorted);
@@ -243,38 +213,25 @@ typedef struct tsv_cols {
     int id, label, mag, rule, figure, n;
 } tsv_cols;
 
-/* Split a line at tabs in place; returns the number of fields (at most max). */
-static int split_tabs(char *line, char **fields, int max)
-{
-    int n = 0;
-    line[strcspn(line, "\r\n")] = 0;
-    for (char *p = line; n < max;) {
-        fields[n++] = p;
-        char *tab = strchr(p, '\t');
-        if (!tab)
-            break;
-        *tab = 0;
-        p = tab + 1;
-    }
-    return n;
-}
-
 static int parse_header(char *line, tsv_cols *c, const char *path)
 {
     char *f[32];
-    int n = split_tabs(line, f, 32);
+    int n = mf_tsv_split(line, f, 32);
     *c = (tsv_cols){-1, -1, -1, -1, -1, n};
+    if (n > 32)
+        return mf_set_error(MF_ERR_FORMAT, "'%s': more than 32 columns in the header", path);
     for (int k = 0; k < n; k++) {
-        if (!strcmp(f[k], "id"))
-            c->id = k;
-        else if (!strcmp(f[k], "label"))
-            c->label = k;
-        else if (!strcmp(f[k], "magnitude"))
-            c->mag = k;
-        else if (!strcmp(f[k], "rule"))
-            c->rule = k;
-        else if (!strcmp(f[k], "figure"))
-            c->figure = k;
+        int *col = !strcmp(f[k], "id")          ? &c->id
+                   : !strcmp(f[k], "label")     ? &c->label
+                   : !strcmp(f[k], "magnitude") ? &c->mag
+                   : !strcmp(f[k], "rule")      ? &c->rule
+                   : !strcmp(f[k], "figure")    ? &c->figure
+                                                : NULL;
+        if (col && *col >= 0)
+            return mf_set_error(MF_ERR_FORMAT, "'%s': column '%s' appears twice in the header",
+                                path, f[k]);
+        if (col)
+            *col = k;
     }
     if (c->id < 0 || c->rule < 0)
         return mf_set_error(MF_ERR_FORMAT, "'%s': the header needs columns 'id' and 'rule'",
@@ -300,26 +257,71 @@ static rp_rule *find_rule(rp_data *d, const char *name)
     return r;
 }
 
-static double field_num(char **f, int n, int col)
+/* A number column (magnitude, figure): the whole field, as mf-filter writes it with
+ * %.4f ("nan" and "inf" included: a non-finite magnitude is what some rules report). */
+static int field_num(char **f, int col, double *v)
 {
-    return col >= 0 && col < n ? strtod(f[col], NULL) : NAN;
+    char *end;
+    if (col < 0) {
+        *v = NAN;
+        return 0;
+    }
+    *v = strtod(f[col], &end);
+    return f[col][0] && !*end ? 0 : -1;
 }
 
-static int take_row(rp_data *d, char **f, int n, const tsv_cols *c, uint64_t *rng)
+/* One parsed row: every field checked before anything is kept. */
+typedef struct tsv_row {
+    const char *id, *rule;
+    int64_t label;
+    double mag, figure;
+} tsv_row;
+
+static int parse_row(char *line, const tsv_cols *c, const char *path, size_t lineno, tsv_row *r)
 {
-    if (c->rule >= n || c->id >= n || !strcmp(f[c->rule], "keep") || !f[c->rule][0])
+    char *f[33];
+    int n = mf_tsv_split(line, f, 32);
+    if (n != c->n)
+        return mf_set_error(MF_ERR_FORMAT,
+                            "'%s' line %zu: %s%d tab-separated fields, the header has %d", path,
+                            lineno, n > 32 ? "more than " : "", n > 32 ? 32 : n, c->n);
+    const char *bad =
+        mf_tsv_unescape(f[c->id]) < 0     ? "id"
+        : mf_tsv_unescape(f[c->rule]) < 0 ? "rule"
+        : !f[c->id][0]                    ? "id (empty)"
+        : !f[c->rule][0]                  ? "rule (empty)"
+        : c->label >= 0 && mf_label_parse(f[c->label], strlen(f[c->label]), 1, &r->label) < 0
+            ? "label"
+        : field_num(f, c->mag, &r->mag) < 0       ? "magnitude"
+        : field_num(f, c->figure, &r->figure) < 0 ? "figure"
+                                                  : NULL;
+    if (bad)
+        return mf_set_error(MF_ERR_FORMAT, "'%s' line %zu: bad %s field", path, lineno, bad);
+    if (c->label < 0)
+        r->label = -2;
+    r->id = f[c->id];
+    r->rule = f[c->rule];
+    return 0;
+}
+
+static int take_row(rp_data *d, const tsv_row *row, const tsv_cols *c, uint64_t *rng,
+                    const char *path, size_t lineno)
+{
+    if (!strcmp(row->rule, "keep"))
         return 0;
-    rp_rule *r = find_rule(d, f[c->rule]);
+    rp_rule *r = find_rule(d, row->rule);
     if (!r)
-        return mf_set_error(MF_ERR_LIMIT,
-                            "filter report: more than %d rules (or out of memory)", MAX_RULES);
+        return d->n_rules == MAX_RULES
+                   ? mf_set_error(MF_ERR_LIMIT, "'%s' line %zu: more than %d rules", path,
+                                  lineno, MAX_RULES)
+                   : mf_set_error(MF_ERR_NOMEM, "'%s' line %zu: out of memory", path, lineno);
     r->count++;
     d->dropped_total++;
     uint64_t slot =
         r->count <= (uint64_t)d->p->per_rule ? r->count - 1 : next_random(rng) % r->count;
     if (slot >= (uint64_t)d->p->per_rule)
         return 0;
-    char *id = strdup(f[c->id]);
+    char *id = strdup(row->id);
     long t = id ? add_thumb(d, id) : mf_set_error(MF_ERR_NOMEM, "out of memory");
     if (t < 0)
         return (int)t;
@@ -327,13 +329,39 @@ static int take_row(rp_data *d, char **f, int n, const tsv_cols *c, uint64_t *rn
      * and only fetched ones cost anything, so drop it by marking it empty */
     if (slot < r->n_faces)
         free(d->thumbs[r->faces[slot].thumb].id), d->thumbs[r->faces[slot].thumb].id = NULL;
-    double lab = field_num(f, n, c->label);
     r->faces[slot] =
-        (rp_face){(size_t)t, (float)field_num(f, n, c->mag),   isnan(lab) ? -2 : (int64_t)lab,
-                  -2,        c->figure >= 0 ? "figure" : NULL, field_num(f, n, c->figure)};
+        (rp_face){(size_t)t,  (float)row->mag, row->label, -2, c->figure >= 0 ? "figure" : NULL,
+                  row->figure};
     if (slot == r->n_faces)
         r->n_faces++;
     return 0;
+}
+
+int rp_read_filter_report(rp_data *d, FILE *f, const char *path)
+{
+    if (!d->rules && !(d->rules = calloc(MAX_RULES, sizeof *d->rules)))
+        return mf_set_error(MF_ERR_NOMEM, "out of memory");
+    char *line = NULL;
+    size_t cap = 0, lineno = 1;
+    tsv_cols cols = {-1, -1, -1, -1, -1, 0};
+    uint64_t rng = 12345;
+    ssize_t len = getline(&line, &cap, f);
+    int rc = len < 0 ? mf_set_error(MF_ERR_FORMAT, "'%s' is empty", path)
+             : memchr(line, 0, (size_t)len)
+                 ? mf_set_error(MF_ERR_FORMAT, "'%s' line 1: NUL byte", path)
+                 : parse_header(line, &cols, path);
+    while (rc == 0 && (len = getline(&line, &cap, f)) >= 0) {
+        lineno++;
+        tsv_row row;
+        if (memchr(line, 0, (size_t)len))
+            rc = mf_set_error(MF_ERR_FORMAT, "'%s' line %zu: NUL byte", path, lineno);
+        else if ((rc = parse_row(line, &cols, path, lineno, &row)) == 0)
+            rc = take_row(d, &row, &cols, &rng, path, lineno);
+    }
+    if (rc == 0 && ferror(f))
+        rc = mf_set_error(MF_ERR_IO, "cannot read '%s': %s", path, strerror(errno));
+    free(line);
+    return rc;
 }
 
 static int gather_dropped(rp_data *d)
@@ -342,22 +370,7 @@ static int gather_dropped(rp_data *d)
     FILE *f = fopen(path, "r");
     if (!f)
         return mf_set_error(MF_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
-    d->rules = calloc(MAX_RULES, sizeof *d->rules);
-    char *line = NULL;
-    size_t cap = 0;
-    tsv_cols cols = {-1, -1, -1, -1, -1, 0};
-    uint64_t rng = 12345;
-    int rc = !d->rules                     ? mf_set_error(MF_ERR_NOMEM, "out of memory")
-             : getline(&line, &cap, f) < 0 ? mf_set_error(MF_ERR_FORMAT, "'%s' is empty", path)
-                                           : parse_header(line, &cols, path);
-    while (rc == 0 && getline(&line, &cap, f) >= 0) {
-        char *fields[32];
-        int n = split_tabs(line, fields, 32);
-        rc = take_row(d, fields, n, &cols, &rng);
-    }
-    if (rc == 0 && ferror(f))
-        rc = mf_set_error(MF_ERR_IO, "cannot read '%s': %s", path, strerror(errno));
-    free(line);
+    int rc = rp_read_filter_report(d, f, path);
     fclose(f);
     return rc;
 }
@@ -402,6 +415,10 @@ static int gather(rp_data *d)
     d->filter_json = mf_store_attr(d->s, "mf_filter");
     d->has_cut = mf_report_find_cut(d->filter_json, &d->cut);
     if (rc == 0)
+        rc = rp_gather_before(d);
+    if (rc == 0)
+        rc = rp_gather_erc(d);
+    if (rc == 0)
         rc = gather_lowest(d);
     if (rc == 0 && d->p->filter_report)
         rc = gather_dropped(d);
@@ -419,17 +436,22 @@ int mf_report_write(mf_store *s, const char *path, const mf_report_params *p,
     if (p->max_faces < 0 || p->per_rule < 0 || p->top_groups < 0 || p->per_group < 0)
         return mf_set_error(MF_ERR_ARG, "report sizes must not be negative");
     rp_data d = {.s = s, .p = p, .n = mf_store_rows(s)};
-    int rc = gather(&d);
+    /* Opened first: an output that may not be written is refused before any work. */
+    mf_output *o;
+    unsigned flags = MF_OUTPUT_MAKE_PARENTS | (p->overwrite ? MF_OUTPUT_OVERWRITE : 0);
+    int rc = mf_output_open(&o, path, flags);
+    if (rc < 0)
+        return rc;
+    rc = gather(&d);
     if (rc == 0)
         rc = fetch_thumbs(&d, st);
-    char *tmp = NULL;
-    FILE *f = rc == 0 && (rc = mf_make_parent(path)) == 0 ? mf_atomic_open(path, &tmp) : NULL;
+    FILE *f = rc == 0 ? mf_output_stream(o) : NULL;
     if (rc == 0 && !f)
         rc = MF_ERR_IO;
     if (rc == 0 && (rc = mf_report_page(f, &d)) == 0)
-        rc = mf_atomic_commit(f, tmp, path);
-    else if (f)
-        mf_atomic_discard(f, tmp);
+        rc = mf_output_commit(o);
+    else
+        mf_output_abort(o);
     st->has_cut = d.has_cut;
     st->cut = d.cut;
     st->split = d.all_split;

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "mf/metrics.h"
 #include "mf/report.h"
 #include "mf/stats.h"
 
@@ -58,11 +59,22 @@ typedef struct rp_data {
     int64_t *label;
     int64_t *cluster; /* NULL without /cluster */
     uint64_t identities, unlabelled, clusters, unassigned;
-    float pct[5]; /* min p1 p50 p99 max */
+    float pct[5];       /* min p1 p50 p99 max of the finite magnitudes */
+    uint64_t nonfinite; /* rows whose magnitude is NaN or Inf */
     mf_histogram hist;
     const char *filter_json;
     int has_cut;
     double cut;
+    /* the magnitudes before filtering: d->hist is then rebuilt on the same bins */
+    int has_before;
+    mf_histogram before;
+    uint64_t before_rows;
+    uint64_t removed_by_cut; /* rows the global magnitude rules dropped, when recorded */
+    /* the error-versus-reject curve (needs two labels or more with two rows or more) */
+    int has_erc;
+    mf_erc erc;
+    uint64_t erc_rows;  /* rows it was computed on */
+    char erc_note[200]; /* why there is none */
     rp_thumb *thumbs;
     size_t n_thumbs, cap_thumbs;
     rp_face *lowest;
@@ -77,9 +89,19 @@ typedef struct rp_data {
 
 /* report.c: a face for store row `row` (reads its id, adds its thumbnail). */
 int rp_row_face(rp_data *d, uint64_t row, rp_face *out);
+/* report.c: read mf-filter's --report TSV (header line with at least `id` and `rule`,
+ * escaped as include/mf/tsv.h says; every row exactly the header's columns) into
+ * d->rules, a reservoir of d->p->per_rule faces per rule. Returns 0, or a negative
+ * mf_status naming `path` and the line. */
+int rp_read_filter_report(rp_data *d, FILE *f, const char *path);
 /* groups.c: fill big, split, merged (needs /cluster). */
 int rp_gather_clusters(rp_data *d);
 int rp_gather_disagreements(rp_data *d);
+
+/* quality.c: the histogram before filtering (mf_filter's record, or --before) and the
+ * error-versus-reject curve. */
+int rp_gather_before(rp_data *d);
+int rp_gather_erc(rp_data *d);
 
 /* page.c */
 int mf_report_page(FILE *f, const rp_data *d);

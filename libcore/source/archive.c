@@ -3,7 +3,7 @@
  * first dot of the basename) form one sample; its .jpg/.jpeg/.png member is the image
  * and a .cls member the label. A plain tar of images is the special case of one member
  * per key. */
-#include "source/source_internal.h"
+#include "source_internal.h"
 #include "mf/status.h"
 
 #include <archive.h>
@@ -12,22 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-static struct archive *open_archive(const char *path)
-{
-    struct archive *a = archive_read_new();
-    if (!a)
-        return NULL;
-    archive_read_support_filter_all(a);
-    archive_read_support_format_all(a);
-    if (archive_read_open_filename(a, path, 1 << 16) != ARCHIVE_OK) {
-        mf_set_error(MF_ERR_FORMAT, "corrupt archive (%s)",
-                     archive_error_string(a) ? archive_error_string(a) : "cannot open");
-        archive_read_free(a);
-        return NULL;
-    }
-    return a;
-}
 
 /* Split a member path into key (before the first dot of the basename) and extension. */
 static char *member_key(const char *name, const char **ext)
@@ -46,7 +30,8 @@ static int is_image_ext(const char *ext)
 
 int mf_src_archive_names(mf_source *s, const char *path)
 {
-    struct archive *a = open_archive(path);
+    mf_src_stream *st;
+    struct archive *a = mf_src_archive_open(path, &st);
     if (!a)
         return 0; /* reported when the archive is iterated */
     struct archive_entry *e;
@@ -58,13 +43,16 @@ int mf_src_archive_names(mf_source *s, const char *path)
         if (!name || archive_entry_filetype(e) != AE_IFREG)
             continue;
         char *key = member_key(name, &ext);
-        char *dir = key && is_image_ext(ext) ? mf_src_parent_name(name) : NULL;
+        char *esc = key && is_image_ext(ext) ? mf_id_escape(name, NULL) : NULL;
+        char *dir = esc ? mf_src_parent_name(esc) : NULL;
         if (dir)
             rc = mf_src_add_name(s, dir);
         free(dir);
+        free(esc);
         free(key);
     }
     archive_read_free(a);
+    mf_src_stream_free(st);
     return rc;
 }
 
@@ -73,6 +61,7 @@ static void group_reset(mf_src_group *g)
     free(g->key);
     free(g->id);
     free(g->error);
+    free(g->cls_error);
     mf_src_buf data = g->data;
     *g = (mf_src_group){.data = data};
     g->data.n = 0;
@@ -83,6 +72,8 @@ void mf_src_archive_close(mf_source *s)
     if (s->ar)
         archive_read_free(s->ar);
     s->ar = NULL;
+    mf_src_stream_free(s->ar_stream);
+    s->ar_stream = NULL;
     s->ar_have_header = s->ar_dead = 0;
     free(s->damage);
     s->damage = NULL;
@@ -121,13 +112,43 @@ static char *read_member(mf_source *s, mf_src_buf *b, size_t max)
 }
 
 /* Add the current member (header already read) to the open group. */
+/* A .cls member: its label, by the rule every label follows; a bad one fails the sample
+ * with a reason naming the member and quoting the text. */
+static int take_cls(mf_source *s, const char *name)
+{
+    mf_src_group *g = &s->g;
+    mf_src_buf b = {0};
+    char *err = read_member(s, &b, 64);
+    char *esc = err || g->cls_error ? NULL : mf_id_escape(name, NULL);
+    int rc = 0;
+    if (err && !g->cls_error)
+        g->cls_error = err; /* the first bad .cls of the group is the one reported */
+    else if (err)
+        free(err);
+    else if (g->cls_error)
+        ; /* as above */
+    else if (!esc)
+        rc = mf_set_error(MF_ERR_NOMEM, "out of memory");
+    else if (mf_label_parse((const char *)b.p, b.n, 1, &g->cls) == 0)
+        g->has_cls = 1;
+    else if (!(g->cls_error = mf_src_printf("'%s': %s", esc, mf_last_error())))
+        rc = mf_set_error(MF_ERR_NOMEM, "out of memory");
+    free(esc);
+    free(b.p);
+    return rc;
+}
+
 static int take_member(mf_source *s, struct archive_entry *e, const char *name, const char *ext,
                        const char *path)
 {
     mf_src_group *g = &s->g;
     if (is_image_ext(ext) && !g->has_image) {
         g->has_image = 1;
-        if (!(g->id = mf_src_printf("%s//%s", path, name)))
+        char *esc = mf_id_escape(name, NULL);
+        g->id = esc ? mf_src_printf("%s//%s", path, esc) : NULL;
+        g->bad_name = !mf_utf8_valid(name);
+        free(esc);
+        if (!g->id)
             return mf_set_error(MF_ERR_NOMEM, "out of memory");
         g->other_shard = !mf_src_wanted(s, g->id);
         if (g->other_shard)
@@ -140,23 +161,11 @@ static int take_member(mf_source *s, struct archive_entry *e, const char *name, 
         else
             g->error = read_member(s, &g->data, s->p.max_image_bytes);
         if (s->p.label_from_dir)
-            g->dir_label = mf_src_label_of(s, name);
+            g->dir_label = mf_src_label_of(s, g->id + strlen(path) + 2);
         return 0;
     }
-    if (!strcasecmp(ext, "cls")) {
-        mf_src_buf b = {0};
-        char *err = read_member(s, &b, 64);
-        char text[80] = "", *end;
-        if (!err && b.n)
-            memcpy(text, b.p, b.n < 79 ? b.n : 79);
-        long long v = strtoll(text, &end, 10);
-        if (!err && end != text) {
-            g->has_cls = 1;
-            g->cls = v;
-        }
-        free(err);
-        free(b.p);
-    }
+    if (!strcasecmp(ext, "cls"))
+        return take_cls(s, name);
     return 0;
 }
 
@@ -172,7 +181,10 @@ static int flush_group(mf_source *s, mf_sample *out)
             mf_src_buf tmp = s->data;
             s->data = g->data;
             g->data = tmp;
-            rc = mf_src_emit(s, out, g->id, label, g->error, s->data.p, s->data.n);
+            rc = mf_src_emit(s, out, g->id, label, g->error ? g->error : g->cls_error,
+                             s->data.p, s->data.n);
+            if (rc > 0 && g->bad_name)
+                out->warning = MF_SRC_BAD_NAME;
         }
     }
     group_reset(g);
@@ -190,10 +202,11 @@ static int fail_damage(mf_source *s, mf_sample *out, const char *path)
 
 int mf_src_archive_next(mf_source *s, mf_sample *out)
 {
-    const char *path = s->inputs[s->cur].path;
+    const mf_src_input *in = &s->inputs[s->cur];
+    const char *path = in->id;
     if (!s->cur_open) {
         s->cur_open = 1;
-        if (!(s->ar = open_archive(path)))
+        if (!(s->ar = mf_src_archive_open(in->path, &s->ar_stream)))
             return mf_src_emit(s, out, path, -1, mf_last_error(), NULL, 0);
     }
     if (!s->ar)
@@ -213,11 +226,13 @@ int mf_src_archive_next(mf_source *s, mf_sample *out)
         if (!s->ar_have_header) {
             int r = archive_read_next_header(s->ar, &s->ar_entry);
             if (r == ARCHIVE_EOF) {
-                s->ar_dead = 2;
+                /* The end blocks were read: check what follows them (gzip trailer). */
+                s->damage = mf_src_stream_finish(s->ar, s->ar_stream);
+                s->ar_dead = s->damage ? 1 : 2;
                 int rc = flush_group(s, out);
                 if (rc)
                     return rc;
-                return 0;
+                continue;
             }
             if (r != ARCHIVE_OK &&
                 r != ARCHIVE_WARN) { /* RETRY/FAILED too: never loop on them */

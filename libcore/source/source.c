@@ -1,6 +1,6 @@
 /* source.c - the input iterator: queue, detection, label names, files and RecordIO
  * (archives in archive.c, directory walks and lists in walk.c). */
-#include "source/source_internal.h"
+#include "source_internal.h"
 #include "mf/status.h"
 
 #include <errno.h>
@@ -50,9 +50,13 @@ int mf_source_add(mf_source *s, const char *path, mf_input_kind kind)
         s->cap_inputs = cap;
     }
     mf_src_input *in = &s->inputs[s->n_inputs];
-    *in = (mf_src_input){.kind = kind, .path = strdup(path)};
-    if (!in->path)
+    *in = (mf_src_input){.kind = kind, .path = strdup(path), .id = mf_id_escape(path, NULL)};
+    in->bad_name = !mf_utf8_valid(path);
+    if (!in->path || !in->id) {
+        free(in->path);
+        free(in->id);
         return mf_set_error(MF_ERR_NOMEM, "out of memory");
+    }
     s->n_inputs++;
     return 0;
 }
@@ -61,6 +65,7 @@ static void free_entries(mf_src_entries *e)
 {
     for (size_t i = 0; i < e->n; i++) {
         free(e->v[i].path);
+        free(e->v[i].id);
         free(e->v[i].error);
     }
     free(e->v);
@@ -75,6 +80,7 @@ void mf_source_free(mf_source *s)
     mf_recordio_close(s->rec);
     for (size_t i = 0; i < s->n_inputs; i++) {
         free(s->inputs[i].path);
+        free(s->inputs[i].id);
         free_entries(&s->inputs[i].entries);
     }
     free(s->inputs);
@@ -94,7 +100,6 @@ const char *mf_source_label_name(const mf_source *s, size_t label)
 {
     return label < s->n_names ? s->names[label] : NULL;
 }
-uint64_t mf_source_skipped(const mf_source *s) { return s->skipped; }
 void mf_source_set_reading(mf_source *s, int on) { s->no_read = !on; }
 
 void mf_source_set_skip(mf_source *s, mf_source_skip_fn fn, void *ctx)
@@ -105,12 +110,8 @@ void mf_source_set_skip(mf_source *s, mf_source_skip_fn fn, void *ctx)
 
 int mf_src_wanted(mf_source *s, const char *id)
 {
-    if (mf_shard_of(id, s->p.shard_count) != s->p.shard_index ||
-        (s->skip_fn && s->skip_fn(id, s->skip_ctx))) {
-        s->skipped++;
-        return 0;
-    }
-    return 1;
+    return mf_shard_of(id, s->p.shard_count) == s->p.shard_index &&
+           !(s->skip_fn && s->skip_fn(id, s->skip_ctx));
 }
 
 /* ---- detection -------------------------------------------------------------------- */
@@ -135,11 +136,13 @@ static int archive_name(const char *p)
 static int archive_signature(const char *path)
 {
     unsigned char b[264] = {0};
-    FILE *f = fopen(path, "rb");
-    if (!f)
+    const char *why;
+    int fd = mf_open_regular(path, &why);
+    if (fd < 0)
         return 0;
-    size_t n = fread(b, 1, sizeof b, f);
-    fclose(f);
+    ssize_t got = read(fd, b, sizeof b);
+    close(fd);
+    size_t n = got > 0 ? (size_t)got : 0;
     return (n >= 2 && b[0] == 0x1f && b[1] == 0x8b) ||
            (n >= 4 && !memcmp(b, "\x28\xb5\x2f\xfd", 4)) ||
            (n >= 6 && !memcmp(b,
@@ -155,6 +158,8 @@ static mf_input_kind detect(const char *path)
     struct stat st;
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
         return MF_INPUT_DIR;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode))
+        return MF_INPUT_IMAGE; /* a FIFO or device: fails as "not a regular file" */
     if (has_suffix(path, ".rec"))
         return MF_INPUT_RECORDIO;
     if (archive_name(path) || archive_signature(path))
@@ -216,7 +221,7 @@ static int collect_names(mf_source *s, mf_src_input *in)
         return mf_src_archive_names(s, in->path);
     for (size_t i = 0; i < in->entries.n; i++) {
         mf_src_entry *e = &in->entries.v[i];
-        char *name = e->error || e->label >= 0 ? NULL : mf_src_parent_name(e->path);
+        char *name = e->error || e->label >= 0 ? NULL : mf_src_parent_name(mf_src_entry_id(e));
         int rc = name ? mf_src_add_name(s, name) : 0;
         free(name);
         if (rc < 0)
@@ -236,7 +241,7 @@ static int prepare(mf_source *s)
         if (in->kind == MF_INPUT_DIR)
             rc = mf_src_expand_dir(in);
         else if (in->kind == MF_INPUT_LIST)
-            rc = mf_src_expand_list(in);
+            rc = mf_src_expand_list(in, &s->p);
         else if (in->kind == MF_INPUT_IMAGE)
             rc = mf_src_entries_push(&in->entries, in->path, NULL);
         if (rc == 0 && s->p.label_from_dir)
@@ -248,8 +253,8 @@ static int prepare(mf_source *s)
     for (size_t i = 0; i < s->n_inputs && s->p.label_from_dir; i++)
         for (size_t j = 0; j < s->inputs[i].entries.n; j++) {
             mf_src_entry *e = &s->inputs[i].entries.v[j];
-            if (e->label < 0)
-                e->label = mf_src_label_of(s, e->path);
+            if (e->label < 0 && !e->error)
+                e->label = mf_src_label_of(s, mf_src_entry_id(e));
         }
     s->prepared = 1;
     return 0;
@@ -284,19 +289,21 @@ int mf_src_emit(mf_source *s, mf_sample *out, const char *id, int64_t label, con
  * (in `why`). */
 static const char *read_file(mf_source *s, const char *path, char *why, size_t n_why)
 {
-    int fd = open(path, O_RDONLY);
+    const char *open_why;
+    int fd = mf_open_regular(path, &open_why);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) < 0) {
-        snprintf(why, n_why, "cannot open: %s", strerror(errno));
+        int plain = fd < 0 && (!strcmp(open_why, "not a regular file") ||
+                               !strcmp(open_why, "is a directory"));
+        snprintf(why, n_why, "%s%s",
+                 plain ? "" : "cannot open: ", fd < 0 ? open_why : strerror(errno));
         if (fd >= 0)
             close(fd);
         return why;
     }
     const char *res = NULL;
     size_t size = (size_t)st.st_size;
-    if (S_ISDIR(st.st_mode))
-        res = "is a directory";
-    else if ((uint64_t)st.st_size > s->p.max_image_bytes) {
+    if ((uint64_t)st.st_size > s->p.max_image_bytes) {
         snprintf(why, n_why, "file too large (%llu bytes, limit %zu MB)",
                  (unsigned long long)st.st_size, s->p.max_image_bytes >> 20);
         res = why;
@@ -322,18 +329,24 @@ static int next_entry(mf_source *s, mf_src_input *in, mf_sample *out)
 {
     while (s->cur_entry < in->entries.n) {
         mf_src_entry *e = &in->entries.v[s->cur_entry++];
-        if (!mf_src_wanted(s, e->path))
+        const char *id = mf_src_entry_id(e);
+        if (!mf_src_wanted(s, id))
             continue;
-        char why[200];
+        char why[200], *listed = NULL;
         const char *err = e->error     ? e->error
                           : s->no_read ? NULL
                                        : read_file(s, e->path, why, sizeof why);
-        int rc = mf_src_emit(s, out, e->path, e->label, err, s->no_read ? NULL : s->data.p,
+        if (err && !e->error && e->line && !(err = listed = mf_src_list_reason(in, e, err)))
+            return mf_set_error(MF_ERR_NOMEM, "out of memory");
+        int rc = mf_src_emit(s, out, id, e->label, err, s->no_read ? NULL : s->data.p,
                              s->no_read ? 0 : s->data.n);
+        free(listed);
         if (rc > 0 && e->has_landmarks) {
             out->has_landmarks = 1;
             memcpy(out->landmarks, e->landmarks, sizeof out->landmarks);
         }
+        if (rc > 0 && e->bad_name)
+            out->warning = MF_SRC_BAD_NAME;
         return rc;
     }
     return 0;
@@ -367,7 +380,7 @@ static int next_record(mf_source *s, mf_src_input *in, mf_sample *out)
         s->cur_open = 1;
         s->rec_images_end = INT64_MAX;
         if (mf_recordio_open(&s->rec, in->path, s->p.max_image_bytes) < 0)
-            return mf_src_emit(s, out, in->path, -1, mf_last_error(), NULL, 0);
+            return mf_src_emit(s, out, in->id, -1, mf_last_error(), NULL, 0);
     }
     if (!s->rec)
         return 0;
@@ -383,18 +396,34 @@ static int next_record(mf_source *s, mf_src_input *in, mf_sample *out)
         else
             snprintf(key, sizeof key, "@%llu", (unsigned long long)r.offset);
         if (rc == MF_ERR_LIMIT)
-            return rec_fail(s, out, in->path, key, mf_last_error());
+            return rec_fail(s, out, in->id, key, mf_last_error());
         if (rc < 0) {
             /* Damage: report where it is, then end this input. */
             snprintf(key, sizeof key, "@%llu", (unsigned long long)r.offset);
-            rc = rec_fail(s, out, in->path, key, mf_last_error());
+            rc = rec_fail(s, out, in->id, key, mf_last_error());
             mf_recordio_close(s->rec);
             s->rec = NULL;
             return rc;
         }
+        if (r.duplicate) {
+            /* A second record under a key the .idx already gave: it cannot have that id
+             * (ids are unique), so it is reported by its offset instead of dropped. */
+            snprintf(key, sizeof key, "@%llu", (unsigned long long)r.offset);
+            char why[160], *id = mf_src_printf("%s//%s", in->id, key);
+            if (!id)
+                return mf_set_error(MF_ERR_NOMEM, "out of memory");
+            int mine = mf_src_wanted(s, id);
+            free(id);
+            if (!mine)
+                continue;
+            snprintf(why, sizeof why,
+                     "duplicate key %lld in the .idx (an earlier record has it)",
+                     (long long)r.key);
+            return rec_fail(s, out, in->id, key, why);
+        }
         if (r.key >= s->rec_images_end)
             continue; /* identity records */
-        char *id = mf_src_printf("%s//%s", in->path, key);
+        char *id = mf_src_printf("%s//%s", in->id, key);
         if (!id)
             return mf_set_error(MF_ERR_NOMEM, "out of memory");
         /* Record 0 is read even when it is not wanted: it may be the header. */
@@ -405,11 +434,11 @@ static int next_record(mf_source *s, mf_src_input *in, mf_sample *out)
         if (!mine && r.key != 0)
             continue;
         if ((rc = mf_recordio_load(s->rec, &r)) < 0)
-            return rec_fail(s, out, in->path, key, mf_last_error());
+            return rec_fail(s, out, in->id, key, mf_last_error());
         mf_record_header h;
         if (mf_record_parse(&h, r.data, r.size) < 0) {
             if (mine)
-                return rec_fail(s, out, in->path, key, mf_last_error());
+                return rec_fail(s, out, in->id, key, mf_last_error());
             continue;
         }
         if (h.image_size == 0) {
@@ -417,15 +446,18 @@ static int next_record(mf_source *s, mf_src_input *in, mf_sample *out)
                 s->rec_images_end = images_end(&h);
             continue;
         }
-        if (!mine) {
-            s->skipped++;
+        if (!mine)
             continue;
-        }
-        id = mf_src_printf("%s//%s", in->path, key);
+        int64_t label;
+        if (mf_record_label(&h, &label) < 0)
+            return rec_fail(s, out, in->id, key, mf_last_error());
+        id = mf_src_printf("%s//%s", in->id, key);
         if (!id)
             return mf_set_error(MF_ERR_NOMEM, "out of memory");
-        rc = mf_src_emit(s, out, id, mf_record_class(&h), NULL, h.image, h.image_size);
+        rc = mf_src_emit(s, out, id, label, NULL, h.image, h.image_size);
         free(id);
+        if (rc > 0 && in->bad_name)
+            out->warning = MF_SRC_BAD_NAME;
         return rc;
     }
 }
@@ -433,10 +465,10 @@ static int next_record(mf_source *s, mf_src_input *in, mf_sample *out)
 /* ---- counting ---------------------------------------------------------------------- */
 
 /* Images of this shard in a .rec, through its .idx; 0 = not countable. */
-static int count_record_keys(const mf_source *s, const char *path, uint64_t *n)
+static int count_record_keys(const mf_source *s, const mf_src_input *in, uint64_t *n)
 {
     mf_recordio_reader *r;
-    if (mf_recordio_open(&r, path, s->p.max_image_bytes) < 0)
+    if (mf_recordio_open(&r, in->path, s->p.max_image_bytes) < 0)
         return 0;
     size_t nk = mf_recordio_index_size(r);
     int64_t end = INT64_MAX, first = 0;
@@ -457,7 +489,7 @@ static int count_record_keys(const mf_source *s, const char *path, uint64_t *n)
             continue;
         }
         free(id);
-        if (!(id = mf_src_printf("%s//%lld", path, (long long)key)))
+        if (!(id = mf_src_printf("%s//%lld", in->id, (long long)key)))
             break;
         *n += mf_shard_of(id, s->p.shard_count) == s->p.shard_index;
     }
@@ -480,10 +512,11 @@ int mf_source_count(mf_source *s, uint64_t *n)
         if (in->kind == MF_INPUT_ARCHIVE)
             exact = 0;
         else if (in->kind == MF_INPUT_RECORDIO)
-            exact &= count_record_keys(s, in->path, n);
+            exact &= count_record_keys(s, in, n);
         else
             for (size_t j = 0; j < in->entries.n; j++)
-                *n += mf_shard_of(in->entries.v[j].path, s->p.shard_count) == s->p.shard_index;
+                *n += mf_shard_of(mf_src_entry_id(&in->entries.v[j]), s->p.shard_count) ==
+                      s->p.shard_index;
     }
     return exact;
 }

@@ -1,12 +1,18 @@
 /* store.c - open, create, validate, resume and commit embedding stores.
  *
- * Durability model: a writer works on "<path>.partial". mf_store_flush() records the
- * number of rows written in a root attribute and flushes HDF5's metadata, so a killed
- * writer leaves a file that reopens with every flushed row (FORMATS.md: unflushed HDF5
- * files may not open at all). Rows appended after the last flush are cut off on resume.
- * mf_store_commit() closes, fsyncs and renames into place, so the final name only ever
- * holds a complete store. */
+ * Durability model: a writer works on a temporary file owned by the durable-output
+ * module (mf/durable.h): "<path>.partial" for a resumable job, a run-owned name
+ * otherwise. mf_store_flush() makes the rows written so far durable in two steps: first
+ * HDF5 writes its buffers and the file is fsynced, then the root attribute
+ * mf_rows_committed is raised and the file flushed and fsynced again. So the mark never
+ * covers a row whose bytes are not on disk (a full disk in the first step leaves the old
+ * mark). A killed writer leaves a file that reopens with every committed row (an HDF5
+ * file killed without a flush may not open at all; docs/FORMAT.md, "Crash safety");
+ * rows after the mark are cut off on resume,
+ * and the last committed rows are checked (finite, magnitude = norm) before trusting
+ * them. mf_store_commit() closes the file and lets the durable module publish it. */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,9 +20,11 @@
 #include <unistd.h>
 
 #include "mf/durable.h"
+#include "mf/log.h"
 #include "mf/status.h"
-#include "store/h5util.h"
-#include "store/store_internal.h"
+#include "h5.h"
+#include "store_internal.h"
+#include "vec.h"
 
 #ifndef MF_VERSION_STRING
 #define MF_VERSION_STRING "0.0.0"
@@ -64,7 +72,7 @@ hid_t mf_store_create_dataset(hid_t loc, const char *name, hid_t type, uint64_t 
     hsize_t dims[2] = {0, cols}, maxdims[2] = {H5S_UNLIMITED, cols};
     hsize_t chunk[2] = {chunk_rows ? chunk_rows : MF_STORE_DEFAULT_CHUNK, cols};
     if (!cols && !chunk_rows)
-        chunk[0] = 4096; /* 1-D columns are small: larger chunks mean fewer of them */
+        chunk[0] = MF_STORE_COLUMN_CHUNK; /* 1-D columns are small: fewer, larger chunks */
     hid_t sp = H5Screate_simple(rank, dims, maxdims);
     hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
     H5Pset_chunk(dcpl, rank, chunk);
@@ -108,38 +116,68 @@ static mf_store *store_alloc(const char *path, int writable)
     s->failed_id = s->failed_reason = -1;
     s->writable = writable;
     s->path = strdup(path);
-    if (writable && s->path) {
-        size_t n = strlen(path) + sizeof ".partial";
-        s->partial = malloc(n);
-        if (s->partial)
-            snprintf(s->partial, n, "%s.partial", path);
-    }
-    if (!s->path || (writable && !s->partial)) {
-        free(s->path);
-        free(s->partial);
+    if (!s->path) {
         free(s);
         return NULL;
     }
     return s;
 }
 
-static void store_release(mf_store *s)
+/* Close every HDF5 handle (datasets first, so the file really closes). Returns -1 if
+ * closing the file failed. The output, if any, is left to the caller. */
+static int close_handles(mf_store *s)
 {
     hid_t *ids[] = {&s->emb, &s->mag, &s->id, &s->label, &s->failed_id, &s->failed_reason};
     for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++)
         if (*ids[i] >= 0)
             H5Dclose(*ids[i]), *ids[i] = -1;
-    if (s->file >= 0)
-        H5Fclose(s->file), s->file = -1;
+    int rc = 0;
+    if (s->file >= 0 && H5Fclose(s->file) < 0)
+        rc = -1;
+    s->file = -1;
+    return rc;
+}
+
+static void store_release(mf_store *s)
+{
+    close_handles(s);
+    for (size_t i = 0; i < s->n_checked; i++)
+        free(s->checked[i]);
+    free(s->checked);
     for (size_t i = 0; i < s->n_attrs; i++) {
         free(s->attrs[i].name);
         free(s->attrs[i].value);
     }
     free(s->attrs);
     free(s->path);
-    free(s->partial);
     free(s);
 }
+
+/* ---- strings that libhdf5 might crash on ---------------------------------------------- */
+
+static int read_strings_child(void *ctx) { return mf_h5_read_all_strings(*(hid_t *)ctx); }
+
+int mf_store_check_strings(mf_store *s, hid_t ds, const char *name)
+{
+    for (size_t i = 0; i < s->n_checked; i++)
+        if (strcmp(s->checked[i], name) == 0)
+            return 0;
+    hid_t t = H5Dget_type(ds);
+    int vlen = t >= 0 && H5Tis_variable_str(t) > 0;
+    if (t >= 0)
+        H5Tclose(t);
+    char what[300];
+    snprintf(what, sizeof what, "'/%s'", name);
+    int rc = vlen ? mf_h5_isolated(read_strings_child, &ds, NULL, what) : 0;
+    char *copy = rc == 0 ? strdup(name) : NULL;
+    if (copy && MF_GROW(s->checked, s->cap_checked, s->n_checked + 1, "names") == 0)
+        s->checked[s->n_checked++] = copy;
+    else
+        free(copy); /* forgetting means checking again: slower, never wrong */
+    return rc;
+}
+
+static int read_attrs_child(void *ctx) { return mf_h5_read_all_attrs(*(hid_t *)ctx); }
 
 /* ---- validation -------------------------------------------------------------------- */
 
@@ -277,7 +315,9 @@ static int open_and_validate(mf_store *s, const char *file_path, unsigned flags)
     s->file = H5Fopen(file_path, flags, H5P_DEFAULT);
     if (s->file < 0)
         return mf_h5_open_error(MF_ERR_FORMAT, s->path, "open");
-    int rc = check_format_attrs(s);
+    int rc = mf_h5_isolated(read_attrs_child, &s->file, s->path, "its attributes");
+    if (rc == 0)
+        rc = check_format_attrs(s);
     if (rc == 0)
         rc = open_checked(s, "embedding", H5T_FLOAT, 2, &s->emb);
     if (rc == 0)
@@ -351,44 +391,70 @@ static int create_layout(mf_store *s, const mf_store_params *p)
     H5Tclose(str);
     if (s->emb < 0 || s->mag < 0 || s->id < 0 || s->label < 0 || s->failed_id < 0 ||
         s->failed_reason < 0)
-        return mf_set_error(MF_ERR_IO, "cannot create datasets in '%s': %s", s->partial,
+        return mf_set_error(MF_ERR_IO, "cannot create datasets in '%s': %s", s->path,
                             mf_h5_reason());
     return write_root_attrs(s, p);
 }
 
-int mf_store_create(mf_store **out, const char *path, const mf_store_params *p)
+/* A fresh layout in the output's temporary file (truncating what is there). */
+static int create_in_output(mf_store *s, const mf_store_params *p)
 {
-    *out = NULL;
-    if (!p || p->dim <= 0 || p->dim > (1 << 20))
-        return mf_set_error(MF_ERR_ARG, "invalid embedding width for '%s'", path);
-    mf_h5_quiet();
-    mf_store *s = store_alloc(path, 1);
-    if (!s)
-        return mf_set_error(MF_ERR_NOMEM, "out of memory");
-    if (access(s->partial, F_OK) == 0) {
-        int rc = mf_set_error(MF_ERR_ARG,
-                              "'%s' exists: an unfinished run (resume it or "
-                              "delete it)",
-                              s->partial);
-        store_release(s);
+    /* HDF5 must not meet a full disk mid-write (see mf_output_reserve): room for the
+     * empty layout first. */
+    int rc = mf_output_reserve(s->out, MF_STORE_METADATA_SLACK);
+    if (rc < 0)
         return rc;
-    }
-    s->file = H5Fcreate(s->partial, H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT);
-    if (s->file < 0) {
-        int rc = mf_h5_open_error(MF_ERR_IO, s->partial, "create");
-        store_release(s);
-        return rc;
-    }
+    s->file = H5Fcreate(mf_output_temp(s->out), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    if (s->file < 0)
+        return mf_h5_open_error(MF_ERR_IO, s->path, "create");
     s->dim = p->dim;
-    int rc = create_layout(s, p);
+    s->rows = s->failed = 0;
+    rc = create_layout(s, p);
+    if (rc == 0 && p->job)
+        rc = mf_h5_write_str_attr(s->file, MF_ATTR_JOB, p->job);
     if (rc == 0)
         rc = mf_store_flush(s);
+    return rc;
+}
+
+static int check_params(const char *path, const mf_store_params *p)
+{
+    if (!p || p->dim <= 0 || p->dim > (1 << 20))
+        return mf_set_error(MF_ERR_ARG, "invalid embedding width for '%s'", path);
+    return 0;
+}
+
+int mf_store_create_in(mf_store **out, mf_output *o, const mf_store_params *p)
+{
+    *out = NULL;
+    int rc = check_params(mf_output_path(o), p);
+    mf_store *s = rc == 0 ? store_alloc(mf_output_path(o), 1) : NULL;
+    if (rc == 0 && !s)
+        rc = mf_set_error(MF_ERR_NOMEM, "out of memory");
+    if (rc < 0) {
+        mf_output_abort(o);
+        return rc;
+    }
+    mf_h5_quiet();
+    s->out = o;
+    rc = create_in_output(s, p);
     if (rc < 0) {
         mf_store_discard(s);
         return rc;
     }
     *out = s;
     return 0;
+}
+
+int mf_store_create(mf_store **out, const char *path, const mf_store_params *p)
+{
+    *out = NULL;
+    mf_output *o;
+    unsigned flags = MF_OUTPUT_SEEKABLE | (p && p->overwrite ? MF_OUTPUT_OVERWRITE : 0);
+    int rc = check_params(path, p);
+    if (rc == 0)
+        rc = mf_output_open(&o, path, flags);
+    return rc < 0 ? rc : mf_store_create_in(out, o, p);
 }
 
 int mf_store_create_like(mf_store **out, const char *path, const mf_store *src)
@@ -444,13 +510,68 @@ static void truncate_dataset(hid_t ds, const char *name, void *ctx)
         mf_store_extend(ds, *rows);
 }
 
-int mf_store_resume(mf_store **out, const char *path)
+/* A finished store at path made by the same job? 1 yes, 0 no (or not a store). */
+static int holds_job(const char *path, const char *job)
 {
-    *out = NULL;
-    mf_store *s = store_alloc(path, 1);
-    if (!s)
-        return mf_set_error(MF_ERR_NOMEM, "out of memory");
-    int rc = open_and_validate(s, s->partial, H5F_ACC_RDWR);
+    mf_store *done;
+    if (mf_store_open(&done, path) < 0) {
+        mf_clear_error();
+        return 0;
+    }
+    const char *was = mf_store_attr(done, MF_ATTR_JOB);
+    int same = was && strcmp(was, job) == 0;
+    mf_store_close(done);
+    return same;
+}
+
+/* The last committed rows must read back as written: finite, and the magnitude column
+ * equal to the norm of the embedding. A row that fails marks where trust ends. */
+#define TAIL_CHECK_ROWS 4096
+
+static int verify_tail(mf_store *s, uint64_t *good)
+{
+    uint64_t start = s->rows > TAIL_CHECK_ROWS ? s->rows - TAIL_CHECK_ROWS : 0;
+    size_t n = (size_t)(s->rows - start), dim = (size_t)s->dim;
+    *good = s->rows;
+    if (n == 0)
+        return 0;
+    float *emb = malloc(n * dim * sizeof *emb), *mag = malloc(n * sizeof *mag);
+    int rc = emb && mag ? 0 : mf_set_error(MF_ERR_NOMEM, "out of memory");
+    if (rc == 0)
+        rc = mf_store_read_embedding(s, start, n, emb);
+    if (rc == 0)
+        rc = mf_store_read_magnitude(s, start, n, mag);
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        double ss = 0;
+        for (size_t j = 0; j < dim; j++)
+            ss += (double)emb[i * dim + j] * emb[i * dim + j];
+        double norm = sqrt(ss);
+        if (!isfinite(norm) || !isfinite(mag[i]) ||
+            fabs(norm - mag[i]) > 1e-3 * (norm > 1 ? norm : 1)) {
+            *good = start + i;
+            break;
+        }
+    }
+    free(emb);
+    free(mag);
+    return rc;
+}
+
+/* Reopen the partial of an earlier run: cut back to its committed rows, and further if
+ * the last ones do not read back. */
+static int reopen_partial(mf_store *s)
+{
+    int rc = open_and_validate(s, mf_output_temp(s->out), H5F_ACC_RDWR);
+    uint64_t good = 0;
+    if (rc == 0)
+        rc = verify_tail(s, &good);
+    if (rc == 0 && good < s->rows) {
+        mf_log(MF_LOG_WARN,
+               "'%s': rows %llu..%llu were marked committed but do not read back as "
+               "written; they will be done again",
+               mf_output_temp(s->out), (unsigned long long)good, (unsigned long long)s->rows);
+        s->rows = good;
+    }
     if (rc == 0) {
         mf_store_each_dataset(s->file, truncate_dataset, &s->rows);
         if (s->failed_id >= 0) {
@@ -459,8 +580,64 @@ int mf_store_resume(mf_store **out, const char *path)
         }
         rc = mf_store_flush(s);
     }
+    return rc;
+}
+
+/* The partial found is another job's, or cannot be read: start over only if asked. */
+static int restart_partial(mf_store *s, const mf_store_params *p, const char *why)
+{
+    close_handles(s);
+    if (!p->overwrite)
+        return mf_set_error(MF_ERR_MISMATCH,
+                            "'%s' %s; run the original command to resume it, or add "
+                            "--overwrite to start over",
+                            mf_output_temp(s->out), why);
+    mf_log(MF_LOG_INFO, "'%s' %s: starting over (--overwrite)", mf_output_temp(s->out), why);
+    mf_clear_error();
+    int rc = mf_output_restart(s->out);
+    return rc < 0 ? rc : create_in_output(s, p);
+}
+
+int mf_store_open_or_resume(mf_store **out, const char *path, const mf_store_params *p,
+                            mf_store_job_state *state)
+{
+    *out = NULL;
+    *state = MF_STORE_JOB_NEW;
+    int rc = check_params(path, p);
+    if (rc == 0 && !p->job)
+        rc = mf_set_error(MF_ERR_ARG, "a resumable store needs a job description");
+    if (rc < 0)
+        return rc;
+    mf_h5_quiet();
+    if (!p->overwrite && holds_job(path, p->job)) {
+        *state = MF_STORE_JOB_COMPLETE;
+        return 0;
+    }
+    mf_store *s = store_alloc(path, 1);
+    if (!s)
+        return mf_set_error(MF_ERR_NOMEM, "out of memory");
+    unsigned flags =
+        MF_OUTPUT_SEEKABLE | MF_OUTPUT_RESUMABLE | (p->overwrite ? MF_OUTPUT_OVERWRITE : 0);
+    s->resumable = 1;
+    rc = mf_output_open(&s->out, path, flags);
+    if (rc == 0 && !mf_output_resumed(s->out)) {
+        rc = create_in_output(s, p);
+    } else if (rc == 0) {
+        int opened = reopen_partial(s);
+        const char *was = opened == 0 ? mf_store_attr(s, MF_ATTR_JOB) : NULL;
+        if (opened == 0 && was && strcmp(was, p->job) == 0)
+            *state = MF_STORE_JOB_RESUMED;
+        else
+            rc = restart_partial(s, p,
+                                 opened < 0 ? "cannot be read"
+                                            : "was started with a different model, "
+                                              "inputs or settings");
+    }
     if (rc < 0) {
-        store_release(s);
+        if (s->out && mf_output_resumed(s->out))
+            mf_store_suspend(s); /* someone else's work: never removed here */
+        else
+            mf_store_discard(s);
         return rc;
     }
     *out = s;
@@ -471,59 +648,91 @@ int mf_store_flush(mf_store *s)
 {
     if (!s->writable)
         return 0;
-    int rc = mf_h5_write_u64_attr(s->file, MF_ATTR_ROWS_COMMITTED, s->rows);
+    if (s->broken)
+        return mf_set_error(MF_ERR_IO, "'%s': an earlier write failed", s->path);
+    /* 1. the rows' bytes, under the old mark; 2. the new mark. */
+    int rc = H5Fflush(s->file, H5F_SCOPE_GLOBAL) < 0
+                 ? mf_set_error(MF_ERR_IO, "cannot write '%s': %s", s->path, mf_h5_reason())
+                 : mf_output_sync(s->out);
+    if (rc == 0)
+        rc = mf_h5_write_u64_attr(s->file, MF_ATTR_ROWS_COMMITTED, s->rows);
     if (rc == 0)
         rc = mf_h5_write_u64_attr(s->file, MF_ATTR_FAILED_COMMITTED, s->failed);
     if (rc == 0 && H5Fflush(s->file, H5F_SCOPE_GLOBAL) < 0)
-        rc = mf_set_error(MF_ERR_IO, "cannot flush '%s': %s", s->partial, mf_h5_reason());
-    return rc < 0 ? mf_wrap_error(rc, "'%s'", s->partial) : 0;
+        rc = mf_set_error(MF_ERR_IO, "cannot write '%s': %s", s->path, mf_h5_reason());
+    if (rc == 0)
+        rc = mf_output_sync(s->out);
+    if (rc < 0)
+        s->broken = 1;
+    return rc;
 }
 
-int mf_store_commit(mf_store *s)
+void mf_store_mark_broken(mf_store *s) { s->broken = 1; }
+
+int mf_store_commit_with(mf_store *s, mf_output **also, size_t n_also)
 {
     if (!s->writable) {
         store_release(s);
         return mf_set_error(MF_ERR_ARG, "'%s' is not open for writing", s->path);
     }
     int rc = mf_store_flush(s);
-    char *partial = strdup(s->partial), *path = strdup(s->path);
-    hid_t file = s->file;
-    s->file = -1;
-    store_release(s); /* closes the datasets first, so the file really closes */
-    if (file >= 0 && H5Fclose(file) < 0 && rc == 0)
-        rc = mf_set_error(MF_ERR_IO, "cannot close '%s': %s", partial, mf_h5_reason());
-    if (!partial || !path)
-        rc = rc ? rc : mf_set_error(MF_ERR_NOMEM, "out of memory");
-    if (rc == 0)
-        rc = mf_fsync_path(partial);
-    if (rc == 0 && rename(partial, path) != 0)
-        rc = mf_set_error(MF_ERR_IO, "cannot rename '%s' to '%s': %s", partial, path,
-                          strerror(errno));
-    if (rc == 0)
-        mf_fsync_parent_dir(path);
-    free(partial);
-    free(path);
-    return rc;
+    if (close_handles(s) < 0 && rc == 0)
+        rc = mf_set_error(MF_ERR_IO, "cannot close '%s': %s", s->path, mf_h5_reason());
+    mf_output *outs[1 + MF_STORE_MAX_COMPANIONS];
+    if (rc == 0 && n_also > MF_STORE_MAX_COMPANIONS)
+        rc = mf_set_error(MF_ERR_ARG, "too many companion outputs");
+    if (rc < 0) {
+        if (s->resumable)
+            mf_output_suspend(s->out);
+        else
+            mf_output_abort(s->out);
+        for (size_t i = 0; i < n_also; i++)
+            mf_output_abort(also[i]);
+        s->out = NULL;
+        store_release(s);
+        return rc;
+    }
+    outs[0] = s->out;
+    for (size_t i = 0; i < n_also; i++)
+        outs[1 + i] = also[i];
+    s->out = NULL;
+    store_release(s);
+    return mf_output_commit_all(outs, 1 + n_also);
 }
+
+int mf_store_commit(mf_store *s) { return mf_store_commit_with(s, NULL, 0); }
 
 void mf_store_discard(mf_store *s)
 {
     if (!s)
         return;
-    char *partial = s->writable ? strdup(s->partial) : NULL;
+    close_handles(s);
+    mf_output_abort(s->out);
     store_release(s);
-    if (partial)
-        unlink(partial);
-    free(partial);
+}
+
+int mf_store_suspend(mf_store *s)
+{
+    if (!s)
+        return 0;
+    int rc = s->writable && !s->broken && s->file >= 0 ? mf_store_flush(s) : 0;
+    close_handles(s);
+    mf_output_suspend(s->out);
+    store_release(s);
+    return rc;
 }
 
 int mf_store_close(mf_store *s)
 {
     if (!s)
         return 0;
-    int rc = s->writable ? mf_store_flush(s) : 0;
-    store_release(s);
-    return rc;
+    if (s->writable && s->resumable)
+        return mf_store_suspend(s);
+    if (s->writable)
+        mf_store_discard(s);
+    else
+        store_release(s);
+    return 0;
 }
 
 /* ---- small accessors --------------------------------------------------------------- */
@@ -547,16 +756,12 @@ const char *mf_store_attr(const mf_store *cs, const char *name)
     char *value = NULL;
     if (mf_h5_read_str_attr(s->file, name, &value) < 0 || !value)
         return NULL;
-    mf_store_attr_cache *grown = realloc(s->attrs, (s->n_attrs + 1) * sizeof *grown);
     char *key = strdup(name);
-    if (!grown || !key) {
+    if (!key || MF_GROW(s->attrs, s->cap_attrs, s->n_attrs + 1, "attributes") < 0) {
         free(value);
         free(key);
-        if (grown)
-            s->attrs = grown;
         return NULL;
     }
-    s->attrs = grown;
     s->attrs[s->n_attrs].name = key;
     s->attrs[s->n_attrs].value = value;
     return s->attrs[s->n_attrs++].value;

@@ -4,8 +4,8 @@
 #include <string.h>
 
 #include "mf/status.h"
-#include "store/h5util.h"
-#include "store/store_internal.h"
+#include "h5.h"
+#include "store_internal.h"
 
 /* Source rows read per window; 4096 x 512 floats = 8 MiB. */
 #define COPY_WINDOW 4096
@@ -58,7 +58,13 @@ static hid_t open_target(mf_store *dst, hid_t src_ds, const char *name)
     int srank = H5Sget_simple_extent_dims(sp, sdims, NULL);
     H5Sclose(sp);
     if (H5Lexists(dst->file, name, H5P_DEFAULT) <= 0) {
+        /* Strings are stored the one way mfkit writes them (variable-length UTF-8),
+         * whatever fixed-length type another program chose. */
         hid_t ft = H5Dget_type(src_ds);
+        if (H5Tget_class(ft) == H5T_STRING) {
+            H5Tclose(ft);
+            ft = mf_h5_vlen_str_type();
+        }
         hid_t ds = mf_store_create_dataset(dst->file, name, ft, srank == 2 ? sdims[1] : 0, 0);
         H5Tclose(ft);
         if (ds >= 0 && dst->rows > 0)
@@ -97,6 +103,34 @@ static hid_t memory_type(hid_t ds)
     return mt;
 }
 
+/* The selected rows of a 1-D string column, read as C strings (fixed or variable length
+ * in the source) and written as variable-length UTF-8: HDF5 converts neither way. */
+static int copy_strings(mf_store *dst, mf_store *src, hid_t sds, hid_t dds, const char *name,
+                        const uint64_t *rows, size_t n)
+{
+    char **in = calloc(COPY_WINDOW, sizeof *in), **out = calloc(COPY_WINDOW, sizeof *out);
+    hid_t str = mf_h5_vlen_str_type();
+    int rc = in && out ? mf_store_extend(dds, dst->rows + n)
+                       : mf_set_error(MF_ERR_NOMEM, "out of memory copying '/%s'", name);
+    uint64_t written = dst->rows;
+    for (size_t i = 0; i < n && rc == 0;) {
+        uint64_t w0 = rows[i];
+        size_t wn = (size_t)(src->rows - w0 < COPY_WINDOW ? src->rows - w0 : COPY_WINDOW);
+        if ((rc = mf_store_read_strings(src, sds, name, w0, wn, in)) < 0)
+            break;
+        size_t k = 0;
+        for (; i < n && rows[i] < w0 + wn; i++)
+            out[k++] = in[rows[i] - w0];
+        rc = mf_store_rw_rows(dds, str, written, k, 0, out, 1);
+        written += k;
+        mf_store_free_strings(in, wn);
+    }
+    H5Tclose(str);
+    free(in);
+    free(out);
+    return rc;
+}
+
 /* Copy the selected rows of one column, window by window of source rows. */
 static int copy_column(mf_store *dst, mf_store *src, const char *name, const uint64_t *rows,
                        size_t n)
@@ -113,6 +147,20 @@ static int copy_column(mf_store *dst, mf_store *src, const char *name, const uin
     int rank = H5Sget_simple_extent_dims(sp, dims, NULL);
     H5Sclose(sp);
     uint64_t cols = rank == 2 ? dims[1] : 0;
+    hid_t stype = H5Dget_type(sds);
+    int is_string = H5Tget_class(stype) == H5T_STRING;
+    H5Tclose(stype);
+    if (is_string && cols == 0) {
+        int rc = copy_strings(dst, src, sds, dds, name, rows, n);
+        H5Dclose(dds);
+        H5Dclose(sds);
+        return rc < 0 ? mf_wrap_error(rc, "column '/%s'", name) : 0;
+    }
+    if (mf_store_check_strings(src, sds, name) < 0) {
+        H5Dclose(dds);
+        H5Dclose(sds);
+        return MF_ERR_FORMAT;
+    }
     hid_t mt = memory_type(sds);
     int is_vlen = H5Tis_variable_str(mt) > 0;
     size_t row_bytes = H5Tget_size(mt) * (cols ? cols : 1);
@@ -307,6 +355,10 @@ char *mf_store_label_name(mf_store *s, uint64_t label)
             H5Dclose(ds);
         return NULL;
     }
+    if (mf_store_check_strings(s, ds, "labels/name") < 0) {
+        H5Dclose(ds);
+        return NULL;
+    }
     hid_t str = mf_h5_vlen_str_type();
     char *v = NULL, *copy = NULL;
     if (mf_store_rw_rows(ds, str, label, 1, 0, &v, 0) == 0) {
@@ -319,4 +371,26 @@ char *mf_store_label_name(mf_store *s, uint64_t label)
     H5Tclose(str);
     H5Dclose(ds);
     return copy;
+}
+
+int mf_store_load_label_names(mf_store *s, char ***names, uint64_t *n)
+{
+    *names = NULL;
+    *n = 0;
+    hid_t ds = open_label_names(s);
+    if (ds < 0)
+        return 0;
+    uint64_t count = mf_store_length(ds);
+    char **v = calloc(count ? count : 1, sizeof *v);
+    int rc = v ? mf_store_read_strings(s, ds, "labels/name", 0, (size_t)count, v)
+               : mf_set_error(MF_ERR_NOMEM, "out of memory for %llu label names",
+                              (unsigned long long)count);
+    H5Dclose(ds);
+    if (rc < 0) {
+        free(v);
+        return mf_wrap_error(rc, "'%s': /labels/name", s->path);
+    }
+    *names = v;
+    *n = count;
+    return 0;
 }

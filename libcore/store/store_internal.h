@@ -4,13 +4,19 @@
 
 #include <hdf5.h>
 
+#include "mf/durable.h"
 #include "mf/store.h"
 
-#define MF_STORE_DEFAULT_CHUNK 256
+#define MF_STORE_DEFAULT_CHUNK 256 /* rows per chunk of /embedding */
+#define MF_STORE_COLUMN_CHUNK 4096 /* rows per chunk of the 1-D columns */
+/* Room kept for HDF5's own structures (chunk indexes, heaps) growing with the rows. */
+#define MF_STORE_METADATA_SLACK (64 * 1024)
 /* Root attributes recording what is durable: rows and failed entries at the last flush.
  * Equal to the dataset lengths in a complete store. */
 #define MF_ATTR_ROWS_COMMITTED "mf_rows_committed"
 #define MF_ATTR_FAILED_COMMITTED "mf_failed_committed"
+/* Root attribute of a resumable job's store: the canonical job description. */
+#define MF_ATTR_JOB "mf_job"
 
 typedef struct mf_store_attr_cache {
     char *name, *value;
@@ -18,19 +24,32 @@ typedef struct mf_store_attr_cache {
 
 struct mf_store {
     hid_t file;
-    char *path;    /* the name users gave (the final name for writers) */
-    char *partial; /* writers: "<path>.partial", where rows go until commit */
+    char *path;     /* the name users gave (the final name for writers) */
+    mf_output *out; /* writers: the temporary file rows go to until commit */
     int writable;
+    int resumable; /* made by mf_store_open_or_resume: closing keeps the partial */
+    int broken;    /* a write failed: HDF5's state is suspect, nothing more is flushed */
     int dim;
     uint64_t rows;
     uint64_t failed;
     hid_t emb, mag, id, label;      /* the four required datasets */
     hid_t failed_id, failed_reason; /* -1 when the store has no /failed */
     mf_store_attr_cache *attrs;
-    size_t n_attrs;
+    size_t n_attrs, cap_attrs;
+    char **checked; /* string datasets already read once safely (mf_store_check_strings) */
+    size_t n_checked, cap_checked;
 };
 
-/* The name used in messages: the final path (users never typed ".partial"). */
+/* Before the first read of the variable-length strings of dataset `name` (open as ds)
+ * through this handle: read them all once in a child process, so that a corrupted
+ * string heap, on which libhdf5 crashes, gives an error naming the file instead. 0, or
+ * MF_ERR_FORMAT. A no-op for fixed-length strings and datasets checked before. */
+int mf_store_check_strings(mf_store *s, hid_t ds, const char *name);
+
+/* Read n strings of a 1-D string dataset, fixed or variable length (as h5py may write
+ * them), at `start`, into malloc'ed copies (free each). */
+int mf_store_read_strings(mf_store *s, hid_t ds, const char *name, uint64_t start, size_t n,
+                          char **out);
 
 /* Extend a dataset's first dimension to `rows` (keeping other dimensions). */
 int mf_store_extend(hid_t ds, uint64_t rows);

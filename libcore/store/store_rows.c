@@ -4,8 +4,8 @@
 #include <string.h>
 
 #include "mf/status.h"
-#include "store/h5util.h"
-#include "store/store_internal.h"
+#include "h5.h"
+#include "store_internal.h"
 
 /* Rows are moved with mf_store_rw_rows (store_internal.h), shared with store_copy.c. */
 static int write_rows(hid_t ds, hid_t mem_type, uint64_t start, size_t n, uint64_t cols,
@@ -36,6 +36,20 @@ static int check_range(const mf_store *s, uint64_t start, size_t n, uint64_t lim
     return 0;
 }
 
+/* Disk space the next write may take, reserved before HDF5 writes anything (a full disk
+ * must show before a write, never in the middle of one: HDF5 cannot recover from that).
+ * Twice the rows, plus the chunks a new block of rows may allocate at once. */
+static int reserve_for(mf_store *s, size_t n, size_t id_bytes)
+{
+    uint64_t row = (uint64_t)s->dim * sizeof(float) + 4 + 8 + 16;
+    uint64_t chunks = MF_STORE_DEFAULT_CHUNK * (uint64_t)s->dim * sizeof(float) +
+                      MF_STORE_COLUMN_CHUNK * (4 + 8 + 16);
+    uint64_t ahead = 2 * (n * row + id_bytes) + 2 * chunks + MF_STORE_METADATA_SLACK;
+    int rc = mf_output_reserve(s->out, ahead);
+    return rc < 0 ? mf_wrap_error(rc, "disk full before row %llu", (unsigned long long)s->rows)
+                  : 0;
+}
+
 int mf_store_append(mf_store *s, size_t n, const float *emb, const float *mag,
                     const char *const *ids, const int64_t *labels)
 {
@@ -43,10 +57,16 @@ int mf_store_append(mf_store *s, size_t n, const float *emb, const float *mag,
         return mf_set_error(MF_ERR_ARG, "'%s' is not open for writing", s->path);
     if (n == 0)
         return 0;
-    for (size_t i = 0; i < n; i++)
+    size_t id_bytes = 0;
+    for (size_t i = 0; i < n; i++) {
         if (!ids[i])
             return mf_set_error(MF_ERR_ARG, "append to '%s': id of row %zu is NULL", s->path,
                                 i);
+        id_bytes += strlen(ids[i]) + 1;
+    }
+    int rrc = reserve_for(s, n, id_bytes);
+    if (rrc < 0)
+        return rrc;
     float *mags = NULL;
     int64_t *labs = NULL;
     if (!mag) {
@@ -88,8 +108,10 @@ int mf_store_append(mf_store *s, size_t n, const float *emb, const float *mag,
     H5Tclose(str);
     free(mags);
     free(labs);
-    if (rc < 0)
-        return mf_wrap_error(rc, "'%s'", s->partial);
+    if (rc < 0) {
+        s->broken = 1; /* a full disk mid-write: HDF5's buffers are suspect from here */
+        return mf_wrap_error(rc, "'%s'", s->path);
+    }
     s->rows = end;
     return 0;
 }
@@ -98,9 +120,12 @@ int mf_store_add_failed(mf_store *s, const char *id, const char *reason)
 {
     if (!s->writable || s->failed_id < 0)
         return mf_set_error(MF_ERR_ARG, "'%s' is not open for writing", s->path);
-    hid_t str = mf_h5_vlen_str_type();
     const char *r = reason ? reason : "";
-    int rc = mf_store_extend(s->failed_id, s->failed + 1);
+    int rc = reserve_for(s, 0, strlen(id) + strlen(r) + 2);
+    if (rc < 0)
+        return rc;
+    hid_t str = mf_h5_vlen_str_type();
+    rc = mf_store_extend(s->failed_id, s->failed + 1);
     if (rc == 0)
         rc = mf_store_extend(s->failed_reason, s->failed + 1);
     if (rc == 0)
@@ -108,8 +133,10 @@ int mf_store_add_failed(mf_store *s, const char *id, const char *reason)
     if (rc == 0)
         rc = write_rows(s->failed_reason, str, s->failed, 1, 0, &r);
     H5Tclose(str);
-    if (rc < 0)
-        return mf_wrap_error(rc, "'%s'", s->partial);
+    if (rc < 0) {
+        s->broken = 1;
+        return mf_wrap_error(rc, "'%s'", s->path);
+    }
     s->failed++;
     return 0;
 }
@@ -138,38 +165,55 @@ int mf_store_read_label(mf_store *s, uint64_t start, size_t n, int64_t *out)
     return rc < 0 ? mf_wrap_error(rc, "'%s': /label", s->path) : 0;
 }
 
-int mf_store_read_int64(mf_store *s, const char *name, uint64_t start, size_t n, int64_t *out)
+/* Rows of a named 1-D dataset of class `cls`, converted to `mem_type`. */
+static int read_named(mf_store *s, const char *name, H5T_class_t cls, hid_t mem_type,
+                      uint64_t start, size_t n, void *out)
 {
+    if (strcmp(name, "magnitude") == 0 && cls == H5T_FLOAT)
+        return mf_store_read_magnitude(s, start, n, out);
     if (!mf_store_has(s, name))
         return mf_set_error(MF_ERR_SCHEMA, "'%s': missing dataset '/%s'", s->path, name);
     hid_t ds = H5Dopen2(s->file, name, H5P_DEFAULT);
     if (ds < 0)
         return mf_set_error(MF_ERR_SCHEMA, "'%s': '/%s' is not a dataset", s->path, name);
     hid_t t = H5Dget_type(ds), sp = H5Dget_space(ds);
-    int ok = H5Tget_class(t) == H5T_INTEGER && H5Sget_simple_extent_ndims(sp) == 1;
+    int ok = H5Tget_class(t) == cls && H5Sget_simple_extent_ndims(sp) == 1;
     H5Tclose(t);
     H5Sclose(sp);
     int rc = ok ? 0
-                : mf_set_error(MF_ERR_SCHEMA, "'%s': '/%s' is not a 1-D integer dataset",
-                               s->path, name);
+                : mf_set_error(MF_ERR_SCHEMA, "'%s': '/%s' is not a 1-D %s dataset", s->path,
+                               name, cls == H5T_FLOAT ? "float" : "integer");
     if (rc == 0 && mf_store_length(ds) < s->rows)
         rc = mf_set_error(MF_ERR_SCHEMA, "'%s': '/%s' has %llu rows, the store has %llu",
                           s->path, name, (unsigned long long)mf_store_length(ds),
                           (unsigned long long)s->rows);
     if (rc == 0)
         rc = check_range(s, start, n, s->rows, name);
-    if (rc == 0 && n && read_rows(ds, H5T_NATIVE_INT64, start, n, out) < 0)
+    if (rc == 0 && n && read_rows(ds, mem_type, start, n, out) < 0)
         rc = mf_wrap_error(MF_ERR_FORMAT, "'%s': /%s", s->path, name);
     H5Dclose(ds);
     return rc;
 }
 
-/* Read n strings (fixed or variable length) at `start` into malloc'ed copies. */
-static int read_strings(hid_t ds, uint64_t start, size_t n, char **out)
+int mf_store_read_int64(mf_store *s, const char *name, uint64_t start, size_t n, int64_t *out)
 {
+    return read_named(s, name, H5T_INTEGER, H5T_NATIVE_INT64, start, n, out);
+}
+
+int mf_store_read_float(mf_store *s, const char *name, uint64_t start, size_t n, float *out)
+{
+    return read_named(s, name, H5T_FLOAT, H5T_NATIVE_FLOAT, start, n, out);
+}
+
+int mf_store_read_strings(mf_store *s, hid_t ds, const char *name, uint64_t start, size_t n,
+                          char **out)
+{
+    memset(out, 0, n * sizeof *out);
+    int checked = mf_store_check_strings(s, ds, name);
+    if (checked < 0)
+        return checked;
     hid_t ft = H5Dget_type(ds);
     int rc = 0;
-    memset(out, 0, n * sizeof *out);
     if (H5Tis_variable_str(ft) > 0) {
         hid_t mt = mf_h5_vlen_str_type();
         char **tmp = calloc(n, sizeof *tmp);
@@ -208,7 +252,7 @@ int mf_store_read_ids(mf_store *s, uint64_t start, size_t n, char **out)
 {
     int rc = check_range(s, start, n, s->rows, "id");
     if (rc == 0 && n)
-        rc = read_strings(s->id, start, n, out);
+        rc = mf_store_read_strings(s, s->id, "id", start, n, out);
     return rc < 0 ? mf_wrap_error(rc, "'%s': /id", s->path) : 0;
 }
 
@@ -223,8 +267,8 @@ int mf_store_read_failed(mf_store *s, uint64_t i, char **id, char **reason)
     *id = *reason = NULL;
     int rc = check_range(s, i, 1, s->failed, "failed");
     if (rc == 0)
-        rc = read_strings(s->failed_id, i, 1, id);
-    if (rc == 0 && (rc = read_strings(s->failed_reason, i, 1, reason)) < 0)
+        rc = mf_store_read_strings(s, s->failed_id, "failed/id", i, 1, id);
+    if (rc == 0 && (rc = mf_store_read_strings(s, s->failed_reason, "failed/reason", i, 1, reason)) < 0)
         free(*id), *id = NULL;
     return rc < 0 ? mf_wrap_error(rc, "'%s': /failed", s->path) : 0;
 }

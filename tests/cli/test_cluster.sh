@@ -60,9 +60,9 @@ PY
 
 # Same result whatever the thread count, for every method; graph reuse changes nothing.
 for m in anchors components peaks infomap leiden; do
-    mf-cluster -q -j1 -m $m --tsv "$T/s.h5" > "$T/j1.tsv" || { echo "FAIL: $m -j1" >&2; fail=1; }
-    mf-cluster -q -j2 -m $m --tsv "$T/s.h5" > "$T/j2.tsv" || fail=1
-    mf-cluster -q -j2 -m $m -g "$T/g.h5" --tsv "$T/s.h5" > "$T/g.tsv" || fail=1
+    mf-cluster -q -j1 --method $m --tsv "$T/s.h5" > "$T/j1.tsv" || { echo "FAIL: $m -j1" >&2; fail=1; }
+    mf-cluster -q -j2 --method $m --tsv "$T/s.h5" > "$T/j2.tsv" || fail=1
+    mf-cluster -q -j2 --method $m -g "$T/g.h5" --tsv "$T/s.h5" > "$T/g.tsv" || fail=1
     check cmp -s "$T/j1.tsv" "$T/j2.tsv"
     check cmp -s "$T/j1.tsv" "$T/g.tsv"
     check [ "$(wc -l < "$T/j1.tsv")" = 801 ]

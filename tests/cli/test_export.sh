@@ -23,7 +23,7 @@ expect_exit 0 mf-export -f wds --shard-size 100 --overwrite -o wds/shard s.h5
 # --- rec: insightface layout read by a reader written from the format
 expect_exit 0 mf-export -f rec -o rec/train s.h5
 "$PY" "$FIX" checkrec rec/train.rec s.h5 || fail "rec read-back"
-ls rec | grep -qv -e '^train.rec$' -e '^train.idx$' && fail "rec temporaries left"
+ls rec | grep -qv -e '^train.rec$' -e '^train.idx$' -e '^property$' && fail "rec temporaries left"
 expect_exit 2 mf-export -f rec -o rec/train.rec s.h5      # exists
 # ids that point into a .rec are read through its .idx; an absent key is reported
 "$PY" "$FIX" recstore rec/train.rec fromrec.h5
@@ -86,6 +86,76 @@ expect_exit 3 mf-export -f tree -o gone s.h5
 [ "$(grep -c "missing '" "$T/err")" -gt 20 ] || fail "each missing id must be listed"
 expect_exit 0 mf-export -f wds --root elsewhere -o moved/shard s.h5   # --root finds them
 mv elsewhere/src .
+
+# --- training-ready: identity names, the property file, shuffled shards, nothing to export
+MODEL="$MF_FIXTURES/model/tiny.h5"
+mkdir -p named && for who in "Ana Lima" "Bo/Ye" ".." "Ana Lima " "x"; do
+    d="named/$who"; [ "$who" = "Bo/Ye" ] && d="named/Bo_Ye"; [ "$who" = ".." ] && d="named/dotdot"
+    mkdir -p "$d" && cp "$MF_SOURCE_DIR"/data/faces/id00/*.jpg "$d/"
+done
+mf-embed -q -m "$MODEL" -o named.h5 --label-from-dir named
+"$PY" - <<'PY'
+import h5py
+f = h5py.File("named.h5", "r+")
+names = f["labels/name"]
+# names as another program may have written them: a slash, "..", two that sanitise alike
+v = names.asstr()[:]
+v[2], v[3], v[4] = "Bo/Ye", "..", "Bo_Ye"
+del f["labels/name"]
+f["labels"].create_dataset("name", data=list(v), dtype=h5py.string_dtype())
+PY
+expect_exit 0 mf-export -f tree -o byname named.h5
+ls byname > folders
+grep -qx "Ana Lima" folders && grep -qx "Ana Lima " folders || fail "names as folders: $(cat folders)"
+grep -qx "_." folders || fail "'..' must not name a folder: $(cat folders)"
+[ "$(grep -c '^Bo_Ye~' folders)" = 2 ] || fail "colliding names must get their class: $(cat folders)"
+expect_exit 0 mf-export -f rec -o named_rec/train named.h5
+"$PY" - <<'PY' || fail "property file"
+# insightface's load_property: "num_classes,h,w" in the folder of the .rec
+line = open("named_rec/property").read().strip().split(",")
+assert [int(x) for x in line] == [5, 112, 112], line
+PY
+expect_exit 0 mf-export -f wds --shard-size 5 -o plain/s named.h5
+expect_exit 0 mf-export -f wds --shard-size 5 --shuffle --seed 7 -o mixed/s named.h5
+expect_exit 0 mf-export -f wds --shard-size 5 --shuffle --seed 7 -o again/s named.h5
+expect_exit 0 mf-export -f wds --shard-size 5 --shuffle --seed 8 -o other/s named.h5
+"$PY" - <<'PY' || fail "shuffled shards"
+import tarfile, json, glob
+def shards(prefix):
+    out = []
+    for p in sorted(glob.glob(prefix + "-*.tar")):
+        with tarfile.open(p) as t:
+            out.append([json.loads(t.extractfile(m).read()) for m in t.getmembers()
+                        if m.name.endswith(".json")])
+    return out
+plain, mixed, again, other = (shards(p) for p in ("plain/s", "mixed/s", "again/s", "other/s"))
+assert len({j["class"] for j in plain[0]}) == 1, "store order: the first shard is one identity"
+assert len({j["class"] for j in mixed[0]}) > 1, "shuffled: the first shard mixes identities"
+key = lambda s: [[j["row"] for j in shard] for shard in s]
+assert key(mixed) == key(again), "the same seed must give the same order"
+assert key(mixed) != key(other), "another seed, another order"
+assert sorted(r for s in key(mixed) for r in s) == sorted(r for s in key(plain) for r in s)
+names = {j["label_name"] for s in mixed for j in s}
+assert "Ana Lima" in names and "Bo/Ye" in names, names   # .json carries the name as given
+PY
+expect_exit 0 mf-export -f rec --shuffle --seed 3 -o shuffled_rec/train named.h5
+"$PY" "$FIX" checkrec shuffled_rec/train.rec named.h5 >/dev/null 2>&1 ||
+    "$PY" - <<'PY' || fail "shuffled rec must stay grouped by class"
+import struct
+# a shuffled .rec keeps each identity's images together (the format's ranges)
+data = open("shuffled_rec/train.rec", "rb").read()
+labels, at = [], 0
+while at < len(data):
+    magic, lrec = struct.unpack("<II", data[at:at + 8]); n = lrec & ((1 << 29) - 1)
+    flag, label = struct.unpack("<If", data[at + 8:at + 16])
+    if flag == 0: labels.append(label)
+    at += 8 + n + (4 - n % 4) % 4
+assert labels == sorted(labels), labels
+PY
+"$PY" -c "import h5py; f = h5py.File('named.h5', 'r+'); f['label'][:] = -1"
+expect_exit 1 mf-export -f wds -o none/s named.h5
+grep -q "nothing would be exported" "$T/err" || fail "an unlabelled store exported nothing with exit 0"
+[ ! -e none ] || [ -z "$(ls none)" ] || fail "an empty export left files"
 
 # --- usage errors and the input store untouched
 expect_exit 2 mf-export -o x s.h5

@@ -22,7 +22,7 @@ mf-filter --no-such-option in.h5 -o x.h5 2>err; rc=$?
 mf-filter in.h5 2>err; rc=$?
 [ $rc -eq 2 ] || fail "missing -o exited $rc"
 mf-filter in.h5 -o in.h5 --auto 2>err; rc=$?
-[ $rc -eq 2 ] && grep -q "never modifies" err || fail "output = input exited $rc"
+[ $rc -eq 2 ] && grep -q "never writes over its inputs" err || fail "output = input exited $rc"
 mf-filter in.h5 -o x.h5 --apply-merge 2>err; rc=$?
 [ $rc -eq 2 ] || fail "--apply-merge alone exited $rc"
 mf-filter missing.h5 -o x.h5 --auto 2>err; rc=$?

@@ -66,4 +66,40 @@ import cv2, sys
 img = cv2.imread(sys.argv[1])
 assert img is not None and img.shape[:2] == (3000, 1200), 'screenshot size'
 assert img.std() > 10, 'blank screenshot'" "$shot" || fail "screenshot"
+# --- the cut over the rows before filtering, the quality curve, captions, plurals
+mf-synth -q -o q.h5 --identities 60 --rows 2400 --dim 64 --seed 11
+mf-filter -q q.h5 -o qf.h5 --drop-lowest 10 --outliers
+mf-cluster -q qf.h5 -o qc.h5
+expect_exit 3 mf-report -o q.html qc.h5 # synthetic ids name no images: exit 3
+"$PY" - <<'PY' || fail "report: before-filtering histogram, curve, captions"
+import re
+h = open("q.html").read()
+before = re.findall(r'<rect class="before"[^>]*><title>[^<]*: (\d+) rows? before', h)
+kept = re.findall(r'<rect class="bar"[^>]*><title>[^<]*: (\d+) rows?<', h)
+assert len(before) == len(kept) == 64, (len(before), len(kept))
+assert sum(map(int, before)) == 2400 and sum(map(int, kept)) < 2400, "grey = all rows, blue = kept"
+assert 'id="cut"' in h, "the cut line"
+m = re.search(r"magnitude rules removed (\d+) rows \(([\d.]+)% of the rows before", h)
+assert m and int(m.group(1)) == 240 and abs(float(m.group(2)) - 10.0) < 0.05, m
+assert ">rows</text>" in h, "the y axis has a title"
+assert 'id="curve"' in h and "Error-versus-reject curve" in h, "the quality curve"
+points = re.search(r'id="curve"[^>]*points="([^"]*)"', h).group(1).split()
+ys = [float(p.split(",")[1]) for p in points]
+assert len(ys) == 11, ys   # 0%, 5%, ..., 50% rejected
+assert " 1 rows" not in h and "1 labels," not in h, "plurals"
+PY
+# a long id shows its tail, the whole id in the title
+"$PY" - <<'PY'
+import h5py
+f = h5py.File("qc.h5", "r+")
+ids = f["id"].asstr()[:]
+ids[0] = "/very/long/path/to/the/dataset/of/faces/identity_0042/image_000123.jpg"
+del f["id"]
+f.create_dataset("id", data=list(ids), dtype=h5py.string_dtype())
+f["magnitude"][0] = 0.001   # the lowest face: shown first
+PY
+expect_exit 3 mf-report -o long.html --overwrite qc.h5
+grep -q ">…[^<]*/identity_0042/image_000123.jpg</span>" long.html || fail "caption is not the id's tail"
+grep -q 'title="/very/long/path/to/the/dataset/of/faces/identity_0042/image_000123.jpg"' long.html ||
+    fail "the whole id is not in the title"
 echo ok

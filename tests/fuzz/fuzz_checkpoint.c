@@ -1,10 +1,6 @@
-/* fuzz_checkpoint.c - libFuzzer harness for the .pth reader (built by hand, not by CMake).
- *
- *     clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Ilibcore \
- *         tests/fuzz/fuzz_checkpoint.c $(ls libcore/checkpoint/[a-z]*.c) \
- *         libcore/core/status.c -larchive -o /tmp/fuzz_checkpoint
- *     cp -r tests/fixtures/checkpoint /tmp/ckcorpus && rm /tmp/ckcorpus/expected.txt
- *     /tmp/fuzz_checkpoint -max_len=16384 -max_total_time=300 /tmp/ckcorpus
+/* fuzz_checkpoint.c - libFuzzer harness for the .pth reader (pickle, zip and legacy
+ * tar layouts). Built by CMake with -DMF_FUZZ=ON; run by scripts/fuzz.sh (seeds:
+ * tests/fixtures/checkpoint/ .pth files, via scripts/make_fuzz_seeds.py).
  *
  * Any input must load or fail with a message naming the buffer; sanitizers catch the
  * rest. */

@@ -66,6 +66,7 @@ static mf_store *write_and_open(const crafted *c)
 {
     mf_store_params p = mf_store_default_params();
     p.dim = DIM;
+    p.overwrite = 1; /* tests write the same path several times */
     mf_store *s;
     static char ids[MAXROWS][32];
     static const char *idp[MAXROWS];

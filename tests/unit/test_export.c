@@ -5,6 +5,7 @@
 #include <archive_entry.h>
 #include <criterion/criterion.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -42,14 +43,6 @@ Test(export, id_kinds)
     cr_assert_eq(mf_id_classify("x.d/sub//a.jpg", &len), MF_ID_FILE);
 }
 
-Test(export, image_ext)
-{
-    const uint8_t jpg[] = {0xff, 0xd8, 0xff, 0xe0}, png[] = "\x89PNG\r\n\x1a\n";
-    cr_assert_str_eq(mf_image_ext(jpg, sizeof jpg), "jpg");
-    cr_assert_str_eq(mf_image_ext(png, 8), "png");
-    cr_assert_str_eq(mf_image_ext((const uint8_t *)"GIF89a", 6), "bin");
-    cr_assert_str_eq(mf_image_ext(jpg, 2), "bin");
-}
 
 static void write_tar(const char *path, const char **names, const char **data, int n)
 {
@@ -71,17 +64,17 @@ static void write_tar(const char *path, const char **names, const char **data, i
 }
 
 typedef struct got {
-    char data[8][32];
-    char why[8][128];
-    int calls[8];
+    char data[16][32];
+    char why[16][128];
+    int calls[16];
 } got;
 
 static int collect(void *ctx, size_t i, const uint8_t *data, size_t size, const char *why)
 {
     got *g = ctx;
     g->calls[i]++;
-    if (data)
-        snprintf(g->data[i], sizeof g->data[i], "%.*s", (int)size, (const char *)data);
+    if (data) /* the bytes after the JPEG signature every test image starts with */
+        snprintf(g->data[i], sizeof g->data[i], "%.*s", (int)size - 3, (const char *)data + 3);
     else
         snprintf(g->why[i], sizeof g->why[i], "%s", why);
     return 0;
@@ -93,19 +86,29 @@ Test(export, fetch_files_and_archive_members)
     snprintf(tar, sizeof tar, "%s/a.tar", dir);
     snprintf(file, sizeof file, "%s/f.jpg", dir);
     const char *names[] = {"./m/2.jpg", "m/1.jpg", "m/3.jpg"};
-    const char *bytes[] = {"two", "one", "three"};
+    const char *bytes[] = {"\xff\xd8\xfftwo", "\xff\xd8\xffone", "\xff\xd8\xffthree"};
     write_tar(tar, names, bytes, 3);
     FILE *f = fopen(file, "wb");
-    fputs("plain", f);
+    fputs("\xff\xd8\xffplain", f);
     fclose(f);
+    char gif[600], fifo[600];
+    snprintf(gif, sizeof gif, "%s/g.jpg", dir);
+    f = fopen(gif, "wb");
+    fputs("GIF89a, named .jpg", f);
+    fclose(f);
+    snprintf(fifo, sizeof fifo, "%s/fifo.jpg", dir);
+    cr_assert_eq(mkfifo(fifo, 0600), 0);
     /* ids relative to --root; members asked in another order than stored, one twice,
-     * one absent, one archive absent */
+     * one absent, one archive absent; bytes that are not an image; a FIFO (no hang) */
     char *ids[] = {"a.tar//m/1.jpg",    "f.jpg",          "a.tar//m/2.jpg", "a.tar//m/9.jpg",
-                   "nope.tar//m/1.jpg", "a.tar//m/1.jpg", "gone.jpg"};
+                   "nope.tar//m/1.jpg", "a.tar//m/1.jpg", "gone.jpg",       "g.jpg",
+                   "fifo.jpg"};
     got g = {0};
-    cr_assert_eq(mf_fetch_images(ids, 7, dir, 0, collect, &g), 0);
-    for (int i = 0; i < 7; i++)
+    cr_assert_eq(mf_fetch_images(ids, 9, dir, 0, collect, &g), 0);
+    for (int i = 0; i < 9; i++)
         cr_assert_eq(g.calls[i], 1, "id %d called %d times", i, g.calls[i]);
+    cr_assert(strstr(g.why[7], "not an image"), "%s", g.why[7]);
+    cr_assert(strstr(g.why[8], "not a regular file"), "%s", g.why[8]);
     cr_assert_str_eq(g.data[0], "one");
     cr_assert_str_eq(g.data[1], "plain");
     cr_assert_str_eq(g.data[2], "two");
@@ -120,7 +123,7 @@ Test(export, fetch_limit)
     char file[600];
     snprintf(file, sizeof file, "%s/big.jpg", dir);
     FILE *f = fopen(file, "wb");
-    fputs("0123456789", f);
+    fputs("\xff\xd8\xff" "0123456789", f);
     fclose(f);
     char *ids[] = {"big.jpg"};
     got g = {0};

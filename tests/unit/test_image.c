@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 static uint8_t *slurp(const char *path, size_t *n)
@@ -178,4 +179,46 @@ Test(image, similarity_recovers_a_known_transform_and_rejects_degenerate_points)
         cr_assert_lt(fabs(m[i] - want[i]), 1e-3, "m[%d] = %g, want %g", i, m[i], want[i]);
     float same[10] = {5, 5, 5, 5, 5, 5, 5, 5, 5, 5};
     cr_assert_eq(mf_similarity_estimate(m, same, dst, 5), MF_ERR_ARG);
+}
+
+/* With the pixel limit raised, an image whose pixels cannot be allocated is that
+ * image's failure (MF_ERR_LIMIT), never MF_ERR_NOMEM, which the embedding pipeline
+ * treats as fatal for the whole run. The address space is capped at 2 GB (Criterion runs
+ * each test in its own process); the 60000x60000 JPEG needs 10.8 GB. */
+Test(image, an_image_too_big_for_memory_fails_alone)
+{
+#if defined(__SANITIZE_ADDRESS__)
+    cr_skip_test("AddressSanitizer reserves more address space than the cap");
+#endif
+    const char *fx = getenv("MF_FIXTURES");
+    if (!fx)
+        cr_skip_test("MF_FIXTURES not set");
+    char path[512];
+    static const char *names[] = {"huge.jpg", "huge.png"};
+    mf_decode_params dp = mf_decode_default_params();
+    dp.max_pixels = 10000ull * 1000 * 1000;
+    struct rlimit cap = {(rlim_t)2 << 30, (rlim_t)2 << 30};
+    for (int i = 0; i < 2; i++) {
+        snprintf(path, sizeof path, "%s/source/broken/%s", fx, names[i]);
+        size_t n;
+        uint8_t *b = slurp(path, &n);
+        cr_assert_eq(setrlimit(RLIMIT_AS, &cap), 0);
+        mf_image im;
+        int rc = mf_image_decode(&im, b, n, &dp);
+        cr_assert_eq(rc, MF_ERR_LIMIT, "%s: %d %s", names[i], rc, mf_last_error());
+        cr_assert(strstr(mf_last_error(), "not enough memory"), "%s", mf_last_error());
+        free(b);
+    }
+}
+
+Test(image, sniff_checks_the_signature_only)
+{
+    cr_assert_eq(mf_image_sniff("\xff\xd8\xff\xe0", 4), MF_IMAGE_JPEG);
+    cr_assert_eq(mf_image_sniff("\x89PNG\r\n\x1a\n", 8), MF_IMAGE_PNG);
+    cr_assert_eq(mf_image_sniff("\x89PNG\r\n\x1a", 7), MF_IMAGE_UNKNOWN);
+    cr_assert_eq(mf_image_sniff("GIF89a", 6), MF_IMAGE_UNKNOWN);
+    cr_assert_eq(mf_image_sniff("<html>", 6), MF_IMAGE_UNKNOWN);
+    cr_assert_eq(mf_image_sniff(NULL, 0), MF_IMAGE_UNKNOWN);
+    cr_assert_str_eq(mf_image_format_ext(MF_IMAGE_PNG), "png");
+    cr_assert_null(mf_image_format_ext(MF_IMAGE_UNKNOWN));
 }

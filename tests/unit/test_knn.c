@@ -143,7 +143,10 @@ Test(knn, save_load_and_stale)
     char path[] = "/tmp/mf_test_graphXXXXXX";
     int fd = mkstemp(path);
     close(fd);
-    cr_assert_eq(mf_knn_save(g, path), 0, "%s", mf_last_error());
+    mf_output *o;
+    cr_assert_eq(mf_output_open(&o, path, MF_OUTPUT_SEEKABLE | MF_OUTPUT_OVERWRITE), 0, "%s",
+                 mf_last_error());
+    cr_assert_eq(mf_knn_save(g, o), 0, "%s", mf_last_error());
     cr_assert_eq(mf_knn_load(&h, path, 3, g->fingerprint), 0, "%s", mf_last_error());
     for (int i = 0; i < 6; i++) {
         cr_expect_eq(h->nbr[i], nbr[i]);

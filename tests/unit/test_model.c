@@ -23,7 +23,8 @@ static void read_refset(const char *path, refset *rs)
 {
     mf_checkpoint *ck;
     cr_assert_eq(mf_iresnet_load_group(&ck, path, "reference"), 0, "%s", mf_last_error());
-    const mf_tensor *im = mf_iresnet_find(ck, "images"), *fe = mf_iresnet_find(ck, "features");
+    const mf_tensor *im = mf_checkpoint_find(ck, "images"),
+                    *fe = mf_checkpoint_find(ck, "features");
     cr_assert(im && fe && fe->ndim == 2 && im->numel == (size_t)fe->shape[0] * 112 * 112 * 3);
     rs->n = (int)fe->shape[0], rs->dim = (int)fe->shape[1];
     rs->features = malloc(fe->numel * sizeof(float));
@@ -31,7 +32,7 @@ static void read_refset(const char *path, refset *rs)
     rs->images = malloc(im->numel);
     for (size_t i = 0; i < im->numel; i++)
         rs->images[i] = (uint8_t)im->data[i];
-    mf_iresnet_free_dump(ck);
+    mf_checkpoint_free(ck);
 }
 
 static void free_refset(refset *rs) { free(rs->images), free(rs->features); }
@@ -147,7 +148,7 @@ Test(model, reference_path_matches_pytorch)
     cr_assert_eq(mf_runner_forward_f32(r, rs.n, in, f, NULL), 0);
     check_close("tiny engine f32", &rs, f);
     mf_runner_free(r), mf_model_free(m);
-    mf_iresnet_free_dump(ck);
+    mf_checkpoint_free(ck);
     free(in), free(f);
     free_refset(&rs);
 }
@@ -186,7 +187,7 @@ Test(model, native_file_round_trip)
     cr_assert(mkdtemp(dir));
     snprintf(file, sizeof file, "%s/tiny.mfmodel", dir);
     cr_assert_eq(mf_model_load(&m, path, NULL), 0, "%s", mf_last_error());
-    cr_assert_eq(mf_model_save(m, file), 0, "%s", mf_last_error());
+    cr_assert_eq(mf_model_save(m, file, 1), 0, "%s", mf_last_error());
     cr_assert_eq(mf_model_load(&n, file, NULL), 0, "%s", mf_last_error());
     cr_expect_str_eq(mf_model_arch(n), mf_model_arch(m));
     cr_expect_str_eq(mf_model_sha256(n), mf_model_sha256(m));
@@ -225,19 +226,19 @@ Test(model, bad_inputs_fail_with_one_line_errors)
     cr_expect_lt(mf_model_load(&m, path, "resnet9"), 0);
 
     cr_assert_eq(mf_iresnet_load_dump(&ck, path), 0);
-    mf_tensor *t = (mf_tensor *)mf_iresnet_find(ck, "layer2.1.conv1.weight");
+    mf_tensor *t = (mf_tensor *)mf_checkpoint_find(ck, "layer2.1.conv1.weight");
     cr_assert(t);
     t->shape[1] = 4; /* [8,8,3,3] -> [8,4,3,3] */
     cr_expect_eq(mf_model_from_checkpoint(&m, ck, "x.pth", NULL), MF_ERR_SCHEMA);
     cr_expect_str_eq(mf_last_error(), "x.pth: tensor 'layer2.1.conv1.weight' has shape "
                                       "[8,4,3,3], expected [8,8,3,3]");
     t->shape[1] = 8;
-    t = (mf_tensor *)mf_iresnet_find(ck, "layer2.1.conv2.weight");
+    t = (mf_tensor *)mf_checkpoint_find(ck, "layer2.1.conv2.weight");
     free(t->name), t->name = strdup("renamed");
     cr_expect_eq(mf_model_from_checkpoint(&m, ck, "x.pth", NULL), MF_ERR_SCHEMA);
     cr_expect(strstr(mf_last_error(), "missing tensor 'layer2.1.conv2.weight'"), "%s",
               mf_last_error());
-    mf_iresnet_free_dump(ck);
+    mf_checkpoint_free(ck);
     cr_expect_lt(mf_model_load(&m, "/nonexistent/x.pth", NULL), 0);
     cr_expect(!strchr(mf_last_error(), '\n'));
 }

@@ -35,7 +35,7 @@ static const int64_t labels[6] = {0, 0, 1, 1, 1, 4};
 static void write_sample(const char *rec, const char *idx)
 {
     mf_recordio_writer *w;
-    cr_assert_eq(mf_recordio_writer_open(&w, rec, idx), 0, "%s", mf_last_error());
+    cr_assert_eq(mf_recordio_writer_open(&w, rec, idx, 0), 0, "%s", mf_last_error());
     uint8_t p[512];
     for (int i = 0; i < 6; i++) {
         size_t n = make_payload(p, i);
@@ -181,7 +181,7 @@ Test(recordio, writer_refuses_unsorted_labels)
     tmpname(rec, sizeof rec, "_u.rec");
     tmpname(idx, sizeof idx, "_u.idx");
     mf_recordio_writer *w;
-    cr_assert_eq(mf_recordio_writer_open(&w, rec, idx), 0);
+    cr_assert_eq(mf_recordio_writer_open(&w, rec, idx, 0), 0);
     cr_assert_eq(mf_recordio_writer_add(w, 2, "abcd", 4), 0);
     cr_assert_eq(mf_recordio_writer_add(w, 1, "abcd", 4), MF_ERR_ARG);
     mf_recordio_writer_discard(w);

@@ -94,6 +94,21 @@ static mf_store *new_store(void)
     return s;
 }
 
+/* A resumable job's store (mf-embed's way of writing). */
+static mf_store *job_store(const char *job, mf_store_job_state want)
+{
+    mf_store_params p = mf_store_default_params();
+    p.dim = DIM;
+    p.model = "magface-iresnet18";
+    p.chunk_rows = 16;
+    p.job = job;
+    mf_store *s;
+    mf_store_job_state state;
+    cr_assert_eq(mf_store_open_or_resume(&s, path, &p, &state), 0, "%s", mf_last_error());
+    cr_assert_eq(state, want);
+    return s;
+}
+
 Test(store, round_trip_is_bit_identical)
 {
     mf_store *s = new_store();
@@ -123,10 +138,10 @@ Test(store, round_trip_is_bit_identical)
 
 Test(store, append_across_reopen)
 {
-    mf_store *s = new_store();
+    mf_store *s = job_store("job-a", MF_STORE_JOB_NEW);
     append_rows(s, 0, 10);
-    cr_assert_eq(mf_store_close(s), 0);
-    cr_assert_eq(mf_store_resume(&s, path), 0, "%s", mf_last_error());
+    cr_assert_eq(mf_store_close(s), 0, "closing a job's store keeps it to resume");
+    s = job_store("job-a", MF_STORE_JOB_RESUMED);
     cr_assert_eq(mf_store_rows(s), 10);
     append_rows(s, 10, 25);
     cr_assert_eq(mf_store_commit(s), 0, "%s", mf_last_error());
@@ -136,26 +151,55 @@ Test(store, append_across_reopen)
     mf_store_close(s);
 }
 
-Test(store, create_refuses_an_unfinished_run_and_discard_removes_it)
+Test(store, a_finished_job_is_complete_and_another_job_is_refused)
 {
-    mf_store *s = new_store();
+    mf_store *s = job_store("job-a", MF_STORE_JOB_NEW);
+    append_rows(s, 0, 5);
+    cr_assert_eq(mf_store_commit(s), 0, "%s", mf_last_error());
+    mf_store_params p = mf_store_default_params();
+    p.dim = DIM;
+    p.job = "job-a";
+    mf_store_job_state state;
+    cr_assert_eq(mf_store_open_or_resume(&s, path, &p, &state), 0, "%s", mf_last_error());
+    cr_assert_eq(state, MF_STORE_JOB_COMPLETE);
+    cr_assert_null(s);
+    p.job = "job-b";
+    cr_assert_eq(mf_store_open_or_resume(&s, path, &p, &state), MF_ERR_EXISTS);
+    p.overwrite = 1;
+    cr_assert_eq(mf_store_open_or_resume(&s, path, &p, &state), 0, "%s", mf_last_error());
+    cr_assert_eq(state, MF_STORE_JOB_NEW);
+    mf_store_discard(s);
+}
+
+Test(store, a_partial_of_another_job_is_kept_unless_overwrite)
+{
+    mf_store *s = job_store("job-a", MF_STORE_JOB_NEW);
+    append_rows(s, 0, 7);
     mf_store_close(s);
     mf_store_params p = mf_store_default_params();
     p.dim = DIM;
-    cr_assert_lt(mf_store_create(&s, path, &p), 0);
+    p.job = "job-b";
+    mf_store_job_state state;
+    cr_assert_eq(mf_store_open_or_resume(&s, path, &p, &state), MF_ERR_MISMATCH);
     cr_assert(strstr(mf_last_error(), ".partial"), "%s", mf_last_error());
-    cr_assert_eq(mf_store_resume(&s, path), 0);
+    s = job_store("job-a", MF_STORE_JOB_RESUMED); /* untouched by the refused run */
+    cr_assert_eq(mf_store_rows(s), 7);
+    mf_store_close(s);
+    p.overwrite = 1;
+    cr_assert_eq(mf_store_open_or_resume(&s, path, &p, &state), 0, "%s", mf_last_error());
+    cr_assert_eq(state, MF_STORE_JOB_NEW);
+    cr_assert_eq(mf_store_rows(s), 0);
     mf_store_discard(s);
     char partial[600];
     snprintf(partial, sizeof partial, "%s.partial", path);
-    cr_assert_eq(access(partial, F_OK), -1);
+    cr_assert_eq(access(partial, F_OK), -1, "discard removes the partial");
 }
 
 Test(store, sigkill_between_batches_keeps_flushed_rows)
 {
     pid_t pid = fork();
     if (pid == 0) {
-        mf_store *s = new_store();
+        mf_store *s = job_store("job-a", MF_STORE_JOB_NEW);
         for (int b = 0; b < 5; b++) {
             append_rows(s, (uint64_t)b * 20, 20);
             mf_store_flush(s);
@@ -167,8 +211,7 @@ Test(store, sigkill_between_batches_keeps_flushed_rows)
     int status;
     waitpid(pid, &status, 0);
     cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
-    mf_store *s;
-    cr_assert_eq(mf_store_resume(&s, path), 0, "%s", mf_last_error());
+    mf_store *s = job_store("job-a", MF_STORE_JOB_RESUMED);
     cr_assert_eq(mf_store_rows(s), 100, "resumed writer must know where it stopped");
     append_rows(s, 100, 7);
     cr_assert_eq(mf_store_commit(s), 0, "%s", mf_last_error());
