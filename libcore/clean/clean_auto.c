@@ -19,7 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "clean/clean_internal.h"
+#include "clean_internal.h"
+#include "mf/stats.h"
 #include "mf/status.h"
 
 #define AUTO_SAMPLE 200000 /* magnitudes used to fit the mixture and the density */
@@ -72,52 +73,6 @@ static void fit_two_gaussians(const float *x, size_t n, double q25, double q50, 
     }
 }
 
-/* Gaussian kernel density of x[0..n) on GRID points from lo to hi (Silverman's
- * bandwidth h), through a fine histogram; returns h. */
-static double density(const float *x, size_t n, double sd, double lo, double hi, double *f)
-{
-    double h = fmax(0.9 * sd * pow((double)n, -0.2), 1e-6), step = (hi - lo) / (GRID - 1);
-    double hist[GRID] = {0};
-    for (size_t i = 0; i < n; i++) {
-        long b = lround((x[i] - lo) / step);
-        if (b >= 0 && b < GRID)
-            hist[b] += 1;
-    }
-    int reach = (int)ceil(4 * h / step);
-    for (int g = 0; g < GRID; g++) {
-        double s = 0;
-        for (int b = g - reach < 0 ? 0 : g - reach; b <= g + reach && b < GRID; b++) {
-            double z = (b - g) * step / h;
-            s += hist[b] * exp(-0.5 * z * z);
-        }
-        f[g] = s / ((double)n * h * 2.5066282746);
-    }
-    return h;
-}
-
-/* Does the density dip between a and b (a < b) deeper than its noise below the highest
- * density between lo and the valley? *valley receives the valley's position. */
-static int has_dip(const double *f, double lo, double hi, double a, double b, size_t n,
-                   double h, double *valley)
-{
-    double step = (hi - lo) / (GRID - 1);
-    int ga = (int)fmax(0, ceil((a - lo) / step)),
-        gb = (int)fmin(GRID - 1, floor((b - lo) / step));
-    if (gb <= ga)
-        return 0;
-    int gv = ga;
-    for (int g = ga; g <= gb; g++)
-        if (f[g] < f[gv])
-            gv = g;
-    double peak = 0;
-    for (int g = 0; g <= gv; g++)
-        peak = fmax(peak, f[g]);
-    *valley = lo + gv * step;
-    /* var f(x) = f(x) R(K) / (n h), R(K) = 1 / (2 sqrt(pi)) for a Gaussian kernel */
-    double k = 1.0 / (2.0 * sqrt(M_PI) * (double)n * h);
-    return peak - f[gv] > DIP_SD * sqrt(k * (peak + f[gv]));
-}
-
 /* Cut below the bulk (median - 4 robust sd) with the sentence saying why. */
 static double bulk_edge(float *x, size_t m, double med, const char *why_no, const float *mag,
                         size_t n, char *why, size_t why_len)
@@ -145,7 +100,7 @@ double mf_clean_auto_cut(const float *mag, size_t n, char *why, size_t why_len)
         why = dummy, why_len = sizeof dummy;
     size_t step = n > AUTO_SAMPLE ? (n + AUTO_SAMPLE - 1) / AUTO_SAMPLE : 1, m = 0;
     float *x = malloc(((n + step - 1) / step + 1) * sizeof *x);
-    double *f = malloc(GRID * sizeof *f);
+    double *f = malloc(2 * GRID * sizeof *f); /* density and its scratch (mf_kde) */
     if (!x || !f || n < 10) {
         snprintf(why, why_len, "too few rows (%zu) to propose a cut: nothing dropped", n);
         free(x), free(f);
@@ -160,8 +115,8 @@ double mf_clean_auto_cut(const float *mag, size_t n, char *why, size_t why_len)
     double d = M_SQRT2 * (mu[1] - mu[0]) / sqrt(sd[0] * sd[0] + sd[1] * sd[1]);
     double spread =
         fmin(sqrt(pi[0] * sd[0] * sd[0] + pi[1] * sd[1] * sd[1]), (q[4] - q[2]) / 1.349);
-    double h = density(x, m, spread, q[0], q[5], f);
-    int dip = has_dip(f, q[0], q[5], mu[0], mu[1], m, h, &valley);
+    double h = mf_kde(x, m, spread, q[0], q[5], GRID, f);
+    int dip = mf_kde_dip(f, GRID, q[0], q[5], mu[0], mu[1], m, h, DIP_SD, &valley);
     double cut;
     if (d > 2.0 && pi[0] > 0.002 && pi[0] < 0.45 && dip) {
         /* Bisect for the point between the modes where the low one stops winning. */
