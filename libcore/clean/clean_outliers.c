@@ -32,7 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "clean/clean_internal.h"
+#include "clean_internal.h"
 #include "mf/knn.h"
 #include "mf/status.h"
 
