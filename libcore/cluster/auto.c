@@ -7,13 +7,14 @@
  * fixed cosine is right for every store. The graph's own edges show both modes: a kernel
  * density of the cosines of edges between anchors (samples at or above the anchor
  * magnitude quantile; all edges without weighting, since low-quality faces drift
- * together and blur both modes) has two peaks with a valley between them that is deeper
- * than its sampling noise. Each threshold is then placed on that scale: the valley v,
+ * together and blur both modes) has a low peak and a valley above it deeper than its
+ * sampling noise (find_modes says which valley). Each threshold is then placed on that scale: the valley v,
  * moved a method-specific share towards the same-identity mode h (tau = v + s (h - v)):
  * a method that chains (components) needs to sit further up than one that only links a
  * sample to a single neighbour (peaks), because one wrong edge merges two identities
  * while a missing one rarely splits anything; Infomap and Leiden weigh the edges
- * themselves and only need the different-identity mode cut away (the valley). Leaves (anchors' tau2) attach at the
+ * themselves and do best with a little of the low mode left in (Leiden: 0.15 of the
+ * span below the valley). Leaves (anchors' tau2) attach at the
  * valley itself: there a low-quality face is as likely to be its neighbour's identity as
  * not, and it joins only one cluster. The shares were measured over the mf-synth grid
  * of bench/bench_robust.sh (docs/CLUSTER.md), not on one store.
@@ -38,7 +39,7 @@
 /* Share of the way from the valley to the same-identity mode, per method. */
 static const double tau_share[MF_CLUSTER_METHODS] = {
     [MF_CLUSTER_ANCHORS] = 0.25, [MF_CLUSTER_COMPONENTS] = 0.6, [MF_CLUSTER_PEAKS] = 0.05,
-    [MF_CLUSTER_INFOMAP] = 0.1,  [MF_CLUSTER_LEIDEN] = 0.0,
+    [MF_CLUSTER_INFOMAP] = 0.1,  [MF_CLUSTER_LEIDEN] = -0.15,
 };
 static const double tau2_share = 0.0;
 
@@ -88,9 +89,13 @@ typedef struct modes {
     double lo, valley, hi; /* lo = NAN when only one mode was found */
 } modes;
 
-/* The two modes: of the pairs of peaks with a real valley between them, the one whose
- * valley splits the edges most evenly (a spike of near-duplicates at cosine ~1 is a
- * sharp peak but a small share of the edges; each side must hold MIN_SIDE of them). */
+/* The valley: the lowest one with a real mode on each side (a pair of peaks further apart
+ * than the kernel's reach, the density dipping between them deeper than its sampling noise
+ * below both, each side holding MIN_SIDE of the edges). The lowest, because above the
+ * different-identity mode the same-identity edges may have modes of their own (an
+ * identity's second look, a look-alike's twin); and a spike of near-duplicates at cosine
+ * ~1 is a sharp peak but holds too few edges. The same-identity mode is then the highest
+ * peak above the valley. */
 static void find_modes(const float *x, size_t m, const double *q, modes *out, double *f)
 {
     /* a margin so that a mode at the edge of the data still shows as a peak */
@@ -99,22 +104,30 @@ static void find_modes(const float *x, size_t m, const double *q, modes *out, do
     double h = mf_kde(x, m, spread, lo, hi, GRID, f), step = (hi - lo) / (GRID - 1);
     double var = 1.0 / (2.0 * sqrt(M_PI) * (double)m * h); /* var f(x) = f(x) var */
     int at[MAX_PEAKS], np = peaks_of(f, at);
-    double best = MIN_SIDE, total = 0, *cum = f + GRID; /* mf_kde's scratch half */
+    double total = 0, *cum = f + GRID; /* mf_kde's scratch half */
     for (int g = 0; g < GRID; g++)
         cum[g] = total += f[g];
-    out->lo = NAN, out->hi = np ? lo + at[0] * step : q[2], out->valley = NAN;
+    out->lo = NAN, out->hi = np ? lo + at[0] * step : q[2], out->valley = INFINITY;
     for (int a = 0; a < np; a++)
         for (int b = 0; b < np; b++) {
             double pa = lo + at[a] * step, pb = lo + at[b] * step, v;
-            /* two modes are further apart than the kernel's reach, not ripples of one */
             if (pb - pa < 8 * h || !mf_kde_dip(f, GRID, lo, hi, pa, pb, m, h, DIP_SD, &v))
                 continue;
             int gv = (int)lround((v - lo) / step);
             double low = fmin(f[at[a]], f[at[b]]), side = fmin(cum[gv], total - cum[gv]) / total;
-            if (low - f[gv] <= DIP_SD * sqrt(var * (low + f[gv])) || side <= best)
-                continue; /* a shoulder on the upper side, or a less even split */
-            best = side, out->lo = pa, out->hi = pb, out->valley = v;
+            if (low - f[gv] > DIP_SD * sqrt(var * (low + f[gv])) && side >= MIN_SIDE &&
+                v < out->valley)
+                out->lo = pa, out->valley = v;
         }
+    if (isnan(out->lo)) {
+        out->valley = NAN;
+        return;
+    }
+    int gv = (int)lround((out->valley - lo) / step), top = gv;
+    for (int g = gv; g < GRID; g++)
+        if (f[g] > f[top])
+            top = g;
+    out->hi = lo + top * step;
 }
 
 int mf_cluster_auto(const mf_knn_graph *g, const float *magnitude, mf_cluster_params *p,
