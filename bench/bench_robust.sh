@@ -4,24 +4,23 @@
 # against its ground truth; prints one line per setting, then the worst case and the
 # median of every column.
 #
-#   bench/bench_robust.sh              the grid (17 settings, 12,000 rows each; ~30 min
+#   bench/bench_robust.sh              the grid (17 settings, 8,000 rows each; ~20 min
 #                                      on 2 busy cores)
 #   MF_ROBUST_ROWS=65000 MF_ROBUST_IDS=2000 bench/bench_robust.sh default
 #                                      named settings only, at another size
 #
 # Columns: rule 1 (--auto) precision/recall against junk and unusable faces (quality
-# below 0.25); rule 2 (--outliers, the
-# default) precision/recall against wrong rows (mislabelled or junk) among the labelled
-# rows that reached it; the floor alone (--min-center-cos at the valley the default run
-# reports is not tuned) is left to docs. Then BCubed F of
-# each clustering method at its defaults (thresholds from the graph) and calibrated on
-# the store's own noisy /label, against /true_label; "gap" = calibrated - default.
+# below 0.25); rule 2 (--outliers, the default) precision/recall against wrong rows
+# (mislabelled or junk) among the labelled rows that reached it. Then BCubed F of each
+# clustering method at its defaults (thresholds from the graph) against /true_label, and
+# "gap" = the same method calibrated on the store's own noisy /label minus the default.
+# $MF_BENCH_DIR/thresholds.tsv keeps the thresholds each run used.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=${MF_BIN_DIR:-$root/build/bin}
 work=${MF_BENCH_DIR:-/tmp/mf_bench_robust}
-rows=${MF_ROBUST_ROWS:-12000}
-ids=${MF_ROBUST_IDS:-400}
+rows=${MF_ROBUST_ROWS:-8000}
+ids=${MF_ROBUST_IDS:-260}
 methods=${MF_ROBUST_METHODS:-anchors components peaks infomap leiden}
 py=/usr/bin/python3
 [ -x "$bin/mf-cluster" ] || { echo "build first: scripts/build.sh" >&2; exit 1; }
