@@ -10,7 +10,18 @@ import h5py
 import numpy as np
 
 MAG_RULES = ("min-magnitude", "auto", "drop-lowest", "drop-lowest-per-label")
-LABEL_RULES = ("center-cos", "spread")
+LABEL_RULES = ("center-cos", "spread", "nearer-identity")
+
+
+def read_rules(report, n):
+    """The rule that dropped each of n rows ("keep" if none), from a --report TSV."""
+    rule = np.full(n, "keep", dtype=object)
+    with open(report) as fh:
+        rows = csv.reader(fh, delimiter="\t")
+        next(rows)
+        for r in rows:
+            rule[int(r[0].rsplit("/", 1)[1].split(".")[0])] = r[3]
+    return rule
 
 
 def main():
@@ -23,12 +34,7 @@ def main():
     mis = f["is_mislabeled"][:].astype(bool)
     quality = f["quality"][:]
     dup_of = f["dup_of"][:]
-    rule = np.full(n, "keep", dtype=object)
-    with open(report) as fh:
-        rows = csv.reader(fh, delimiter="\t")
-        next(rows)
-        for r in rows:
-            rule[int(r[0].rsplit("/", 1)[1].split(".")[0])] = r[3]
+    rule = read_rules(report, n)
     by_mag = np.isin(rule, MAG_RULES)
     by_label = np.isin(rule, LABEL_RULES)
     by_dedup = rule == "dedup"
@@ -59,4 +65,5 @@ def main():
               f"{should}\t{p:.3f}\t{r:.3f}")
 
 
-main()
+if __name__ == "__main__":
+    main()

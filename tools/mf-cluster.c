@@ -37,6 +37,7 @@ enum {
 };
 
 typedef struct config {
+    char why[512]; /* how the thresholds were chosen */
     const char *out, *graph, *truth;
     int tsv, calibrate;
     int method_set;
@@ -50,8 +51,9 @@ static const mf_cli_opt options[] = {
     {"output", 'o', "OUT.h5", "write the input rows plus /cluster to OUT.h5", OPT_OUT},
     {"tsv", 0, NULL, "print id, cluster, magnitude as TSV on stdout", OPT_TSV},
     {"method", 0, "NAME", "anchors (default), components, peaks, infomap, leiden", OPT_METHOD},
-    {"tau", 't', "COS", "edge threshold (cosine; default per method)", OPT_TAU},
-    {"tau2", 0, "COS", "anchors: threshold for attaching low-quality samples", OPT_TAU2},
+    {"tau", 't', "COS", "edge threshold (cosine; default: chosen from the graph)", OPT_TAU},
+    {"tau2", 0, "COS", "anchors: threshold for attaching low-quality samples (default: "
+     "the graph's valley)", OPT_TAU2},
     {"anchor-quantile", 0, "Q",
      "anchors: share of lowest-magnitude samples that are not "
      "anchors (default 0.3)",
@@ -85,7 +87,10 @@ static const mf_cli_tool tool = {
     "mf-cluster",
     "[options] <store.h5>",
     "Cluster a store's samples into identities on a FAISS kNN graph; high-magnitude\n"
-    "samples anchor identities, low-magnitude ones attach but never bridge two.",
+    "samples anchor identities, low-magnitude ones attach but never bridge two.\n"
+    "Without --tau, thresholds come from the graph: the valley between the same- and\n"
+    "different-identity modes of its edge cosines (docs/CLUSTER.md); the summary says\n"
+    "what was found and chosen.",
     "Examples:\n"
     "  mf-cluster -o clustered.h5 --graph faces.knn.h5 faces.h5\n"
     "  mf-cluster --graph faces.knn.h5 --method peaks --tau 0.5 --tsv faces.h5 > c.tsv\n"
@@ -207,6 +212,7 @@ static cJSON *summary_json(const config *c, const mf_knn_graph *g, const mf_knn_
     cJSON_AddStringToObject(o, "method", mf_cluster_method_name(c->cp.method));
     cJSON_AddStringToObject(o, "weight", c->cp.weight ? "magnitude" : "none");
     cJSON_AddNumberToObject(o, "tau", dec4(c->cp.tau));
+    cJSON_AddStringToObject(o, "thresholds", c->why);
     if (c->cp.method == MF_CLUSTER_ANCHORS) {
         cJSON_AddNumberToObject(o, "tau2", dec4(c->cp.tau2));
         cJSON_AddNumberToObject(o, "anchor_quantile", dec4(c->cp.anchor_quantile));
@@ -228,6 +234,8 @@ static cJSON *summary_json(const config *c, const mf_knn_graph *g, const mf_knn_
     for (int i = 0; i < 8; i++)
         h[i] = (double)st->size_hist[i];
     cJSON_AddItemToObject(o, "size_hist", cJSON_CreateDoubleArray(h, 8));
+    cJSON_AddNumberToObject(o, "suspect_clusters", (double)st->suspect);
+    cJSON_AddNumberToObject(o, "suspect_rows", (double)st->suspect_rows);
     return o;
 }
 
@@ -243,6 +251,15 @@ static void print_summary(const mf_cluster_stats *st, const mf_knn_graph *g,
                 "64-127:%zu 128+:%zu",
                 st->size_hist[0], st->size_hist[1], st->size_hist[2], st->size_hist[3],
                 st->size_hist[4], st->size_hist[5], st->size_hist[6], st->size_hist[7]);
+    mf_cli_info("thresholds: %s", c->why);
+    if (st->largest * 2 > g->n)
+        mf_cli_warn("one giant cluster holds %zu of %zu rows: the thresholds do not suit "
+                       "this graph; give --tau or try --calibrate",
+                       st->largest, g->n);
+    if (st->suspect)
+        mf_cli_warn("%zu clusters (%zu rows) hold %dx more low-quality rows per anchor than "
+                    "an identity has: likely collectors of junk; check them or raise --tau2",
+                    st->suspect, st->suspect_rows, MF_CLUSTER_SUSPECT_RATIO);
     if (ki->recall >= 0 && !ki->exact)
         mf_cli_info("kNN graph %s k=%d: recall@%d %.4f on %zu queries", g->index, g->k, g->k,
                     ki->recall, ki->recall_queries);
@@ -327,13 +344,16 @@ int main(int argc, char **argv)
         rc = get_graph(&c, s, mag, graph_out, &g, &ki);
     else
         mf_output_abort(graph_out);
+    if (rc == 0)
+        rc = mf_cluster_auto(g, mag, &c.cp, c.why, sizeof c.why);
     if (rc == 0 && c.calibrate) {
         double f;
         rc = mf_cluster_calibrate(g, mag, truth, &c.cp, &f);
         if (rc == 0)
-            mf_cli_info("calibrated on /%s: tau %.3f tau2 %.3f anchor-quantile %.2f "
-                        "resolution %.2f -> BCubed F %.4f",
-                        c.truth, c.cp.tau, c.cp.tau2, c.cp.anchor_quantile, c.cp.resolution, f);
+            snprintf(c.why, sizeof c.why,
+                     "calibrated on /%s: tau %.3f tau2 %.3f anchor-quantile %.2f "
+                     "resolution %.2f -> BCubed F %.4f",
+                     c.truth, c.cp.tau, c.cp.tau2, c.cp.anchor_quantile, c.cp.resolution, f);
     }
     if (rc == 0 && !(label = malloc(g->n * sizeof *label)))
         rc = mf_set_error(MF_ERR_NOMEM, "out of memory for labels");

@@ -24,6 +24,7 @@ enum {
     OPT_OUTLIERS,
     OPT_MIN_CENTER_COS,
     OPT_OUTLIER_K,
+    OPT_NO_NEARER,
     OPT_DEDUP,
     OPT_MERGE,
     OPT_APPLY_MERGE,
@@ -39,11 +40,16 @@ static const mf_cli_opt opts[] = {
     {"drop-lowest", 0, "P%", "rule 1: drop the P% lowest magnitudes", OPT_DROP_LOWEST},
     {"drop-lowest-per-label", 0, "P%", "rule 1: drop the P% lowest of each label",
      OPT_DROP_LOWEST_LABEL},
-    {"outliers", 0, NULL, "rule 2: drop per-identity outliers (spread rule)", OPT_OUTLIERS},
-    {"min-center-cos", 0, "C", "rule 2: drop cosine to the identity centre below C",
-     OPT_MIN_CENTER_COS},
-    {"outlier-k", 0, "K", "rule 2: spread rule threshold in robust sd (default 4, 0 = off)",
+    {"outliers", 0, NULL,
+     "rule 2: drop rows that do not fit their label (spread and nearer-identity tests)",
+     OPT_OUTLIERS},
+    {"min-center-cos", 0, "C", "rule 2: drop cosine to the identity centre below C (alone: "
+     "only this)", OPT_MIN_CENTER_COS},
+    {"outlier-k", 0, "K",
+     "rule 2: spread test threshold in within-identity spreads (default 5, 0 = off)",
      OPT_OUTLIER_K},
+    {"no-nearer", 0, NULL, "rule 2: skip the nearer-identity test of --outliers",
+     OPT_NO_NEARER},
     {"dedup", 0, "COS", "rule 3: keep one row of each group with cosine >= COS", OPT_DEDUP},
     {"merge-labels", 0, "COS", "rule 4: report labels whose centres have cosine >= COS",
      OPT_MERGE},
@@ -65,7 +71,8 @@ static const mf_cli_tool tool = {
     "Rules apply in this order, each to the rows the earlier ones kept: 1 magnitude,\n"
     "2 per-identity outliers, 3 near-duplicates, 4 label merge, 5 min-per-label.\n"
     "Without any rule option, mf-filter runs --auto and --outliers (the latter only if\n"
-    "the store has labels). Rows with label -1 are left alone by the label rules.\n"
+    "the store has labels); given rules replace these defaults, and each runs only the\n"
+    "tests it names. Rows with label -1 are left alone by the label rules.\n"
     "The input is never modified; OUT appears only when complete. See docs/FILTER.md.\n\n"
     "Examples:\n"
     "  mf-filter train.h5 -o clean.h5 --report dropped.tsv\n"
@@ -95,7 +102,7 @@ static int on_option(int id, const char *arg, void *ctx)
     config *c = ctx;
     mf_clean_params *p = &c->p;
     c->any_rule |= id != OPT_OUTPUT && id != OPT_REPORT && id != OPT_DRY_RUN &&
-                   id != OPT_OUTLIER_K && id != OPT_APPLY_MERGE;
+                   id != OPT_OUTLIER_K && id != OPT_NO_NEARER && id != OPT_APPLY_MERGE;
     switch (id) {
     case OPT_OUTPUT: c->output = arg; break;
     case OPT_MIN_MAG:
@@ -109,9 +116,9 @@ static int on_option(int id, const char *arg, void *ctx)
     case OPT_OUTLIERS: p->outliers = 1; break;
     case OPT_MIN_CENTER_COS:
         p->min_center_cos = mf_cli_parse_double("--min-center-cos", arg, -1, 1);
-        p->outliers = 1;
         break;
     case OPT_OUTLIER_K: p->outlier_k = mf_cli_parse_double("--outlier-k", arg, 0, 100); break;
+    case OPT_NO_NEARER: p->nearer = 0; break;
     case OPT_DEDUP: p->dedup_cos = mf_cli_parse_double("--dedup", arg, 0.5, 1); break;
     case OPT_MERGE: p->merge_cos = mf_cli_parse_double("--merge-labels", arg, 0.0, 1); break;
     case OPT_APPLY_MERGE: p->apply_merge = 1; break;
@@ -140,7 +147,8 @@ static cJSON *rules_json(const config *c)
     cJSON_AddNumberToObject(o, "drop_lowest_per_label", p->drop_lowest_per_label);
     cJSON_AddBoolToObject(o, "outliers", p->outliers);
     cJSON_AddNumberToObject(o, "min_center_cos", p->min_center_cos);
-    cJSON_AddNumberToObject(o, "outlier_k", p->outlier_k);
+    cJSON_AddNumberToObject(o, "outlier_k", p->outliers ? p->outlier_k : 0);
+    cJSON_AddBoolToObject(o, "nearer_identity", p->outliers && p->nearer);
     cJSON_AddNumberToObject(o, "dedup", p->dedup_cos);
     cJSON_AddNumberToObject(o, "merge_labels", p->merge_cos);
     cJSON_AddBoolToObject(o, "apply_merge", p->apply_merge);
@@ -211,6 +219,8 @@ static cJSON *summary_json(const config *c, const mf_clean_result *r, const doub
         cJSON_AddNumberToObject(o, "auto_cut", round(r->auto_cut * 1e4) / 1e4);
         cJSON_AddStringToObject(o, "auto_reason", r->auto_reason);
     }
+    if (r->rule2_reason[0])
+        cJSON_AddStringToObject(o, "rule2", r->rule2_reason);
     if (c->p.merge_cos > 0) {
         cJSON *m = cJSON_AddArrayToObject(o, "merges");
         for (size_t i = 0; i < r->n_merges; i++) {
@@ -249,6 +259,8 @@ static void summary_text(const config *c, const mf_clean_result *r, const double
                         (unsigned long long)r->dropped[k]);
     if (c->p.auto_cut)
         mf_cli_info("  --auto: %s", r->auto_reason);
+    if (r->rule2_reason[0])
+        mf_cli_info("  rule 2: %s", r->rule2_reason);
     mf_cli_info("  seconds: rules 1-2 %.1f, dedup %.1f, merge %.1f, min-per-label %.1f",
                 r->seconds[0], r->seconds[1], r->seconds[2], r->seconds[3]);
     print_quantiles("before", before);

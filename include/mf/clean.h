@@ -14,7 +14,12 @@
  *  1. magnitude: --min-magnitude, --auto, --drop-lowest, --drop-lowest-per-label, all
  *     computed on the input's magnitudes (a row failing several is charged to the first);
  *     junk and unrecognisable faces must not pull identity centres or join duplicates;
- *  2. per-identity outliers: quality-weighted leave-one-out centres in two passes;
+ *  2. per-identity outliers (each part only when asked for): the floor (min_center_cos),
+ *     the spread test (outliers, outlier_k: the cosine to the label's leave-one-out centre
+ *     far below what a face of that magnitude in that identity shows, with location and
+ *     spread both functions of magnitude, pooled over all identities and shrunk per
+ *     identity) and the nearer-identity test (outliers, nearer: a recognisable face
+ *     closer to one of the label's most similar identities than to its own); two passes;
  *  3. near-duplicates among the rows still kept, so a copy of a mislabelled sample is
  *     charged to the label rule and a group keeps its best remaining member;
  *  4. identity overlap (merge) on the centres of the cleaned identities;
@@ -41,6 +46,7 @@ typedef enum mf_clean_rule {
     MF_RULE_DROP_LOWEST_LABEL, /* figure: magnitude */
     MF_RULE_CENTER_COS,        /* figure: cosine to the identity centre */
     MF_RULE_SPREAD,            /* figure: cosine to the identity centre */
+    MF_RULE_NEARER,            /* figure: cosine to the nearer identity's centre */
     MF_RULE_DEDUP,             /* figure: cosine to the kept member of its group */
     MF_RULE_MIN_PER_LABEL,     /* figure: rows the label had left */
     MF_RULE_COUNT
@@ -55,11 +61,12 @@ typedef struct mf_clean_params {
     int auto_cut;                 /* propose a cut from the magnitude distribution */
     double drop_lowest;           /* percent of all rows, lowest magnitude first */
     double drop_lowest_per_label; /* percent of each label's rows */
-    /* rule 2 (needs labels) */
-    int outliers;          /* on when set, or when min_center_cos > 0 */
-    double min_center_cos; /* absolute floor on the cosine to the centre; 0 = none */
-    double outlier_k;      /* spread rule: robust z of the quality-corrected cosine
-                                    below -k within the identity; 0 = off (default 4) */
+    /* rule 2 (needs labels); each part runs only when asked for */
+    double min_center_cos; /* floor: cosine to the label's centre below this; 0 = off */
+    int outliers;          /* the outlier tests below (spread and nearer-identity) */
+    double outlier_k;      /* spread test: flag below -k within-identity spreads of what
+                              the row's magnitude and identity predict; 0 = off (5) */
+    int nearer;            /* nearer-identity test (1; with outliers) */
     /* rule 3 */
     double dedup_cos;        /* group rows with cosine >= this; 0 = off */
     uint64_t dedup_flat_max; /* one index up to this many rows, else k-means cells
@@ -92,7 +99,8 @@ typedef struct mf_clean_result {
     int64_t identities_in, identities_out; /* distinct labels >= 0 */
     int has_labels;                        /* some label >= 0 */
     double auto_cut;                       /* the magnitude cut --auto chose (0 if not run) */
-    char auto_reason[256];
+    char auto_reason[512];
+    char rule2_reason[640]; /* rule 2: what ran and what it estimated ("" if not run) */
     mf_clean_merge *merges; /* label pairs found by rule 4 */
     size_t n_merges;
     double seconds[4]; /* time in rules 1-2, 3, 4, 5 */

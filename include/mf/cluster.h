@@ -2,7 +2,8 @@
  * (MagFace magnitude).
  *
  *     mf_cluster_params p = mf_cluster_default_params();   // method "anchors"
- *     p.tau = 0.55f;
+ *     char why[512];                                      // thresholds from the graph
+ *     if (mf_cluster_auto(g, magnitude, &p, why, sizeof why) < 0) die(mf_last_error());
  *     int64_t *label = malloc(g->n * sizeof *label);
  *     mf_cluster_stats st;
  *     if (mf_cluster_run(g, magnitude, &p, label, &st) < 0) die(mf_last_error());
@@ -46,8 +47,8 @@ typedef enum mf_cluster_method {
 typedef struct mf_cluster_params {
     mf_cluster_method method;
     int weight;             /* 1: magnitude is quality (default); 0: ignore it */
-    float tau;              /* edge threshold (cosine) */
-    float tau2;             /* anchors: leaf attachment threshold */
+    float tau;              /* edge threshold (cosine); NAN: chosen from the graph */
+    float tau2;             /* anchors: leaf attachment threshold; NAN: from the graph */
     double anchor_quantile; /* anchors: share of samples (lowest magnitude) that are not
                                anchors, in [0, 1) */
     double resolution;      /* leiden: CPM resolution */
@@ -59,11 +60,27 @@ typedef struct mf_cluster_stats {
     size_t unassigned; /* rows left at -1 */
     size_t largest;
     size_t size_hist[8]; /* sizes 1, 2-3, 4-7, 8-15, 16-31, 32-63, 64-127, >= 128 */
+    size_t suspect;      /* anchors: clusters of > k rows with MF_CLUSTER_SUSPECT_RATIO
+                            times the leaves per anchor that the anchor quantile gives
+                            an identity (likely collectors of junk) */
+    size_t suspect_rows; /* rows in them */
 } mf_cluster_stats;
 
+#define MF_CLUSTER_SUSPECT_RATIO 10
+
 mf_cluster_params mf_cluster_default_params(void);
-/* Default thresholds of a method (tau, tau2 ...) filled into p. */
+/* Default thresholds of a method filled into p: tau and tau2 NAN (chosen from the graph
+ * by mf_cluster_auto), anchor_quantile 0.3, resolution 0.1. */
 void mf_cluster_method_defaults(mf_cluster_params *p, mf_cluster_method m);
+
+/* Choose the thresholds of p that are NAN (tau, tau2) from the graph, without labels:
+ * the valley between the different-identity and same-identity modes of the edge cosines
+ * between anchors (libcore/cluster/auto.c tells how), so that a model's cosine scale
+ * does not matter. why (may be NULL) receives one sentence saying what was found and
+ * chosen. mf_cluster_run calls it for thresholds left NAN. Returns 0 or a negative
+ * mf_status (MF_ERR_ARG when the graph has too few edges to tell). */
+int mf_cluster_auto(const mf_knn_graph *g, const float *magnitude, mf_cluster_params *p,
+                    char *why, size_t why_len);
 
 /* "anchors" -> MF_CLUSTER_ANCHORS, ...; -1 if unknown. */
 int mf_cluster_method_parse(const char *name);

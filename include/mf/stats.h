@@ -38,6 +38,19 @@ void mf_histogram_build(mf_histogram *h, const float *v, size_t n, int bins);
 void mf_histogram_build_range(mf_histogram *h, const float *v, size_t n, int bins, double lo,
                               double hi);
 
+/* ---- densities ------------------------------------------------------------------- */
+
+/* Gaussian kernel density of x[0..n) at `grid` points from lo to hi, with Silverman's
+ * bandwidth h = 0.9 sd n^-1/5 (sd: a robust spread of x given by the caller); returns h.
+ * f: 2 * grid doubles, caller-allocated (the second half is scratch). */
+double mf_kde(const float *x, size_t n, double sd, double lo, double hi, int grid, double *f);
+
+/* Does the density f (from mf_kde over the same lo, hi, grid, n, h) dip between a and b
+ * (a < b) deeper than dip_sd sampling sd below the highest density between lo and the
+ * dip? *valley receives the lowest point between a and b. Returns 1 or 0. */
+int mf_kde_dip(const double *f, int grid, double lo, double hi, double a, double b, size_t n,
+               double h, double dip_sd, double *valley);
+
 /* ---- integer groups (labels, clusters) ---------------------------------------------- */
 
 void mf_sort_int64(int64_t *v, size_t n);

@@ -13,11 +13,12 @@
 #include "mf/status.h"
 
 #define DEFAULT_CHUNK 16384
-#define AUTO_SAMPLE 200000 /* magnitudes used to fit --auto's mixture */
 
 static const char *rule_names[MF_RULE_COUNT] = {
-    "keep",       "min-magnitude", "auto",  "drop-lowest",   "drop-lowest-per-label",
-    "center-cos", "spread",        "dedup", "min-per-label",
+    "keep",          "min-magnitude",         "auto",
+    "drop-lowest",   "drop-lowest-per-label", "center-cos",
+    "spread",        "nearer-identity",       "dedup",
+    "min-per-label",
 };
 
 const char *mf_clean_rule_name(int rule)
@@ -28,7 +29,8 @@ const char *mf_clean_rule_name(int rule)
 mf_clean_params mf_clean_default_params(void)
 {
     mf_clean_params p = {0};
-    p.outlier_k = 4.0;
+    p.outlier_k = 5.0;
+    p.nearer = 1;
     p.dedup_flat_max = 50000;
     p.chunk_rows = DEFAULT_CHUNK;
     return p;
@@ -145,108 +147,6 @@ static void drop(mf_clean_result *r, uint64_t i, int rule, float figure)
         r->rule[i] = (uint8_t)rule;
         r->figure[i] = figure;
     }
-}
-
-static double normal_logpdf(double x, double m, double s)
-{
-    double z = (x - m) / s;
-    return -0.5 * z * z - log(s);
-}
-
-/* EM for two 1-D Gaussians on x[0..n); returns the final parameters (m[0] < m[1]). */
-static void fit_two_gaussians(const float *x, size_t n, double q25, double q50, double q75,
-                              double q5, double *pi, double *m, double *s)
-{
-    double s0 = fmax((q75 - q25) / 1.349, 1e-6);
-    pi[0] = 0.1, pi[1] = 0.9, m[0] = q5, m[1] = q50, s[0] = s[1] = s0;
-    for (int it = 0; it < 200; it++) {
-        double sw[2] = {0}, sx[2] = {0}, sxx[2] = {0};
-        for (size_t i = 0; i < n; i++) {
-            double l0 = log(pi[0]) + normal_logpdf(x[i], m[0], s[0]);
-            double l1 = log(pi[1]) + normal_logpdf(x[i], m[1], s[1]);
-            double g0 = 1.0 / (1.0 + exp(l1 - l0));
-            double g[2] = {g0, 1.0 - g0};
-            for (int c = 0; c < 2; c++) {
-                sw[c] += g[c];
-                sx[c] += g[c] * x[i];
-                sxx[c] += g[c] * x[i] * x[i];
-            }
-        }
-        double moved = 0;
-        for (int c = 0; c < 2; c++) {
-            if (sw[c] < 1e-9)
-                return;
-            double nm = sx[c] / sw[c];
-            moved += fabs(nm - m[c]);
-            m[c] = nm;
-            s[c] = fmax(sqrt(fmax(sxx[c] / sw[c] - nm * nm, 0)), s0 * 0.02);
-            pi[c] = sw[c] / (double)n;
-        }
-        if (moved < 1e-6 * s0)
-            break;
-    }
-    if (m[0] > m[1]) {
-        double t;
-        t = pi[0], pi[0] = pi[1], pi[1] = t;
-        t = m[0], m[0] = m[1], m[1] = t;
-        t = s[0], s[0] = s[1], s[1] = t;
-    }
-}
-
-double mf_clean_auto_cut(const float *mag, size_t n, char *why, size_t why_len)
-{
-    char dummy[8];
-    if (!why)
-        why = dummy, why_len = sizeof dummy;
-    size_t step = n > AUTO_SAMPLE ? (n + AUTO_SAMPLE - 1) / AUTO_SAMPLE : 1, m = 0;
-    float *x = malloc(((n + step - 1) / step + 1) * sizeof *x);
-    if (!x || n < 10) {
-        snprintf(why, why_len, "too few rows (%zu) to propose a cut: nothing dropped", n);
-        free(x);
-        return -INFINITY;
-    }
-    for (size_t i = 0; i < n; i += step)
-        x[m++] = mag[i];
-    double qs[4] = {0.05, 0.25, 0.5, 0.75}, q[4];
-    mf_clean_quantiles(x, NULL, m, qs, 4, q);
-    double pi[2], mu[2], sd[2];
-    fit_two_gaussians(x, m, q[1], q[2], q[3], q[0], pi, mu, sd);
-    /* Ashman's D > 2 means two clearly separated modes. */
-    double d = M_SQRT2 * (mu[1] - mu[0]) / sqrt(sd[0] * sd[0] + sd[1] * sd[1]);
-    double cut;
-    if (d > 2.0 && pi[0] > 0.002 && pi[0] < 0.45) {
-        /* Bisect for the point between the modes where the low one stops winning. */
-        double lo = mu[0], hi = mu[1];
-        for (int it = 0; it < 60; it++) {
-            double mid = 0.5 * (lo + hi);
-            double f = log(pi[0]) + normal_logpdf(mid, mu[0], sd[0]) - log(pi[1]) -
-                       normal_logpdf(mid, mu[1], sd[1]);
-            if (f > 0)
-                lo = mid;
-            else
-                hi = mid;
-        }
-        cut = 0.5 * (lo + hi);
-        snprintf(why, why_len,
-                 "two modes: low mode at %.2f (sd %.2f, %.1f%% of rows), bulk "
-                 "at %.2f (sd %.2f), separation D=%.1f; cut where the low mode stops being "
-                 "the more likely: %.2f",
-                 mu[0], sd[0], 100 * pi[0], mu[1], sd[1], d, cut);
-    } else {
-        float *dev = x; /* reuse: absolute deviations from the median */
-        double med = q[2];
-        for (size_t i = 0; i < m; i++)
-            dev[i] = (float)fabs(dev[i] - med);
-        double mad = 1.4826 * clean_median(dev, m);
-        cut = med - 4.0 * mad;
-        snprintf(why, why_len,
-                 "no separate low mode (two-component fit: D=%.1f, low weight "
-                 "%.1f%%); cut where the distribution departs from its bulk: median %.2f - "
-                 "4 x robust sd %.2f = %.2f",
-                 d, 100 * pi[0], med, mad, cut);
-    }
-    free(x);
-    return cut;
 }
 
 typedef struct by_mag {

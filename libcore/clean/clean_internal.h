@@ -50,7 +50,14 @@ static inline float clean_weight(float mag, double m5, double m50)
  * sums (lab.n * dim doubles, zeroed here). */
 int clean_label_sums(clean_ctx *c, const uint8_t *use, const float *w, double *sums);
 
-/* Rule 2 on the rows still kept (r->rule == KEEP and labelled). */
+/* Quality weights (clean_weight) of all rows, from the magnitudes of the rows in `use`. */
+int clean_make_weights(clean_ctx *c, const uint8_t *use, float *w);
+/* lab.n * dim doubles for label sums (NULL, with the error set, if out of memory). */
+double *clean_alloc_sums(clean_ctx *c);
+/* ss[k] = |sums_k|^2 for every label. */
+void clean_squared_norms(const clean_ctx *c, const double *sums, double *ss);
+
+/* Rule 2 on the rows still kept (r->rule == KEEP and labelled): clean_outliers.c. */
 int clean_outliers(clean_ctx *c);
 /* Rule 3. */
 int clean_dedup(clean_ctx *c);

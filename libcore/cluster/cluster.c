@@ -32,10 +32,10 @@ const char *mf_cluster_method_name(mf_cluster_method m)
 void mf_cluster_method_defaults(mf_cluster_params *p, mf_cluster_method m)
 {
     p->method = m;
-    /* Defaults fit MagFace-like statistics (two good samples of one identity ~0.4-0.65,
-     * of two identities ~0-0.3): measured best on the synthetic benchmark. */
-    p->tau = m == MF_CLUSTER_ANCHORS ? 0.5f : m == MF_CLUSTER_PEAKS ? 0.35f : 0.45f;
-    p->tau2 = 0.3f;
+    /* Cosine thresholds depend on the model and the data: chosen from the graph
+     * (auto.c) unless set. */
+    p->tau = NAN;
+    p->tau2 = NAN;
     p->anchor_quantile = 0.3;
     p->resolution = 0.1;
 }
@@ -132,8 +132,7 @@ static void peaks(const mf_knn_graph *g, const float *conf, float tau, int64_t *
         }
 }
 
-/* Magnitude at the q-quantile (q in [0,1)); -inf for q == 0. */
-static int quantile(const float *v, size_t n, double q, float *out)
+int mf_cluster_quantile(const float *v, size_t n, double q, float *out)
 {
     if (q <= 0) {
         *out = -INFINITY;
@@ -160,7 +159,7 @@ static int anchors(const mf_knn_graph *g, const float *mag, const mf_cluster_par
     size_t n = g->n;
     int k = g->k;
     float cut = -INFINITY;
-    if (p->weight && quantile(mag, n, p->anchor_quantile, &cut) < 0)
+    if (p->weight && mf_cluster_quantile(mag, n, p->anchor_quantile, &cut) < 0)
         return MF_ERR_NOMEM;
     unsigned char *is_anchor = malloc(n), *keep = malloc(n * (size_t)k);
     if (!is_anchor || !keep) {
@@ -272,6 +271,36 @@ static int run_union_find(const mf_knn_graph *g, const float *mag, const mf_clus
     return rc;
 }
 
+/* Collectors: an identity has about q / (1 - q) leaves per anchor (q = anchor_quantile);
+ * a cluster of more than k rows with MF_CLUSTER_SUSPECT_RATIO times that many has
+ * gathered low-quality rows (junk near the drift direction) that no identity's
+ * neighbourhood accounts for. */
+static int suspect_clusters(const mf_knn_graph *g, const float *mag,
+                            const mf_cluster_params *p, const int64_t *label,
+                            mf_cluster_stats *st)
+{
+    size_t n = g->n;
+    float cut = -INFINITY;
+    double expect = p->anchor_quantile / (1 - p->anchor_quantile);
+    size_t *cnt = calloc(2 * n, sizeof *cnt); /* [c]: anchors, [n + c]: leaves */
+    if (!cnt || mf_cluster_quantile(mag, n, p->anchor_quantile, &cut) < 0) {
+        free(cnt);
+        return mf_set_error(MF_ERR_NOMEM, "out of memory counting leaves");
+    }
+    for (size_t i = 0; i < n; i++)
+        if (label[i] >= 0)
+            cnt[(mag[i] >= cut ? 0 : n) + (size_t)label[i]]++;
+    for (size_t c = 0; c < n; c++) {
+        size_t a = cnt[c], l = cnt[n + c];
+        if (a + l > (size_t)g->k && (double)l > MF_CLUSTER_SUSPECT_RATIO * expect * (double)a) {
+            st->suspect++;
+            st->suspect_rows += a + l;
+        }
+    }
+    free(cnt);
+    return 0;
+}
+
 int mf_cluster_run(const mf_knn_graph *g, const float *magnitude, const mf_cluster_params *p,
                    int64_t *label, mf_cluster_stats *stats)
 {
@@ -283,13 +312,17 @@ int mf_cluster_run(const mf_knn_graph *g, const float *magnitude, const mf_clust
         return mf_set_error(MF_ERR_ARG, "cluster: anchor quantile must be in [0, 1)");
     if (g->n == 0)
         return mf_cluster_stats_of(0, label, stats);
-    int rc;
-    if (p->method == MF_CLUSTER_INFOMAP || p->method == MF_CLUSTER_LEIDEN)
+    mf_cluster_params chosen = *p;
+    int rc = mf_cluster_auto(g, magnitude, &chosen, NULL, 0);
+    p = &chosen;
+    if (rc == 0 && (p->method == MF_CLUSTER_INFOMAP || p->method == MF_CLUSTER_LEIDEN))
         rc = mf_cluster_igraph(g, magnitude, p, label);
-    else
+    else if (rc == 0)
         rc = run_union_find(g, magnitude, p, label);
     if (rc == 0 && stats)
         rc = mf_cluster_stats_of(g->n, label, stats);
+    if (rc == 0 && stats && p->method == MF_CLUSTER_ANCHORS && p->weight)
+        rc = suspect_clusters(g, magnitude, p, label, stats);
     return rc;
 }
 

@@ -10,6 +10,9 @@ void mf_uf_union(int64_t *parent, int64_t a, int64_t b);
 /* Final labels from a union-find forest (see cluster.c). */
 void mf_uf_labels(int64_t *parent, const unsigned char *assigned, size_t n, int64_t *label);
 
+/* Magnitude at the q-quantile of v[0..n) (q in [0,1)) into *out; -inf for q == 0. */
+int mf_cluster_quantile(const float *v, size_t n, double q, float *out);
+
 /* infomap / leiden through igraph (igraph.c); MF_ERR_UNSUPPORTED without igraph. */
 int mf_cluster_igraph(const mf_knn_graph *g, const float *magnitude, const mf_cluster_params *p,
                       int64_t *label);

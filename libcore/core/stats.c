@@ -138,3 +138,52 @@ mf_group_count *mf_count_groups(int64_t *keys, size_t n, size_t *n_groups, uint6
     *negative = neg;
     return groups;
 }
+
+/* ---- densities ------------------------------------------------------------------- */
+
+double mf_kde(const float *x, size_t n, double sd, double lo, double hi, int grid, double *f)
+{
+    double h = fmax(0.9 * sd * pow((double)n, -0.2), 1e-6), step = (hi - lo) / (grid - 1);
+    for (int g = 0; g < grid; g++)
+        f[g] = 0;
+    /* f doubles as the fine histogram, then is smoothed through a copy */
+    double *hist = f + grid;
+    for (int g = 0; g < grid; g++)
+        hist[g] = 0;
+    for (size_t i = 0; i < n; i++) {
+        long b = lround((x[i] - lo) / step);
+        if (b >= 0 && b < grid)
+            hist[b] += 1;
+    }
+    int reach = (int)ceil(4 * h / step);
+    for (int g = 0; g < grid; g++) {
+        double s = 0;
+        for (int b = g - reach < 0 ? 0 : g - reach; b <= g + reach && b < grid; b++) {
+            double z = (b - g) * step / h;
+            s += hist[b] * exp(-0.5 * z * z);
+        }
+        f[g] = s / ((double)n * h * 2.5066282746);
+    }
+    return h;
+}
+
+int mf_kde_dip(const double *f, int grid, double lo, double hi, double a, double b, size_t n,
+               double h, double dip_sd, double *valley)
+{
+    double step = (hi - lo) / (grid - 1);
+    int ga = (int)fmax(0, ceil((a - lo) / step)),
+        gb = (int)fmin(grid - 1, floor((b - lo) / step));
+    if (gb <= ga)
+        return 0;
+    int gv = ga;
+    for (int g = ga; g <= gb; g++)
+        if (f[g] < f[gv])
+            gv = g;
+    double peak = 0;
+    for (int g = 0; g <= gv; g++)
+        peak = fmax(peak, f[g]);
+    *valley = lo + gv * step;
+    /* var f(x) = f(x) R(K) / (n h), R(K) = 1 / (2 sqrt(pi)) for a Gaussian kernel */
+    double k = 1.0 / (2.0 * sqrt(M_PI) * (double)n * h);
+    return peak - f[gv] > dip_sd * sqrt(k * (peak + f[gv]));
+}

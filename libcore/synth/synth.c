@@ -1,124 +1,190 @@
-/* synth.c - the synthetic embedding generator (see include/mf/synth.h).
- *
- * Every random number comes from a counter-based stream: splitmix64 seeded by (seed,
- * stream, index). Row r's values depend only on the parameters and r, so any row range
- * can be generated in any order, by any number of threads, with the same result. */
-#include "mf/synth.h"
-
+/* synth.c - the synthetic embedding generator's parameters, profiles and identities
+ * (sizes, centres, per-identity traits); rows are made in synth_rows.c. See
+ * include/mf/synth.h for the model. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "mf/status.h"
+#include "synth_internal.h"
 
-/* Independent streams: one per kind of decision. */
-enum { S_SIZE = 1, S_CENTRE, S_TWIN, S_FACE, S_UNREC, S_KIND, S_ROW, S_DUP };
-
-/* How far back a duplicate looks for the sample it copies. */
-#define DUP_LOOKBACK 64
-/* Quality of typical faces: N(mean, sd) clipped; the low tail is uniform below. */
-#define Q_MEAN 0.70
-#define Q_SD 0.12
-#define Q_GOOD_MIN 0.30
-#define Q_LOW_MAX 0.45
-#define JUNK_Q_MAX 0.15
-#define MAG_NOISE 0.8
 /* Size limits that keep the precomputed tables sane. */
 #define MAX_DIM 65536
 #define MAX_IDENTITIES (1LL << 26)
+#define MAX_DRIFT_DIRS 64
 
-struct mf_synth {
-    mf_synth_params p;
-    uint64_t *start; /* identities + 1: first row of each identity block */
-    float *centre;   /* (identities, dim) unit identity centres */
-    uint8_t *twin;   /* identities: 1 if a look-alike of identity k - 1 */
-    float *face;     /* (dim) the direction all faces share a little of */
-    float *unrec;    /* (dim) the "unrecognisable" direction */
+/* ---- parameters and profiles ---------------------------------------------------------- */
+
+/* The "default" profile: a scraped set of celebrity photos as MagFace iresnet100 sees it
+ * (continuous quality with a blurry tail, one unrecognisable direction, jitter that
+ * triples at the lowest quality, a few identities with a second look, look-alikes that
+ * attract half of the wrong labels, both kinds of junk). */
+static void profile_default(mf_synth_params *p)
+{
+    p->quality = MF_SYNTH_Q_CONTINUOUS;
+    p->low_quality = 0.10;
+    p->quality_identity_sd = 0.05;
+    p->mag_base = 10.0, p->mag_slope = 25.0, p->mag_noise = 0.8;
+    p->center_cos = 0.82, p->inter_cos = 0.10;
+    p->noise = 0.04, p->noise_growth = 2.0;
+    p->identity_spread = 0.15, p->modes = 0.10, p->mode_cos = 0.75;
+    p->drift = 0.60, p->drift_dirs = 1;
+    p->lookalike = 0.05, p->lookalike_mix = 0.45;
+    p->mislabel = 0.03, p->mislabel_lookalike = 0.5;
+    p->junk = 0.02, p->junk_quality = 0.15, p->distractors = 0.01;
+    p->dup = 0.02;
+    p->min_size = 5, p->max_size = 200, p->size_alpha = 0;
+}
+
+static void profile_clean(mf_synth_params *p)
+{
+    p->low_quality = 0.05;
+    p->mislabel = 0.005, p->junk = 0.003, p->distractors = 0.002, p->dup = 0.005;
+}
+
+static void profile_noisy(mf_synth_params *p)
+{
+    p->mislabel = 0.10, p->junk = 0.05, p->distractors = 0.03, p->dup = 0.04;
+}
+
+static void profile_blurry(mf_synth_params *p)
+{
+    p->quality = MF_SYNTH_Q_BIMODAL;
+    p->low_quality = 0.35;
+    p->drift = 0.70, p->noise_growth = 3.0;
+}
+
+static void profile_multidrift(mf_synth_params *p)
+{
+    p->low_quality = 0.20;
+    p->drift = 0.80, p->drift_dirs = 4;
+}
+
+static void profile_tight(mf_synth_params *p)
+{
+    p->center_cos = 0.90, p->inter_cos = 0.05, p->noise = 0.03;
+}
+
+static void profile_loose(mf_synth_params *p)
+{
+    p->center_cos = 0.68, p->inter_cos = 0.20;
+    p->mag_base = 8.0, p->mag_slope = 14.0, p->mag_noise = 1.0;
+}
+
+static void profile_lookalikes(mf_synth_params *p)
+{
+    p->lookalike = 0.25, p->lookalike_mix = 0.60;
+    p->mislabel = 0.05, p->mislabel_lookalike = 0.8;
+}
+
+static void profile_varied(mf_synth_params *p)
+{
+    p->identity_spread = 0.35, p->modes = 0.40, p->mode_cos = 0.60;
+    p->quality_identity_sd = 0.12;
+}
+
+static void profile_heavytail(mf_synth_params *p) { p->max_size = 3000, p->size_alpha = 0.8; }
+
+static void profile_magnoise(mf_synth_params *p)
+{
+    p->quality = MF_SYNTH_Q_UNIFORM;
+    p->mag_noise = 3.5;
+}
+
+static void profile_hard(mf_synth_params *p)
+{
+    p->quality = MF_SYNTH_Q_BIMODAL, p->low_quality = 0.30;
+    p->quality_identity_sd = 0.10, p->mag_noise = 1.5;
+    p->center_cos = 0.74, p->inter_cos = 0.15;
+    p->noise_growth = 3.0, p->identity_spread = 0.30, p->modes = 0.30, p->mode_cos = 0.65;
+    p->drift = 0.80, p->drift_dirs = 3;
+    p->lookalike = 0.15, p->lookalike_mix = 0.55;
+    p->mislabel = 0.08, p->mislabel_lookalike = 0.6;
+    p->junk = 0.04, p->distractors = 0.03, p->dup = 0.03;
+    p->max_size = 1000, p->size_alpha = 1.0;
+}
+
+typedef struct profile {
+    const char *name, *what;
+    void (*apply)(mf_synth_params *p); /* on top of the default profile */
+} profile;
+
+static const profile profiles[] = {
+    {"default", "scraped celebrity photos, MagFace iresnet100-like", NULL},
+    {"clean", "a curated set: few wrong labels, little junk", profile_clean},
+    {"noisy", "10% wrong labels, 5% non-faces, 3% unrelated faces", profile_noisy},
+    {"blurry", "bimodal quality: 35% blurry faces, stronger drift", profile_blurry},
+    {"multidrift", "four unrecognisable directions, 20% low quality", profile_multidrift},
+    {"tight", "a stronger model: identities compact and far apart", profile_tight},
+    {"loose", "a weaker model (iresnet18-like): loose identities, magnitudes 8-22",
+     profile_loose},
+    {"lookalikes", "25% look-alike identities drawing 80% of the wrong labels",
+     profile_lookalikes},
+    {"varied", "identities that vary a lot (age, pose: second modes)", profile_varied},
+    {"heavytail", "identity sizes up to 3000, a Pareto(0.8) tail (many tiny, a few huge)",
+     profile_heavytail},
+    {"magnoise", "magnitude a poor proxy of quality (uniform quality, noise 3.5)",
+     profile_magnoise},
+    {"hard", "everything at once", profile_hard},
 };
+#define N_PROFILES (sizeof profiles / sizeof profiles[0])
+
+int mf_synth_profile(mf_synth_params *p, const char *name)
+{
+    for (size_t i = 0; i < N_PROFILES; i++)
+        if (strcmp(name, profiles[i].name) == 0) {
+            profile_default(p);
+            if (profiles[i].apply)
+                profiles[i].apply(p);
+            return 0;
+        }
+    return mf_set_error(MF_ERR_ARG, "synth: unknown profile '%s'", name);
+}
+
+const char *mf_synth_profile_name(int i, const char **what)
+{
+    if (i < 0 || (size_t)i >= N_PROFILES)
+        return NULL;
+    if (what)
+        *what = profiles[i].what;
+    return profiles[i].name;
+}
+
+static const char *quality_names[] = {"continuous", "bimodal", "uniform"};
+
+int mf_synth_quality_parse(const char *name)
+{
+    for (int i = 0; i < 3; i++)
+        if (strcmp(name, quality_names[i]) == 0)
+            return i;
+    return -1;
+}
+
+const char *mf_synth_quality_name(mf_synth_quality q)
+{
+    return (unsigned)q < 3 ? quality_names[q] : "?";
+}
 
 mf_synth_params mf_synth_default_params(void)
 {
-    mf_synth_params p = {
-        .rows = 65000,
-        .identities = 2000,
-        .dim = 512,
-        .seed = 1,
-        .junk = 0.02,
-        .dup = 0.02,
-        .mislabel = 0.03,
-        .lookalike = 0.05,
-        .low_quality = 0.10,
-        .min_size = 5,
-        .max_size = 200,
-        .inter_cos = 0.10,
-        .lookalike_mix = 0.45,
-        .center_cos = 0.82,
-        .drift = 0.60,
-        .mag_base = 10.0,
-        .mag_slope = 25.0,
-    };
+    mf_synth_params p = {.rows = 65000, .identities = 2000, .dim = 512, .seed = 1};
+    profile_default(&p);
     return p;
 }
 
-/* ---- counter-based random numbers ---------------------------------------------------- */
+/* ---- vectors ---------------------------------------------------------------------------- */
 
-static inline uint64_t mix64(uint64_t z)
-{
-    z += 0x9e3779b97f4a7c15ULL;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-typedef struct rng {
-    uint64_t s;
-    int has_spare;
-    double spare;
-} rng;
-
-static inline rng rng_at(uint64_t seed, uint64_t stream, uint64_t index)
-{
-    rng r = {mix64(seed ^ mix64(stream * 0x2545f4914f6cdd1dULL ^ mix64(index))), 0, 0};
-    return r;
-}
-
-/* SplitMix64: the next state's mix (mix64 adds the increment itself). */
-static inline uint64_t rng_next(rng *r)
-{
-    uint64_t z = mix64(r->s);
-    r->s += 0x9e3779b97f4a7c15ULL;
-    return z;
-}
-
-/* Uniform in [0, 1). */
-static inline double rng_uniform(rng *r) { return (double)(rng_next(r) >> 11) * 0x1p-53; }
-
-/* Standard normal (Box-Muller; the second value of each pair is kept). */
-static inline double rng_gauss(rng *r)
-{
-    if (r->has_spare) {
-        r->has_spare = 0;
-        return r->spare;
-    }
-    double u = 1.0 - rng_uniform(r), v = rng_uniform(r);
-    double rad = sqrt(-2.0 * log(u)), th = 6.283185307179586 * v;
-    r->spare = rad * sin(th);
-    r->has_spare = 1;
-    return rad * cos(th);
-}
-
-/* Fill v with standard normals; returns the L2 norm. */
-static double fill_gauss(rng *r, float *v, int dim)
+double synth_fill_gauss(synth_rng *r, float *v, int dim)
 {
     double ss = 0;
     for (int d = 0; d < dim; d++) {
-        v[d] = (float)rng_gauss(r);
+        v[d] = (float)synth_gauss(r);
         ss += (double)v[d] * v[d];
     }
     return sqrt(ss);
 }
 
-static void normalise(float *v, int dim)
+void synth_normalise(float *v, int dim)
 {
     double ss = 0;
     for (int d = 0; d < dim; d++)
@@ -128,17 +194,41 @@ static void normalise(float *v, int dim)
         v[d] *= inv;
 }
 
-static void random_unit(uint64_t seed, int stream, uint64_t index, float *v, int dim)
+void synth_random_unit(uint64_t seed, int stream, uint64_t index, float *v, int dim)
 {
-    rng r = rng_at(seed, stream, index);
-    fill_gauss(&r, v, dim);
-    normalise(v, dim);
+    synth_rng r = synth_rng_at(seed, stream, index);
+    synth_fill_gauss(&r, v, dim);
+    synth_normalise(v, dim);
 }
 
-/* ---- identity sizes and centres ------------------------------------------------------ */
+/* ---- identity sizes, centres and traits ------------------------------------------------ */
 
-/* Heavy-tailed sizes lo + (hi - lo) u^a with mean rows/identities, scaled to sum exactly
- * to rows, none below lo. `real` is scratch for `identities` doubles. */
+/* Mean of a Pareto of exponent a truncated to [lo, hi]. */
+static double pareto_mean(double lo, double hi, double a)
+{
+    double r = lo / hi;
+    if (fabs(a - 1.0) < 1e-9)
+        return lo * log(hi / lo) / (1.0 - r);
+    return a / (a - 1.0) * lo * (1.0 - pow(r, a - 1.0)) / (1.0 - pow(r, a));
+}
+
+/* Draw of identity k's size before scaling: lo + (hi - lo) u^a (mean m), or a Pareto tail
+ * of exponent size_alpha truncated to [lo, hi]. */
+static double raw_size(const mf_synth_params *p, int64_t k, double lo, double hi, double a)
+{
+    synth_rng r = synth_rng_at(p->seed, S_SIZE, (uint64_t)k);
+    double u = synth_uniform(&r);
+    if (p->size_alpha > 0) {
+        double t = 1.0 - u * (1.0 - pow(lo / hi, p->size_alpha));
+        return lo * pow(t, -1.0 / p->size_alpha);
+    }
+    return lo + (hi - lo) * pow(u, a);
+}
+
+/* Heavy-tailed sizes scaled to sum exactly to rows, none below lo. The power-of-uniform
+ * law starts at min_size and has mean m = rows/identities by its exponent; the Pareto
+ * law has its exponent given, so its lower end is chosen (bisection) to give mean m.
+ * `real` is scratch for `identities` doubles. */
 static void make_sizes(mf_synth *g, double *real)
 {
     const mf_synth_params *p = &g->p;
@@ -146,12 +236,23 @@ static void make_sizes(mf_synth *g, double *real)
     double m = (double)p->rows / (double)k_n;
     double lo = fmin(p->min_size, fmax(1.0, floor(m))), hi = fmax(p->max_size, ceil(m) + 1);
     double a = m - lo < 1e-9 ? 1e9 : (hi - lo) / (m - lo) - 1.0;
+    if (p->size_alpha > 0) {
+        double l0 = 1e-3, l1 = m;
+        for (int it = 0; it < 100; it++) {
+            double mid = 0.5 * (l0 + l1);
+            if (pareto_mean(mid, hi, p->size_alpha) < m)
+                l0 = mid;
+            else
+                l1 = mid;
+        }
+        lo = 0.5 * (l0 + l1);
+    }
     double sum = 0;
     for (int64_t k = 0; k < k_n; k++) {
-        rng r = rng_at(p->seed, S_SIZE, (uint64_t)k);
-        real[k] = lo + (hi - lo) * pow(rng_uniform(&r), a);
+        real[k] = raw_size(p, k, lo, hi, a);
         sum += real[k];
     }
+    lo = fmax(1.0, floor(lo));
     uint64_t total = 0, *size = g->start + 1;
     for (int64_t k = 0; k < k_n; k++) {
         uint64_t n = (uint64_t)floor(real[k] * (double)p->rows / sum);
@@ -180,16 +281,16 @@ static void make_centres(mf_synth *g)
     int64_t k_n = p->identities;
     float a = (float)sqrt(p->inter_cos), b = (float)sqrt(1.0 - p->inter_cos);
     for (int64_t k = 0; k < k_n; k++) {
-        rng r = rng_at(p->seed, S_TWIN, (uint64_t)k);
-        g->twin[k] = k > 0 && !g->twin[k - 1] && rng_uniform(&r) < p->lookalike;
+        synth_rng r = synth_rng_at(p->seed, S_TWIN, (uint64_t)k);
+        g->twin[k] = k > 0 && !g->twin[k - 1] && synth_uniform(&r) < p->lookalike;
     }
 #pragma omp parallel for schedule(static)
     for (int64_t k = 0; k < k_n; k++) {
         float *c = g->centre + (size_t)k * dim;
-        random_unit(p->seed, S_CENTRE, (uint64_t)k, c, dim);
+        synth_random_unit(p->seed, S_CENTRE, (uint64_t)k, c, dim);
         for (int d = 0; d < dim; d++)
             c[d] = a * g->face[d] + b * c[d];
-        normalise(c, dim);
+        synth_normalise(c, dim);
     }
     /* A twin's partner is never a twin itself, so its centre is final: no race. */
     float tm = (float)p->lookalike_mix,
@@ -202,8 +303,31 @@ static void make_centres(mf_synth *g)
         const float *t = c - dim;
         for (int d = 0; d < dim; d++)
             c[d] = tm * t[d] + tn * c[d];
-        normalise(c, dim);
+        synth_normalise(c, dim);
     }
+}
+
+/* Per-identity traits: angle factor exp(spread N(0,1)) clipped to [0.6, 1.5], quality
+ * shift, and the share of samples in a second mode (0, or 0.2-0.5 for a share `modes` of
+ * identities). */
+static void make_traits(mf_synth *g)
+{
+    const mf_synth_params *p = &g->p;
+    for (int64_t k = 0; k < p->identities; k++) {
+        synth_rng r = synth_rng_at(p->seed, S_IDENT, (uint64_t)k);
+        double f = exp(p->identity_spread * synth_gauss(&r));
+        g->angle[k] = (float)fmin(1.5, fmax(0.6, f));
+        g->qshift[k] = (float)(p->quality_identity_sd * synth_gauss(&r));
+        double u = synth_uniform(&r), v = synth_uniform(&r);
+        g->mode2[k] = u < p->modes ? (float)(0.2 + 0.3 * v) : 0.f;
+    }
+}
+
+static int check_share(double v, const char *what)
+{
+    if (v >= 0 && v < 1)
+        return 0;
+    return mf_set_error(MF_ERR_ARG, "synth: %s must be in [0, 1) (got %g)", what, v);
 }
 
 static int check_params(const mf_synth_params *p)
@@ -217,17 +341,46 @@ static int check_params(const mf_synth_params *p)
     if (p->rows < (uint64_t)p->identities)
         return mf_set_error(MF_ERR_ARG, "synth: %llu rows cannot hold %lld identities",
                             (unsigned long long)p->rows, (long long)p->identities);
-    double shares[] = {p->junk,          p->dup,         p->mislabel,
-                       p->lookalike,     p->low_quality, p->inter_cos,
-                       p->lookalike_mix, p->center_cos,  p->drift};
+    struct {
+        double v;
+        const char *what;
+    } shares[] = {
+        {p->junk, "junk"},
+        {p->distractors, "distractors"},
+        {p->dup, "dup"},
+        {p->mislabel, "mislabel"},
+        {p->mislabel_lookalike, "mislabel_lookalike"},
+        {p->lookalike, "lookalike"},
+        {p->low_quality, "low_quality"},
+        {p->inter_cos, "inter_cos"},
+        {p->lookalike_mix, "lookalike_mix"},
+        {p->center_cos, "center_cos"},
+        {p->drift, "drift"},
+        {p->modes, "modes"},
+        {p->mode_cos, "mode_cos"},
+        {p->noise, "noise"},
+        {p->junk_quality, "junk_quality"},
+        {p->quality_identity_sd, "quality_identity_sd"},
+    };
     for (size_t i = 0; i < sizeof shares / sizeof shares[0]; i++)
-        if (!(shares[i] >= 0 && shares[i] < 1))
-            return mf_set_error(MF_ERR_ARG,
-                                "synth: probabilities and cosines must be in "
-                                "[0, 1) (got %g)",
-                                shares[i]);
+        if (check_share(shares[i].v, shares[i].what) < 0)
+            return MF_ERR_ARG;
+    if (p->junk + p->distractors >= 1)
+        return mf_set_error(MF_ERR_ARG, "synth: junk + distractors must be below 1");
+    if ((unsigned)p->quality > MF_SYNTH_Q_UNIFORM)
+        return mf_set_error(MF_ERR_ARG, "synth: unknown quality distribution %d", p->quality);
+    if (p->drift_dirs < 1 || p->drift_dirs > MAX_DRIFT_DIRS)
+        return mf_set_error(MF_ERR_ARG, "synth: drift_dirs must be in 1..%d (got %d)",
+                            MAX_DRIFT_DIRS, p->drift_dirs);
+    if (!(p->noise_growth >= 0 && p->noise_growth <= 20) ||
+        !(p->identity_spread >= 0 && p->identity_spread <= 2) ||
+        !(p->mag_noise >= 0 && p->mag_noise <= 100))
+        return mf_set_error(MF_ERR_ARG, "synth: noise_growth must be in [0, 20], "
+                                        "identity_spread in [0, 2], mag_noise in [0, 100]");
     if (p->min_size < 1 || p->max_size < p->min_size)
         return mf_set_error(MF_ERR_ARG, "synth: need 1 <= min_size <= max_size");
+    if (!(p->size_alpha >= 0 && p->size_alpha <= 100))
+        return mf_set_error(MF_ERR_ARG, "synth: size_alpha must be in [0, 100]");
     if (!(p->mag_base > 0) || !(p->mag_slope >= 0))
         return mf_set_error(MF_ERR_ARG, "synth: magnitude base must be > 0, slope >= 0");
     return 0;
@@ -239,20 +392,24 @@ int mf_synth_new(mf_synth **out, const mf_synth_params *p)
     int rc = check_params(p);
     if (rc < 0)
         return rc;
-    size_t centre_bytes;
-    if (mf_size_mul((size_t)p->identities, (size_t)p->dim * sizeof(float), &centre_bytes,
+    size_t centre_bytes, k_n = (size_t)p->identities;
+    if (mf_size_mul(k_n, (size_t)p->dim * sizeof(float), &centre_bytes,
                     "synthetic identity centres") < 0)
         return MF_ERR_NOMEM;
     mf_synth *g = calloc(1, sizeof *g);
     if (!g)
         return mf_set_error(MF_ERR_NOMEM, "synth: out of memory");
     g->p = *p;
-    g->start = calloc((size_t)p->identities + 1, sizeof *g->start);
+    g->start = calloc(k_n + 1, sizeof *g->start);
     g->centre = malloc(centre_bytes);
-    g->twin = calloc((size_t)p->identities, 1);
+    g->twin = calloc(k_n, 1);
+    g->angle = malloc(k_n * sizeof *g->angle);
+    g->qshift = malloc(k_n * sizeof *g->qshift);
+    g->mode2 = malloc(k_n * sizeof *g->mode2);
     g->face = malloc((size_t)p->dim * sizeof(float));
-    g->unrec = malloc((size_t)p->dim * sizeof(float));
-    if (!g->start || !g->centre || !g->twin || !g->face || !g->unrec) {
+    g->unrec = malloc((size_t)p->drift_dirs * (size_t)p->dim * sizeof(float));
+    if (!g->start || !g->centre || !g->twin || !g->angle || !g->qshift || !g->mode2 ||
+        !g->face || !g->unrec) {
         mf_synth_free(g);
         return mf_set_error(MF_ERR_NOMEM, "synth: cannot allocate %zu bytes of centres",
                             centre_bytes);
@@ -260,9 +417,11 @@ int mf_synth_new(mf_synth **out, const mf_synth_params *p)
     /* The centres' buffer is not filled yet: use it as scratch for the real sizes (it
      * holds identities x dim floats, dim >= 2, so at least one double per identity). */
     make_sizes(g, (double *)(void *)g->centre);
-    random_unit(p->seed, S_FACE, 0, g->face, p->dim);
-    random_unit(p->seed, S_UNREC, 0, g->unrec, p->dim);
+    synth_random_unit(p->seed, S_FACE, 0, g->face, p->dim);
+    for (int j = 0; j < p->drift_dirs; j++)
+        synth_random_unit(p->seed, S_UNREC, (uint64_t)j, g->unrec + (size_t)j * p->dim, p->dim);
     make_centres(g);
+    make_traits(g);
     *out = g;
     return 0;
 }
@@ -274,6 +433,9 @@ void mf_synth_free(mf_synth *g)
     free(g->start);
     free(g->centre);
     free(g->twin);
+    free(g->angle);
+    free(g->qshift);
+    free(g->mode2);
     free(g->face);
     free(g->unrec);
     free(g);
@@ -291,195 +453,4 @@ int mf_synth_is_lookalike(const mf_synth *g, int64_t k) { return g->twin[k]; }
 const float *mf_synth_centre(const mf_synth *g, int64_t k)
 {
     return g->centre + (size_t)k * g->p.dim;
-}
-
-/* ---- rows ------------------------------------------------------------------------------ */
-
-/* The identity whose block holds row r. */
-static int64_t identity_of(const mf_synth *g, uint64_t r)
-{
-    int64_t lo = 0, hi = g->p.identities; /* start[lo] <= r < start[hi] */
-    while (hi - lo > 1) {
-        int64_t mid = lo + (hi - lo) / 2;
-        if (g->start[mid] <= r)
-            lo = mid;
-        else
-            hi = mid;
-    }
-    return lo;
-}
-
-typedef struct row_kind {
-    int64_t identity; /* true identity block */
-    int junk;
-    int64_t dup_of; /* -1 unless a duplicate */
-    int64_t label;  /* given label */
-} row_kind;
-
-/* The per-row draws that decide what a row is. */
-typedef struct row_draws {
-    double junk, dup, mis, lab;
-} row_draws;
-
-static row_draws draws_at(const mf_synth *g, uint64_t r)
-{
-    rng s = rng_at(g->p.seed, S_KIND, r);
-    row_draws d;
-    d.junk = rng_uniform(&s);
-    d.dup = rng_uniform(&s);
-    d.mis = rng_uniform(&s);
-    d.lab = rng_uniform(&s);
-    return d;
-}
-
-/* A label drawn like the label of a random row, so that identities receive wrong
- * samples in proportion to their size (as scraping noise does), never `avoid`. */
-static int64_t random_label(const mf_synth *g, double u, int64_t avoid)
-{
-    int64_t k = identity_of(g, (uint64_t)(u * (double)g->p.rows));
-    return k == avoid ? (k + 1) % g->p.identities : k;
-}
-
-/* Label of a row that is neither junk nor a duplicate. */
-static int64_t plain_label(const mf_synth *g, int64_t k, const row_draws *d)
-{
-    if (g->p.identities > 1 && d->mis < g->p.mislabel)
-        return random_label(g, d->lab, k);
-    return k;
-}
-
-static void kind_of(const mf_synth *g, uint64_t r, row_kind *out)
-{
-    const mf_synth_params *p = &g->p;
-    int64_t k = identity_of(g, r);
-    row_draws d = draws_at(g, r);
-    out->identity = k;
-    out->junk = d.junk < p->junk;
-    out->dup_of = -1;
-    if (out->junk) {
-        out->label = random_label(g, d.lab, -1);
-        return;
-    }
-    if (d.dup < p->dup) {
-        /* Copy the nearest earlier plain face of the same block (none: a plain row). */
-        uint64_t lo = g->start[k] + DUP_LOOKBACK < r ? r - DUP_LOOKBACK : g->start[k];
-        for (uint64_t j = r; j-- > lo;) {
-            row_draws e = draws_at(g, j);
-            if (e.junk >= p->junk && e.dup >= p->dup) {
-                out->dup_of = (int64_t)j;
-                out->label = plain_label(g, k, &e);
-                return;
-            }
-        }
-    }
-    out->label = plain_label(g, k, &d);
-}
-
-/* Cosine of a sample of quality q to its centre (before per-sample jitter): rises
- * steeply at low q and saturates at center_cos for q = 1. */
-static double identity_strength(const mf_synth_params *p, double q)
-{
-    const double floor_cos = 0.05;
-    return floor_cos + (p->center_cos - floor_cos) * (1.0 - exp(-3.0 * q)) / (1.0 - exp(-3.0));
-}
-
-/* Unit direction of a plain face (identity k) or a junk row into v; returns magnitude
- * and quality. */
-static double face_row(const mf_synth *g, uint64_t r, int64_t k, int junk, float *v,
-                       double *quality)
-{
-    const mf_synth_params *p = &g->p;
-    int dim = p->dim;
-    rng s = rng_at(p->seed, S_ROW, r);
-    double q, a, b, ca;
-    const float *c;
-    if (junk) {
-        q = JUNK_Q_MAX * rng_uniform(&s);
-        c = g->face, ca = 0.15, b = 0.70;
-    } else {
-        if (rng_uniform(&s) < p->low_quality)
-            q = Q_LOW_MAX * rng_uniform(&s);
-        else
-            q = fmin(1.0, fmax(Q_GOOD_MIN, Q_MEAN + Q_SD * rng_gauss(&s)));
-        c = g->centre + (size_t)k * dim;
-        ca = fmin(0.98, fmax(0.0, identity_strength(p, q) + 0.04 * rng_gauss(&s)));
-        b = p->drift * (1.0 - q) * (1.0 - q);
-    }
-    a = sqrt(fmax(0.01, 1.0 - ca * ca - b * b));
-    double mag = fmax(1.0, p->mag_base + p->mag_slope * q + MAG_NOISE * rng_gauss(&s));
-    double nn = fill_gauss(&s, v, dim);
-    float fa = (float)(a / nn), fc = (float)ca, fb = (float)b;
-    for (int d = 0; d < dim; d++)
-        v[d] = fc * c[d] + fb * g->unrec[d] + fa * v[d];
-    normalise(v, dim);
-    *quality = q;
-    return mag;
-}
-
-/* Near-duplicate of row `src`: its direction plus a small random offset (cosine
- * 0.985-0.9995), its magnitude within a few percent. */
-static double dup_row(const mf_synth *g, uint64_t r, const row_kind *src_kind, uint64_t src,
-                      float *v, double *quality)
-{
-    int dim = g->p.dim;
-    double mag = face_row(g, src, src_kind->identity, 0, v, quality);
-    rng s = rng_at(g->p.seed, S_DUP, r);
-    double eps = 0.03 + 0.14 * rng_uniform(&s);
-    mag *= 1.0 + 0.03 * rng_gauss(&s);
-    float f = (float)(eps / sqrt((double)dim));
-    for (int d = 0; d < dim; d++)
-        v[d] += f * (float)rng_gauss(&s);
-    normalise(v, dim);
-    return mag;
-}
-
-static void one_row(const mf_synth *g, uint64_t r, size_t i, const mf_synth_batch *o)
-{
-    int dim = g->p.dim;
-    float *v = o->emb + i * (size_t)dim;
-    row_kind kd;
-    kind_of(g, r, &kd);
-    double q, mag;
-    if (kd.dup_of >= 0) {
-        row_kind sk = {kd.identity, 0, -1, kd.label};
-        mag = dup_row(g, r, &sk, (uint64_t)kd.dup_of, v, &q);
-    } else {
-        mag = face_row(g, r, kd.identity, kd.junk, v, &q);
-    }
-    double ss = 0;
-    for (int d = 0; d < dim; d++) {
-        v[d] *= (float)mag;
-        ss += (double)v[d] * v[d];
-    }
-    int64_t truth = kd.junk ? -1 : kd.identity;
-    if (o->mag)
-        o->mag[i] = (float)sqrt(ss);
-    if (o->label)
-        o->label[i] = kd.label;
-    if (o->true_label)
-        o->true_label[i] = truth;
-    if (o->is_junk)
-        o->is_junk[i] = kd.junk;
-    if (o->is_dup)
-        o->is_dup[i] = kd.dup_of >= 0;
-    if (o->is_mislabeled)
-        o->is_mislabeled[i] = !kd.junk && kd.label != truth;
-    if (o->dup_of)
-        o->dup_of[i] = kd.dup_of;
-    if (o->quality)
-        o->quality[i] = (float)q;
-}
-
-int mf_synth_rows(const mf_synth *g, uint64_t start, size_t n, const mf_synth_batch *out)
-{
-    if (!out->emb)
-        return mf_set_error(MF_ERR_ARG, "synth: no embedding buffer");
-    if (start > g->p.rows || n > g->p.rows - start)
-        return mf_set_error(MF_ERR_ARG, "synth: rows %llu..%llu are beyond the %llu rows",
-                            (unsigned long long)start, (unsigned long long)(start + n),
-                            (unsigned long long)g->p.rows);
-#pragma omp parallel for schedule(dynamic, 64)
-    for (size_t i = 0; i < n; i++)
-        one_row(g, start + i, i, out);
-    return 0;
 }

@@ -13,7 +13,7 @@
 #define ID_LEN 48
 
 typedef struct truth_cols {
-    int64_t *true_label, *is_junk, *is_dup, *is_mislabeled, *dup_of;
+    int64_t *true_label, *is_junk, *is_dup, *is_mislabeled, *dup_of, *junk_kind;
     float *quality;
 } truth_cols;
 
@@ -25,6 +25,7 @@ static void truth_free(truth_cols *t)
     free(t->is_mislabeled);
     free(t->dup_of);
     free(t->quality);
+    free(t->junk_kind);
 }
 
 static int truth_alloc(truth_cols *t, uint64_t rows)
@@ -40,8 +41,9 @@ static int truth_alloc(truth_cols *t, uint64_t rows)
     t->is_mislabeled = malloc(bytes);
     t->dup_of = malloc(bytes);
     t->quality = malloc(bytes);
+    t->junk_kind = malloc(bytes);
     if (!t->true_label || !t->is_junk || !t->is_dup || !t->is_mislabeled || !t->dup_of ||
-        !t->quality) {
+        !t->quality || !t->junk_kind) {
         truth_free(t);
         return mf_set_error(MF_ERR_NOMEM, "synth: cannot allocate the ground truth columns");
     }
@@ -60,6 +62,8 @@ static int write_truth(mf_store *s, const truth_cols *t)
     if (rc == 0)
         rc = mf_store_write_column_int64(s, "dup_of", t->dup_of);
     if (rc == 0)
+        rc = mf_store_write_column_int64(s, "junk_kind", t->junk_kind);
+    if (rc == 0)
         rc = mf_store_write_column_float(s, "quality", t->quality);
     return rc;
 }
@@ -67,9 +71,10 @@ static int write_truth(mf_store *s, const truth_cols *t)
 static void count_truth(const truth_cols *t, uint64_t rows, mf_synth_counts *c)
 {
     c->rows = rows;
-    c->junk = c->dup = c->mislabeled = 0;
+    c->junk = c->distractors = c->dup = c->mislabeled = 0;
     for (uint64_t i = 0; i < rows; i++) {
         c->junk += t->is_junk[i] != 0;
+        c->distractors += t->junk_kind[i] == 2;
         c->dup += t->is_dup[i] != 0;
         c->mislabeled += t->is_mislabeled[i] != 0;
     }
@@ -77,20 +82,28 @@ static void count_truth(const truth_cols *t, uint64_t rows, mf_synth_counts *c)
 
 static int set_params_attr(mf_store *s, const mf_synth_params *p, const mf_synth_counts *c)
 {
-    char json[1024];
+    char json[2048];
     snprintf(json, sizeof json,
              "{\"rows\": %llu, \"identities\": %lld, \"dim\": %d, \"seed\": %llu, "
-             "\"junk\": %g, \"dup\": %g, \"mislabel\": %g, \"lookalike\": %g, "
-             "\"low_quality\": %g, \"min_size\": %d, \"max_size\": %d, \"inter_cos\": %g, "
-             "\"lookalike_mix\": %g, \"center_cos\": %g, \"drift\": %g, \"mag_base\": %g, "
-             "\"mag_slope\": %g, \"counts\": {\"junk\": %llu, \"dup\": %llu, "
+             "\"quality\": \"%s\", \"low_quality\": %g, \"quality_identity_sd\": %g, "
+             "\"mag_base\": %g, \"mag_slope\": %g, \"mag_noise\": %g, "
+             "\"center_cos\": %g, \"inter_cos\": %g, \"noise\": %g, "
+             "\"noise_growth\": %g, \"identity_spread\": %g, \"modes\": %g, "
+             "\"mode_cos\": %g, \"drift\": %g, \"drift_dirs\": %d, \"lookalike\": %g, "
+             "\"lookalike_mix\": %g, \"mislabel\": %g, \"mislabel_lookalike\": %g, "
+             "\"junk\": %g, \"junk_quality\": %g, \"distractors\": %g, \"dup\": %g, "
+             "\"min_size\": %d, \"max_size\": %d, \"size_alpha\": %g, "
+             "\"counts\": {\"junk\": %llu, \"distractors\": %llu, \"dup\": %llu, "
              "\"mislabeled\": %llu, \"lookalike_identities\": %llu}}",
              (unsigned long long)p->rows, (long long)p->identities, p->dim,
-             (unsigned long long)p->seed, p->junk, p->dup, p->mislabel, p->lookalike,
-             p->low_quality, p->min_size, p->max_size, p->inter_cos, p->lookalike_mix,
-             p->center_cos, p->drift, p->mag_base, p->mag_slope, (unsigned long long)c->junk,
-             (unsigned long long)c->dup, (unsigned long long)c->mislabeled,
-             (unsigned long long)c->lookalike_identities);
+             (unsigned long long)p->seed, mf_synth_quality_name(p->quality), p->low_quality,
+             p->quality_identity_sd, p->mag_base, p->mag_slope, p->mag_noise, p->center_cos,
+             p->inter_cos, p->noise, p->noise_growth, p->identity_spread, p->modes, p->mode_cos,
+             p->drift, p->drift_dirs, p->lookalike, p->lookalike_mix, p->mislabel,
+             p->mislabel_lookalike, p->junk, p->junk_quality, p->distractors, p->dup,
+             p->min_size, p->max_size, p->size_alpha, (unsigned long long)c->junk,
+             (unsigned long long)c->distractors, (unsigned long long)c->dup,
+             (unsigned long long)c->mislabeled, (unsigned long long)c->lookalike_identities);
     return mf_store_set_attr(s, "mf_synth", json);
 }
 
@@ -117,7 +130,8 @@ static int append_rows(mf_store *s, const mf_synth *g, const mf_synth_params *p,
                             t->is_dup + r,
                             t->is_mislabeled + r,
                             t->dup_of + r,
-                            t->quality + r};
+                            t->quality + r,
+                            t->junk_kind + r};
         rc = mf_synth_rows(g, r, n, &b);
         for (size_t i = 0; rc == 0 && i < n; i++) {
             ids[i] = idbuf + i * ID_LEN;

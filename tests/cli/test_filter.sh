@@ -53,6 +53,46 @@ for line in rows[1:]:
 EOF
 [ "$(sha256sum in.h5 | cut -d' ' -f1)" = "$sum_before" ] || fail "input modified"
 
+# --min-center-cos alone runs only the floor: exactly the rows whose cosine to their
+# label's leave-one-out, magnitude-weighted centre is below it (centres recomputed once
+# without the rows below the floor), computed here independently
+mf-filter in.h5 --dry-run --min-center-cos 0.45 --report floor.tsv --json >floor.json 2>floor.err
+grep -q "rule 2: floor: cosine to the centre below 0.45" floor.err || fail "floor not named"
+grep -q "spread\|nearer" floor.err && fail "--min-center-cos alone ran more than the floor"
+$py - <<'EOF2'
+import csv, json, h5py, numpy as np
+f = h5py.File("in.h5", "r")
+x = f["embedding"][:].astype(np.float64)
+x /= np.linalg.norm(x, axis=1, keepdims=True)
+mag, lab = f["magnitude"][:], f["label"][:]
+n, K = len(lab), lab.max() + 1
+cand = lab >= 0
+srt = np.sort(mag[cand])
+q5, q50 = (srt[int(round(q * (len(srt) - 1)))] for q in (0.05, 0.5))
+w = np.clip((mag - q5) / (q50 - q5), 0.05, 1.0)
+use = cand.copy()
+for _ in range(2):
+    S = np.zeros((K, x.shape[1]))
+    np.add.at(S, lab[use], w[use, None] * x[use])
+    dot = np.einsum("ij,ij->i", S[lab], x)
+    wi = np.where(use, w, 0)
+    cos = (dot - wi) / np.sqrt((S[lab] ** 2).sum(1) - 2 * wi * dot + wi * wi)
+    below = cand & (cos < 0.45)
+    use = cand & ~below
+assert np.abs(cos[cand] - 0.45).min() > 1e-4, "a row sits on the floor: pick another"
+rep = list(csv.reader(open("floor.tsv"), delimiter="\t"))[1:]
+got = {int(r[0].rsplit("/", 1)[1].split(".")[0]) for r in rep}
+assert all(r[3] == "center-cos" for r in rep), {r[3] for r in rep}
+want = set(np.flatnonzero(below).tolist())
+assert got == want, (len(got), len(want), sorted(got ^ want)[:10])
+assert len(want) > 20, len(want)
+figs = {int(r[0].rsplit("/", 1)[1].split(".")[0]): float(r[4]) for r in rep}
+assert max(abs(figs[i] - cos[i]) for i in got) < 1e-3
+s = json.load(open("floor.json"))
+assert s["rules"]["outliers"] is False and s["rules"]["nearer_identity"] is False, s["rules"]
+assert s["dropped"]["spread"] == 0 and s["dropped"]["nearer-identity"] == 0, s["dropped"]
+EOF2
+
 # --dry-run writes the report only
 mf-filter in.h5 -o dry.h5 --dry-run --min-magnitude 20 --report dry.tsv -q
 [ ! -e dry.h5 ] && [ ! -e dry.h5.partial ] || fail "--dry-run wrote a store"

@@ -9,8 +9,8 @@
 #include "mf/status.h"
 #include "mf/store.h"
 
-#define DIM 8
-#define MAXROWS 64
+#define DIM 32
+#define MAXROWS 512
 
 static char dir[] = "/tmp/mf_test_clean_XXXXXX";
 static char path[512];
@@ -68,8 +68,8 @@ static mf_store *write_and_open(const crafted *c)
     p.dim = DIM;
     p.overwrite = 1; /* tests write the same path several times */
     mf_store *s;
-    char ids[MAXROWS][32];
-    const char *idp[MAXROWS];
+    static char ids[MAXROWS][32];
+    static const char *idp[MAXROWS];
     for (size_t i = 0; i < c->n; i++) {
         snprintf(ids[i], sizeof ids[i], "row%zu", i);
         idp[i] = ids[i];
@@ -92,7 +92,7 @@ static void run(const crafted *c, const mf_clean_params *p, mf_clean_result *r)
 /* The rows dropped, as a string "i:rule i:rule ..." for readable assertions. */
 static const char *dropped(const mf_clean_result *r)
 {
-    static char buf[1024];
+    static char buf[4096];
     size_t k = 0;
     buf[0] = '\0';
     for (uint64_t i = 0; i < r->rows; i++)
@@ -153,15 +153,22 @@ Test(clean, auto_cut_finds_the_low_mode_or_the_bulk_edge)
         double z = 2.0 * (u - 1.5);
         m[i] = (float)(i % 10 == 0 ? 12 + 1.5 * z : 28 + 2.5 * z);
     }
-    char why[256];
+    char why[512];
     double cut = mf_clean_auto_cut(m, N, why, sizeof why);
     cr_assert(cut > 15 && cut < 23, "cut %.2f: %s", cut, why);
     cr_assert(strstr(why, "two modes"), "%s", why);
     for (int i = 0; i < N; i++)
         m[i] = i % 10 == 0 ? m[i] + 16 : m[i]; /* one mode only */
     cut = mf_clean_auto_cut(m, N, why, sizeof why);
-    cr_assert(strstr(why, "no separate low mode"), "%s", why);
+    cr_assert(strstr(why, "no low mode found") && strstr(why, "instead"), "%s", why);
     cr_assert(cut < 22, "cut %.2f", cut);
+    /* uniform magnitudes (a model whose magnitude tracks quality loosely): a mixture
+     * fit finds two components, but the density has no valley; nothing is dropped */
+    for (int i = 0; i < N; i++)
+        m[i] = 10.f + 25.f * (float)fmod(i * 0.6180339887, 1);
+    cut = mf_clean_auto_cut(m, N, why, sizeof why);
+    cr_assert(strstr(why, "no low mode found") && strstr(why, "nothing dropped"), "%s", why);
+    cr_assert(cut < 10, "cut %.2f", cut);
 }
 
 static void outlier_store(crafted *c)
@@ -291,4 +298,121 @@ Test(clean, label_rules_need_labels)
     cr_assert_eq(r.dropped[MF_RULE_MIN_MAGNITUDE], 2);
     mf_clean_result_release(&r);
     mf_store_close(s);
+}
+
+/* ---- rule 2 on stores whose cosines are set exactly ------------------------------------ */
+
+/* A row at cosine `cos` to the unit direction u (DIM floats; zero on axes 8..31), the rest
+ * along noise axis 8 + j % 24 with a sign that alternates every 24 rows, so that the
+ * noise of an identity's rows cancels in its centre. */
+static void add_at_cos(crafted *c, const float *u, double cos, int j, float mag, int64_t label)
+{
+    float v[DIM];
+    double s = sqrt(1 - cos * cos), sign = (j / 24) % 2 ? -1 : 1;
+    for (int d = 0; d < DIM; d++)
+        v[d] = (float)(cos * u[d]);
+    v[8 + j % 24] += (float)(sign * s);
+    add_row(c, v, mag, label);
+}
+
+static void axis(float *u, int a)
+{
+    memset(u, 0, DIM * sizeof *u);
+    u[a] = 1.f;
+}
+
+/* Four identities on axes 0-3: 25 blurry rows each (magnitude 10-14, cosine 0.35-0.75:
+ * far from the centre and scattered) and 40 sharp ones (26-34, cosine 0.88-0.92). Then
+ * row 260: sharp, label 0, cosine 0.62 (an outlier for a sharp face); row 261: blurry,
+ * label 1, cosine 0.30 (ordinary for a blurry face, though far below the label's sharp
+ * faces). */
+static void quality_store(crafted *c)
+{
+    float u[DIM];
+    for (int k = 0; k < 4; k++) {
+        axis(u, k);
+        for (int i = 0; i < 25; i++)
+            add_at_cos(c, u, 0.35 + 0.4 * ((i * 7) % 25) / 24.0, 2 * i, 10.f + 4.f * i / 24.f,
+                       k);
+        for (int i = 0; i < 40; i++)
+            add_at_cos(c, u, 0.88 + 0.04 * ((i * 7) % 40) / 39.0, 2 * i + 1,
+                       26.f + 8.f * i / 39.f, k);
+    }
+    axis(u, 0);
+    add_at_cos(c, u, 0.62, 5, 30.f, 0);
+    axis(u, 1);
+    add_at_cos(c, u, 0.30, 6, 12.f, 1);
+}
+
+Test(clean, spread_judges_a_blurry_face_against_blurry_faces)
+{
+    crafted c = {0};
+    quality_store(&c);
+    mf_clean_params p = mf_clean_default_params();
+    p.outliers = 1;
+    mf_clean_result r;
+    run(&c, &p, &r);
+    cr_assert_str_eq(dropped(&r), "260:spread");
+    cr_assert_float_eq(r.figure[260], 0.62f, 0.02f);
+    cr_assert(strstr(r.rule2_reason, "spread") && strstr(r.rule2_reason, "nearer-identity"),
+              "%s", r.rule2_reason);
+    mf_clean_result_release(&r);
+}
+
+Test(clean, min_center_cos_alone_runs_only_the_floor)
+{
+    crafted c = {0};
+    quality_store(&c);
+    mf_clean_params p = mf_clean_default_params();
+    p.min_center_cos = 0.32; /* only row 261 (0.30) is below; 260 is a spread outlier */
+    mf_clean_result r;
+    run(&c, &p, &r);
+    cr_assert_str_eq(dropped(&r), "261:center-cos");
+    cr_assert(strstr(r.rule2_reason, "floor") && !strstr(r.rule2_reason, "spread") &&
+                  !strstr(r.rule2_reason, "nearer"),
+              "%s", r.rule2_reason);
+    mf_clean_result_release(&r);
+    p.outliers = 1; /* both, floor first */
+    run(&c, &p, &r);
+    cr_assert_str_eq(dropped(&r), "260:spread 261:center-cos");
+    mf_clean_result_release(&r);
+}
+
+/* A on axis 0, its look-alike B at cosine 0.6 to A, C on axis 2: 40 sharp rows each;
+ * row 120 is a face of A (cosine 0.9 to A, so 0.54 to B) labelled B. */
+static void lookalike_store(crafted *c)
+{
+    float a[DIM], b[DIM], cc[DIM];
+    axis(a, 0), axis(cc, 2);
+    memset(b, 0, sizeof b);
+    b[0] = 0.6f, b[1] = 0.8f;
+    const float *u[3] = {a, b, cc};
+    for (int k = 0; k < 3; k++)
+        for (int i = 0; i < 40; i++)
+            add_at_cos(c, u[k], 0.88 + 0.04 * ((i * 7) % 40) / 39.0, i, 26.f + 8.f * i / 39.f,
+                       k);
+    add_at_cos(c, a, 0.9, 7, 30.f, 1);
+}
+
+Test(clean, nearer_identity_names_the_lookalike)
+{
+    crafted c = {0};
+    lookalike_store(&c);
+    mf_clean_params p = mf_clean_default_params();
+    p.outliers = 1;
+    p.outlier_k = 0; /* the nearer-identity test alone */
+    mf_clean_result r;
+    run(&c, &p, &r);
+    cr_assert_str_eq(dropped(&r), "120:nearer-identity");
+    cr_assert_float_eq(r.figure[120], 0.9f, 0.03f, "cosine to A's centre %.3f", r.figure[120]);
+    mf_clean_result_release(&r);
+    p.nearer = 0; /* nothing left to run */
+    run(&c, &p, &r);
+    cr_assert_str_eq(dropped(&r), "");
+    mf_clean_result_release(&r);
+    p = mf_clean_default_params();
+    p.outliers = 1; /* both: the spread test sees it first */
+    run(&c, &p, &r);
+    cr_assert_str_eq(dropped(&r), "120:spread");
+    mf_clean_result_release(&r);
 }

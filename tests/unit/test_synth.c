@@ -28,6 +28,7 @@ static mf_synth_params small_params(void)
 typedef struct rows_buf {
     float emb[ROWS * DIM], mag[ROWS], quality[ROWS];
     int64_t label[ROWS], truth[ROWS], junk[ROWS], dup[ROWS], mis[ROWS], dup_of[ROWS];
+    int64_t kind[ROWS];
 } rows_buf;
 
 static rows_buf *generate(const mf_synth_params *p, uint64_t start, size_t n)
@@ -35,8 +36,8 @@ static rows_buf *generate(const mf_synth_params *p, uint64_t start, size_t n)
     rows_buf *b = calloc(1, sizeof *b);
     mf_synth *g;
     cr_assert_eq(mf_synth_new(&g, p), 0, "%s", mf_last_error());
-    mf_synth_batch o = {b->emb, b->mag, b->label,  b->truth,  b->junk,
-                        b->dup, b->mis, b->dup_of, b->quality};
+    mf_synth_batch o = {b->emb, b->mag, b->label,  b->truth,   b->junk,
+                        b->dup, b->mis, b->dup_of, b->quality, b->kind};
     cr_assert_eq(mf_synth_rows(g, start, n, &o), 0, "%s", mf_last_error());
     mf_synth_free(g);
     return b;
@@ -93,8 +94,8 @@ Test(synth, statistics_match_the_model)
 {
     mf_synth_params p = small_params();
     rows_buf *b = generate(&p, 0, ROWS);
-    int64_t junk = 0, dup = 0, mis = 0;
-    double junk_mag = 0, good_mag = 0;
+    int64_t junk = 0, dup = 0, mis = 0, nonface = 0, other = 0;
+    double junk_mag = 0, other_mag = 0, good_mag = 0;
     int64_t good = 0;
     for (int i = 0; i < ROWS; i++) {
         cr_assert_float_eq(b->mag[i], sqrtf(b->mag[i] * b->mag[i]), 1e-3);
@@ -102,9 +103,15 @@ Test(synth, statistics_match_the_model)
         dup += b->dup[i];
         mis += b->mis[i];
         cr_assert_eq(b->mis[i], !b->junk[i] && b->label[i] != b->truth[i]);
+        cr_assert_eq(b->junk[i], b->kind[i] != 0);
         if (b->junk[i]) {
             cr_assert_eq(b->truth[i], -1);
-            junk_mag += b->mag[i];
+            nonface += b->kind[i] == 1;
+            other += b->kind[i] == 2;
+            if (b->kind[i] == 1)
+                junk_mag += b->mag[i];
+            else
+                other_mag += b->mag[i];
         } else if (b->quality[i] > 0.6) {
             good_mag += b->mag[i];
             good++;
@@ -116,13 +123,16 @@ Test(synth, statistics_match_the_model)
             cr_assert_eq(b->label[i], b->label[s], "a copy keeps its source's label");
         }
     }
-    /* 2%, 2%, 3% of 6000 rows: binomial counts well inside these bounds */
-    cr_assert(junk > 60 && junk < 200, "junk %lld", (long long)junk);
+    /* 2% + 1%, 2%, 3% of 6000 rows: binomial counts well inside these bounds */
+    cr_assert(junk > 120 && junk < 260, "junk %lld", (long long)junk);
+    cr_assert(other > 30 && other < 100, "unrelated faces %lld", (long long)other);
     cr_assert(dup > 60 && dup < 200, "dup %lld", (long long)dup);
     cr_assert(mis > 100 && mis < 280, "mislabeled %lld", (long long)mis);
-    junk_mag /= (double)junk;
+    junk_mag /= (double)nonface;
+    other_mag /= (double)other;
     good_mag /= (double)good;
     cr_assert(junk_mag < 16 && good_mag > 24, "junk %.1f good %.1f", junk_mag, good_mag);
+    cr_assert(other_mag > 22, "unrelated faces are good-quality faces: %.1f", other_mag);
     free(b);
 }
 
@@ -204,4 +214,132 @@ Test(synth, rejects_bad_parameters)
     p = small_params();
     p.dim = 0;
     cr_assert_eq(mf_synth_new(&g, &p), MF_ERR_ARG);
+}
+
+Test(synth, every_profile_is_valid_and_distinct)
+{
+    const char *name, *what;
+    mf_synth_params base = small_params();
+    int n = 0;
+    for (int i = 0; (name = mf_synth_profile_name(i, &what)); i++, n++) {
+        mf_synth_params p = small_params();
+        cr_assert_eq(mf_synth_profile(&p, name), 0, "%s", name);
+        cr_assert(what && *what);
+        cr_assert_eq(p.rows, base.rows, "a profile keeps the size");
+        mf_synth *g;
+        cr_assert_eq(mf_synth_new(&g, &p), 0, "%s: %s", name, mf_last_error());
+        mf_synth_free(g);
+        if (i > 0)
+            cr_assert(memcmp(&p, &base, sizeof p) != 0, "profile %s is the default", name);
+    }
+    cr_assert_geq(n, 10);
+    mf_synth_params p = small_params();
+    cr_assert_eq(mf_synth_profile(&p, "nope"), MF_ERR_ARG);
+    cr_assert_eq(mf_synth_quality_parse("bimodal"), MF_SYNTH_Q_BIMODAL);
+    cr_assert_eq(mf_synth_quality_parse("x"), -1);
+}
+
+/* Median and spread of the faces' cosine to their true centre in a quality band. */
+static void cos_in_band(const mf_synth *g, const rows_buf *b, double lo, double hi,
+                        double *mean, double *sd)
+{
+    double s = 0, ss = 0;
+    int n = 0;
+    for (int i = 0; i < ROWS; i++)
+        if (!b->junk[i] && !b->dup[i] && b->quality[i] >= lo && b->quality[i] < hi) {
+            double c = cosine(b->emb + i * DIM, mf_synth_centre(g, b->truth[i]), DIM);
+            s += c, ss += c * c, n++;
+        }
+    cr_assert(n > 50, "band %.2f-%.2f has %d faces", lo, hi, n);
+    *mean = s / n;
+    *sd = sqrt(fmax(ss / n - *mean * *mean, 0));
+}
+
+Test(synth, quality_drives_cosine_noise_and_magnitude)
+{
+    mf_synth_params p = small_params();
+    mf_synth_profile(&p, "blurry"); /* bimodal quality, jitter x4 at q = 0 */
+    p.identity_spread = 0, p.modes = 0, p.quality_identity_sd = 0;
+    mf_synth *g;
+    cr_assert_eq(mf_synth_new(&g, &p), 0);
+    rows_buf *b = generate(&p, 0, ROWS);
+    int low = 0, mid = 0, high = 0;
+    for (int i = 0; i < ROWS; i++)
+        if (!b->junk[i]) {
+            low += b->quality[i] < 0.35;
+            mid += b->quality[i] >= 0.4 && b->quality[i] < 0.5;
+            high += b->quality[i] >= 0.6;
+        }
+    /* two modes: blurry ~35%, clean ~60%, few in between */
+    cr_assert(low > ROWS / 4 && high > ROWS / 2 && mid < ROWS / 20, "%d %d %d", low, mid, high);
+    double m_lo, sd_lo, m_hi, sd_hi;
+    cos_in_band(g, b, 0.1, 0.3, &m_lo, &sd_lo);
+    cos_in_band(g, b, 0.7, 0.9, &m_hi, &sd_hi);
+    cr_assert(m_lo < m_hi - 0.2, "cosine to centre %.3f (blurry) vs %.3f", m_lo, m_hi);
+    cr_assert(sd_lo > 2 * sd_hi, "spread %.3f (blurry) vs %.3f", sd_lo, sd_hi);
+    free(b);
+    mf_synth_free(g);
+}
+
+Test(synth, wrong_labels_prefer_lookalikes)
+{
+    mf_synth_params p = small_params();
+    mf_synth_profile(&p, "lookalikes"); /* 25% twins, 80% of their wrong labels */
+    mf_synth *g;
+    cr_assert_eq(mf_synth_new(&g, &p), 0);
+    rows_buf *b = generate(&p, 0, ROWS);
+    int twin_side = 0, to_twin = 0;
+    for (int i = 0; i < ROWS; i++) {
+        if (!b->mis[i])
+            continue;
+        int64_t t = b->truth[i], l = b->label[i];
+        int has =
+            mf_synth_is_lookalike(g, t) || (t + 1 < IDS && mf_synth_is_lookalike(g, t + 1));
+        if (!has)
+            continue;
+        twin_side++;
+        to_twin += (l == t - 1 && mf_synth_is_lookalike(g, t)) ||
+                   (l == t + 1 && mf_synth_is_lookalike(g, t + 1));
+    }
+    cr_assert(twin_side > 20 && to_twin > 0.65 * twin_side, "%d of %d", to_twin, twin_side);
+    free(b);
+    mf_synth_free(g);
+}
+
+Test(synth, pareto_sizes_keep_the_mean_and_a_heavy_tail)
+{
+    mf_synth_params p = small_params();
+    mf_synth_profile(&p, "heavytail");
+    mf_synth *g;
+    cr_assert_eq(mf_synth_new(&g, &p), 0);
+    uint64_t sum = 0, largest = 0, tiny = 0;
+    for (int64_t k = 0; k < IDS; k++) {
+        uint64_t n = mf_synth_identity_size(g, k);
+        sum += n;
+        largest = n > largest ? n : largest;
+        tiny += n <= 5;
+    }
+    cr_assert_eq(sum, ROWS);
+    cr_assert(largest > 10 * ROWS / IDS, "largest %llu", (unsigned long long)largest);
+    cr_assert(tiny > IDS / 4, "%llu identities of 5 rows or fewer", (unsigned long long)tiny);
+    mf_synth_free(g);
+}
+
+Test(synth, several_drift_directions_and_unrelated_faces)
+{
+    mf_synth_params p = small_params();
+    p.drift_dirs = 3, p.distractors = 0.05, p.junk = 0.05;
+    rows_buf *b = generate(&p, 0, ROWS);
+    /* non-faces sit near one of three directions: pairs of them are either close
+     * (same direction) or not (different ones), in about a 1:2 ratio */
+    int idx[64], n = 0;
+    for (int i = 0; i < ROWS && n < 64; i++)
+        if (b->kind[i] == 1)
+            idx[n++] = i;
+    int close = 0, pairs = 0;
+    for (int a = 0; a < n; a++)
+        for (int c = a + 1; c < n; c++, pairs++)
+            close += cosine(b->emb + idx[a] * DIM, b->emb + idx[c] * DIM, DIM) > 0.3;
+    cr_assert(close > pairs / 5 && close < pairs / 2, "%d of %d pairs close", close, pairs);
+    free(b);
 }

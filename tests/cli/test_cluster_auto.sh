@@ -1,0 +1,51 @@
+#!/bin/bash
+# test_cluster_auto.sh - mf-cluster's thresholds come from the graph: a store made by a
+# weaker model (looser identities, every cosine lower) is still clustered sensibly at the
+# defaults, where the old fixed thresholds (tau 0.5, tau2 0.3) fall apart; the summary
+# says what was chosen and why; one giant cluster is never silent.
+source "$(dirname "$0")/lib.sh"
+command -v mf-cluster >/dev/null && command -v mf-eval >/dev/null || skip "tools not built"
+need_python_module h5py
+
+bcubed() { mf-eval --truth true_label "$1" | tail -1 | cut -f9; }
+at_least() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a >= b) }'; }
+
+# Same generator and seed, two cosine scales: a strong model and a weak one.
+mf-synth -q -o strong.h5 --profile tight --rows 3000 --identities 100 --seed 4
+mf-synth -q -o weak.h5 --profile loose --rows 3000 --identities 100 --seed 4
+
+for s in strong weak; do
+  mf-cluster -o $s.c.h5 -g $s.knn.h5 --json $s.h5 >$s.json 2>$s.err
+  grep -q "thresholds: edge cosines between anchors" $s.err || fail "$s: no reason given"
+  grep -q "valley at" $s.err || fail "$s: no valley reported"
+  mf-cluster -q -o $s.fixed.h5 -g $s.knn.h5 --tau 0.5 --tau2 0.3 $s.h5
+done
+fs=$(bcubed strong.c.h5) fw=$(bcubed weak.c.h5) fx=$(bcubed weak.fixed.h5)
+echo "BCubed F: strong $fs, weak $fw, weak at the old fixed thresholds $fx"
+at_least "$fs" 0.90 || fail "strong store: BCubed F $fs"
+at_least "$fw" 0.85 || fail "weak store: BCubed F $fw"
+# the test can fail: fixed thresholds lose at least 0.1 on the weak store
+at_least "$fw" "$(awk -v x="$fx" 'BEGIN { print x + 0.1 }')" || fail "fixed thresholds as good"
+
+# The chosen thresholds follow the scale and are recorded with the reason.
+$PY - strong.json weak.json weak.c.h5 <<'PY' || fail "thresholds or record"
+import json, sys, h5py
+s, w = (json.load(open(p)) for p in sys.argv[1:3])
+assert w["tau"] < s["tau"] - 0.05, (w["tau"], s["tau"])
+assert w["tau2"] < w["tau"], w
+assert "valley at" in w["thresholds"], w["thresholds"]
+meta = json.loads(h5py.File(sys.argv[3]).attrs["mf_cluster"])
+assert meta["thresholds"] == w["thresholds"] and meta["suspect_clusters"] == 0, meta
+PY
+
+# A threshold given is used as given; only the other one is chosen.
+mf-cluster -q -g weak.knn.h5 --tau 0.42 --json weak.h5 >given.json
+$PY -c 'import json, sys; j = json.load(open(sys.argv[1]))
+assert j["tau"] == 0.42 and "tau given" in j["thresholds"], j' given.json || fail "--tau given"
+
+# One giant cluster is detected and said; a sensible run says nothing of the kind.
+mf-cluster -g weak.knn.h5 --method components --tau 0 weak.h5 2>giant.err
+grep -q "warning: one giant cluster holds" giant.err || fail "giant cluster not reported"
+mf-cluster -g weak.knn.h5 weak.h5 2>ok.err
+if grep -q giant ok.err; then fail "giant cluster reported on a sensible run"; fi
+echo "ok"
