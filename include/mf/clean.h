@@ -49,6 +49,10 @@ typedef enum mf_clean_rule {
     MF_RULE_NEARER,            /* figure: cosine to the nearer identity's centre */
     MF_RULE_DEDUP,             /* figure: cosine to the kept member of its group */
     MF_RULE_MIN_PER_LABEL,     /* figure: rows the label had left */
+    /* Always on, before every other rule: a magnitude or embedding value that is NaN or
+     * infinite (a damaged or foreign store). Such rows take no part in any estimate
+     * (the --auto fit, percentiles, centres, spreads). figure: the magnitude. */
+    MF_RULE_NOT_FINITE,
     MF_RULE_COUNT
 } mf_clean_rule;
 
@@ -126,7 +130,7 @@ int mf_clean_write_report(mf_store *in, const mf_clean_result *r, FILE *f);
 double mf_clean_auto_cut(const float *mag, size_t n, char *why, size_t why_len);
 
 /* Quantiles q[0..nq) (each in [0,1], nearest rank) of the values v[i] with mask[i] == 0
- * (mask NULL: all values) into out[0..nq); NAN when no value qualifies. Sorts a copy:
+ * (mask NULL: all values) that are finite, into out[0..nq); NAN when none qualifies. Sorts a copy:
  * returns 0 or MF_ERR_NOMEM. */
 int mf_clean_quantiles(const float *v, const uint8_t *mask, size_t n, const double *q,
                        size_t nq, double *out);

@@ -18,7 +18,7 @@ static const char *rule_names[MF_RULE_COUNT] = {
     "keep",          "min-magnitude",         "auto",
     "drop-lowest",   "drop-lowest-per-label", "center-cos",
     "spread",        "nearer-identity",       "dedup",
-    "min-per-label",
+    "min-per-label", "not-finite",
 };
 
 const char *mf_clean_rule_name(int rule)
@@ -62,7 +62,7 @@ int mf_clean_quantiles(const float *v, const uint8_t *mask, size_t n, const doub
         return mf_set_error(MF_ERR_NOMEM, "cannot allocate %zu values for quantiles", n);
     size_t m = 0;
     for (size_t i = 0; i < n; i++)
-        if (!mask || !mask[i])
+        if ((!mask || !mask[i]) && isfinite(v[i])) /* a NaN would break the order */
             tmp[m++] = v[i];
     mf_sort_floats(tmp, m);
     for (size_t j = 0; j < nq; j++) {
@@ -183,7 +183,16 @@ static int magnitude_rules(clean_ctx *c)
             if (r->magnitude[i] < p->min_magnitude)
                 drop(r, i, MF_RULE_MIN_MAGNITUDE, r->magnitude[i]);
     if (p->auto_cut) {
-        r->auto_cut = mf_clean_auto_cut(r->magnitude, n, r->auto_reason, sizeof r->auto_reason);
+        float *finite = malloc((n ? n : 1) * sizeof *finite);
+        if (!finite)
+            return mf_set_error(MF_ERR_NOMEM, "cannot copy %llu magnitudes",
+                                (unsigned long long)n);
+        size_t m = 0;
+        for (uint64_t i = 0; i < n; i++)
+            if (r->rule[i] != MF_RULE_NOT_FINITE)
+                finite[m++] = r->magnitude[i];
+        r->auto_cut = mf_clean_auto_cut(finite, m, r->auto_reason, sizeof r->auto_reason);
+        free(finite);
         for (uint64_t i = 0; i < n; i++)
             if (r->magnitude[i] < r->auto_cut)
                 drop(r, i, MF_RULE_AUTO, r->magnitude[i]);
@@ -193,9 +202,11 @@ static int magnitude_rules(clean_ctx *c)
         if (!rows)
             return mf_set_error(MF_ERR_NOMEM, "cannot sort %llu magnitudes",
                                 (unsigned long long)n);
+        size_t m = 0;
         for (uint64_t i = 0; i < n; i++)
-            rows[i] = i;
-        drop_lowest_of(r, rows, n, p->drop_lowest, MF_RULE_DROP_LOWEST);
+            if (r->rule[i] != MF_RULE_NOT_FINITE)
+                rows[m++] = i;
+        drop_lowest_of(r, rows, m, p->drop_lowest, MF_RULE_DROP_LOWEST);
         free(rows);
     }
     if (p->drop_lowest_per_label > 0) {
@@ -204,10 +215,13 @@ static int magnitude_rules(clean_ctx *c)
         if (!rows)
             return mf_set_error(MF_ERR_NOMEM, "cannot sort %llu magnitudes",
                                 (unsigned long long)n);
-        memcpy(rows, c->lab.order, c->lab.offset[c->lab.n] * sizeof *rows);
-        for (size_t k = 0; k < c->lab.n; k++)
-            drop_lowest_of(r, rows + c->lab.offset[k], c->lab.offset[k + 1] - c->lab.offset[k],
-                           p->drop_lowest_per_label, MF_RULE_DROP_LOWEST_LABEL);
+        for (size_t k = 0; k < c->lab.n; k++) {
+            size_t m = 0;
+            for (uint64_t j = c->lab.offset[k]; j < c->lab.offset[k + 1]; j++)
+                if (r->rule[c->lab.order[j]] != MF_RULE_NOT_FINITE)
+                    rows[m++] = c->lab.order[j];
+            drop_lowest_of(r, rows, m, p->drop_lowest_per_label, MF_RULE_DROP_LOWEST_LABEL);
+        }
         free(rows);
     }
     return 0;
@@ -295,12 +309,36 @@ static int load_columns(clean_ctx *c)
     return clean_labels_build(&c->lab, r->label, c->rows);
 }
 
+/* ---- rule 0: values that are not numbers ------------------------------------------------ */
+
+static int not_finite_rule(clean_ctx *c)
+{
+    mf_clean_result *r = c->r;
+    size_t dim = (size_t)c->dim;
+    for (uint64_t s = 0; s < c->rows; s += c->chunk) {
+        size_t m = c->rows - s < c->chunk ? (size_t)(c->rows - s) : c->chunk;
+        int rc = mf_store_read_embedding(c->in, s, m, c->buf);
+        if (rc < 0)
+            return rc;
+        for (size_t i = 0; i < m; i++) {
+            int ok = isfinite(r->magnitude[s + i]);
+            for (size_t d = 0; d < dim && ok; d++)
+                ok = isfinite(c->buf[i * dim + d]);
+            if (!ok)
+                drop(r, s + i, MF_RULE_NOT_FINITE, r->magnitude[s + i]);
+        }
+    }
+    return 0;
+}
+
 static int run_rules(clean_ctx *c)
 {
     const mf_clean_params *p = c->p;
     mf_clean_result *r = c->r;
     double t = mf_now();
-    int rc = magnitude_rules(c);
+    int rc = not_finite_rule(c);
+    if (rc == 0)
+        rc = magnitude_rules(c);
     if (rc == 0 && rule2_on(p))
         rc = clean_outliers(c);
     r->seconds[0] = mf_now() - t, t = mf_now();

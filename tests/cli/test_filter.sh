@@ -123,6 +123,27 @@ set -e
 mf-filter nolab.h5 -o nl.h5 -q 2>err   # defaults: --auto only
 [ -e nl.h5 ] || fail "defaults on an unlabelled store"
 
+# NaN and infinite values (a damaged or foreign store): those rows are dropped by their
+# own rule and poison no estimate (the --auto fit, the percentiles, the summary)
+cp in.h5 nonfinite.h5
+$py -c '
+import h5py, numpy as np
+f = h5py.File("nonfinite.h5", "r+")
+e = f["embedding"][0]; e[3] = np.nan; f["embedding"][0] = e
+m = f["magnitude"][:]; m[1] = np.inf; m[2] = np.nan; f["magnitude"][:] = m'
+for rules in "" "--drop-lowest 5" "--drop-lowest-per-label 5 --outliers" "--dedup 0.95"; do
+    rm -f nanout.h5
+    mf-filter nonfinite.h5 -o nanout.h5 $rules --json >s.json 2>err || fail "NaN store ($rules): $(cat err)"
+    ! grep -qiw nan err || fail "a NaN reached the summary ($rules): $(cat err)"
+    $py -c '
+import h5py, json, sys, numpy as np
+s = json.load(open("s.json"))
+assert s["dropped"]["not-finite"] == 3, (sys.argv[1], s["dropped"])
+o = h5py.File("nanout.h5")
+assert np.isfinite(o["magnitude"][:]).all() and np.isfinite(o["embedding"][:]).all(), sys.argv[1]
+assert all(np.isfinite(v) for v in s["magnitude_before"].values()), s["magnitude_before"]' "$rules"
+done
+
 # kill -9 in the middle leaves no output (at most a .partial)
 mf-synth -q -o big.h5 --identities 400 --rows 40000 --dim 256 --seed 6
 mf-filter big.h5 -o killed.h5 --auto --outliers --dedup 0.95 -j 1 -q &
