@@ -589,16 +589,36 @@ static int reopen_partial(mf_store *s)
     return rc;
 }
 
-/* The partial found is another job's, or cannot be read: start over only if asked. */
-static int restart_partial(mf_store *s, const mf_store_params *p, const char *why)
+/* A partial HDF5 cannot open that is no bigger than a bare superblock was never flushed:
+ * its run was killed between creating the file and writing the empty layout (HDF5 writes
+ * the 96-byte superblock at once, the rest at the first flush). It holds nothing to keep.
+ * A partial that was flushed once is several KB. */
+#define NEVER_FLUSHED_MAX_BYTES 512
+
+static int never_flushed(const char *path)
 {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_size <= NEVER_FLUSHED_MAX_BYTES;
+}
+
+/* The partial found is another job's, or cannot be read: start over only if asked, or
+ * if it never held anything. */
+static int restart_partial(mf_store *s, const mf_store_params *p, int unreadable)
+{
+    const char *temp = mf_output_temp(s->out);
+    const char *why = unreadable ? "cannot be read"
+                                 : "was started with a different model, inputs or settings";
     close_handles(s);
-    if (!p->overwrite)
+    if (unreadable && never_flushed(temp))
+        mf_log(MF_LOG_INFO, "'%s' holds nothing (its run was killed while creating it): "
+               "starting over", temp);
+    else if (!p->overwrite)
         return mf_set_error(MF_ERR_MISMATCH,
                             "'%s' %s; run the original command to resume it, or add "
                             "--overwrite to start over",
-                            mf_output_temp(s->out), why);
-    mf_log(MF_LOG_INFO, "'%s' %s: starting over (--overwrite)", mf_output_temp(s->out), why);
+                            temp, why);
+    else
+        mf_log(MF_LOG_INFO, "'%s' %s: starting over (--overwrite)", temp, why);
     mf_clear_error();
     int rc = mf_output_restart(s->out);
     return rc < 0 ? rc : create_in_output(s, p);
@@ -634,10 +654,7 @@ int mf_store_open_or_resume(mf_store **out, const char *path, const mf_store_par
         if (opened == 0 && was && strcmp(was, p->job) == 0)
             *state = MF_STORE_JOB_RESUMED;
         else
-            rc = restart_partial(s, p,
-                                 opened < 0 ? "cannot be read"
-                                            : "was started with a different model, "
-                                              "inputs or settings");
+            rc = restart_partial(s, p, opened < 0);
     }
     if (rc < 0) {
         if (s->out && mf_output_resumed(s->out))

@@ -93,6 +93,21 @@ wait $first || fail "the first run failed: $(cat job1.err)"
 rows=$($PY -c "import h5py; print(len(h5py.File('job.h5')['id']))")
 [ "$rows" = 8 ] || fail "the first run published $rows of 8 rows"
 
+# 4b. a run killed between creating its partial and the first flush left a bare HDF5
+# superblock: it holds nothing, so the same command starts over (it used to refuse it
+# as "cannot be read" until --overwrite); a damaged partial of some size is still refused
+$PY -c "
+import h5py, os
+f = h5py.File('unflushed.h5.partial', 'w')
+f.create_dataset('a', shape=(0, 8), maxshape=(None, 8), dtype='f4')
+os._exit(0)"
+expect_exit 0 mf-embed -q -m "$MODEL" -o unflushed.h5 "$FACES/id00"
+[ -e unflushed.h5 ] && [ ! -e unflushed.h5.partial ] || fail "a never-flushed partial blocked the run"
+head -c 8192 /dev/urandom >damaged.h5.partial
+expect_exit 1 mf-embed -q -m "$MODEL" -o damaged.h5 "$FACES/id00"
+grep -q "cannot be read" "$T/err" || fail "damaged partial: $(cat "$T/err")"
+[ "$(stat -c %s damaged.h5.partial)" = 8192 ] || fail "a damaged partial was touched"
+
 # 7. NaN/Inf magnitudes and embeddings: reported, never a crash
 cp s.h5 inf.h5
 $PY - <<'PY'
