@@ -21,7 +21,7 @@ enum {
     OPT_K,
     OPT_LISTS,
     OPT_PER_SQRT,
-    OPT_ASSIGN,
+    OPT_PROBES,
     OPT_SAMPLE,
     OPT_PLAN,
     OPT_SHARD,
@@ -44,7 +44,8 @@ typedef struct config {
 #define OPT_LIST_ENTRIES                                                                   \
     {"lists", 0, "N", "inverted lists before splitting (default: 2 sqrt(rows))", OPT_LISTS}, \
         {"lists-per-sqrt", 0, "C", "default lists = C sqrt(rows) (default 2)", OPT_PER_SQRT},  \
-        {"assign", 0, "A", "lists each row is a member of (default 4)", OPT_ASSIGN},          \
+        {"probes", 0, "P", "lists each row is scanned against besides its own (default 32)", \
+         OPT_PROBES},                                                                       \
         {"sample", 0, "S", "k-means sample rows per list (default 64)", OPT_SAMPLE}
 #define OPT_MEM_ENTRY                                                                      \
     {"mem-limit", 0, "SIZE",                                                                 \
@@ -167,7 +168,7 @@ static int on_option(int id, const char *arg, void *ctx)
     case OPT_PER_SQRT:
         c->pp.lists_per_sqrt = mf_cli_parse_double("--lists-per-sqrt", arg, 0.01, 1000);
         break;
-    case OPT_ASSIGN: c->pp.assign = (int)mf_cli_parse_int("--assign", arg, 1, 64); break;
+    case OPT_PROBES: c->pp.probes = (int)mf_cli_parse_int("--probes", arg, 0, 1 << 16); break;
     case OPT_SAMPLE: c->pp.sample = (int)mf_cli_parse_int("--sample", arg, 1, 4096); break;
     case OPT_PLAN: c->plan = arg; break;
     case OPT_SHARD: c->shard = arg; break;

@@ -39,9 +39,9 @@ struct mf_store;
 typedef struct mf_knn_plan {
     size_t n;              /* rows of the store */
     int dim, k;            /* embedding width, neighbours per row */
-    int nlist, assign;     /* lists (after splitting), lists per row */
+    int nlist, assign;     /* lists (after splitting); lists per row: its own + probes */
     float *centroids;      /* (nlist, dim) */
-    int32_t *lists;        /* (n, assign): each row's lists, nearest first; -1 = none */
+    int32_t *lists;        /* (n, assign): each row's own list, then the lists it probes */
     char fingerprint[64];  /* the store's (mf_knn_fingerprint) */
     char id[32];           /* hash of everything above: names the plan in its parts */
     char job[256];         /* what it was made from (mf_knn_plan_job) */
@@ -51,7 +51,7 @@ typedef struct mf_knn_plan_params {
     int k;          /* neighbours per row (30) */
     int nlist;      /* lists before splitting; 0 = automatic (lists_per_sqrt * sqrt(n)) */
     double lists_per_sqrt; /* automatic nlist factor (default 2) */
-    int assign;     /* lists per row (default 4) */
+    int probes;     /* lists each row is scanned against besides its own (default 32) */
     int sample;     /* k-means sample rows per list (default 64) */
     int progress;   /* 0 none, 1 bars on a terminal, 2 always */
 } mf_knn_plan_params;

@@ -36,14 +36,14 @@
 
 mf_knn_plan_params mf_knn_plan_default_params(void)
 {
-    return (mf_knn_plan_params){.k = 30, .lists_per_sqrt = 2, .assign = 4, .sample = 64};
+    return (mf_knn_plan_params){.k = 30, .lists_per_sqrt = 2, .probes = 32, .sample = 64};
 }
 
 void mf_knn_plan_job(char *buf, size_t len, const char *fingerprint,
                      const mf_knn_plan_params *p)
 {
-    snprintf(buf, len, "plan %s k=%d lists=%d per-sqrt=%g assign=%d sample=%d", fingerprint,
-             p->k, p->nlist, p->lists_per_sqrt, p->assign, p->sample);
+    snprintf(buf, len, "plan %s k=%d lists=%d per-sqrt=%g probes=%d sample=%d", fingerprint,
+             p->k, p->nlist, p->lists_per_sqrt, p->probes, p->sample);
 }
 
 static uint64_t fnv(uint64_t h, const void *v, size_t len)
@@ -86,110 +86,11 @@ static int take_sample(void *ctx, size_t start, size_t n, float *x)
     return 0;
 }
 
-/* Candidate lists per row for the capped assignment: twice the lists a row may get. */
-#define CANDIDATES(assign) (2 * (assign))
-/* A list takes secondary members up to this many times the mean list size. */
-#define LIST_CAP 1.5
-
-typedef struct {
-    const mf_knn_plan *p;
-    int cands;
-    int32_t *cand; /* (n, cands): each row's nearest lists, nearest first */
-    float *score;  /* (n, cands): the row's cosine to each */
-} assign_ctx;
-
 static int assign_block(void *ctx, size_t start, size_t n, float *x)
 {
-    assign_ctx *a = ctx;
-    const mf_knn_plan *p = a->p;
-    int P = a->cands, rc = mf_knn_assign_lists(x, n, p->dim, p->centroids, p->nlist, P,
-                                               a->cand + start * P);
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++)
-        for (int r = 0; r < P; r++)
-            a->score[(start + i) * P + r] =
-                mf_knn_dot(x + i * p->dim,
-                           p->centroids + (size_t)a->cand[(start + i) * P + r] * p->dim, p->dim);
-    return rc;
-}
-
-/* A secondary candidate: row's r-th nearest list l (r >= 1) at cosine s. */
-typedef struct {
-    float s;
-    int32_t row, r;
-} second;
-
-static int cmp_second(const void *a, const void *b)
-{
-    const second *x = a, *y = b;
-    if (x->s != y->s)
-        return x->s > y->s ? -1 : 1;
-    return (x->row > y->row) - (x->row < y->row);
-}
-
-/* Every row is a member of its nearest list, and of up to assign - 1 of its next nearest
- * lists that take it. Why a cap: a few centroids near the middle of the data are the
- * second or third nearest of very many rows (at 20k rows, 2,400 rows in a list of mean
- * size 65), and a list costs the square of its size; so each list takes as secondary
- * members only its nearest candidates, up to LIST_CAP times the mean size. This depends
- * only on the scores, not on the order rows are read in. */
-static int choose_members(mf_knn_plan *p, const assign_ctx *a)
-{
-    size_t n = p->n, P = (size_t)a->cands, A = (size_t)p->assign;
-    size_t *start = calloc((size_t)p->nlist + 1, sizeof *start);
-    second *e = malloc(n * (P - 1) * sizeof *e + 1);
-    unsigned char *taken = calloc(n * P, 1);
-    size_t *fill = malloc((size_t)p->nlist * sizeof *fill);
-    if (!start || !e || !taken || !fill) {
-        free(start), free(e), free(taken), free(fill);
-        return mf_set_error(MF_ERR_NOMEM, "out of memory assigning lists");
-    }
-    size_t *primary = fill; /* counts first, offsets after */
-    memset(primary, 0, (size_t)p->nlist * sizeof *primary);
-    for (size_t i = 0; i < n; i++) {
-        primary[a->cand[i * P]]++;
-        for (size_t r = 1; r < P; r++)
-            start[a->cand[i * P + r] + 1]++;
-    }
-    double cap = LIST_CAP * (double)A * n / p->nlist;
-    size_t *quota = malloc((size_t)p->nlist * sizeof *quota);
-    for (int l = 0; quota && l < p->nlist; l++)
-        quota[l] = cap > primary[l] ? (size_t)(cap - primary[l]) : 0;
-    for (int l = 0; l < p->nlist; l++)
-        start[l + 1] += start[l];
-    memcpy(fill, start, (size_t)p->nlist * sizeof *fill);
-    for (size_t i = 0; i < n; i++)
-        for (size_t r = 1; r < P; r++)
-            e[fill[a->cand[i * P + r]]++] =
-                (second){a->score[i * P + r], (int32_t)i, (int32_t)r};
-#pragma omp parallel for schedule(dynamic, 16)
-    for (int l = 0; l < p->nlist; l++) {
-        qsort(e + start[l], start[l + 1] - start[l], sizeof *e, cmp_second);
-        for (size_t t = start[l]; quota && t < start[l + 1] && t - start[l] < quota[l]; t++)
-            taken[(size_t)e[t].row * P + e[t].r] = 1;
-    }
-    for (size_t i = 0; i < n; i++) {
-        int32_t *row = p->lists + i * A;
-        size_t got = 1;
-        row[0] = a->cand[i * P];
-        /* the nearest taken candidates: select by score (P is small) */
-        for (; got < A; got++) {
-            size_t best = 0;
-            for (size_t r = 1; r < P; r++)
-                if (taken[i * P + r] == 1 &&
-                    (!best || a->score[i * P + r] > a->score[i * P + best]))
-                    best = r;
-            if (!best)
-                break;
-            taken[i * P + best] = 2;
-            row[got] = a->cand[i * P + best];
-        }
-        for (; got < A; got++)
-            row[got] = -1;
-    }
-    int rc = quota ? 0 : mf_set_error(MF_ERR_NOMEM, "out of memory assigning lists");
-    free(start), free(e), free(taken), free(fill), free(quota);
-    return rc;
+    const mf_knn_plan *p = ctx;
+    return mf_knn_assign_lists(x, n, p->dim, p->centroids, p->nlist, p->assign,
+                               p->lists + start * p->assign);
 }
 
 static void plan_id(mf_knn_plan *p)
@@ -207,7 +108,7 @@ int mf_knn_plan_build(mf_knn_plan **out, mf_store *s, const mf_knn_plan_params *
 {
     size_t n = mf_store_rows(s), cells;
     int dim = mf_store_dim(s);
-    if (n < 2 || pp->k < 1 || (size_t)pp->k >= n || pp->assign < 1 || pp->sample < 1)
+    if (n < 2 || pp->k < 1 || (size_t)pp->k >= n || pp->probes < 0 || pp->sample < 1)
         return mf_set_error(MF_ERR_ARG, "graph plan: need k (%d) in [1, rows-1] with rows = %zu",
                             pp->k, n);
     if (n > INT32_MAX)
@@ -238,22 +139,13 @@ int mf_knn_plan_build(mf_knn_plan **out, mf_store *s, const mf_knn_plan_params *
     free(sample);
     double t1 = mf_now();
     if (rc == 0) {
-        p->assign = pp->assign < p->nlist ? pp->assign : p->nlist;
+        p->assign = 1 + (pp->probes < p->nlist - 1 ? pp->probes : p->nlist - 1);
         rc = mf_size_mul(n, (size_t)p->assign * sizeof(int32_t), &cells, "list assignments");
     }
     if (rc == 0 && !(p->lists = malloc(cells)))
         rc = mf_set_error(MF_ERR_NOMEM, "out of memory for list assignments");
-    assign_ctx ac = {p, CANDIDATES(p->assign), NULL, NULL};
-    if (ac.cands > p->nlist)
-        ac.cands = p->nlist;
-    if (rc == 0 && (!(ac.cand = malloc(n * ac.cands * sizeof *ac.cand)) ||
-                    !(ac.score = malloc(n * ac.cands * sizeof *ac.score))))
-        rc = mf_set_error(MF_ERR_NOMEM, "out of memory for list assignments");
     if (rc == 0)
-        rc = mf_knn_stream_rows(s, 0, n, assign_block, &ac);
-    if (rc == 0)
-        rc = choose_members(p, &ac);
-    free(ac.cand), free(ac.score);
+        rc = mf_knn_stream_rows(s, 0, n, assign_block, p);
     if (rc < 0) {
         mf_knn_plan_free(p);
         return rc;
@@ -295,22 +187,38 @@ static int load_wave(void *ctx, size_t start, size_t n, float *x)
 /* Per-thread buffers of a wave's joins, allocated before the parallel region. */
 typedef struct {
     float *all;   /* (maxm, dim) the list's members */
-    float *own;   /* (TILE, dim) a tile of this thread's members */
+    float *own;   /* (TILE, dim) a tile of this thread's rows */
     float *score; /* (TILE, maxm) */
-    int32_t *sel; /* (maxm) this thread's members: places in the list */
+    int32_t *sel; /* (maxq) this thread's rows of the list */
 } join_buf;
 
-/* Join this thread's rows (row % nt == t) of one list with every member of the list:
- * one product per tile of TILE rows. No two threads touch one row. */
-static void join_list(mf_knn_part *part, const int32_t *loc, const int32_t *mem, size_t nm,
-                      const float *wave, const int32_t *slot, int dim, int t, int nt,
-                      join_buf *w)
+/* The shard's state while it runs. */
+typedef struct {
+    const mf_knn_plan *plan;
+    size_t *ms, *qs;        /* (nlist + 1) CSR by list: members, probing rows */
+    int32_t *mrows, *qrows; /* (n), (n * (assign - 1)) */
+    int lo, hi;             /* the shard's lists [lo, hi) */
+    int32_t *loc;           /* (n) row -> local row of the part, -1 */
+    size_t maxm, maxq;      /* largest list: members; members + probing rows */
+} shard_state;
+
+/* Join this thread's rows (row % nt == t) among the members and probing rows of list l
+ * with every member of l: one product per tile of TILE rows, whose scores only filter
+ * (exact scores decide). No two threads touch one row. */
+static void join_list(mf_knn_part *part, const shard_state *st, int l, const float *wave,
+                      const int32_t *slot, int t, int nt, join_buf *w)
 {
-    int k = part->k;
-    size_t ns = 0, row_bytes = (size_t)dim * sizeof(float);
+    int k = part->k, dim = st->plan->dim;
+    const int32_t *mem = st->mrows + st->ms[l];
+    size_t nm = st->ms[l + 1] - st->ms[l], ns = 0, row_bytes = (size_t)dim * sizeof(float);
+    if (!nm)
+        return;
     for (size_t j = 0; j < nm; j++)
         if (mem[j] % nt == t)
-            w->sel[ns++] = (int32_t)j;
+            w->sel[ns++] = mem[j];
+    for (size_t e = st->qs[l]; e < st->qs[l + 1]; e++)
+        if (st->qrows[e] % nt == t)
+            w->sel[ns++] = st->qrows[e];
     if (!ns)
         return;
     for (size_t j = 0; j < nm; j++)
@@ -318,61 +226,72 @@ static void join_list(mf_knn_part *part, const int32_t *loc, const int32_t *mem,
     for (size_t t0 = 0; t0 < ns; t0 += TILE) {
         size_t b = ns - t0 < TILE ? ns - t0 : TILE;
         for (size_t i = 0; i < b; i++)
-            memcpy(w->own + i * dim, w->all + (size_t)w->sel[t0 + i] * dim, row_bytes);
+            memcpy(w->own + i * dim, wave + (size_t)slot[w->sel[t0 + i]] * dim, row_bytes);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)b, (int)nm, dim, 1.0f, w->own,
                     dim, w->all, dim, 0.0f, w->score, (int)nm);
         for (size_t i = 0; i < b; i++) {
-            size_t r = (size_t)w->sel[t0 + i], lr = (size_t)loc[mem[r]];
+            int32_t row = w->sel[t0 + i];
+            size_t lr = (size_t)st->loc[row];
             int64_t *nb = part->nbr + lr * k;
             float *sm = part->sim + lr * k;
-            const float *row = w->score + i * nm, *xr = w->all + r * dim;
+            const float *sc = w->score + i * nm, *xr = w->own + i * dim;
             for (size_t j = 0; j < nm; j++)
-                if (j != r && row[j] > sm[k - 1] - PRODUCT_SLACK)
+                if (mem[j] != row && sc[j] > sm[k - 1] - PRODUCT_SLACK)
                     mf_knn_offer(nb, sm, k, mem[j], mf_knn_dot(xr, w->all + j * dim, dim));
         }
     }
 }
 
-/* The shard's state while it runs. */
-typedef struct {
-    const mf_knn_plan *plan;
-    size_t *start;   /* (nlist + 1) CSR of members by list */
-    int32_t *member; /* (n * assign) */
-    int lo, hi;      /* the shard's lists [lo, hi) */
-    int32_t *loc;    /* (n) row -> local row of the part, -1 */
-    size_t maxm;     /* largest list */
-} shard_state;
+static double list_cost(const shard_state *st, int l)
+{
+    double m = (double)(st->ms[l + 1] - st->ms[l]), q = (double)(st->qs[l + 1] - st->qs[l]);
+    return m * (m + q);
+}
 
 static int find_lists(shard_state *st, int shard, int shards)
 {
     const mf_knn_plan *p = st->plan;
-    int rc = mf_knn_group_rows(p->n, p->lists, p->assign, p->assign, p->nlist, &st->start,
-                               &st->member);
+    int A = p->assign;
+    int rc = mf_knn_group_rows(p->n, p->lists, 1, A, p->nlist, &st->ms, &st->mrows);
+    if (rc == 0)
+        rc = mf_knn_group_rows(p->n, p->lists + 1, A - 1, A, p->nlist, &st->qs, &st->qrows);
     if (rc < 0)
         return rc;
     double total = 0, before = 0;
-    for (int l = 0; l < p->nlist; l++) {
-        double sz = (double)(st->start[l + 1] - st->start[l]);
-        total += sz * sz;
-    }
+    for (int l = 0; l < p->nlist; l++)
+        total += list_cost(st, l);
     st->lo = p->nlist, st->hi = 0;
     for (int l = 0; l < p->nlist; l++) {
-        double sz = (double)(st->start[l + 1] - st->start[l]);
-        if (list_owner(before, sz * sz, total, shards) == shard) {
+        if (list_owner(before, list_cost(st, l), total, shards) == shard) {
             st->lo = l < st->lo ? l : st->lo;
             st->hi = l + 1;
         }
-        before += sz * sz;
+        before += list_cost(st, l);
     }
     if (st->hi < st->lo)
         st->hi = st->lo;
-    for (int l = st->lo; l < st->hi; l++)
-        if (st->start[l + 1] - st->start[l] > st->maxm)
-            st->maxm = st->start[l + 1] - st->start[l];
+    for (int l = st->lo; l < st->hi; l++) {
+        size_t m = st->ms[l + 1] - st->ms[l], q = st->qs[l + 1] - st->qs[l];
+        st->maxm = m > st->maxm ? m : st->maxm;
+        st->maxq = m + q > st->maxq ? m + q : st->maxq;
+    }
     return 0;
 }
 
-/* The part's rows: members of the shard's lists, increasing. */
+/* Call fn(ctx, row) for every member and probing row of lists [l0, l1). */
+#define FOR_ROWS_OF(st, l0, l1, r, body)                                                    \
+    do {                                                                                   \
+        for (size_t e_ = (st)->ms[l0]; e_ < (st)->ms[l1]; e_++) {                          \
+            int32_t r = (st)->mrows[e_];                                                   \
+            body;                                                                          \
+        }                                                                                  \
+        for (size_t e_ = (st)->qs[l0]; e_ < (st)->qs[l1]; e_++) {                          \
+            int32_t r = (st)->qrows[e_];                                                   \
+            body;                                                                          \
+        }                                                                                  \
+    } while (0)
+
+/* The part's rows: members and probing rows of the shard's lists, increasing. */
 static int make_part(shard_state *st, mf_knn_part *part)
 {
     size_t n = st->plan->n, m = 0, cells;
@@ -380,8 +299,7 @@ static int make_part(shard_state *st, mf_knn_part *part)
         return mf_set_error(MF_ERR_NOMEM, "out of memory for the shard's rows");
     for (size_t i = 0; i < n; i++)
         st->loc[i] = -1;
-    for (size_t e = st->start[st->lo]; e < st->start[st->hi]; e++)
-        st->loc[st->member[e]] = 0;
+    FOR_ROWS_OF(st, st->lo, st->hi, r, st->loc[r] = 0);
     for (size_t i = 0; i < n; i++)
         m += st->loc[i] == 0;
     part->m = m;
@@ -403,31 +321,28 @@ static int make_part(shard_state *st, mf_knn_part *part)
     return 0;
 }
 
-/* Lists [l0, *l1) whose distinct members fit `cap` rows (at least one list); slots are
- * given in order of first appearance. Returns the number of slots. */
-static size_t plan_wave(const shard_state *st, int l0, int *l1, size_t cap, int32_t *slot)
+/* Lists [l0, *l1) whose distinct rows fit `cap` (at least one list); slots are given in
+ * order of first appearance. */
+static void plan_wave(const shard_state *st, int l0, int *l1, size_t cap, int32_t *slot)
 {
     size_t used = 0;
     int l = l0;
     for (; l < st->hi; l++) {
         size_t add = 0;
-        for (size_t e = st->start[l]; e < st->start[l + 1]; e++)
-            add += slot[st->member[e]] < 0;
+        FOR_ROWS_OF(st, l, l + 1, r, add += slot[r] < 0);
         if (l > l0 && used + add > cap)
             break;
-        for (size_t e = st->start[l]; e < st->start[l + 1]; e++)
-            if (slot[st->member[e]] < 0)
-                slot[st->member[e]] = (int32_t)used++;
+        FOR_ROWS_OF(st, l, l + 1, r, if (slot[r] < 0) slot[r] = (int32_t)used++);
     }
     *l1 = l;
-    return used;
 }
 
 /* Bytes the shard holds besides the wave buffer. */
-static size_t fixed_bytes(const mf_knn_plan *p, size_t m, size_t maxm, int nt)
+static size_t fixed_bytes(const mf_knn_plan *p, const shard_state *st, size_t m, int nt)
 {
-    return p->n * p->assign * 4 * 2 + (size_t)p->nlist * (p->dim * 4 + 8) + p->n * 8 +
-           m * (8 + (size_t)p->k * 12) + (size_t)nt * (TILE + p->dim + 1) * maxm * 4 +
+    return p->n * p->assign * 4 * 2 + (size_t)p->nlist * (p->dim * 4 + 24) + p->n * 8 +
+           m * (8 + (size_t)p->k * 12) +
+           (size_t)nt * ((TILE + p->dim) * st->maxm * 4 + TILE * p->dim * 4 + st->maxq * 4) +
            MF_KNN_OVERHEAD;
 }
 
@@ -436,27 +351,27 @@ static int run_waves(shard_state *st, mf_knn_part *part, mf_store *s, size_t mem
 {
     const mf_knn_plan *p = st->plan;
     int dim = p->dim, nt = omp_get_max_threads(), rc = 0;
-    size_t fixed = fixed_bytes(p, part->m, st->maxm, nt), row_bytes = (size_t)dim * 4;
+    size_t fixed = fixed_bytes(p, st, part->m, nt), row_bytes = (size_t)dim * 4;
     size_t cap = (size_t)-1 / row_bytes / 2;
     if (mem_limit) {
-        if (mem_limit < fixed + (st->maxm + 1) * row_bytes)
+        if (mem_limit < fixed + (st->maxq + 1) * row_bytes)
             return mf_set_error(MF_ERR_LIMIT,
                                 "--mem-limit %.2f GB is too small for shard %d/%d: it needs "
                                 "at least %.2f GB (or more shards)",
                                 mem_limit / 1e9, part->shard, part->shards,
-                                (fixed + (st->maxm + 1) * row_bytes) / 1e9);
+                                (fixed + (st->maxq + 1) * row_bytes) / 1e9);
         cap = (mem_limit - fixed) / row_bytes;
     }
     size_t distinct = part->m < cap ? part->m : cap;
+    size_t maxm = st->maxm ? st->maxm : 1, maxq = st->maxq ? st->maxq : 1;
     wave_ctx w = {p, malloc(p->n * sizeof(int32_t)), malloc((distinct ? distinct : 1) * row_bytes)};
-    size_t maxm = st->maxm ? st->maxm : 1;
     join_buf *jb = calloc(nt, sizeof *jb);
     int ok = w.slot && w.wave && jb;
     for (int t = 0; ok && t < nt; t++) {
         jb[t].all = malloc(maxm * row_bytes);
         jb[t].own = malloc(TILE * row_bytes);
         jb[t].score = malloc((size_t)TILE * maxm * sizeof(float));
-        jb[t].sel = malloc(maxm * sizeof(int32_t));
+        jb[t].sel = malloc(maxq * sizeof(int32_t));
         ok = jb[t].all && jb[t].own && jb[t].score && jb[t].sel;
     }
     if (!ok)
@@ -465,7 +380,7 @@ static int run_waves(shard_state *st, mf_knn_part *part, mf_store *s, size_t mem
         w.slot[i] = -1;
     double pairs = 0;
     for (int l = st->lo; l < st->hi; l++)
-        pairs += (double)(st->start[l + 1] - st->start[l]) * (st->start[l + 1] - st->start[l]);
+        pairs += list_cost(st, l);
     mf_knn_meter meter = {.per = 1000000};
     if (rc == 0 && progress)
         meter.bar = mf_progress_new("graph shard", (uint64_t)(pairs / 1e6), "Mpairs",
@@ -475,24 +390,20 @@ static int run_waves(shard_state *st, mf_knn_part *part, mf_store *s, size_t mem
     for (int l0 = st->lo, l1; rc == 0 && l0 < st->hi; l0 = l1, waves++) {
         plan_wave(st, l0, &l1, distinct, w.slot);
         size_t first = p->n, end = 0;
-        for (size_t e = st->start[l0]; e < st->start[l1]; e++) {
-            size_t r = (size_t)st->member[e];
-            first = r < first ? r : first;
-            end = r + 1 > end ? r + 1 : end;
-        }
+        FOR_ROWS_OF(st, l0, l1, r, {
+            first = (size_t)r < first ? (size_t)r : first;
+            end = (size_t)r + 1 > end ? (size_t)r + 1 : end;
+        });
         rc = mf_knn_stream_rows(s, first, end, load_wave, &w);
 #pragma omp parallel num_threads(nt) if (rc == 0)
         {
             int t = omp_get_thread_num();
             for (int l = l0; rc == 0 && l < l1; l++) {
-                const int32_t *mem = st->member + st->start[l];
-                size_t nm = st->start[l + 1] - st->start[l];
-                join_list(part, st->loc, mem, nm, w.wave, w.slot, dim, t, nt, &jb[t]);
-                mf_knn_meter_add(&meter, (uint64_t)nm * nm / nt);
+                join_list(part, st, l, w.wave, w.slot, t, nt, &jb[t]);
+                mf_knn_meter_add(&meter, (uint64_t)(list_cost(st, l) / nt));
             }
         }
-        for (size_t e = st->start[l0]; e < st->start[l1]; e++)
-            w.slot[st->member[e]] = -1;
+        FOR_ROWS_OF(st, l0, l1, r, w.slot[r] = -1);
     }
     openblas_set_num_threads(blas_threads);
     mf_knn_meter_end(&meter);
@@ -526,7 +437,7 @@ int mf_knn_shard_build(mf_knn_part **out, const mf_knn_plan *plan, mf_store *s, 
         rc = make_part(&st, part);
     if (rc == 0)
         rc = run_waves(&st, part, s, mem_limit, progress);
-    free(st.start), free(st.member), free(st.loc);
+    free(st.ms), free(st.qs), free(st.mrows), free(st.qrows), free(st.loc);
     if (rc < 0) {
         mf_knn_part_free(part);
         return rc;
@@ -678,7 +589,7 @@ int mf_knn_store_recall(const mf_knn_graph *g, mf_store *s, size_t m, double *re
 
 mf_knn_plan_params mf_knn_plan_default_params(void)
 {
-    return (mf_knn_plan_params){.k = 30, .lists_per_sqrt = 2, .assign = 4, .sample = 64};
+    return (mf_knn_plan_params){.k = 30, .lists_per_sqrt = 2, .probes = 32, .sample = 64};
 }
 void mf_knn_plan_job(char *buf, size_t len, const char *fingerprint,
                      const mf_knn_plan_params *p)
