@@ -4,7 +4,7 @@
  *
  *     mf_knn_plan_params pp = mf_knn_plan_default_params();
  *     mf_knn_plan *plan;
- *     mf_knn_plan_build(&plan, store, &pp);            // sample k-means + every row's lists
+ *     mf_knn_plan_build(&plan, store, &pp);            // sample k-means, every row's lists
  *     mf_knn_plan_save(plan, out);                     // or keep it in memory
  *     mf_knn_part *part;
  *     mf_knn_shard_build(&part, plan, store, 2, 8, mem_limit, NULL);  // shard 2 of 8
@@ -14,16 +14,17 @@
  *     mf_knn_merge(&g, paths, 8, 0);                   // checks: one complete set
  *
  * The lists: FAISS spherical k-means on a strided sample (oversized lists split, as in
- * the one-process join), then every row is a member of its `assign` nearest lists. Two
- * rows are candidates of each other when they share a list; a shard owns a contiguous
- * share of the lists (balanced by the sum of squared list sizes, the join's cost), reads
- * only its members' embeddings from the store (streamed, in waves that fit --mem-limit)
- * and scores every pair of a list with one float32 product per tile of rows. Products
- * only filter: whatever can enter a row's top k is scored exactly (mf_knn_dot), and rows
- * keep their k best under a total order (similarity, then lower row). So a row's
- * neighbours are the exact top k of the union of its lists, whichever shard, wave or
- * thread saw them: the merged graph of any number of shards equals the one-shard graph,
- * byte for byte. Cost: n * assign lists of ~n * assign / nlist members, with nlist ~
+ * the one-process join); every row is a member of its nearest list and probes its next
+ * `probes` nearest. A shard owns a contiguous share of the lists (balanced by the join's
+ * cost, members x (members + probing rows)), reads only those lists' rows from the store
+ * (streamed, in waves that fit --mem-limit) and scans every member and probing row of a
+ * list against its members, one float32 product per tile of rows. Products only filter:
+ * whatever can enter a row's top k is scored exactly (mf_knn_dot), and rows keep their k
+ * best under a total order (similarity, then lower row). So a row's neighbours are the
+ * exact top k of the members of its lists, whichever shard, wave or thread saw them: the
+ * merged graph of any number of shards equals the one-shard graph, byte for byte.
+ * Refinement rounds (mf_knn_refine_shard) are cut by rows and keep the same property.
+ * Cost: n (1 + probes) rows scanned against lists of ~sqrt(n) / c members, with nlist ~
  * c sqrt(n): n^1.5 pair products (docs/CLUSTER.md). */
 #ifndef MF_KNN_PIECES_H
 #define MF_KNN_PIECES_H

@@ -100,10 +100,7 @@ int mf_knn_from_arrays(mf_knn_graph **out, size_t n, int k, const int64_t *nbr,
 
 void mf_knn_fingerprint(char out[64], size_t n, int dim, const float *magnitude)
 {
-    uint64_t h = 1469598103934665603ULL;
-    const unsigned char *b = (const unsigned char *)magnitude;
-    for (size_t i = 0; magnitude && i < n * sizeof(float); i++)
-        h = (h ^ b[i]) * 1099511628211ULL;
+    uint64_t h = mf_knn_fnv(MF_KNN_FNV_BASIS, magnitude, magnitude ? n * sizeof(float) : 0);
     snprintf(out, 64, "rows=%zu dim=%d fnv1a64=%016llx", n, dim, (unsigned long long)h);
 }
 

@@ -118,6 +118,16 @@ int mf_knn_stream_rows(struct mf_store *s, size_t first, size_t end, mf_knn_bloc
 /* Bytes reserved besides what a shard counts: store blocks, BLAS buffers, libraries. */
 #define MF_KNN_OVERHEAD ((size_t)256 << 20)
 
+/* 64-bit FNV-1a of len bytes, continuing from h (start: MF_KNN_FNV_BASIS). */
+#define MF_KNN_FNV_BASIS 1469598103934665603ULL
+static inline uint64_t mf_knn_fnv(uint64_t h, const void *v, size_t len)
+{
+    const unsigned char *b = (const unsigned char *)v;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ b[i]) * 1099511628211ULL;
+    return h;
+}
+
 /* Is (s, j) better than (t, i)? Higher similarity, then lower row (i = -1: an empty
  * entry, worse than anything): a total order, so a top k kept with it depends only on
  * the set of candidates offered, not on their order (the graph in pieces). */

@@ -1,18 +1,17 @@
 /* pieces.c - the kNN graph in pieces (see mf/knn_pieces.h): a plan of inverted lists
- * with several lists per row, shards that join the pairs of their share of the lists
- * with bounded memory, and a merge of their partial neighbour lists.
+ * (each row a member of its nearest list and a prober of the next P), shards that join
+ * their share of the lists with bounded memory, and a merge of partial neighbour lists.
  *
- * Why several lists per row and a join within each list (instead of each row probing
- * lists, as the one-process join does): a shard then needs only its own lists' members,
- * about n * assign / shards rows, and no query rows from anywhere else, so it can read
- * them from the store in one pass and hold them in a bounded buffer.
+ * Why shards own lists (not rows): a list is scanned as one product of its members
+ * against every row that meets it, so a shard reads each of its rows' embeddings once,
+ * streamed from the store in row order, in waves that fit its memory limit.
  *
  * Why the result is the same however it is cut: every product only decides which pairs
  * are scored exactly; a pair whose exact similarity could enter a row's top k always
  * passes (PRODUCT_SLACK covers the difference between a product and the exact dot), and
  * rows keep their k best by (exact similarity, then lower row), a total order. A row's
- * final neighbours are then the top k of the union of its lists' members, and the top k
- * of a union is the top k of the parts' top k. */
+ * final neighbours are then the top k of the union of the members of its lists, and the
+ * top k of a union is the top k of the parts' top k. */
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
@@ -44,14 +43,6 @@ void mf_knn_plan_job(char *buf, size_t len, const char *fingerprint,
 {
     snprintf(buf, len, "plan %s k=%d lists=%d per-sqrt=%g probes=%d sample=%d", fingerprint,
              p->k, p->nlist, p->lists_per_sqrt, p->probes, p->sample);
-}
-
-static uint64_t fnv(uint64_t h, const void *v, size_t len)
-{
-    const unsigned char *b = v;
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ b[i]) * 1099511628211ULL;
-    return h;
 }
 
 int mf_knn_stream_rows(mf_store *s, size_t first, size_t end, mf_knn_block_fn fn, void *ctx)
@@ -95,12 +86,11 @@ static int assign_block(void *ctx, size_t start, size_t n, float *x)
 
 static void plan_id(mf_knn_plan *p)
 {
-    uint64_t h = 1469598103934665603ULL;
-    h = fnv(h, p->fingerprint, strlen(p->fingerprint));
+    uint64_t h = mf_knn_fnv(MF_KNN_FNV_BASIS, p->fingerprint, strlen(p->fingerprint));
     int hdr[4] = {p->dim, p->k, p->nlist, p->assign};
-    h = fnv(h, hdr, sizeof hdr);
-    h = fnv(h, p->centroids, (size_t)p->nlist * p->dim * sizeof(float));
-    h = fnv(h, p->lists, p->n * p->assign * sizeof(int32_t));
+    h = mf_knn_fnv(h, hdr, sizeof hdr);
+    h = mf_knn_fnv(h, p->centroids, (size_t)p->nlist * p->dim * sizeof(float));
+    h = mf_knn_fnv(h, p->lists, p->n * p->assign * sizeof(int32_t));
     snprintf(p->id, sizeof p->id, "%016llx", (unsigned long long)h);
 }
 

@@ -25,9 +25,7 @@
 
 void mf_knn_graph_id(char out[32], const char *job)
 {
-    uint64_t h = 1469598103934665603ULL;
-    for (const unsigned char *b = (const unsigned char *)(job ? job : ""); *b; b++)
-        h = (h ^ *b) * 1099511628211ULL;
+    uint64_t h = mf_knn_fnv(MF_KNN_FNV_BASIS, job ? job : "", job ? strlen(job) : 0);
     snprintf(out, 32, "%016llx", (unsigned long long)h);
 }
 
