@@ -269,7 +269,7 @@ int mf_knn_plan_load(mf_knn_plan **out, const char *path)
         rc = read_2d(f, path, "lists", H5T_NATIVE_INT32, n, (int)assign, p->lists);
     H5Fclose(f);
     for (size_t i = 0; rc == 0 && i < n * assign; i++)
-        if (p->lists[i] < (i % assign ? -1 : 0) || p->lists[i] >= (int64_t)nlist)
+        if (p->lists[i] < 0 || p->lists[i] >= (int64_t)nlist)
             rc = mf_set_error(MF_ERR_FORMAT, "plan '%s': bad list of row %zu", path, i / assign);
     if (rc < 0) {
         mf_knn_plan_free(p);

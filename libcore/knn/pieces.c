@@ -61,7 +61,7 @@ int mf_knn_stream_rows(mf_store *s, size_t first, size_t end, mf_knn_block_fn fn
 
 typedef struct {
     float *out;
-    size_t n, m, stride;
+    size_t m, stride;
     int dim;
 } sample_ctx;
 
@@ -120,7 +120,7 @@ int mf_knn_plan_build(mf_knn_plan **out, mf_store *s, const mf_knn_plan_params *
     free(mag);
     if (!(sample = malloc(m * dim * sizeof *sample)))
         rc = mf_set_error(MF_ERR_NOMEM, "out of memory for the k-means sample");
-    sample_ctx sc = {sample, n, m, n / m, dim};
+    sample_ctx sc = {sample, m, n / m, dim};
     double t0 = mf_now();
     if (rc == 0)
         rc = mf_knn_stream_rows(s, 0, n, take_sample, &sc);
