@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # test_graph.sh - mf-graph (the kNN graph in pieces): the sharded graph equals the
-# one-process graph byte for byte (N = 1, 3, 4; 1 and 2 threads; a tight --mem-limit),
+# one-process graph byte for byte (N = 1, 3, 4; 1 and 2 threads; a --mem-limit that
+# makes several passes over the store),
 # merge refuses a missing, repeated or foreign part, re-runs are no-ops, recall on a
 # small store, and mf-cluster on the merged graph gives the direct path's clusters.
 source "$(dirname "$0")/lib.sh"
 command -v mf-graph >/dev/null && command -v mf-synth >/dev/null || skip "tools not built"
 need_python_module h5py
 
-mf-synth -q -o s.h5 --rows 6000 --identities 200 --dim 128 --seed 4
-mf-synth -q -o other.h5 --rows 6000 --identities 200 --dim 128 --seed 5
+mf-synth -q -o s.h5 --rows 3000 --identities 100 --dim 64 --seed 4
+mf-synth -q -o other.h5 --rows 3000 --identities 100 --dim 64 --seed 5
 
 # One process: plan, one shard, merge (in memory), two refinement rounds.
-mf-graph build -q --refine 2 --lists 40 -o one.h5 --json s.h5 >build.json
+mf-graph build -q --refine 2 --lists 30 -o one.h5 --json s.h5 >build.json
 "$PY" - build.json <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
@@ -19,7 +20,7 @@ assert r["recall"] >= 0.95, r          # recall@30 on 1000 rows against an exact
 PY
 
 # The same through the steps: N shards, merge, refine shards per round, merge.
-mf-graph plan -q --lists 40 -o plan.h5 s.h5
+mf-graph plan -q --lists 30 -o plan.h5 s.h5
 same_graph() {
   "$PY" - "$1" "$2" <<'PY'
 import sys, h5py
@@ -49,7 +50,19 @@ steps() { # steps N THREADS [MEM]: the graph through N shards
 steps 1 1
 steps 3 2
 steps 4 1
-steps 3 1 300M   # waves: several passes over the store
+# A memory limit that leaves room for a few lists at a time: several passes over the
+# store (waves), the same graph. (4 probes, so that a wave is not every row.)
+mf-graph plan -q --lists 30 --probes 4 -o planw.h5 s.h5
+mf-graph shard -q -p planw.h5 --shard 0/1 -o w.h5 s.h5
+mf-graph merge -q --recall-sample 0 -o gw.h5 s.h5 w.h5
+lim=$(((256 << 20) + 2300 * 1024))   # the fixed part (256 MiB reserve + ~2 MB) + ~1/3 of the rows
+for K in 0 1; do
+  mf-graph shard --verbose -p planw.h5 --shard $K/2 --mem-limit $lim -o w$K-2.h5 s.h5 2>waves.txt
+  passes=$(grep -oE '[0-9]+ passes' waves.txt | cut -d' ' -f1)
+  [ "${passes:-0}" -gt 1 ] || fail "--mem-limit $lim: $passes pass(es) over the store, expected several"
+done
+mf-graph merge -q --recall-sample 0 -o gw2.h5 s.h5 w0-2.h5 w1-2.h5
+same_graph gw.h5 gw2.h5 || fail "waves changed the graph"
 mkdir -p slurm
 SLURM_ARRAY_TASK_ID=5 SLURM_ARRAY_TASK_MIN=4 SLURM_ARRAY_TASK_COUNT=3 \
   mf-graph shard -q -p plan.h5 -o slurm/p1.h5 s.h5
@@ -63,7 +76,7 @@ expect_exit 0 mf-graph shard -p plan.h5 --shard 0/3 -o n3j2/p0.h5 s.h5
 grep -q "nothing to do" "$T/err" || fail "no-op re-run says nothing"
 [ "$(stat -c %Y n3j2/p0.h5)" = "$before" ] || fail "a no-op re-run rewrote its output"
 expect_exit 0 mf-graph merge -o n3j2/g0.h5 s.h5 n3j2/p*.h5
-expect_exit 0 mf-graph plan --lists 40 -o plan.h5 s.h5
+expect_exit 0 mf-graph plan --lists 30 -o plan.h5 s.h5
 expect_exit 2 mf-graph shard -p plan.h5 --shard 1/3 -o n3j2/p0.h5 s.h5
 
 # merge checks the set: missing, repeated, foreign (another N, another plan): exit 1.
@@ -75,7 +88,7 @@ expect_exit 1 mf-graph merge -o bad.h5 s.h5 n3j2/p0.h5 n3j2/p1.h5 n3j2/p1.h5
 expect_one_line_error "n3j2/p1.h5"
 expect_exit 1 mf-graph merge -o bad.h5 s.h5 n3j2/p0.h5 n3j2/p1.h5 n4j1/p2.h5
 expect_one_line_error "n4j1/p2.h5"
-mf-graph plan -q --lists 41 -o plan2.h5 s.h5
+mf-graph plan -q --lists 31 -o plan2.h5 s.h5
 mf-graph shard -q -p plan2.h5 --shard 2/3 -o foreign.h5 s.h5
 expect_exit 1 mf-graph merge -o bad.h5 s.h5 n3j2/p0.h5 n3j2/p1.h5 foreign.h5
 expect_one_line_error "foreign.h5"
