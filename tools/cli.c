@@ -17,6 +17,7 @@
 #include "mf/durable.h"
 #include "mf/log.h"
 #include "mf/progress.h"
+#include "mf/source.h"
 #include "mf/status.h"
 #include "mf/store.h"
 
@@ -406,4 +407,20 @@ char *mf_cli_history(cJSON *details)
     char *text = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     return text;
+}
+
+void mf_cli_shard(const char *spec, int *k, int *n)
+{
+    *k = 0;
+    *n = 1;
+    if (spec) {
+        if (mf_shard_parse(spec, k, n) < 0)
+            mf_cli_usage_error("--shard expects K/N with 0 <= K < N, got '%s'", spec);
+        return;
+    }
+    int rc = mf_shard_from_slurm(k, n, (const char *(*)(const char *))getenv);
+    if (rc < 0)
+        mf_cli_usage_error("%s", mf_last_error());
+    if (rc == 1)
+        mf_cli_info("SLURM array task: shard %d of %d", *k, *n);
 }

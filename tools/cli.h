@@ -131,6 +131,11 @@ void mf_cli_summary(struct cJSON *o);
 struct cJSON;
 char *mf_cli_history(struct cJSON *details);
 
+/* Which shard this run is: --shard's "K/N" when given (spec non-NULL), else SLURM's
+ * array variables (DESIGN.md), else 0/1. A bad spec or inconsistent variables are a
+ * usage error (exit 2). */
+void mf_cli_shard(const char *spec, int *k, int *n);
+
 /* Name of the running tool (for messages). */
 const char *mf_cli_name(void);
 

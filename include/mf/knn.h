@@ -90,6 +90,9 @@ int mf_knn_from_arrays(mf_knn_graph **out, size_t n, int k, const int64_t *nbr,
  * rows, k, fingerprint, index. `out` (opened with MF_OUTPUT_SEEKABLE) is taken over:
  * published on success, removed on failure. */
 int mf_knn_save(const mf_knn_graph *g, mf_output *out);
+/* The same, also recording `job` (a string attribute; may be NULL): what the graph was
+ * made from, so that a re-run of the same step can see it is done (mf/knn_pieces.h). */
+int mf_knn_save_job(const mf_knn_graph *g, const char *job, mf_output *out);
 
 /* Load a saved graph; fails with MF_ERR_MISMATCH if its row count or fingerprint differs
  * from the expected ones (a stale graph of other embeddings). expect_fingerprint may be

@@ -100,10 +100,7 @@ int mf_knn_from_arrays(mf_knn_graph **out, size_t n, int k, const int64_t *nbr,
 
 void mf_knn_fingerprint(char out[64], size_t n, int dim, const float *magnitude)
 {
-    uint64_t h = 1469598103934665603ULL;
-    const unsigned char *b = (const unsigned char *)magnitude;
-    for (size_t i = 0; magnitude && i < n * sizeof(float); i++)
-        h = (h ^ b[i]) * 1099511628211ULL;
+    uint64_t h = mf_knn_fnv(MF_KNN_FNV_BASIS, magnitude, magnitude ? n * sizeof(float) : 0);
     snprintf(out, 64, "rows=%zu dim=%d fnv1a64=%016llx", n, dim, (unsigned long long)h);
 }
 
@@ -223,11 +220,12 @@ static void merge_topk(int64_t *an, float *as, const idx_t *bn, const float *bs,
         an[t] = t < r ? tn[t] : -1, as[t] = t < r ? ts[t] : -2.0f;
 }
 
-/* recall@k of g on m strided query rows, against an exact scan of x in blocks (each
- * block is a temporary flat index: no second full copy of the data). */
-static int measure_recall(const float *x, size_t n, int dim, const mf_knn_graph *g, size_t m,
-                          double *recall)
+/* recall@k of g on m strided query rows, against an exact scan in blocks of rows given
+ * by `rows` (each block is a temporary flat index: no second full copy of the data). */
+int mf_knn_recall(const mf_knn_graph *g, int dim, size_t m, mf_knn_rows_fn rows, void *ctx,
+                  double *recall)
 {
+    size_t n = g->n;
     int k = g->k, rc = 0;
     if (k > 511)
         return *recall = -1, 0;
@@ -239,18 +237,23 @@ static int measure_recall(const float *x, size_t n, int dim, const mf_knn_graph 
     if (!q || !es || !en || !lab || !dist)
         rc = mf_set_error(MF_ERR_NOMEM, "out of memory for the recall check");
     for (size_t i = 0; rc == 0 && i < m; i++) {
-        memcpy(q + i * dim, x + (i * (n / m)) * (size_t)dim, (size_t)dim * sizeof *q);
+        const float *r;
+        if ((rc = rows(ctx, i * (n / m), 1, &r)) == 0)
+            memcpy(q + i * dim, r, (size_t)dim * sizeof *q);
         for (int t = 0; t < k; t++)
             en[i * k + t] = -1, es[i * k + t] = -2.0f;
     }
     for (size_t s = 0; rc == 0 && s < n; s += block) {
         size_t b = n - s < block ? n - s : block;
+        const float *xb;
+        if ((rc = rows(ctx, s, b, &xb)) < 0)
+            break;
         FaissIndex *flat;
         if (faiss_index_factory(&flat, dim, "Flat", METRIC_INNER_PRODUCT)) {
             rc = mf_knn_faiss_fail("creating the exact index");
             break;
         }
-        if (faiss_Index_add(flat, (idx_t)b, x + s * dim) ||
+        if (faiss_Index_add(flat, (idx_t)b, xb) ||
             faiss_Index_search(flat, (idx_t)m, q, k + 1, dist, lab))
             rc = mf_knn_faiss_fail("exact search");
         faiss_Index_free(flat);
@@ -280,6 +283,18 @@ static int measure_recall(const float *x, size_t n, int dim, const mf_knn_graph 
     }
     free(q), free(es), free(en), free(lab), free(dist);
     return rc;
+}
+
+typedef struct {
+    const float *x;
+    int dim;
+} memory_rows;
+
+static int rows_in_memory(void *ctx, size_t start, size_t n, const float **out)
+{
+    const memory_rows *m = ctx;
+    *out = m->x + start * (size_t)m->dim;
+    return 0;
 }
 
 /* Build, fill and free a FAISS index of x; t_trained/t_added: when those steps ended. */
@@ -338,7 +353,8 @@ int mf_knn_build(mf_knn_graph **out, const float *x, size_t n, int dim, const mf
     if (rc == 0 && !info->exact && p->recall_sample > 0) {
         size_t m = p->recall_sample < n ? p->recall_sample : n;
         info->recall_queries = m;
-        rc = measure_recall(x, n, dim, g, m, &info->recall);
+        memory_rows mr = {x, dim};
+        rc = mf_knn_recall(g, dim, m, rows_in_memory, &mr, &info->recall);
     }
     info->seconds_train = t1 - t0;
     info->seconds_add = t2 - t1;

@@ -83,6 +83,13 @@ int mf_knn_refine(mf_knn_graph *g, const mf_knn_graph *in, const float *x, int d
                   int fan, const int32_t *order, mf_knn_meter *meter);
 #define REFINE_FAN 10
 
+/* recall@k of g on m strided query rows (row i * (n / m)) against an exact scan. rows(ctx,
+ * start, n, &x) points x at n normalised rows from `start` (valid until the next call):
+ * 0 or a negative mf_status. */
+typedef int (*mf_knn_rows_fn)(void *ctx, size_t start, size_t n, const float **out);
+int mf_knn_recall(const mf_knn_graph *g, int dim, size_t m, mf_knn_rows_fn rows, void *ctx,
+                  double *recall);
+
 /* Inner product of two float rows, vectorised. */
 float mf_knn_dot(const float *a, const float *b, int dim);
 
@@ -94,6 +101,52 @@ static inline void mf_knn_topk_push(int64_t *nb, float *sm, int k, int64_t j, fl
         return;
     int r = k - 1;
     while (r > 0 && sm[r - 1] < s) {
+        sm[r] = sm[r - 1];
+        nb[r] = nb[r - 1];
+        r--;
+    }
+    sm[r] = s;
+    nb[r] = j;
+}
+
+/* Stream rows [first, end) of a store's /embedding in blocks, normalised in place (the
+ * cursor's buffer): fn(ctx, first row, rows, x) per block; 0 or the first error. */
+struct mf_store;
+typedef int (*mf_knn_block_fn)(void *ctx, size_t start, size_t n, float *x);
+int mf_knn_stream_rows(struct mf_store *s, size_t first, size_t end, mf_knn_block_fn fn,
+                       void *ctx);
+/* Bytes reserved besides what a shard counts: store blocks, BLAS buffers, libraries. */
+#define MF_KNN_OVERHEAD ((size_t)256 << 20)
+
+/* 64-bit FNV-1a of len bytes, continuing from h (start: MF_KNN_FNV_BASIS). */
+#define MF_KNN_FNV_BASIS 1469598103934665603ULL
+static inline uint64_t mf_knn_fnv(uint64_t h, const void *v, size_t len)
+{
+    const unsigned char *b = (const unsigned char *)v;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ b[i]) * 1099511628211ULL;
+    return h;
+}
+
+/* Is (s, j) better than (t, i)? Higher similarity, then lower row (i = -1: an empty
+ * entry, worse than anything): a total order, so a top k kept with it depends only on
+ * the set of candidates offered, not on their order (the graph in pieces). */
+static inline int mf_knn_better(float s, int64_t j, float t, int64_t i)
+{
+    return s > t || (s == t && (i < 0 || j < i));
+}
+
+/* Offer candidate j with exact similarity s to a top-k row kept in that order; a
+ * candidate already present is not added twice (its similarity is the same). */
+static inline void mf_knn_offer(int64_t *nb, float *sm, int k, int64_t j, float s)
+{
+    if (!mf_knn_better(s, j, sm[k - 1], nb[k - 1]))
+        return;
+    for (int r = 0; r < k && nb[r] >= 0; r++)
+        if (nb[r] == j)
+            return;
+    int r = k - 1;
+    while (r > 0 && mf_knn_better(s, j, sm[r - 1], nb[r - 1])) {
         sm[r] = sm[r - 1];
         nb[r] = nb[r - 1];
         r--;
