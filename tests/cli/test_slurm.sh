@@ -2,8 +2,10 @@
 # The SLURM workflow of examples/slurm on a real single-node SLURM (Debian's slurm-wlm
 # and munge, started by scripts/slurm_local.sh in this test's folder, stopped at the
 # end), through the everyday events: a broken image in one shard, a requeue, a
-# resubmission, a re-run of one task, a merge with a shard missing. The merged store
-# must equal a one-process run. Needs root (the daemons); skipped otherwise.
+# resubmission, a re-run of one task, a merge with a shard missing; then the kNN graph
+# in pieces (examples/slurm/graph-submit.sh) and clustering on it. The merged store, the
+# graph and the clusters must equal one-process runs. Needs root (the daemons); skipped
+# otherwise.
 source "$(dirname "$0")/lib.sh"
 need_python_module h5py
 [ "$(id -u)" = 0 ] || skip "slurm: needs root to run a private SLURM (munged, slurmctld, slurmd)"
@@ -108,4 +110,28 @@ id=$(INPUTS=$T/in.list sbatch --parsable --array=0 --cpus-per-task=1 --mem=256M 
 all_completed "$id"
 ls mf-embed-"${id%%;*}"_0.log >/dev/null || fail "a direct sbatch left no log"
 "$PY" "$CHECK" same s/part-0.h5 ../shards/part-0.h5
+# 7. the graph in pieces as SLURM arrays (plan, shards, merge, a refinement round, merge,
+# clustering) equals the one-process graph and its clusters; submitting again is a no-op
+step "graph in pieces"
+cd "$T"
+mf-synth -q -o syn.h5 --rows 3000 --identities 100 --dim 64 --seed 4
+mf-graph build -q --refine 1 -o one.knn.h5 syn.h5
+mf-cluster -q --graph one.knn.h5 -o one.clustered.h5 syn.h5
+same_graph_and_clusters() {
+  "$PY" -c "
+import h5py, numpy as np
+a, b = h5py.File('one.knn.h5'), h5py.File('graph/faces.knn.h5')
+for d in ('neighbors', 'similarities'):
+    assert np.array_equal(a[d][:], b[d][:]), d
+c, d = h5py.File('one.clustered.h5'), h5py.File('clustered.h5')
+assert np.array_equal(c['cluster'][:], d['cluster'][:]), 'clusters differ'"
+}
+ids=$(STORE=syn.h5 ROUNDS=1 MEM=1G "$EX/graph-submit.sh" 2>/dev/null)
+all_completed $ids
+same_graph_and_clusters
+sums=$(sha256sum graph/*.h5)
+ids=$(STORE=syn.h5 ROUNDS=1 MEM=1G "$EX/graph-submit.sh" 2>/dev/null)
+all_completed $ids
+[ "$sums" = "$(sha256sum graph/*.h5)" ] || fail "a resubmitted graph changed finished steps"
+same_graph_and_clusters
 echo "slurm: ok" >&2
