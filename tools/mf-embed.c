@@ -311,22 +311,6 @@ static int finish_complete(const config *c, mf_output *feat)
 
 /* ---- main ---------------------------------------------------------------------------- */
 
-static void resolve_shard(const config *c, int *k, int *n)
-{
-    *k = 0;
-    *n = 1;
-    if (c->shard) {
-        if (mf_shard_parse(c->shard, k, n) < 0)
-            mf_cli_usage_error("--shard expects K/N with 0 <= K < N, got '%s'", c->shard);
-        return;
-    }
-    int rc = mf_shard_from_slurm(k, n, (const char *(*)(const char *))getenv);
-    if (rc < 0)
-        mf_cli_usage_error("%s", mf_last_error());
-    if (rc == 1)
-        mf_cli_info("SLURM array task: shard %d of %d", *k, *n);
-}
-
 static int add_inputs(mf_source *src, const config *c, char **inputs, int n)
 {
     for (int i = 0; i < n; i++)
@@ -364,7 +348,7 @@ int main(int argc, char **argv)
     mf_output *feat = c.feat_list ? mf_cli_open_output(c.feat_list, 0) : NULL;
     int orc;
     int shard_k, shard_n;
-    resolve_shard(&c, &shard_k, &shard_n);
+    mf_cli_shard(c.shard, &shard_k, &shard_n);
     int threads = mf_cli.threads > 0 ? mf_cli.threads : omp_get_max_threads();
 
     mf_model *model;

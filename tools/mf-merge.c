@@ -25,7 +25,8 @@ typedef struct config {
 static const mf_cli_opt options[] = {
     {"output", 'o', "FILE", "write the merged store to FILE (required)", OPT_OUTPUT},
     {"allow-partial", 0, NULL,
-     "merge shards that are not one complete K/N set of one job (a warning, not an error)",
+     "merge an incomplete K/N set (shards missing: a warning, not an error); a shard of "
+     "another split or job is still refused",
      OPT_ALLOW_PARTIAL},
     {0},
 };
@@ -41,8 +42,8 @@ static const mf_cli_tool tool = {
     "Stores made by mf-embed --shard K/N (or a SLURM array) record their shard and job:\n"
     "when any input is such a shard, the inputs must be shards 0..N-1 of one N-way\n"
     "split of one job, each once. A missing shard (a task that failed), a shard of\n"
-    "another split or of another run is refused with the shard it concerns, unless\n"
-    "--allow-partial.",
+    "another split or of another run is refused with the shard it concerns; with\n"
+    "--allow-partial, missing shards are only a warning.",
     "Examples:\n"
     "  mf-merge -o faces.h5 shards/part-*.h5\n"
     "  mf-merge --allow-partial -o first-look.h5 shards/part-*.h5   # while tasks still run",
@@ -139,6 +140,8 @@ static int shard_of(mf_store *s, mf_shard_part *p, char **group)
     int rc = 0;
     if (spec && mf_shard_parse(spec, &p->k, &p->n) < 0)
         rc = mf_set_error(MF_ERR_FORMAT, "'%s': unreadable shard '%s' in its job", p->name, spec);
+    if (p->n == 1) /* an unsplit run is no part of a set */
+        p->n = 0;
     if (o) {
         cJSON_DeleteItemFromObjectCaseSensitive(o, "shard");
         *group = cJSON_PrintUnformatted(o);
@@ -148,8 +151,8 @@ static int shard_of(mf_store *s, mf_shard_part *p, char **group)
     return rc;
 }
 
-/* Refuse (or, with --allow-partial, warn about) inputs that are shards but not one
- * complete set. */
+/* Refuse inputs that are shards but not one complete set of one job; with
+ * --allow-partial, missing shards are a warning. */
 static int check_shard_set(mf_store_source *src, int n, int allow_partial)
 {
     mf_shard_part *parts = calloc((size_t)n, sizeof *parts);
@@ -157,7 +160,7 @@ static int check_shard_set(mf_store_source *src, int n, int allow_partial)
     int rc = parts && groups ? 0 : mf_set_error(MF_ERR_NOMEM, "out of memory");
     for (int i = 0; i < n && rc == 0; i++)
         rc = shard_of(src[i].store, &parts[i], &groups[i]);
-    if (rc == 0 && (rc = mf_shard_set_check(parts, (size_t)n)) < 0 && allow_partial) {
+    if (rc == 0 && (rc = mf_shard_set_check(parts, (size_t)n, allow_partial)) > 0) {
         mf_cli_warn("%s; merging anyway (--allow-partial)", mf_last_error());
         rc = 0;
     }

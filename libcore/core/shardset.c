@@ -11,7 +11,7 @@ static int same_group(const char *a, const char *b)
     return (!a && !b) || (a && b && strcmp(a, b) == 0);
 }
 
-/* "4, 9 and 11" of the shards never seen; at most a few, then how many more. */
+/* "shards 4/16, 9/16 missing": the shards never seen, at most a few, then how many more. */
 static int missing_error(const int *owner, int n, size_t given)
 {
     char list[256] = "";
@@ -22,21 +22,22 @@ static int missing_error(const int *owner, int n, size_t given)
             continue;
         missing++;
         if (listed < 8 && len < sizeof list - 16) {
-            len += (size_t)snprintf(list + len, sizeof list - len, "%s%d", listed ? ", " : "", k);
+            len += (size_t)snprintf(list + len, sizeof list - len, "%s%d/%d", listed ? ", " : "",
+                                    k, n);
             listed++;
         }
     }
     if (missing > listed)
         snprintf(list + len, sizeof list - len, " and %d more", missing - listed);
-    return mf_set_error(MF_ERR_MISMATCH, "shard%s %s of %d missing (%zu of %d given)",
-                        missing > 1 ? "s" : "", list, n, given, n);
+    return mf_set_error(MF_ERR_MISMATCH, "shard%s %s missing (%zu of %d given)",
+                        missing > 1 ? "s" : "", list, given, n);
 }
 
-int mf_shard_set_check(const mf_shard_part *parts, size_t count)
+int mf_shard_set_check(const mf_shard_part *parts, size_t count, int allow_missing)
 {
     const mf_shard_part *first = NULL; /* the first real shard: the set's N and group */
     for (size_t i = 0; i < count && !first; i++)
-        if (parts[i].n > 1)
+        if (parts[i].n > 0)
             first = &parts[i];
     if (!first)
         return 0;
@@ -49,7 +50,7 @@ int mf_shard_set_check(const mf_shard_part *parts, size_t count)
     int rc = 0;
     for (size_t i = 0; i < count && rc == 0; i++) {
         const mf_shard_part *p = &parts[i];
-        if (p->n <= 1)
+        if (p->n <= 0)
             rc = mf_set_error(MF_ERR_MISMATCH,
                               "'%s' is not a shard, but '%s' is shard %d/%d: not one set",
                               p->name, first->name, first->k, n);
@@ -69,8 +70,11 @@ int mf_shard_set_check(const mf_shard_part *parts, size_t count)
         else
             owner[p->k] = (int)i;
     }
-    if (rc == 0 && count < (size_t)n) /* n distinct valid shards seen: none missing */
+    if (rc == 0 && count < (size_t)n) { /* n distinct valid shards seen: none missing */
         rc = missing_error(owner, n, count);
+        if (allow_missing)
+            rc = n - (int)count;
+    }
     free(owner);
     return rc;
 }

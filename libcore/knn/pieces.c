@@ -22,6 +22,7 @@
 #include "mf/knn_pieces.h"
 #include "mf/log.h"
 #include "mf/progress.h"
+#include "mf/shardset.h"
 #include "mf/status.h"
 #include "mf/store.h"
 
@@ -438,36 +439,32 @@ int mf_knn_shard_build(mf_knn_part **out, const mf_knn_plan *plan, mf_store *s, 
 
 /* ---- merge ------------------------------------------------------------------------- */
 
-/* Check that the parts' headers form one set of one plan; order[K] = index of part K. */
+/* Check that the parts' headers form one set of one plan (mf_shard_set_check: the group
+ * is the plan, the embeddings and the graph's shape); order[K] = index of part K. */
 static int check_set(mf_knn_part **hdr, const char *const *paths, size_t np, int allow_partial,
                      int *order, int *found)
 {
-    const mf_knn_part *a = hdr[0];
-    for (int K = 0; K < a->shards; K++)
-        order[K] = -1;
-    for (size_t i = 0; i < np; i++) {
+    mf_shard_part *parts = calloc(np, sizeof *parts);
+    char (*groups)[160] = calloc(np, sizeof *groups);
+    int rc = parts && groups ? 0 : mf_set_error(MF_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < np && rc == 0; i++) {
         const mf_knn_part *b = hdr[i];
-        if (strcmp(b->plan, a->plan) || strcmp(b->fingerprint, a->fingerprint) ||
-            b->shards != a->shards || b->k != a->k || b->n != a->n)
-            return mf_set_error(MF_ERR_MISMATCH,
-                                "'%s' is not a part of the same set as '%s' (plan %s shard "
-                                "%d/%d against plan %s, %d shards)",
-                                paths[i], paths[0], b->plan, b->shard, b->shards, a->plan,
-                                a->shards);
-        if (order[b->shard] >= 0)
-            return mf_set_error(MF_ERR_MISMATCH, "'%s' repeats shard %d/%d of '%s'", paths[i],
-                                b->shard, b->shards, paths[order[b->shard]]);
-        order[b->shard] = (int)i;
+        snprintf(groups[i], sizeof groups[i], "plan %s of %s, %lld rows, k %d", b->plan,
+                 b->fingerprint, (long long)b->n, b->k);
+        parts[i] = (mf_shard_part){.name = paths[i], .k = b->shard, .n = b->shards,
+                                   .group = groups[i]};
     }
-    *found = 0;
-    for (int K = 0; K < a->shards; K++)
-        *found += order[K] >= 0;
-    for (int K = 0; K < a->shards && !allow_partial; K++)
-        if (order[K] < 0)
-            return mf_set_error(MF_ERR_MISMATCH,
-                                "shard %d/%d of plan %s is missing (%d of %d parts given; "
-                                "--allow-partial merges an incomplete set)",
-                                K, a->shards, a->plan, *found, a->shards);
+    if (rc == 0 && (rc = mf_shard_set_check(parts, np, allow_partial)) > 0)
+        rc = 0; /* shards missing, allowed: the caller says how many were found */
+    free(parts);
+    free(groups);
+    if (rc < 0)
+        return rc;
+    for (int K = 0; K < hdr[0]->shards; K++)
+        order[K] = -1;
+    for (size_t i = 0; i < np; i++)
+        order[hdr[i]->shard] = (int)i;
+    *found = (int)np;
     return 0;
 }
 

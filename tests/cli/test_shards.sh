@@ -33,10 +33,10 @@ PY
 
 # a missing shard is refused, naming it; --allow-partial merges with a warning
 expect_exit 1 mf-merge -q -o part.h5 s0.h5 s2.h5
-grep -q "shard 1 of 3 missing" err || fail "missing shard message: $(cat err)"
+grep -q "shard 1/3 missing" err || fail "missing shard message: $(cat err)"
 [ ! -e part.h5 ] || fail "a refused merge left an output"
 expect_exit 0 mf-merge -o part.h5 --allow-partial s0.h5 s2.h5
-grep -q "shard 1 of 3 missing.*--allow-partial" err || fail "no warning: $(cat err)"
+grep -q "shard 1/3 missing.*--allow-partial" err || fail "no warning: $(cat err)"
 
 # a shard given twice (a copy under another name)
 cp s1.h5 s1-again.h5
@@ -47,6 +47,8 @@ grep -q "shard 1/3 given twice" err || fail "repeated shard message: $(cat err)"
 embed_ok -o h0.h5 --list in.list --shard 0/2
 expect_exit 1 mf-merge -q -o mixed.h5 s0.h5 s1.h5 s2.h5 h0.h5
 grep -q "'h0.h5' is shard 0/2 but 's0.h5' is shard 0/3" err || fail "foreign split: $(cat err)"
+expect_exit 1 mf-merge -q --allow-partial -o mixed.h5 s0.h5 h0.h5   # partial is not mixed
+grep -q "'h0.h5' is shard 0/2" err || fail "--allow-partial let a foreign split in: $(cat err)"
 
 # a shard of another run (other settings: --resize) of the same split
 embed_ok -o r1.h5 --list in.list --shard 1/3 --resize

@@ -88,7 +88,7 @@ step "failed task, re-run one"
 rm shards/part-1.h5
 read -r _ merge3 < <(ONLY=2 "$EX/submit.sh" 2>/dev/null)
 [ "$(wait_jobs "$merge3")" = "JobState=FAILED" ] || fail "a merge with a shard missing succeeded"
-grep -q "shard 1 of 3 missing" logs/merge-"$merge3".log || fail "merge log: $(cat logs/merge-"$merge3".log)"
+grep -q "shard 1/3 missing" logs/merge-"$merge3".log || fail "merge log: $(cat logs/merge-"$merge3".log)"
 read -r array4 merge4 < <(ONLY=1 "$EX/submit.sh" 2>/dev/null)
 all_completed "$array4" "$merge4"
 "$PY" -c "
