@@ -182,32 +182,28 @@ static int magnitude_rules(clean_ctx *c)
         for (uint64_t i = 0; i < n; i++)
             if (r->magnitude[i] < p->min_magnitude)
                 drop(r, i, MF_RULE_MIN_MAGNITUDE, r->magnitude[i]);
-    if (p->auto_cut) {
-        float *finite = malloc((n ? n : 1) * sizeof *finite);
-        if (!finite)
-            return mf_set_error(MF_ERR_NOMEM, "cannot copy %llu magnitudes",
-                                (unsigned long long)n);
-        size_t m = 0;
-        for (uint64_t i = 0; i < n; i++)
-            if (r->rule[i] != MF_RULE_NOT_FINITE)
-                finite[m++] = r->magnitude[i];
-        r->auto_cut = mf_clean_auto_cut(finite, m, r->auto_reason, sizeof r->auto_reason);
-        free(finite);
-        for (uint64_t i = 0; i < n; i++)
-            if (r->magnitude[i] < r->auto_cut)
-                drop(r, i, MF_RULE_AUTO, r->magnitude[i]);
-    }
-    if (p->drop_lowest > 0) {
+    if (p->auto_cut || p->drop_lowest > 0) {
+        /* the rows with a number for a magnitude (see MF_RULE_NOT_FINITE) */
         uint64_t *rows = malloc((n ? n : 1) * sizeof *rows);
-        if (!rows)
+        float *mags = malloc((n ? n : 1) * sizeof *mags);
+        size_t m = 0;
+        if (!rows || !mags) {
+            free(rows), free(mags);
             return mf_set_error(MF_ERR_NOMEM, "cannot sort %llu magnitudes",
                                 (unsigned long long)n);
-        size_t m = 0;
+        }
         for (uint64_t i = 0; i < n; i++)
             if (r->rule[i] != MF_RULE_NOT_FINITE)
-                rows[m++] = i;
-        drop_lowest_of(r, rows, m, p->drop_lowest, MF_RULE_DROP_LOWEST);
-        free(rows);
+                mags[m] = r->magnitude[i], rows[m++] = i;
+        if (p->auto_cut) {
+            r->auto_cut = mf_clean_auto_cut(mags, m, r->auto_reason, sizeof r->auto_reason);
+            for (uint64_t i = 0; i < n; i++)
+                if (r->magnitude[i] < r->auto_cut)
+                    drop(r, i, MF_RULE_AUTO, r->magnitude[i]);
+        }
+        if (p->drop_lowest > 0)
+            drop_lowest_of(r, rows, m, p->drop_lowest, MF_RULE_DROP_LOWEST);
+        free(rows), free(mags);
     }
     if (p->drop_lowest_per_label > 0) {
         /* order[] is grouped by label; sort each group in place on a copy */
@@ -258,6 +254,15 @@ int clean_read_unit(clean_ctx *c, uint64_t start, size_t n)
         return rc;
     mf_knn_normalize(c->buf, n, c->dim);
     return 0;
+}
+
+int clean_read_unit_wanted(clean_ctx *c, uint64_t start, size_t n, const uint8_t *wanted)
+{
+    int any = 0;
+    for (size_t i = 0; i < n && !any; i++)
+        any = wanted[start + i];
+    int rc = any ? clean_read_unit(c, start, n) : 0;
+    return rc < 0 ? rc : any;
 }
 
 void mf_clean_result_release(mf_clean_result *r)

@@ -17,14 +17,12 @@ int clean_label_sums(clean_ctx *c, const uint8_t *use, const float *w, double *s
     memset(sums, 0, c->lab.n * (size_t)dim * sizeof *sums);
     const int32_t *dense = c->lab.dense;
     for (uint64_t s = 0; s < c->rows; s += c->chunk) {
-        size_t m = c->rows - s < c->chunk ? (size_t)(c->rows - s) : c->chunk, any = 0;
-        for (size_t i = 0; i < m && !any; i++)
-            any = use[s + i];
-        if (!any)
-            continue;
-        int rc = clean_read_unit(c, s, m);
+        size_t m = c->rows - s < c->chunk ? (size_t)(c->rows - s) : c->chunk;
+        int rc = clean_read_unit_wanted(c, s, m, use);
         if (rc < 0)
             return rc;
+        if (rc == 0)
+            continue;
         const float *buf = c->buf;
         int blocks = (dim + DIM_BLOCK - 1) / DIM_BLOCK;
         /* Threads own disjoint dimension ranges: no two write the same sum. */

@@ -35,6 +35,9 @@ typedef struct clean_ctx {
 
 /* Read rows [start, start+n) into ctx->buf as unit vectors (zero rows stay zero). */
 int clean_read_unit(clean_ctx *c, uint64_t start, size_t n);
+/* The same, only when wanted[i] is set for some row of the range (passes over a store
+ * skip the chunks they have nothing to do in): 1 read, 0 skipped, or an error. */
+int clean_read_unit_wanted(clean_ctx *c, uint64_t start, size_t n, const uint8_t *wanted);
 
 /* Quality weight of a sample from its magnitude: 1 at or above the median `m50` of the
  * rows considered, falling linearly to 0.05 at their 5th percentile `m5`. */

@@ -121,14 +121,12 @@ static int row_cosines(outl *o)
     int dim = c->dim;
     const int32_t *dense = c->lab.dense;
     for (uint64_t s = 0; s < c->rows; s += c->chunk) {
-        size_t m = c->rows - s < c->chunk ? (size_t)(c->rows - s) : c->chunk, any = 0;
-        for (size_t i = 0; i < m && !any; i++)
-            any = o->cand[s + i];
-        if (!any)
-            continue;
-        int rc = clean_read_unit(c, s, m);
+        size_t m = c->rows - s < c->chunk ? (size_t)(c->rows - s) : c->chunk;
+        int rc = clean_read_unit_wanted(c, s, m, o->cand);
         if (rc < 0)
             return rc;
+        if (rc == 0)
+            continue;
         const float *buf = c->buf;
 #pragma omp parallel for schedule(static)
         for (size_t i = 0; i < m; i++) {
