@@ -153,7 +153,7 @@ const mf_gemm *mf_gemm_select(mf_arith arith)
 static void cpu_brand(char *buf, size_t len)
 {
     unsigned r[12] = {0};
-    if (__get_cpuid_max(0x80000000, NULL) < 0x80000004) {
+    if ((unsigned)__get_cpuid_max(0x80000000, NULL) < 0x80000004u) { /* int in clang, unsigned in GCC */
         snprintf(buf, len, "unknown x86-64");
         return;
     }

@@ -25,17 +25,33 @@ MF_GEMM_KERNEL(mf_gemm_f32_avx512, float, 8, 2, 16, __m512, __m512, __m512, F32_
 MF_GEMM_KERNEL(mf_gemm_i16_avx512, uint32_t, 8, 2, 16, __v16si, __v16si, __v16si, I16_ZERO,
                I16_LOAD, I16_BCAST, I16_DOT, I16_STORE)
 
+#if defined(__clang__) /* clang ignores GCC's target pragma */
+#pragma clang attribute push(__attribute__((target("avx512vnni"))), apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("avx512vnni")
+#endif
 #define VNNI_DOT(acc, x, b)                                                                    \
     ((__v16si)_mm512_dpwssd_epi32((__m512i)(acc), (__m512i)(x), (__m512i)(b)))
 MF_GEMM_KERNEL(mf_gemm_i16_avx512vnni, uint32_t, 8, 2, 16, __v16si, __v16si, __v16si, I16_ZERO,
                I16_LOAD, I16_BCAST, VNNI_DOT, I16_STORE)
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
 #pragma GCC pop_options
+#endif
 
+#if defined(__clang__) /* clang ignores GCC's target pragma */
+#pragma clang attribute push(__attribute__((target("avx512bf16"))), apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("avx512bf16")
+#endif
 #define BF16_DOT(acc, x, b) _mm512_dpbf16_ps(acc, (__m512bh)(x), (__m512bh)(b))
 MF_GEMM_KERNEL(mf_gemm_bf16_avx512, uint32_t, 8, 2, 16, __v16si, __v16si, __m512, F32_ZERO,
                I16_LOAD, I16_BCAST, BF16_DOT, F32_STORE)
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
 #pragma GCC pop_options
+#endif
