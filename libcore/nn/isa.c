@@ -153,7 +153,8 @@ const mf_gemm *mf_gemm_select(mf_arith arith)
 static void cpu_brand(char *buf, size_t len)
 {
     unsigned r[12] = {0};
-    if ((unsigned)__get_cpuid_max(0x80000000, NULL) < 0x80000004u) { /* int in clang, unsigned in GCC */
+    /* __get_cpuid_max is int in clang's cpuid.h, unsigned in GCC's */
+    if ((unsigned)__get_cpuid_max(0x80000000, NULL) < 0x80000004u) {
         snprintf(buf, len, "unknown x86-64");
         return;
     }
