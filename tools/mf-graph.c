@@ -252,9 +252,10 @@ static int do_shard(config *c, mf_store *s, cJSON *js)
     char fp[64];
     fingerprint_of(s, fp);
     if (strcmp(fp, p->fingerprint) != 0) {
-        mf_knn_plan_free(p);
-        return mf_set_error(MF_ERR_MISMATCH, "plan '%s' was made from other embeddings (%s) "
-                            "than '%s' (%s)", c->plan, p->fingerprint, mf_store_path(s), fp);
+        rc = mf_set_error(MF_ERR_MISMATCH, "plan '%s' was made from other embeddings (%s) "
+                          "than '%s' (%s)", c->plan, p->fingerprint, mf_store_path(s), fp);
+        mf_knn_plan_free(p); /* after the message that quotes it */
+        return rc;
     }
     mf_output *o = mf_cli_open_output(c->out, MF_OUTPUT_SEEKABLE);
     mf_knn_part *part;
