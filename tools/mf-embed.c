@@ -470,6 +470,10 @@ int main(int argc, char **argv)
                 (unsigned long long)st.embedded, (unsigned long long)rows, c.output,
                 (unsigned long long)failed, (unsigned long long)st.skipped, st.wall_seconds,
                 rate, net_rate);
+    long long reruns = mf_runner_fp32_reruns(runner);
+    if (reruns > 0)
+        mf_cli_info("int8: %lld faces ran again in fp32 (what the network read of them left "
+                    "the calibrated ranges; docs/MODEL.md)", reruns);
     cJSON *js = cJSON_CreateObject();
     cJSON_AddStringToObject(js, "output", c.output);
     cJSON_AddBoolToObject(js, "resumed", state == MF_STORE_JOB_RESUMED);
@@ -485,6 +489,8 @@ int main(int argc, char **argv)
         rate,         net_rate};
     for (int i = 0; i < 7; i++)
         cJSON_AddNumberToObject(js, keys[i], values[i]);
+    if (c.precision == MF_PRECISION_INT8)
+        cJSON_AddNumberToObject(js, "int8_fp32_reruns", (double)reruns);
     mf_cli_summary(js);
     release();
     return mf_cli_finish(failed ? MF_EXIT_PARTIAL : MF_EXIT_OK);

@@ -114,6 +114,8 @@ typedef struct mf_runner_params {
     int max_batch;          /* largest batch (1..4096); 16 */
     int threads;            /* OpenMP threads (>= 1); 1 */
     mf_precision precision; /* MF_PRECISION_FP32 */
+    int int8_reruns;        /* 1: int8 runs faces off the calibrated ranges again in fp32
+                               (mf_runner_fp32_reruns); 0 only to time the network alone */
 } mf_runner_params;
 
 mf_runner_params mf_runner_default_params(void);
@@ -139,6 +141,10 @@ int mf_runner_forward(mf_runner *r, int n, int height, int width, const uint8_t 
 /* Same from float input already scaled, n x 3 x 112 x 112 (NCHW, B,G,R planes). */
 int mf_runner_forward_f32(mf_runner *r, int n, const float *nchw, float *features,
                           float *magnitudes);
+/* int8: faces whose activations left the calibrated ranges by more than a third of
+ * their width are run again in fp32 (their features are then fp32's, bit for bit); how
+ * many so far. 0 at other precisions. */
+long long mf_runner_fp32_reruns(const mf_runner *r);
 
 /* int8 calibration: run faces through the fp32 network and record, per channel of
  * what every convolution reads, the range to quantise. Faces should be a sample of

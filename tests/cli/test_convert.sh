@@ -89,6 +89,11 @@ for p in fp32 int8; do
     mf-embed -q -m "$tmp/int8.mfmodel" --precision $p -o "$tmp/$p.h5" "$MF_SOURCE_DIR/data/faces/id00"
     check "embed $p exit 0" '[ $? -eq 0 ]'
 done
+# int8 says how many faces it ran again in fp32 (off the calibrated ranges)
+mf-embed -q --json -m "$tmp/int8.mfmodel" --precision int8 -o "$tmp/int8-json.h5" \
+    "$MF_SOURCE_DIR/data/faces/id00" > "$tmp/embed.json"
+check "embed --json counts int8 reruns" '/usr/bin/python3 -c "import json, sys
+d = json.load(open(sys.argv[1])); assert 0 <= d[\"int8_fp32_reruns\"] <= d[\"rows\"]" "$tmp/embed.json"'
 if /usr/bin/python3 -c "import h5py" 2> /dev/null; then
     /usr/bin/python3 - "$tmp" "$(grep -o "id [0-9a-f]*" "$tmp/int8.txt" | cut -c4-)" <<'PY'
 import sys, h5py, numpy as np

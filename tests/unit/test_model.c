@@ -568,6 +568,63 @@ Test(model, int8_calibration_round_trip_and_same_bits_everywhere)
     free_refset(&rs);
 }
 
+/* int8 runs a face again in fp32 when what the network reads of it leaves the calibrated
+ * ranges far (values beyond them are clamped): calibrated on low-contrast grey copies,
+ * the real faces all leave the ranges and come out with fp32's bits, through both entry
+ * points; the grey copies stay int8. */
+Test(model, int8_reruns_faces_outside_the_ranges_in_fp32)
+{
+    char dir[] = "/tmp/mf-test-rerun-XXXXXX", file[4200];
+    refset rs;
+    mf_model *m;
+    tiny_and_temp_file(&m, &rs, dir, file, sizeof file, "unused");
+    const size_t face = 112 * 112 * 3, feats = (size_t)rs.n * rs.dim;
+    uint8_t *grey = malloc(rs.n * face);
+    for (size_t p = 0; p < rs.n * face; p++)
+        grey[p] = (uint8_t)(128 + (rs.images[p] - 128) / 16);
+    mf_calibration *cal;
+    cr_assert_eq(mf_calibration_new(&cal, m, rs.n, 1), 0);
+    cr_assert_eq(mf_calibration_add(cal, rs.n, grey), 0);
+    cr_assert_eq(mf_model_set_calibration(m, cal), 0);
+    mf_calibration_free(cal);
+
+    mf_runner_params rp = mf_runner_default_params();
+    rp.max_batch = rs.n, rp.threads = 2, rp.precision = MF_PRECISION_INT8;
+    mf_runner *r, *ref;
+    cr_assert_eq(mf_runner_create(&r, m, &rp), 0, "%s", mf_last_error());
+    cr_assert_eq(mf_runner_new(&ref, m, rs.n, 2), 0);
+    float *want = malloc(feats * sizeof(float)), *got = malloc(feats * sizeof(float));
+    float *mag = malloc(rs.n * sizeof(float));
+    cr_assert_eq(mf_runner_forward(ref, rs.n, 112, 112, rs.images, want, NULL), 0);
+    cr_assert_eq(mf_runner_forward(r, rs.n, 112, 112, rs.images, got, mag), 0);
+    cr_expect_eq(mf_runner_fp32_reruns(r), rs.n);
+    cr_expect_arr_eq(got, want, feats * sizeof(float), "the real faces are not fp32's");
+    for (int i = 0; i < rs.n; i++) {
+        double ss = 0;
+        for (int j = 0; j < rs.dim; j++)
+            ss += (double)got[i * rs.dim + j] * got[i * rs.dim + j];
+        cr_expect(fabs(sqrt(ss) - mag[i]) <= 1e-5 * mag[i], "magnitude %d", i);
+    }
+
+    float *in = malloc(rs.n * face * sizeof(float)); /* the same faces as NCHW floats */
+    for (int i = 0; i < rs.n; i++)
+        for (int c = 0; c < 3; c++)
+            for (int p = 0; p < 112 * 112; p++)
+                in[(i * 3 + c) * 112 * 112 + p] = rs.images[i * face + p * 3 + c] / 255.0f;
+    cr_assert_eq(mf_runner_forward_f32(r, rs.n, in, got, NULL), 0);
+    cr_expect_eq(mf_runner_fp32_reruns(r), 2 * rs.n);
+    cr_expect_arr_eq(got, want, feats * sizeof(float), "float input: not fp32's");
+
+    cr_assert_eq(mf_runner_forward(ref, rs.n, 112, 112, grey, want, NULL), 0);
+    cr_assert_eq(mf_runner_forward(r, rs.n, 112, 112, grey, got, NULL), 0);
+    cr_expect_eq(mf_runner_fp32_reruns(r), 2 * rs.n, "a grey copy ran again");
+    cr_expect(memcmp(got, want, feats * sizeof(float)) != 0, "the grey copies did not run int8");
+    mf_runner_free(r), mf_runner_free(ref);
+    rmdir(dir);
+    mf_model_free(m), free(grey), free(want), free(got), free(mag), free(in);
+    free_refset(&rs);
+}
+
 /* Files written by builds with 4-row AVX2 panels load everywhere (repacked). */
 Test(model, old_four_row_native_file_loads)
 {
