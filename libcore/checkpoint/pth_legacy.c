@@ -83,9 +83,10 @@ static int read_storages(pth_file *f, legacy_cursor *c, const pk_value *keys)
     pk_value **sorted = malloc((n ? n : 1) * sizeof *sorted);
     if (!sorted)
         return mf_set_error(MF_ERR_NOMEM, "out of memory");
-    memcpy(sorted, f->pk.storages, n * sizeof *sorted);
-    if (n)
+    if (n) { /* with none, the table is NULL: not even a 0-byte copy from it */
+        memcpy(sorted, f->pk.storages, n * sizeof *sorted);
         qsort(sorted, n, sizeof *sorted, storage_cmp);
+    }
     int rc = 0;
     for (size_t i = 0; i < keys->u.seq.n && rc == 0; i++) {
         const pk_value *k = keys->u.seq.items[i];

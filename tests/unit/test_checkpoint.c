@@ -151,6 +151,21 @@ Test(checkpoint, missing_file_and_garbage)
     cr_expect_not_null(strstr(mf_last_error(), "text: not a PyTorch checkpoint"));
 }
 
+/* A legacy checkpoint whose pickle declares no storages while its tail lists keys (found
+ * by fuzz_checkpoint: it copied from a NULL storage table, undefined behaviour that UBSan
+ * stops at): a one-line error naming the file. */
+Test(checkpoint, legacy_without_storages)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/legacy_no_storages.pth", fixture_dir());
+    mf_checkpoint *ck = NULL;
+    cr_expect_lt(mf_checkpoint_load(&ck, path), 0);
+    cr_expect_null(ck);
+    cr_expect_not_null(strstr(mf_last_error(), "legacy_no_storages.pth: "), "%s",
+                       mf_last_error());
+    cr_expect_null(strchr(mf_last_error(), '\n'));
+}
+
 /* Load must succeed or fail with a message naming the buffer, never crash. */
 static void load_clean(const unsigned char *buf, size_t len)
 {
