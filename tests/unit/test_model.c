@@ -78,6 +78,17 @@ static void tiny_and_temp_file(mf_model **m, refset *rs, char *dir, char *file, 
     cr_assert_eq(mf_model_load(m, path, NULL), 0, "%s", mf_last_error());
 }
 
+/* Each of the n magnitudes is the L2 norm of its feature row. */
+static void expect_magnitudes(const float *feat, const float *mag, int n, int dim)
+{
+    for (int i = 0; i < n; i++) {
+        double ss = 0;
+        for (int j = 0; j < dim; j++)
+            ss += (double)feat[(size_t)i * dim + j] * feat[(size_t)i * dim + j];
+        cr_expect(fabs(sqrt(ss) - mag[i]) <= 1e-5 * mag[i], "magnitude %d", i);
+    }
+}
+
 /* the engine's features for every image of rs in one batch; checks the magnitudes */
 static float *run_engine(const mf_model *m, const refset *rs, int threads)
 {
@@ -87,12 +98,7 @@ static float *run_engine(const mf_model *m, const refset *rs, int threads)
     cr_assert_eq(mf_runner_new(&r, m, rs->n, threads), 0, "%s", mf_last_error());
     cr_assert_eq(mf_runner_forward(r, rs->n, 112, 112, rs->images, feat, mag), 0, "%s",
                  mf_last_error());
-    for (int i = 0; i < rs->n; i++) {
-        double ss = 0;
-        for (int j = 0; j < rs->dim; j++)
-            ss += (double)feat[i * rs->dim + j] * feat[i * rs->dim + j];
-        cr_expect(fabs(sqrt(ss) - mag[i]) <= 1e-5 * mag[i], "magnitude %d", i);
-    }
+    expect_magnitudes(feat, mag, rs->n, rs->dim);
     mf_runner_free(r);
     free(mag);
     return feat;
@@ -599,12 +605,7 @@ Test(model, int8_reruns_faces_outside_the_ranges_in_fp32)
     cr_assert_eq(mf_runner_forward(r, rs.n, 112, 112, rs.images, got, mag), 0);
     cr_expect_eq(mf_runner_fp32_reruns(r), rs.n);
     cr_expect_arr_eq(got, want, feats * sizeof(float), "the real faces are not fp32's");
-    for (int i = 0; i < rs.n; i++) {
-        double ss = 0;
-        for (int j = 0; j < rs.dim; j++)
-            ss += (double)got[i * rs.dim + j] * got[i * rs.dim + j];
-        cr_expect(fabs(sqrt(ss) - mag[i]) <= 1e-5 * mag[i], "magnitude %d", i);
-    }
+    expect_magnitudes(got, mag, rs.n, rs.dim);
 
     float *in = malloc(rs.n * face * sizeof(float)); /* the same faces as NCHW floats */
     for (int i = 0; i < rs.n; i++)
