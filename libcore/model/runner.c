@@ -23,7 +23,6 @@
  * 37 faces over 0.35 (3%) held 4 of the 5 errors over 1e-2; at 0.35 the worst remaining
  * error was 1.02e-2, the same as at 0.1 (345 faces), so a lower bound buys nothing. */
 #define RERUN_EXCESS 0.35f
-#define RERUN_BATCH 4 /* the fp32 runner's batch: few faces need it */
 
 struct mf_runner {
     const mf_model *m;
@@ -38,8 +37,7 @@ struct mf_runner {
     float *flat;            /* (max_batch, widths[3]*MF_HEAD_AREA) head input */
     float *obs_lo, *obs_hi; /* calibration: running min/max of each conv's input channels */
     float *excess;          /* int8: (max_batch) how far each face left the calibrated ranges */
-    mf_runner *rerun;       /* int8: fp32, batch RERUN_BATCH, for the faces that left them */
-    float *rerun_in, *rerun_feat, rerun_mag[RERUN_BATCH];
+    mf_runner *rerun;       /* int8: fp32, one face at a time, for the faces that left them */
     long long reruns;
     char describe[160];
 };
@@ -202,20 +200,11 @@ static void plan(const mf_runner *r, int n, size_t *act, size_t *scratch)
  * network timed alone does the same work), and the fp32 runner for the reruns. */
 static int create_rerun(mf_runner *r, int reruns)
 {
-    mf_runner_params p = {.max_batch = RERUN_BATCH, .threads = r->threads,
+    mf_runner_params p = {.max_batch = 1, .threads = r->threads,
                           .precision = MF_PRECISION_FP32};
-    const size_t face = 3 * MF_MODEL_INPUT * MF_MODEL_INPUT;
     if (!(r->excess = calloc(r->max_batch, sizeof(float))))
         return mf_set_error(MF_ERR_NOMEM, "runner: out of memory");
-    if (!reruns)
-        return 0;
-    if (mf_runner_create(&r->rerun, r->m, &p) < 0)
-        return MF_ERR_NOMEM;
-    r->rerun_in = malloc(RERUN_BATCH * face * sizeof(float));
-    r->rerun_feat = malloc(RERUN_BATCH * (size_t)r->m->dim * sizeof(float));
-    if (!r->rerun_in || !r->rerun_feat)
-        return mf_set_error(MF_ERR_NOMEM, "runner: out of memory");
-    return 0;
+    return reruns ? mf_runner_create(&r->rerun, r->m, &p) : 0;
 }
 
 int mf_runner_create(mf_runner **out, const mf_model *m, const mf_runner_params *p)
@@ -282,7 +271,7 @@ void mf_runner_free(mf_runner *r)
         return;
     free(r->buf[0]);
     mf_runner_free(r->rerun);
-    free(r->excess), free(r->rerun_in), free(r->rerun_feat);
+    free(r->excess);
     free(r->lowp);
     free(r->ops);
     free(r);
@@ -418,36 +407,22 @@ static int check_batch(const mf_runner *r, int n)
 }
 
 /* int8: the faces of the batch that left the calibrated ranges by more than
- * RERUN_EXCESS again through the fp32 runner, RERUN_BATCH at a time; their features
- * replace the int8 ones. The input is either `bgr` (u8 HWC) or `nchw` (float). */
+ * RERUN_EXCESS again through the fp32 runner, one at a time, straight from the caller's
+ * input into its outputs. The input is either `bgr` (u8 HWC) or `nchw` (float). */
 static int rerun_outliers(mf_runner *r, int n, const uint8_t *bgr, const float *nchw,
                           float *features, float *magnitudes)
 {
     const size_t face = 3 * MF_MODEL_INPUT * MF_MODEL_INPUT, dim = r->m->dim;
-    int which[RERUN_BATCH], k = 0;
     for (int i = 0; r->rerun && i < n; i++) {
-        if (r->excess[i] > RERUN_EXCESS)
-            which[k++] = i;
-        if (k == RERUN_BATCH || (k > 0 && i == n - 1)) {
-            uint8_t *u8 = (uint8_t *)r->rerun_in;
-            for (int j = 0; j < k; j++)
-                if (bgr)
-                    memcpy(u8 + j * face, bgr + which[j] * face, face);
-                else
-                    memcpy(r->rerun_in + j * face, nchw + which[j] * face, face * sizeof(float));
-            int rc = bgr ? mf_runner_forward(r->rerun, k, MF_MODEL_INPUT, MF_MODEL_INPUT, u8,
-                                             r->rerun_feat, r->rerun_mag)
-                         : mf_runner_forward_f32(r->rerun, k, r->rerun_in, r->rerun_feat,
-                                                 r->rerun_mag);
-            if (rc < 0)
-                return rc;
-            for (int j = 0; j < k; j++) {
-                memcpy(features + which[j] * dim, r->rerun_feat + j * dim, dim * sizeof(float));
-                if (magnitudes)
-                    magnitudes[which[j]] = r->rerun_mag[j];
-            }
-            r->reruns += k, k = 0;
-        }
+        if (r->excess[i] <= RERUN_EXCESS)
+            continue;
+        float *feat = features + i * dim, *mag = magnitudes ? magnitudes + i : NULL;
+        int rc = bgr ? mf_runner_forward(r->rerun, 1, MF_MODEL_INPUT, MF_MODEL_INPUT,
+                                         bgr + i * face, feat, mag)
+                     : mf_runner_forward_f32(r->rerun, 1, nchw + i * face, feat, mag);
+        if (rc < 0)
+            return rc;
+        r->reruns++;
     }
     return 0;
 }
