@@ -321,18 +321,19 @@ static void measure_excess(const mf_runner *r, const mf_conv *c, const float *in
                            size_t hw)
 {
     const float *lo = r->m->act_lo + c->act_off, *hi = r->m->act_hi + c->act_off;
-#pragma omp parallel for num_threads(r->threads) schedule(static)
-    for (int i = 0; i < n; i++) {
-        float worst = r->excess[i];
-        for (int ch = 0; ch < c->cin; ch++) {
-            float width = hi[ch] - lo[ch], bot = 0, top = 0;
+    float *ex = r->excess;
+    /* over channels, as every other pass of the runner: a batch may be smaller than the
+     * thread count (a maximum does not depend on the order of the reduction) */
+#pragma omp parallel for num_threads(r->threads) schedule(static) reduction(max : ex[:n])
+    for (int ch = 0; ch < c->cin; ch++) {
+        float width = hi[ch] - lo[ch];
+        for (int i = 0; width > 0 && i < n; i++) {
+            float bot = 0, top = 0;
             widen_range(in + ((size_t)ch * n + i) * hw, hw, c->in_a ? c->in_a[ch] : 1.0f,
                         c->in_b ? c->in_b[ch] : 0.0f, &bot, &top);
-            float e = top - hi[ch] > lo[ch] - bot ? top - hi[ch] : lo[ch] - bot;
-            if (width > 0 && e / width > worst)
-                worst = e / width;
+            float e = (top - hi[ch] > lo[ch] - bot ? top - hi[ch] : lo[ch] - bot) / width;
+            ex[i] = e > ex[i] ? e : ex[i];
         }
-        r->excess[i] = worst;
     }
 }
 
