@@ -82,6 +82,8 @@ static inline int mf_knn_join_nprobe(int nlist) { return nlist / 8 > 32 ? nlist 
 int mf_knn_refine(mf_knn_graph *g, const mf_knn_graph *in, const float *x, int dim, int rounds,
                   int fan, const int32_t *order, mf_knn_meter *meter);
 #define REFINE_FAN 10
+/* Reverse edges a row takes as refinement candidates (both refiners). */
+#define REFINE_REVERSE_CAP 64
 
 /* recall@k of g on m strided query rows (row i * (n / m)) against an exact scan. rows(ctx,
  * start, n, &x) points x at n normalised rows from `start` (valid until the next call):

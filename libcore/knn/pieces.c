@@ -26,13 +26,7 @@
 #include "mf/status.h"
 #include "mf/store.h"
 
-#ifdef MF_HAVE_FAISS
-
-/* A float32 product of two unit rows differs from mf_knn_dot of the same rows by a few
- * ulps of the 512 partial sums (< 3e-5); anything within this of a row's k-th best is
- * scored exactly. */
-#define PRODUCT_SLACK 1e-4f
-#define TILE 256 /* rows of a list per product: fixed, so the products do not depend on -j */
+/* Parameters, job descriptions and row streaming need no FAISS. */
 
 mf_knn_plan_params mf_knn_plan_default_params(void)
 {
@@ -59,6 +53,14 @@ int mf_knn_stream_rows(mf_store *s, size_t first, size_t end, mf_knn_block_fn fn
     mf_store_cursor_close(c);
     return rc < 0 ? rc : 0;
 }
+
+#ifdef MF_HAVE_FAISS
+
+/* A float32 product of two unit rows differs from mf_knn_dot of the same rows by a few
+ * ulps of the 512 partial sums (< 3e-5); anything within this of a row's k-th best is
+ * scored exactly. */
+#define PRODUCT_SLACK 1e-4f
+#define TILE 256 /* rows of a list per product: fixed, so the products do not depend on -j */
 
 typedef struct {
     float *out;
@@ -574,15 +576,6 @@ int mf_knn_store_recall(const mf_knn_graph *g, mf_store *s, size_t m, double *re
 
 #else /* built without the FAISS C API */
 
-mf_knn_plan_params mf_knn_plan_default_params(void)
-{
-    return (mf_knn_plan_params){.k = 30, .lists_per_sqrt = 2, .probes = 32, .sample = 64};
-}
-void mf_knn_plan_job(char *buf, size_t len, const char *fingerprint,
-                     const mf_knn_plan_params *p)
-{
-    snprintf(buf, len, "-");
-}
 int mf_knn_plan_build(mf_knn_plan **out, mf_store *s, const mf_knn_plan_params *p)
 {
     return mf_set_error(MF_ERR_UNSUPPORTED, "graph plan: built without the FAISS C API");

@@ -1,6 +1,6 @@
 /* pieces_refine.c - a refinement round of the graph in pieces (see mf/knn_pieces.h).
  *
- * The candidates of a row are those of refine.c: its neighbours, its first REVERSE_CAP
+ * The candidates of a row are those of refine.c: its neighbours, its first REFINE_REVERSE_CAP
  * reverse edges (sources in increasing row order) and the first fan neighbours of its
  * first fan neighbours, all from the previous round's graph. Each is scored exactly
  * (mf_knn_dot of the normalised float32 rows) and kept under the total order of
@@ -21,7 +21,6 @@
 #include "mf/status.h"
 #include "mf/store.h"
 
-#define REFINE_REVERSE_CAP 64
 
 void mf_knn_graph_id(char out[32], const char *job)
 {

@@ -10,15 +10,13 @@
  *
  * Each row is computed by one thread from the previous round's graph only, so the result
  * does not depend on the thread count or on the order rows are visited in (which only
- * decides what stays in cache: rows of one inverted list share most candidates). Work per row is bounded: its input row, at most
- * REVERSE_CAP reverse edges and fan x fan neighbours of neighbours. */
+ * decides what stays in cache: rows of one inverted list share most candidates). Work per
+ * row is bounded: its input row, at most REFINE_REVERSE_CAP reverse edges and fan x fan neighbours of neighbours. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "knn_internal.h"
 #include "mf/status.h"
-
-#define REVERSE_CAP 64
 
 /* Inner product with 16 independent partial sums, which the compiler vectorises (one
  * running sum would have to be added in order). */
@@ -79,7 +77,7 @@ static int refine_round(mf_knn_graph *out, const mf_knn_graph *in, const float *
     if (rc < 0)
         return rc;
     int kin = in->k, k = out->k, f = fan < kin ? fan : kin;
-    size_t cap = (size_t)kin + REVERSE_CAP + (size_t)f * f;
+    size_t cap = (size_t)kin + REFINE_REVERSE_CAP + (size_t)f * f;
     int failed = 0;
 #pragma omp parallel
     {
@@ -97,7 +95,7 @@ static int refine_round(mf_knn_graph *out, const mf_knn_graph *in, const float *
             size_t m = 0;
             for (int r = 0; r < kin && row[r] >= 0; r++)
                 cand[m++] = row[r];
-            for (size_t e = rs[i]; e < rs[i + 1] && e < rs[i] + REVERSE_CAP; e++)
+            for (size_t e = rs[i]; e < rs[i + 1] && e < rs[i] + REFINE_REVERSE_CAP; e++)
                 cand[m++] = rr[e];
             for (int r = 0; r < f && row[r] >= 0; r++) {
                 const int64_t *nn = in->nbr + row[r] * kin;
