@@ -351,13 +351,12 @@ static int do_merge(config *c, mf_store *s, char **parts, int np, cJSON *js)
         return rc;
     mf_output *o = mf_cli_open_output(c->out, MF_OUTPUT_SEEKABLE);
     mf_knn_graph *g;
-    int found = 0;
-    rc = mf_knn_merge(&g, (const char *const *)parts, (size_t)np, c->allow_partial, &found);
+    rc = mf_knn_merge(&g, (const char *const *)parts, (size_t)np, c->allow_partial);
     if (rc < 0) {
         mf_output_abort(o);
         return rc;
     }
-    cJSON_AddNumberToObject(js, "parts", found);
+    cJSON_AddNumberToObject(js, "parts", np);
     rc = finish_graph(c, s, g, job, o, js);
     mf_knn_free(g);
     return rc;

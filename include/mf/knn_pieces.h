@@ -101,10 +101,10 @@ void mf_knn_part_free(mf_knn_part *p);
 /* Merge the parts in `paths` into one graph. They must be one complete K/N set of one
  * plan: a part of another plan or another N, a repeated K or a missing K is an error
  * naming it (MF_ERR_MISMATCH), unless allow_partial (then only missing parts are
- * accepted: their rows keep what other parts found, or no neighbours). *shards_found
- * (may be NULL) receives how many distinct parts were merged. */
-int mf_knn_merge(mf_knn_graph **out, const char *const *paths, size_t n_paths, int allow_partial,
-                 int *shards_found);
+ * accepted: their rows keep what other parts found, or no neighbours). On success every
+ * path was merged once. */
+int mf_knn_merge(mf_knn_graph **out, const char *const *paths, size_t n_paths,
+                 int allow_partial);
 
 /* One refinement round (as in the one-process join: candidates are a row's neighbours,
  * its reverse edges and its neighbours' neighbours, all scored exactly) for shard `shard`

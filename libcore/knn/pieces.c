@@ -444,7 +444,7 @@ int mf_knn_shard_build(mf_knn_part **out, const mf_knn_plan *plan, mf_store *s, 
 /* Check that the parts' headers form one set of one plan (mf_shard_set_check: the group
  * is the plan, the embeddings and the graph's shape); order[K] = index of part K. */
 static int check_set(mf_knn_part **hdr, const char *const *paths, size_t np, int allow_partial,
-                     int *order, int *found)
+                     int *order)
 {
     mf_shard_part *parts = calloc(np, sizeof *parts);
     char (*groups)[160] = calloc(np, sizeof *groups);
@@ -457,7 +457,7 @@ static int check_set(mf_knn_part **hdr, const char *const *paths, size_t np, int
                                    .group = groups[i]};
     }
     if (rc == 0 && (rc = mf_shard_set_check(parts, np, allow_partial)) > 0)
-        rc = 0; /* shards missing, allowed: the caller says how many were found */
+        rc = 0; /* shards missing, allowed: their rows keep what the others found */
     free(parts);
     free(groups);
     if (rc < 0)
@@ -466,7 +466,6 @@ static int check_set(mf_knn_part **hdr, const char *const *paths, size_t np, int
         order[K] = -1;
     for (size_t i = 0; i < np; i++)
         order[hdr[i]->shard] = (int)i;
-    *found = (int)np;
     return 0;
 }
 
@@ -500,19 +499,18 @@ int mf_knn_graph_from_part(mf_knn_graph **out, const mf_knn_part *p)
     return 0;
 }
 
-int mf_knn_merge(mf_knn_graph **out, const char *const *paths, size_t np, int allow_partial,
-                 int *shards_found)
+int mf_knn_merge(mf_knn_graph **out, const char *const *paths, size_t np, int allow_partial)
 {
     if (np < 1)
         return mf_set_error(MF_ERR_ARG, "merge: no parts");
     mf_knn_part **hdr = calloc(np, sizeof *hdr);
-    int *order = NULL, found = 0, rc = hdr ? 0 : MF_ERR_NOMEM;
+    int *order = NULL, rc = hdr ? 0 : MF_ERR_NOMEM;
     for (size_t i = 0; rc == 0 && i < np; i++)
         rc = mf_knn_part_load(&hdr[i], paths[i], 0);
     if (rc == 0 && !(order = malloc(hdr[0]->shards * sizeof *order)))
         rc = mf_set_error(MF_ERR_NOMEM, "out of memory");
     if (rc == 0)
-        rc = check_set(hdr, paths, np, allow_partial, order, &found);
+        rc = check_set(hdr, paths, np, allow_partial, order);
     mf_knn_graph *g = NULL;
     if (rc == 0)
         rc = mf_knn_graph_alloc(&g, hdr[0]->n, hdr[0]->k);
@@ -523,11 +521,8 @@ int mf_knn_merge(mf_knn_graph **out, const char *const *paths, size_t np, int al
         merge_part(g, p);
         mf_knn_part_free(p);
     }
-    if (rc == 0) {
+    if (rc == 0)
         name_graph(g, hdr[0]);
-        if (shards_found)
-            *shards_found = found;
-    }
     for (size_t i = 0; hdr && i < np; i++)
         mf_knn_part_free(hdr[i]);
     free(hdr), free(order);
@@ -585,8 +580,8 @@ int mf_knn_shard_build(mf_knn_part **out, const mf_knn_plan *plan, mf_store *s, 
 {
     return mf_set_error(MF_ERR_UNSUPPORTED, "graph shard: built without the FAISS C API");
 }
-int mf_knn_merge(mf_knn_graph **out, const char *const *paths, size_t n_paths, int allow_partial,
-                 int *shards_found)
+int mf_knn_merge(mf_knn_graph **out, const char *const *paths, size_t n_paths,
+                 int allow_partial)
 {
     return mf_set_error(MF_ERR_UNSUPPORTED, "graph merge: built without the FAISS C API");
 }
