@@ -119,10 +119,16 @@ int mf_src_wanted(mf_source *s, const char *id)
     return mf_shard_of(id, s->p.shard_count) == s->p.shard_index && !done_before(s, id);
 }
 
-/* Entries that stand for a whole unreadable input belong to every shard. */
+/* Whether a list entry is this shard's: entries that stand for a whole unreadable input
+ * belong to every shard. */
+static int entry_in_shard(const mf_source *s, const mf_src_entry *e)
+{
+    return e->whole || mf_shard_of(mf_src_entry_id(e), s->p.shard_count) == s->p.shard_index;
+}
+
 static int entry_wanted(mf_source *s, const mf_src_entry *e)
 {
-    return e->whole ? !done_before(s, mf_src_entry_id(e)) : mf_src_wanted(s, mf_src_entry_id(e));
+    return entry_in_shard(s, e) && !done_before(s, mf_src_entry_id(e));
 }
 
 /* ---- detection -------------------------------------------------------------------- */
@@ -524,9 +530,7 @@ int mf_source_count(mf_source *s, uint64_t *n)
             exact &= count_record_keys(s, in, n);
         else
             for (size_t j = 0; j < in->entries.n; j++)
-                *n += in->entries.v[j].whole ||
-                      mf_shard_of(mf_src_entry_id(&in->entries.v[j]), s->p.shard_count) ==
-                          s->p.shard_index;
+                *n += entry_in_shard(s, &in->entries.v[j]);
     }
     return exact;
 }
