@@ -144,10 +144,8 @@ mf_group_count *mf_count_groups(int64_t *keys, size_t n, size_t *n_groups, uint6
 double mf_kde(const float *x, size_t n, double sd, double lo, double hi, int grid, double *f)
 {
     double h = fmax(0.9 * sd * pow((double)n, -0.2), 1e-6), step = (hi - lo) / (grid - 1);
-    for (int g = 0; g < grid; g++)
-        f[g] = 0;
-    /* f doubles as the fine histogram, then is smoothed through a copy */
-    double *hist = f + grid;
+    double *hist = f + grid; /* the fine histogram, in the second half of f; f gets the
+                              * smoothed density */
     for (int g = 0; g < grid; g++)
         hist[g] = 0;
     for (size_t i = 0; i < n; i++) {
