@@ -204,6 +204,15 @@ static uint64_t rows_by_mag(outl *o, const uint8_t *sel, const float *v, const f
     return m;
 }
 
+/* 1.4826 x the median absolute deviation of v[0..n) from `centre`: a robust sd (v is
+ * overwritten with the deviations). */
+static double spread_about(float *v, size_t n, double centre)
+{
+    for (size_t i = 0; i < n; i++)
+        v[i] = (float)fabs(v[i] - centre);
+    return 1.4826 * clean_median(v, n);
+}
+
 /* Over equal-count bins of idx[0..m) (sorted by magnitude): x = median magnitude, y =
  * median of v - minus(row) (minus NULL: of v), or with `mad` its robust sd. */
 static void bin_curve(outl *o, uint64_t m, const float *v, const curve *minus, int mad,
@@ -224,12 +233,7 @@ static void bin_curve(outl *o, uint64_t m, const float *v, const curve *minus, i
             o->tmp[k++] = (float)(v[r] - (minus ? curve_at(minus, mag[r]) : 0));
         }
         double med = clean_median(o->tmp, k);
-        if (mad) {
-            for (size_t j = 0; j < k; j++)
-                o->tmp[j] = (float)fabs(o->tmp[j] - med);
-            med = 1.4826 * clean_median(o->tmp, k);
-        }
-        out->y[b] = med;
+        out->y[b] = mad ? spread_about(o->tmp, k, med) : med;
     }
 }
 
@@ -247,22 +251,17 @@ static void label_stats(outl *o, size_t k, double *med, double *sd, size_t *n)
     }
     *n = m;
     *med = m ? clean_median(o->tmp, m) : 0;
-    for (size_t j = 0; j < m; j++)
-        o->tmp[j] = (float)fabs(o->tmp[j] - *med);
-    *sd = m >= OWN_ROWS ? fmax(1.4826 * clean_median(o->tmp, m), 0.05) : NAN;
+    *sd = m >= OWN_ROWS ? fmax(spread_about(o->tmp, m, *med), 0.05) : NAN;
 }
 
-/* Robust sd (1.4826 MAD) of v[0..n) (reordered). */
+/* Robust sd (1.4826 MAD) of v[0..n) (reordered), 0 when empty. */
 static double robust_sd(float *v, size_t n)
 {
-    double med = clean_median(v, n);
-    for (size_t i = 0; i < n; i++)
-        v[i] = (float)fabs(v[i] - med);
-    return n ? 1.4826 * clean_median(v, n) : 0;
+    return n ? spread_about(v, n, clean_median(v, n)) : 0;
 }
 
 /* Pooled within-identity spread l0, then each label's shrunk location d and spread l. */
-static int shrink_labels(outl *o, size_t *cnt)
+static void shrink_labels(outl *o, size_t *cnt)
 {
     const clean_labels *l = &o->c->lab;
     size_t L = o->labels;
@@ -307,7 +306,6 @@ static int shrink_labels(outl *o, size_t *cnt)
         double b = cnt[k] >= OWN_ROWS ? tl2 / (tl2 + LOG_MAD_VAR / n) : 0;
         o->l[k] = o->lam0 * (cnt[k] >= OWN_ROWS ? exp(b * log(o->l[k] / o->lam0)) : 1.0);
     }
-    return 0;
 }
 
 /* Curves, standardised scores and shrunk identity statistics from the rows in `use`.
@@ -332,12 +330,11 @@ static int fit_model(outl *o, size_t *cnt)
     if (o->nb_k) {
         /* separation of own and best other cosine per magnitude, in within-identity
          * spreads: the typical row's (median) own cosine minus its best other one */
-        for (uint64_t i = 0; i < o->n; i++)
-            o->tmp[i] = o->raw[i] - o->best[i];
         float *diff = malloc((o->n ? o->n : 1) * sizeof *diff);
         if (!diff)
             return mf_set_error(MF_ERR_NOMEM, "cannot allocate the nearer-identity gate");
-        memcpy(diff, o->tmp, o->n * sizeof *diff);
+        for (uint64_t i = 0; i < o->n; i++)
+            diff[i] = o->raw[i] - o->best[i];
         m = rows_by_mag(o, o->cand, o->raw, o->best);
         bin_curve(o, m, diff, NULL, 0, &o->gate);
         free(diff);
