@@ -32,16 +32,38 @@ static int write_2d(hid_t f, const char *name, hid_t type, size_t n, int k, cons
 
 int mf_knn_save(const mf_knn_graph *g, mf_output *out) { return mf_knn_save_job(g, NULL, out); }
 
-int mf_knn_save_job(const mf_knn_graph *g, const char *job, mf_output *out)
+/* Create the temporary of `out` as an HDF5 file; on failure the output is removed. */
+static hid_t create_h5(mf_output *out, const char *what)
 {
     mf_h5_quiet();
-    const char *path = mf_output_path(out);
     hid_t f = H5Fcreate(mf_output_temp(out), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (f < 0) {
-        int rc = mf_h5_open_error(MF_ERR_IO, path, "create the graph file");
+        mf_h5_open_error(MF_ERR_IO, mf_output_path(out), what);
+        mf_output_abort(out);
+    }
+    return f;
+}
+
+/* Close f and publish out, or remove it when anything failed (bad != 0); `what` names
+ * the file in the error. */
+static int finish_h5(hid_t f, mf_output *out, int bad, const char *what)
+{
+    if (H5Fclose(f) < 0)
+        bad = 1;
+    if (bad) {
+        int rc = mf_set_error(MF_ERR_IO, "cannot write %s '%s': %s", what,
+                              mf_output_path(out), mf_h5_reason());
         mf_output_abort(out);
         return rc;
     }
+    return mf_output_commit(out);
+}
+
+int mf_knn_save_job(const mf_knn_graph *g, const char *job, mf_output *out)
+{
+    hid_t f = create_h5(out, "create the graph file");
+    if (f < 0)
+        return MF_ERR_IO;
     int bad = write_2d(f, "neighbors", H5T_NATIVE_INT64, g->n, g->k, g->nbr) ||
               write_2d(f, "similarities", H5T_NATIVE_FLOAT, g->n, g->k, g->sim) ||
               mf_h5_write_str_attr(f, "mf_format", MF_GRAPH_FORMAT) ||
@@ -49,14 +71,7 @@ int mf_knn_save_job(const mf_knn_graph *g, const char *job, mf_output *out)
               mf_h5_write_str_attr(f, "fingerprint", g->fingerprint) ||
               mf_h5_write_str_attr(f, "index", g->index) ||
               (job && mf_h5_write_str_attr(f, "job", job));
-    if (H5Fclose(f) < 0)
-        bad = 1;
-    if (bad) {
-        int rc = mf_set_error(MF_ERR_IO, "cannot write graph '%s': %s", path, mf_h5_reason());
-        mf_output_abort(out);
-        return rc;
-    }
-    return mf_output_commit(out);
+    return finish_h5(f, out, bad, "graph");
 }
 
 /* Read a dataset that must be exactly (n, k) of the given class ((n) when k == 0). */
@@ -147,32 +162,6 @@ int mf_knn_load(mf_knn_graph **out, const char *path, size_t expect_rows,
 #define MF_PLAN_FORMAT "mfkit-knn-plan"
 #define MF_PART_FORMAT "mfkit-knn-part"
 
-/* Create the temporary of `out` as an HDF5 file; on failure the output is removed. */
-static hid_t create_h5(mf_output *out, const char *what)
-{
-    mf_h5_quiet();
-    hid_t f = H5Fcreate(mf_output_temp(out), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    if (f < 0) {
-        mf_h5_open_error(MF_ERR_IO, mf_output_path(out), what);
-        mf_output_abort(out);
-    }
-    return f;
-}
-
-/* Close f and publish out, or remove it when anything failed (bad != 0). */
-static int finish_h5(hid_t f, mf_output *out, int bad)
-{
-    if (H5Fclose(f) < 0)
-        bad = 1;
-    if (bad) {
-        int rc = mf_set_error(MF_ERR_IO, "cannot write '%s': %s", mf_output_path(out),
-                              mf_h5_reason());
-        mf_output_abort(out);
-        return rc;
-    }
-    return mf_output_commit(out);
-}
-
 int mf_knn_plan_save(const mf_knn_plan *p, mf_output *out)
 {
     hid_t f = create_h5(out, "create the plan");
@@ -186,7 +175,7 @@ int mf_knn_plan_save(const mf_knn_plan *p, mf_output *out)
               mf_h5_write_u64_attr(f, "assign", p->assign) ||
               mf_h5_write_str_attr(f, "fingerprint", p->fingerprint) ||
               mf_h5_write_str_attr(f, "plan", p->id) || mf_h5_write_str_attr(f, "job", p->job);
-    return finish_h5(f, out, bad);
+    return finish_h5(f, out, bad, "plan");
 }
 
 void mf_knn_plan_free(mf_knn_plan *p)
@@ -294,7 +283,7 @@ int mf_knn_part_save(const mf_knn_part *p, const char *job, mf_output *out)
               mf_h5_write_str_attr(f, "fingerprint", p->fingerprint) ||
               mf_h5_write_str_attr(f, "plan", p->plan) || mf_h5_write_str_attr(f, "job", job) ||
               mf_h5_write_str_attr(f, "index", p->index);
-    return finish_h5(f, out, bad);
+    return finish_h5(f, out, bad, "graph part");
 }
 
 void mf_knn_part_free(mf_knn_part *p)
