@@ -34,17 +34,19 @@ enum {
     OPT_CALIB,
     OPT_TRUTH,
     OPT_RECALL,
+    OPT_KEEP_CHAINS,
 };
 
 typedef struct config {
     char why[512]; /* how the thresholds were chosen */
     const char *out, *graph, *truth;
-    int tsv, calibrate;
+    int tsv, calibrate, keep_chains;
     int method_set;
     float tau, tau2; /* UNSET: the method's default */
     double quant, res;
     mf_cluster_params cp;
     mf_knn_params kp;
+    mf_cluster_chains chains;
 } config;
 
 static const mf_cli_opt options[] = {
@@ -63,6 +65,10 @@ static const mf_cli_opt options[] = {
     {"calibrate", 0, NULL, "choose the thresholds that maximise BCubed F on labelled rows",
      OPT_CALIB},
     {"truth", 0, "DATASET", "labels used by --calibrate (default label)", OPT_TRUTH},
+    {"keep-chains", 0, NULL,
+     "keep clusters whose rows are less alike than different identities' neighbours as "
+     "the method made them (default: cluster them again at a higher tau)",
+     OPT_KEEP_CHAINS},
     {"k", 'k', "K", "neighbours per sample (default 30)", OPT_K},
     {"index", 0, "FACTORY",
      "FAISS index factory string (default: Flat below 50000 rows, "
@@ -90,7 +96,9 @@ static const mf_cli_tool tool = {
     "samples anchor identities, low-magnitude ones attach but never bridge two.\n"
     "Without --tau, thresholds come from the graph: the valley between the same- and\n"
     "different-identity modes of its edge cosines (docs/CLUSTER.md); the summary says\n"
-    "what was found and chosen.",
+    "what was found and chosen. A cluster of more than k rows that are on average less\n"
+    "alike than neighbouring rows of different identities is a chain of identities: it\n"
+    "is clustered again on its own edges at a higher tau (--keep-chains: not).",
     "Examples:\n"
     "  mf-cluster -o clustered.h5 --graph faces.knn.h5 faces.h5\n"
     "  mf-cluster --graph faces.knn.h5 --method peaks --tau 0.5 --tsv faces.h5 > c.tsv\n"
@@ -128,6 +136,7 @@ static int on_option(int id, const char *arg, void *ctx)
         break;
     case OPT_CALIB: c->calibrate = 1; break;
     case OPT_TRUTH: c->truth = arg; break;
+    case OPT_KEEP_CHAINS: c->keep_chains = 1; break;
     case OPT_K: c->kp.k = (int)mf_cli_parse_int("--k", arg, 1, 1024); break;
     case OPT_INDEX: c->kp.index = arg; break;
     case OPT_NPROBE: c->kp.nprobe = (int)mf_cli_parse_int("--nprobe", arg, 1, 1 << 20); break;
@@ -202,6 +211,27 @@ static int read_store(mf_store *s, float **mag, int64_t **truth, const char *tru
     return rc;
 }
 
+/* Chains found (and, unless --keep-chains, split); the stats then describe the result. */
+static int split_chains(config *c, const mf_knn_graph *g, const float *mag, mf_store *s,
+                        int64_t *label, mf_cluster_stats *st)
+{
+    mf_cluster_scale sc;
+    int rc = mf_cluster_scale_of(g, mag, &c->cp, &sc);
+    if (rc == MF_ERR_ARG)
+        return 0; /* too few edges to tell a scale (tau was given): nothing to judge by */
+    if (rc < 0)
+        return rc;
+    if (c->keep_chains)
+        sc.hi = sc.valley; /* judge, but no room to raise tau: every chain is left */
+    rc = mf_cluster_split_chains(g, mag, &c->cp, &sc, s, label, &c->chains);
+    if (rc == 0 && !c->keep_chains && c->chains.found) {
+        mf_cluster_stats before = *st;
+        rc = mf_cluster_stats_of(g->n, label, st);
+        st->suspect = before.suspect, st->suspect_rows = before.suspect_rows;
+    }
+    return rc;
+}
+
 /* Thresholds are floats: print them as the decimals the user gave. */
 static double dec4(double v) { return round(v * 1e4) / 1e4; }
 
@@ -236,7 +266,28 @@ static cJSON *summary_json(const config *c, const mf_knn_graph *g, const mf_knn_
     cJSON_AddItemToObject(o, "size_hist", cJSON_CreateDoubleArray(h, 8));
     cJSON_AddNumberToObject(o, "suspect_clusters", (double)st->suspect);
     cJSON_AddNumberToObject(o, "suspect_rows", (double)st->suspect_rows);
+    cJSON_AddNumberToObject(o, "chains", (double)c->chains.found);
+    cJSON_AddNumberToObject(o, "chain_rows", (double)c->chains.rows);
+    cJSON_AddNumberToObject(o, "chains_left", (double)c->chains.left);
     return o;
+}
+
+static void print_chains(const mf_cluster_chains *ch, int kept)
+{
+    if (!ch->found)
+        return;
+    const char *what = kept ? "kept as made (--keep-chains)" : "clustered again";
+    mf_cli_warn("chains of identities: %zu of the clusters (%zu rows; the largest %zu rows, "
+                "mean cosine %.3f between its rows) have rows less alike than neighbouring "
+                "rows of different identities: %s",
+                ch->found, ch->rows, ch->largest_rows, ch->largest_coherence, what);
+    if (ch->rounds)
+        mf_cli_info("chains split into %zu clusters in %d rounds, tau raised to %.3f",
+                    ch->pieces, ch->rounds, ch->tau);
+    if (ch->left && !kept)
+        mf_cli_warn("%zu chains (%zu rows) remain at the same-identity mode: give --tau or "
+                    "try --calibrate",
+                    ch->left, ch->left_rows);
 }
 
 static void print_summary(const mf_cluster_stats *st, const mf_knn_graph *g,
@@ -256,6 +307,7 @@ static void print_summary(const mf_cluster_stats *st, const mf_knn_graph *g,
         mf_cli_warn("one giant cluster holds %zu of %zu rows: the thresholds do not suit "
                        "this graph; give --tau or try --calibrate",
                        st->largest, g->n);
+    print_chains(&c->chains, c->keep_chains);
     if (st->suspect)
         mf_cli_warn("%zu clusters (%zu rows) hold %dx more low-quality rows per anchor than "
                     "an identity has: likely collectors of junk; check them or raise --tau2",
@@ -361,6 +413,8 @@ int main(int argc, char **argv)
         t0 = mf_now();
         rc = mf_cluster_run(g, mag, &c.cp, label, &st);
     }
+    if (rc == 0)
+        rc = split_chains(&c, g, mag, s, label, &st);
     if (rc == 0)
         js = summary_json(&c, g, &ki, &st, mf_now() - t0);
     if (rc == 0 && out)

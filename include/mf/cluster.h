@@ -82,6 +82,44 @@ void mf_cluster_method_defaults(mf_cluster_params *p, mf_cluster_method m);
 int mf_cluster_auto(const mf_knn_graph *g, const float *magnitude, mf_cluster_params *p,
                     char *why, size_t why_len);
 
+/* The graph's cosine scale, from the edges between anchors (all edges without weighting):
+ * the different-identity mode, the valley above it and the same-identity mode. When the
+ * density has no valley (the populations overlap) two_modes is 0 and the three are the
+ * 25th, 50th and 90th percentiles of the edge cosines. mf_cluster_auto places the
+ * thresholds on this scale; mf_cluster_split_chains judges clusters by it. */
+typedef struct mf_cluster_scale {
+    double lo, valley, hi;
+    int two_modes;
+    int between_anchors; /* 1: edges between anchors; 0: all edges */
+    size_t edges;        /* edge cosines sampled */
+} mf_cluster_scale;
+
+int mf_cluster_scale_of(const mf_knn_graph *g, const float *magnitude,
+                        const mf_cluster_params *p, mf_cluster_scale *out);
+
+/* Chains: clusters of more than k rows whose rows are on average less alike than two
+ * neighbouring rows of different identities (coherence, the mean cosine between two of
+ * their rows, below scale->lo). Each is clustered again by p's method on its own edges
+ * with tau raised by a quarter of (hi - valley) (from the valley, if tau was below it),
+ * round after round, until its pieces are coherent or tau reaches hi
+ * (libcore/cluster/split.c). label (from mf_cluster_run with
+ * the same p, thresholds filled in) is updated and renumbered by first row; s must hold
+ * the graph's rows (its embeddings are read once per round). */
+struct mf_store;
+typedef struct mf_cluster_chains {
+    size_t found, rows;        /* chains in the method's result, rows in them */
+    size_t largest_rows;       /* the largest chain's rows and coherence */
+    double largest_coherence;
+    size_t pieces;             /* clusters the splits made (all rounds) */
+    size_t left, left_rows;    /* chains still there when tau reached the mode */
+    int rounds;                /* rounds that split something */
+    float tau;                 /* tau of the last round */
+} mf_cluster_chains;
+
+int mf_cluster_split_chains(const mf_knn_graph *g, const float *magnitude,
+                            const mf_cluster_params *p, const mf_cluster_scale *sc,
+                            struct mf_store *s, int64_t *label, mf_cluster_chains *out);
+
 /* "anchors" -> MF_CLUSTER_ANCHORS, ...; -1 if unknown. */
 int mf_cluster_method_parse(const char *name);
 const char *mf_cluster_method_name(mf_cluster_method m);

@@ -19,8 +19,9 @@
  * not, and it joins only one cluster. The shares were measured over the mf-synth grid
  * of bench/bench_robust.sh (docs/CLUSTER.md), not on one store.
  * When the density shows no valley (a weak model: the two populations overlap), the
- * median edge stands for the valley and the 90th percentile for the same-identity mode,
- * and the sentence says so; the tool then warns if one giant cluster results. */
+ * median edge stands for the valley, the 90th percentile for the same-identity mode and
+ * the 25th for the different-identity one, and the sentence says so; the tool then warns
+ * if one giant cluster results. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -130,17 +131,9 @@ static void find_modes(const float *x, size_t m, const double *q, modes *out, do
     out->hi = lo + top * step;
 }
 
-int mf_cluster_auto(const mf_knn_graph *g, const float *magnitude, mf_cluster_params *p,
-                    char *why, size_t why_len)
+int mf_cluster_scale_of(const mf_knn_graph *g, const float *magnitude,
+                        const mf_cluster_params *p, mf_cluster_scale *out)
 {
-    char dummy[8];
-    if (!why)
-        why = dummy, why_len = sizeof dummy;
-    int leaves = p->method == MF_CLUSTER_ANCHORS && p->weight;
-    if (!isnan(p->tau) && (!leaves || !isnan(p->tau2))) {
-        snprintf(why, why_len, "thresholds given");
-        return 0;
-    }
     float cut = -INFINITY;
     int weight = p->weight && magnitude;
     if (weight && mf_cluster_quantile(magnitude, g->n, p->anchor_quantile, &cut) < 0)
@@ -165,29 +158,53 @@ int mf_cluster_auto(const mf_knn_graph *g, const float *magnitude, mf_cluster_pa
         q[i] = mf_percentile_sorted(x, m, at[i]);
     modes md;
     find_modes(x, m, q, &md, f);
-    int two = !isnan(md.lo);
-    if (!two) { /* no valley: the two populations overlap; split the edges at the median */
+    out->two_modes = !isnan(md.lo);
+    if (!out->two_modes) { /* the two populations overlap: split the edges at the median */
+        md.lo = q[1];
         md.valley = q[2];
         md.hi = mf_percentile_sorted(x, m, 90);
     }
-    double span = md.hi - md.valley;
+    out->lo = md.lo, out->valley = md.valley, out->hi = md.hi;
+    out->edges = m;
+    out->between_anchors = weight;
+    free(x), free(f);
+    return 0;
+}
+
+int mf_cluster_auto(const mf_knn_graph *g, const float *magnitude, mf_cluster_params *p,
+                    char *why, size_t why_len)
+{
+    char dummy[8];
+    if (!why)
+        why = dummy, why_len = sizeof dummy;
+    int leaves = p->method == MF_CLUSTER_ANCHORS && p->weight;
+    if (!isnan(p->tau) && (!leaves || !isnan(p->tau2))) {
+        snprintf(why, why_len, "thresholds given");
+        return 0;
+    }
+    mf_cluster_scale sc;
+    int rc = mf_cluster_scale_of(g, magnitude, p, &sc);
+    if (rc < 0)
+        return rc;
+    double span = sc.hi - sc.valley;
     int tau_auto = isnan(p->tau), tau2_auto = isnan(p->tau2);
     if (tau_auto)
-        p->tau = (float)(md.valley + tau_share[p->method] * span);
+        p->tau = (float)(sc.valley + tau_share[p->method] * span);
     if (tau2_auto)
-        p->tau2 = (float)(md.valley + tau2_share * span);
+        p->tau2 = (float)(sc.valley + tau2_share * span);
+    const char *between = sc.between_anchors ? "anchors" : "rows";
     char head[200];
-    if (two)
+    if (sc.two_modes)
         snprintf(head, sizeof head,
                  "edge cosines between %s (%zu sampled) have a different-identity mode at "
                  "%.3f and a same-identity mode at %.3f, valley at %.3f",
-                 weight ? "anchors" : "rows", m, md.lo, md.hi, md.valley);
+                 between, sc.edges, sc.lo, sc.hi, sc.valley);
     else
         snprintf(head, sizeof head,
                  "no valley found in the edge cosines between %s (%zu sampled): the two "
                  "populations overlap; median %.3f taken as the valley, 90th percentile "
                  "%.3f as the mode",
-                 weight ? "anchors" : "rows", m, md.valley, md.hi);
+                 between, sc.edges, sc.valley, sc.hi);
     char rule[96] = "tau given";
     if (tau_auto)
         snprintf(rule, sizeof rule, "tau = valley + %.2f x (mode - valley) = %.3f",
@@ -195,6 +212,5 @@ int mf_cluster_auto(const mf_knn_graph *g, const float *magnitude, mf_cluster_pa
     snprintf(why, why_len, "%s; %s%s", head, rule,
              tau2_auto && p->method == MF_CLUSTER_ANCHORS ? "; leaves attach at the valley"
                                                           : "");
-    free(x), free(f);
     return 0;
 }

@@ -44,8 +44,23 @@ $PY -c 'import json, sys; j = json.load(open(sys.argv[1]))
 assert j["tau"] == 0.42 and "tau given" in j["thresholds"], j' given.json || fail "--tau given"
 
 # One giant cluster is detected and said; a sensible run says nothing of the kind.
-mf-cluster -g weak.knn.h5 --method components --tau 0 weak.h5 2>giant.err
+mf-cluster -g weak.knn.h5 --method components --tau 0 --keep-chains weak.h5 2>giant.err
 grep -q "warning: one giant cluster holds" giant.err || fail "giant cluster not reported"
+grep -q "warning: chains of identities: 1 of the clusters (3000 rows.*kept as made" giant.err ||
+  fail "the chain kept by --keep-chains not reported"
 mf-cluster -g weak.knn.h5 weak.h5 2>ok.err
 if grep -q giant ok.err; then fail "giant cluster reported on a sensible run"; fi
+
+# Without --keep-chains the same chain is clustered again on its own edges: no giant,
+# better BCubed F, and the summary and the record say what happened.
+mf-cluster -o split.c.h5 -g weak.knn.h5 --method components --tau 0 --json weak.h5 \
+  >split.json 2>split.err
+grep -q "chains split into" split.err || fail "split not reported"
+if grep -q "one giant cluster" split.err; then fail "giant cluster left after the split"; fi
+mf-cluster -q -o kept.c.h5 -g weak.knn.h5 --method components --tau 0 --keep-chains weak.h5
+fsplit=$(bcubed split.c.h5) fkept=$(bcubed kept.c.h5)
+echo "components at tau 0: BCubed F $fkept kept, $fsplit split"
+at_least "$fsplit" "$(awk -v x="$fkept" 'BEGIN { print x + 0.3 }')" || fail "split no better"
+$PY -c 'import json, sys; j = json.load(open(sys.argv[1]))
+assert j["chains"] == 1 and j["chain_rows"] == 3000, j' split.json || fail "chains not recorded"
 echo "ok"

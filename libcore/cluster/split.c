@@ -1,0 +1,248 @@
+/* split.c - clusters that are chains of identities, re-clustered on their own edges.
+ *
+ * A method with one threshold for the whole graph can chain: at the threshold that suits
+ * most identities, a run of borderline edges (low-quality faces, look-alikes, a weak
+ * model's overlapping identities) joins hundreds of identities into one cluster. Such a
+ * cluster is told by its coherence, the mean cosine between two of its rows:
+ *     coherence = (|sum u|^2 - S) / (S (S - 1))      (u: unit embeddings, S rows)
+ * (one pass over the store). Rows of one identity are on average more alike than two
+ * neighbouring rows of different identities; a chain's rows are mostly pairs of
+ * different identities, so its coherence falls below the graph's different-identity
+ * mode (mf_cluster_scale.lo). Measured over the mf-synth grid of bench/bench_robust.sh
+ * (docs/CLUSTER.md): every cluster of > k rows below that mode was a chain (purity
+ * <= 0.35), and no cluster of one identity (purity >= 0.9, 2,223 of them) came within
+ * 0.02 of it.
+ * A chain is clustered again by the same method on the edges between its own rows, with
+ * tau raised to the valley (if below) plus a quarter of the span between the valley and
+ * the same-identity mode;
+ * pieces that are still chains are split again, up to the same-identity mode. Only
+ * clusters of more than k rows are judged: below that a neighbourhood can hold the whole
+ * cluster, and the estimate is noisy. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cluster_internal.h"
+#include "mf/status.h"
+#include "mf/store.h"
+
+#define RAISE_SHARE 0.25 /* tau step per round, share of (mode - valley) */
+#define MAX_ROUNDS 8
+
+/* Coherence of every cluster of more than min_rows rows (NAN for the others). */
+static int coherence(mf_store *s, const int64_t *label, size_t n, const size_t *size,
+                     size_t clusters, size_t min_rows, double *coh)
+{
+    size_t dim = mf_store_dim(s), tracked = 0;
+    int64_t *slot = malloc(clusters * sizeof *slot);
+    if (!slot)
+        return mf_set_error(MF_ERR_NOMEM, "out of memory for %zu clusters", clusters);
+    for (size_t c = 0; c < clusters; c++) {
+        slot[c] = size[c] > min_rows ? (int64_t)tracked++ : -1;
+        coh[c] = NAN;
+    }
+    double *sum = calloc(tracked * dim + 1, sizeof *sum);
+    mf_store_cursor *cur = NULL;
+    const mf_store_block *b;
+    int rc = sum ? mf_store_cursor_open(&cur, s, MF_COL_EMBEDDING, 0, n)
+                 : mf_set_error(MF_ERR_NOMEM, "out of memory for %zu cluster sums", tracked);
+    while (rc == 0 && tracked && (rc = mf_store_cursor_next(cur, &b)) > 0) {
+        rc = 0;
+        for (size_t i = 0; i < b->n; i++) {
+            int64_t l = label[b->start + i];
+            if (l < 0 || slot[l] < 0)
+                continue;
+            const float *x = b->embedding + i * dim;
+            double norm = 0;
+            for (size_t d = 0; d < dim; d++)
+                norm += (double)x[d] * x[d];
+            norm = norm > 0 ? 1 / sqrt(norm) : 0;
+            double *acc = sum + (size_t)slot[l] * dim;
+            for (size_t d = 0; d < dim; d++)
+                acc[d] += x[d] * norm;
+        }
+    }
+    mf_store_cursor_close(cur);
+    for (size_t c = 0; rc >= 0 && c < clusters; c++) {
+        if (slot[c] < 0)
+            continue;
+        const double *acc = sum + (size_t)slot[c] * dim;
+        double sq = 0, S = (double)size[c];
+        for (size_t d = 0; d < dim; d++)
+            sq += acc[d] * acc[d];
+        coh[c] = (sq - S) / (S * (S - 1));
+    }
+    free(slot), free(sum);
+    return rc < 0 ? rc : 0;
+}
+
+/* The graph restricted to `rows` (sorted): each row keeps its neighbours inside, in
+ * order, the rest of its list padded as missing. local[] maps a graph row to its index
+ * in rows (valid for members only). */
+static int subgraph(const mf_knn_graph *g, const int64_t *rows, size_t m, const int64_t *local,
+                    const int64_t *label, int64_t c, mf_knn_graph **out)
+{
+    size_t k = (size_t)g->k;
+    int64_t *nbr = malloc(m * k * sizeof *nbr);
+    float *sim = malloc(m * k * sizeof *sim);
+    int rc = nbr && sim ? 0 : mf_set_error(MF_ERR_NOMEM, "out of memory for a subgraph");
+    for (size_t i = 0; rc == 0 && i < m; i++) {
+        size_t at = 0;
+        for (size_t r = 0; r < k; r++) {
+            int64_t j = g->nbr[(size_t)rows[i] * k + r];
+            if (j >= 0 && label[j] == c) {
+                nbr[i * k + at] = local[j];
+                sim[i * k + at++] = g->sim[(size_t)rows[i] * k + r];
+            }
+        }
+        for (; at < k; at++)
+            nbr[i * k + at] = -1, sim[i * k + at] = -2;
+    }
+    if (rc == 0)
+        rc = mf_knn_from_arrays(out, m, g->k, nbr, sim);
+    free(nbr), free(sim);
+    return rc;
+}
+
+/* Cluster the m rows of cluster c (sorted) again at tau; pieces get ids from *next on
+ * (rows the method leaves unassigned get -1). */
+static int recluster(const mf_knn_graph *g, const float *mag, const mf_cluster_params *p,
+                     float tau, float anchor_cut, int64_t c, const int64_t *rows, size_t m,
+                     int64_t *label, int64_t *local, int64_t *next, size_t *pieces)
+{
+    int64_t *sub_label = malloc(m * sizeof *sub_label);
+    float *sub_mag = mag ? malloc(m * sizeof *sub_mag) : NULL;
+    mf_knn_graph *sub = NULL;
+    int rc = sub_label && (!mag || sub_mag)
+                 ? 0
+                 : mf_set_error(MF_ERR_NOMEM, "out of memory re-clustering %zu rows", m);
+    size_t below = 0;
+    for (size_t at = 0; rc == 0 && at < m; at++) {
+        local[rows[at]] = (int64_t)at;
+        if (mag) {
+            sub_mag[at] = mag[rows[at]];
+            below += mag[rows[at]] < anchor_cut;
+        }
+    }
+    if (rc == 0)
+        rc = subgraph(g, rows, m, local, label, c, &sub);
+    mf_cluster_params q = *p;
+    q.tau = tau;
+    /* the same rows are anchors as in the whole graph: the quantile that puts the
+     * sub-cluster's cut at the global one (the half keeps the index off a rounding edge) */
+    q.anchor_quantile = ((double)below + 0.5) / (double)m;
+    if (rc == 0)
+        rc = mf_cluster_run(sub, sub_mag, &q, sub_label, NULL);
+    int64_t most = -1;
+    for (size_t i = 0; rc == 0 && i < m; i++)
+        most = sub_label[i] > most ? sub_label[i] : most;
+    for (size_t i = 0; rc == 0 && i < m; i++)
+        label[rows[i]] = sub_label[i] < 0 ? -1 : *next + sub_label[i];
+    if (rc == 0) {
+        *next += most + 1;
+        *pieces += (size_t)(most + 1);
+    }
+    mf_knn_free(sub);
+    free(sub_label), free(sub_mag);
+    return rc;
+}
+
+/* Rows grouped by cluster: rows of cluster c are order[first[c] .. first[c + 1]), in
+ * row order (a counting sort). */
+static void group_rows(const int64_t *label, size_t n, const size_t *size, size_t clusters,
+                       size_t *first, int64_t *order)
+{
+    first[0] = 0;
+    for (size_t c = 0; c < clusters; c++)
+        first[c + 1] = first[c] + size[c];
+    for (size_t i = 0; i < n; i++)
+        if (label[i] >= 0)
+            order[first[label[i]]++] = (int64_t)i;
+    for (size_t c = clusters; c > 0; c--) /* first[] was advanced to the ends: shift back */
+        first[c] = first[c - 1];
+    first[0] = 0;
+}
+
+/* Labels numbered 0.. by first row again (ids of split chains leave gaps). */
+static int renumber(int64_t *label, size_t n, int64_t next)
+{
+    int64_t *map = malloc((size_t)next * sizeof *map);
+    if (!map)
+        return mf_set_error(MF_ERR_NOMEM, "out of memory renumbering clusters");
+    for (int64_t c = 0; c < next; c++)
+        map[c] = -1;
+    int64_t id = 0;
+    for (size_t i = 0; i < n; i++)
+        if (label[i] >= 0) {
+            if (map[label[i]] < 0)
+                map[label[i]] = id++;
+            label[i] = map[label[i]];
+        }
+    free(map);
+    return 0;
+}
+
+int mf_cluster_split_chains(const mf_knn_graph *g, const float *magnitude,
+                            const mf_cluster_params *p, const mf_cluster_scale *sc,
+                            mf_store *s, int64_t *label, mf_cluster_chains *out)
+{
+    memset(out, 0, sizeof *out);
+    size_t n = g->n;
+    if (mf_store_rows(s) != n)
+        return mf_set_error(MF_ERR_ARG, "split chains: the store has %zu rows, the graph %zu",
+                            (size_t)mf_store_rows(s), n);
+    float anchor_cut = -INFINITY;
+    if (p->weight && mf_cluster_quantile(magnitude, n, p->anchor_quantile, &anchor_cut) < 0)
+        return MF_ERR_NOMEM;
+    int64_t next = 0;
+    for (size_t i = 0; i < n; i++)
+        next = label[i] >= next ? label[i] + 1 : next;
+    int64_t *local = malloc(n * sizeof *local);
+    int rc = local ? 0 : mf_set_error(MF_ERR_NOMEM, "out of memory for %zu rows", n);
+    double step = RAISE_SHARE * (sc->hi - sc->valley);
+    float tau = p->tau;
+    for (int round = 0; rc == 0 && round < MAX_ROUNDS; round++) {
+        size_t clusters = (size_t)next;
+        size_t *size = calloc(clusters + 1, sizeof *size);
+        size_t *first = malloc((clusters + 1) * sizeof *first);
+        double *coh = malloc((clusters + 1) * sizeof *coh);
+        int64_t *order = malloc(n * sizeof *order);
+        if (!size || !first || !coh || !order)
+            rc = mf_set_error(MF_ERR_NOMEM, "out of memory for %zu clusters", clusters);
+        for (size_t i = 0; rc == 0 && i < n; i++)
+            if (label[i] >= 0)
+                size[label[i]]++;
+        if (rc == 0)
+            rc = coherence(s, label, n, size, clusters, (size_t)g->k, coh);
+        if (rc == 0)
+            group_rows(label, n, size, clusters, first, order);
+        /* a chain's edges below the valley are the suspect ones: from there, by steps */
+        tau = (float)(fmax(tau, sc->valley) + step);
+        int can_raise = step > 0 && tau < sc->hi;
+        size_t found = 0;
+        for (size_t c = 0; rc == 0 && c < clusters; c++) {
+            if (!(coh[c] < sc->lo))
+                continue;
+            found++;
+            if (round == 0) {
+                out->found++, out->rows += size[c];
+                if (out->largest_rows < size[c])
+                    out->largest_rows = size[c], out->largest_coherence = coh[c];
+            }
+            if (can_raise)
+                rc = recluster(g, magnitude, p, tau, anchor_cut, (int64_t)c, order + first[c],
+                               size[c], label, local, &next, &out->pieces);
+            else
+                out->left++, out->left_rows += size[c];
+        }
+        free(size), free(first), free(coh), free(order);
+        if (!found || !can_raise)
+            break;
+        out->rounds = round + 1;
+        out->tau = tau;
+    }
+    free(local);
+    if (rc == 0 && out->found)
+        rc = renumber(label, n, next);
+    return rc;
+}

@@ -1,0 +1,211 @@
+/* test_cluster_split.c - chains of identities told by coherence and split, on a crafted
+ * store whose answer is known exactly.
+ *
+ * Rows 0-5: one identity (unit vectors near e3, pairwise cosine >= 0.9).
+ * Rows 6-17: a chain of six pairs in the e0-e1 plane at angles 0,10, 40,50, ..., 200,210
+ * degrees: within a pair cos 10 deg = 0.985, between consecutive pairs cos 30 deg =
+ * 0.866, and the chain's ends point nearly opposite ways (mean pairwise cosine 0.102).
+ * With k = 4 and components at tau 0.8 the chain is one cluster of 12 rows. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "mf/cluster.h"
+#include "mf/status.h"
+#include "mf/store.h"
+
+#define DIM 8
+#define ROWS 18
+#define K 4
+
+static char dir[] = "/tmp/mf_test_split_XXXXXX";
+static char path[512];
+static float emb[ROWS * DIM];
+static float mag[ROWS];
+
+static void setup(void)
+{
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/in.h5", dir);
+}
+
+static void teardown(void)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    (void)!system(cmd);
+}
+
+TestSuite(cluster_split, .init = setup, .fini = teardown);
+
+static void make_rows(void)
+{
+    for (int i = 0; i < ROWS * DIM; i++)
+        emb[i] = 0;
+    for (int i = 0; i < 6; i++) { /* the identity */
+        float *v = emb + i * DIM;
+        v[3] = 0.97f;
+        v[4 + i % 4] = i < 4 ? 0.24f : -0.24f;
+        mag[i] = 30;
+    }
+    for (int p = 0; p < 6; p++)
+        for (int h = 0; h < 2; h++) { /* the chain */
+            double a = (40.0 * p + 10.0 * h) * M_PI / 180;
+            float *v = emb + (6 + 2 * p + h) * DIM;
+            v[0] = (float)cos(a), v[1] = (float)sin(a);
+            mag[6 + 2 * p + h] = 25;
+        }
+}
+
+/* Exact k nearest neighbours by cosine (rows are unit length). */
+static mf_knn_graph *exact_graph(void)
+{
+    int64_t nbr[ROWS * K];
+    float sim[ROWS * K];
+    for (int i = 0; i < ROWS; i++) {
+        float s[ROWS];
+        int used[ROWS] = {0};
+        for (int j = 0; j < ROWS; j++) {
+            s[j] = 0;
+            for (int d = 0; d < DIM; d++)
+                s[j] += emb[i * DIM + d] * emb[j * DIM + d];
+        }
+        used[i] = 1;
+        for (int r = 0; r < K; r++) {
+            int best = -1;
+            for (int j = 0; j < ROWS; j++)
+                if (!used[j] && (best < 0 || s[j] > s[best]))
+                    best = j;
+            used[best] = 1;
+            nbr[i * K + r] = best, sim[i * K + r] = s[best];
+        }
+    }
+    mf_knn_graph *g;
+    cr_assert_eq(mf_knn_from_arrays(&g, ROWS, K, nbr, sim), 0);
+    return g;
+}
+
+static mf_store *write_store(void)
+{
+    static char ids[ROWS][16];
+    static const char *idp[ROWS];
+    for (int i = 0; i < ROWS; i++) {
+        snprintf(ids[i], sizeof ids[i], "row%d", i);
+        idp[i] = ids[i];
+    }
+    mf_store_params sp = mf_store_default_params();
+    sp.dim = DIM;
+    mf_store *s;
+    cr_assert_eq(mf_store_create(&s, path, &sp), 0, "%s", mf_last_error());
+    cr_assert_eq(mf_store_append(s, ROWS, emb, mag, idp, NULL), 0, "%s", mf_last_error());
+    cr_assert_eq(mf_store_commit(s), 0, "%s", mf_last_error());
+    cr_assert_eq(mf_store_open(&s, path), 0, "%s", mf_last_error());
+    return s;
+}
+
+static const mf_cluster_scale scale = {.lo = 0.2, .valley = 0.4, .hi = 0.96, .two_modes = 1};
+
+static void cluster(mf_cluster_method m, mf_knn_graph *g, int64_t *label)
+{
+    mf_cluster_params p = mf_cluster_default_params();
+    mf_cluster_method_defaults(&p, m);
+    p.tau = 0.8f, p.tau2 = 0.8f;
+    cr_assert_eq(mf_cluster_run(g, mag, &p, label, NULL), 0, "%s", mf_last_error());
+}
+
+Test(cluster_split, a_chain_splits_into_its_pairs_and_the_identity_stays)
+{
+    make_rows();
+    mf_knn_graph *g = exact_graph();
+    mf_store *s = write_store();
+    int64_t label[ROWS];
+    cluster(MF_CLUSTER_COMPONENTS, g, label);
+    for (int i = 7; i < ROWS; i++)
+        cr_assert_eq(label[i], label[6], "the chain is one cluster before the split");
+    mf_cluster_params p = mf_cluster_default_params();
+    mf_cluster_method_defaults(&p, MF_CLUSTER_COMPONENTS);
+    p.tau = 0.8f;
+    mf_cluster_chains ch;
+    cr_assert_eq(mf_cluster_split_chains(g, mag, &p, &scale, s, label, &ch), 0, "%s",
+                 mf_last_error());
+    const int64_t want[ROWS] = {0, 0, 0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6};
+    for (int i = 0; i < ROWS; i++)
+        cr_expect_eq(label[i], want[i], "row %d: cluster %ld, want %ld", i, (long)label[i],
+                     (long)want[i]);
+    cr_expect_eq(ch.found, 1);
+    cr_expect_eq(ch.rows, 12);
+    cr_expect_eq(ch.largest_rows, 12);
+    cr_expect(fabs(ch.largest_coherence - 0.102) < 0.002, "coherence %g",
+              ch.largest_coherence);
+    cr_expect_eq(ch.pieces, 6);
+    cr_expect_eq(ch.rounds, 1);
+    cr_expect(fabsf(ch.tau - 0.94f) < 1e-6f, "tau %g", ch.tau);
+    cr_expect_eq(ch.left, 0);
+    mf_store_close(s);
+    mf_knn_free(g);
+}
+
+Test(cluster_split, anchors_split_the_same_chain)
+{
+    make_rows();
+    mf_knn_graph *g = exact_graph();
+    mf_store *s = write_store();
+    int64_t label[ROWS];
+    cluster(MF_CLUSTER_ANCHORS, g, label);
+    mf_cluster_params p = mf_cluster_default_params();
+    p.tau = 0.8f, p.tau2 = 0.8f;
+    mf_cluster_chains ch;
+    cr_assert_eq(mf_cluster_split_chains(g, mag, &p, &scale, s, label, &ch), 0, "%s",
+                 mf_last_error());
+    cr_expect_eq(ch.found, 1);
+    for (int i = 1; i < 6; i++)
+        cr_expect_eq(label[i], label[0], "the identity stays whole");
+    for (int i = 6; i < ROWS; i += 2)
+        cr_expect(label[i] != label[i + 2 < ROWS ? i + 2 : 0],
+                  "pair at row %d no longer joins the next", i);
+    mf_store_close(s);
+    mf_knn_free(g);
+}
+
+Test(cluster_split, no_room_to_raise_tau_leaves_the_chain_and_says_so)
+{
+    make_rows();
+    mf_knn_graph *g = exact_graph();
+    mf_store *s = write_store();
+    int64_t label[ROWS], before[ROWS];
+    cluster(MF_CLUSTER_COMPONENTS, g, label);
+    for (int i = 0; i < ROWS; i++)
+        before[i] = label[i];
+    mf_cluster_params p = mf_cluster_default_params();
+    mf_cluster_method_defaults(&p, MF_CLUSTER_COMPONENTS);
+    p.tau = 0.8f;
+    mf_cluster_scale flat = scale;
+    flat.hi = flat.valley; /* what mf-cluster --keep-chains passes */
+    mf_cluster_chains ch;
+    cr_assert_eq(mf_cluster_split_chains(g, mag, &p, &flat, s, label, &ch), 0);
+    cr_expect_eq(ch.found, 1);
+    cr_expect_eq(ch.left, 1);
+    cr_expect_eq(ch.left_rows, 12);
+    for (int i = 0; i < ROWS; i++)
+        cr_expect_eq(label[i], before[i], "row %d unchanged", i);
+    mf_store_close(s);
+    mf_knn_free(g);
+}
+
+Test(cluster_split, a_store_of_other_rows_is_refused)
+{
+    make_rows();
+    mf_knn_graph *g;
+    int64_t nbr[2] = {1, 0};
+    float sim[2] = {0.9f, 0.9f};
+    cr_assert_eq(mf_knn_from_arrays(&g, 2, 1, nbr, sim), 0);
+    mf_store *s = write_store();
+    int64_t label[2] = {0, 0};
+    mf_cluster_params p = mf_cluster_default_params();
+    p.tau = 0.8f, p.tau2 = 0.8f;
+    mf_cluster_chains ch;
+    cr_expect_eq(mf_cluster_split_chains(g, mag, &p, &scale, s, label, &ch), MF_ERR_ARG);
+    mf_store_close(s);
+    mf_knn_free(g);
+}
