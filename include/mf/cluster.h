@@ -70,7 +70,7 @@ typedef struct mf_cluster_stats {
 
 mf_cluster_params mf_cluster_default_params(void);
 /* Default thresholds of a method filled into p: tau and tau2 NAN (chosen from the graph
- * by mf_cluster_auto), anchor_quantile 0.3, resolution 0.1. */
+ * by mf_cluster_auto), anchor_quantile 0.3, resolution 0.04. */
 void mf_cluster_method_defaults(mf_cluster_params *p, mf_cluster_method m);
 
 /* Choose the thresholds of p that are NAN (tau, tau2) from the graph, without labels:

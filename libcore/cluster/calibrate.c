@@ -51,6 +51,25 @@ static int scan(calib_ctx *c, mf_cluster_params *p, float *fparam, double *dpara
     return 0;
 }
 
+/* Leiden's CPM resolution is a density: a community of S rows holds while about
+ * 2 k w / S (w: mean edge weight) exceeds it, so its useful values span two orders of
+ * magnitude (large identities need small ones): scanned on a doubling grid. */
+static int scan_resolution(calib_ctx *c, mf_cluster_params *p, double *best)
+{
+    double keep = p->resolution;
+    for (double r = 0.005; r <= 0.65; r *= 2) {
+        p->resolution = r;
+        double f;
+        int rc = score(c, p, &f);
+        if (rc < 0)
+            return rc;
+        if (f > *best + 1e-12)
+            *best = f, keep = r;
+    }
+    p->resolution = keep;
+    return 0;
+}
+
 int mf_cluster_calibrate(const mf_knn_graph *g, const float *magnitude, const int64_t *truth,
                          mf_cluster_params *p, double *best_f)
 {
@@ -70,7 +89,7 @@ int mf_cluster_calibrate(const mf_knn_graph *g, const float *magnitude, const in
                 rc = scan(&c, p, NULL, &p->anchor_quantile, 0.0, 0.6, 0.1, &best);
         }
         if (rc == 0 && p->method == MF_CLUSTER_LEIDEN)
-            rc = scan(&c, p, NULL, &p->resolution, 0.05, 0.65, 0.15, &best);
+            rc = scan_resolution(&c, p, &best);
     }
     double t = p->tau;
     if (rc == 0 && !igraph)

@@ -37,7 +37,7 @@ void mf_cluster_method_defaults(mf_cluster_params *p, mf_cluster_method m)
     p->tau = NAN;
     p->tau2 = NAN;
     p->anchor_quantile = 0.3;
-    p->resolution = 0.1;
+    p->resolution = 0.04;
 }
 
 mf_cluster_params mf_cluster_default_params(void)
