@@ -8,6 +8,10 @@
 #                                      on 2 busy cores)
 #   MF_ROBUST_ROWS=65000 MF_ROBUST_IDS=2000 bench/bench_robust.sh default
 #                                      named settings only, at another size
+#   MF_ROBUST_SEED=100 bench/bench_robust.sh
+#                                      the same grid drawn again (setting i uses seed
+#                                      MF_ROBUST_SEED + i; default 0): defaults chosen on
+#                                      one draw are checked on another
 #
 # Columns: rule 1 (--auto) precision/recall against junk and unusable faces (quality
 # below 0.25); rule 2 (--outliers, the default) precision/recall against wrong rows
@@ -76,7 +80,7 @@ header="setting\tr1_p\tr1_r\tr2_p\tr2_r"
 for m in $methods; do header="$header\t${m}_F\t${m}_gap"; done
 printf "%b\n" "$header" | tee "$work/table.tsv"
 printf "setting method mode\ttau\ttau2\tlargest\tsuspect\n" >"$work/thresholds.tsv"
-seed=0
+seed=${MF_ROBUST_SEED:-0}
 for entry in "${grid[@]}"; do
   name=${entry%%|*} opts=${entry#*|}
   seed=$((seed + 1))
