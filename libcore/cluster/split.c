@@ -124,14 +124,17 @@ static int recluster(const mf_knn_graph *g, const float *mag, const mf_cluster_p
             below += mag[rows[at]] < anchor_cut;
         }
     }
-    if (rc == 0)
-        rc = subgraph(g, rows, m, local, label, c, &sub);
     mf_cluster_params q = *p;
     q.tau = tau;
-    /* the same rows are anchors as in the whole graph: the quantile that puts the
-     * sub-cluster's cut at the global one (the half keeps the index off a rounding edge) */
-    q.anchor_quantile = ((double)below + 0.5) / (double)m;
-    if (rc == 0)
+    /* anchors: the same rows are anchors as in the whole graph, through the quantile that
+     * puts the sub-cluster's cut at the global one (the half keeps the index off a
+     * rounding edge); a chain of leaves only has no anchor to hang from */
+    int anchored = p->method == MF_CLUSTER_ANCHORS && p->weight;
+    q.anchor_quantile = anchored ? ((double)below + 0.5) / (double)m : p->anchor_quantile;
+    if (rc == 0 && anchored && below == m)
+        for (size_t i = 0; i < m; i++)
+            sub_label[i] = -1;
+    else if (rc == 0 && (rc = subgraph(g, rows, m, local, label, c, &sub)) == 0)
         rc = mf_cluster_run(sub, sub_mag, &q, sub_label, NULL);
     int64_t most = -1;
     for (size_t i = 0; rc == 0 && i < m; i++)

@@ -209,3 +209,30 @@ Test(cluster_split, a_store_of_other_rows_is_refused)
     mf_store_close(s);
     mf_knn_free(g);
 }
+
+/* A chain whose rows all sit below the anchor magnitude, clustered by peaks (which needs
+ * no anchors): the anchor quantile handed down to the re-clustering must stay in [0, 1)
+ * (it was (rows below the cut + 0.5) / rows for every method: > 1 here, and mf-cluster
+ * failed with "anchor quantile must be in [0, 1)"). */
+Test(cluster_split, peaks_splits_a_chain_of_low_magnitude_rows)
+{
+    make_rows();
+    for (int i = 6; i < ROWS; i++)
+        mag[i] = 10.0f + 0.1f * (float)i;
+    mf_knn_graph *g = exact_graph();
+    mf_store *s = write_store();
+    mf_cluster_params p = mf_cluster_default_params();
+    mf_cluster_method_defaults(&p, MF_CLUSTER_PEAKS);
+    p.tau = 0.8f, p.anchor_quantile = 0.7; /* the cut is the identity's magnitude, 30 */
+    int64_t label[ROWS];
+    cr_assert_eq(mf_cluster_run(g, mag, &p, label, NULL), 0, "%s", mf_last_error());
+    mf_cluster_chains ch;
+    cr_assert_eq(mf_cluster_split_chains(g, mag, &p, &scale, s, label, &ch), 0, "%s",
+                 mf_last_error());
+    cr_expect_eq(ch.found, 1);
+    cr_expect_gt(ch.pieces, 1);
+    for (int i = 0; i < 6; i++)
+        cr_expect_eq(label[i], 0, "row %d: the identity stays", i);
+    mf_store_close(s);
+    mf_knn_free(g);
+}
