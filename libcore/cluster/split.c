@@ -5,19 +5,18 @@
  * model's overlapping identities) joins hundreds of identities into one cluster. Such a
  * cluster is told by its coherence, the mean cosine between two of its rows:
  *     coherence = (|sum u|^2 - S) / (S (S - 1))      (u: unit embeddings, S rows)
- * (one pass over the store). Rows of one identity are on average more alike than two
- * neighbouring rows of different identities; a chain's rows are mostly pairs of
- * different identities, so its coherence falls below the graph's different-identity
- * mode (mf_cluster_scale.lo). Measured over the mf-synth grid of bench/bench_robust.sh
+ * Rows of one identity are on average more alike than two neighbouring rows of different
+ * identities; a chain's rows are mostly pairs of different identities, so its coherence
+ * falls below the graph's different-identity mode (mf_cluster_scale.lo). Measured over the mf-synth grid of bench/bench_robust.sh
  * (docs/CLUSTER.md): every cluster of > k rows below that mode was a chain (purity
  * <= 0.35), and no cluster of one identity (purity >= 0.9, 2,223 of them) came within
  * 0.02 of it.
  * A chain is clustered again by the same method on the edges between its own rows, with
  * tau raised to the valley (if below) plus a quarter of the span between the valley and
- * the same-identity mode;
- * pieces that are still chains are split again, up to the same-identity mode. Only
- * clusters of more than k rows are judged: below that a neighbourhood can hold the whole
- * cluster, and the estimate is noisy. */
+ * the same-identity mode; pieces that are still chains are split again (one pass over
+ * the store per round), up to the same-identity mode. Only clusters of more than k rows
+ * are judged: below that a neighbourhood can hold the whole cluster, and the estimate is
+ * noisy. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
