@@ -8,27 +8,20 @@
 #include "mf/clean.h"
 #include "mf/status.h"
 #include "mf/store.h"
+#include "temp_dir.h"
 
 #define DIM 32
 #define MAXROWS 512
 
-static char dir[] = "/tmp/mf_test_clean_XXXXXX";
 static char path[512];
 
 static void setup(void)
 {
-    cr_assert_not_null(mkdtemp(dir));
+    temp_dir_make("clean");
     snprintf(path, sizeof path, "%s/in.h5", dir);
 }
 
-static void teardown(void)
-{
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    (void)!system(cmd);
-}
-
-TestSuite(clean, .init = setup, .fini = teardown);
+TestSuite(clean, .init = setup, .fini = temp_dir_remove);
 
 typedef struct crafted {
     size_t n;

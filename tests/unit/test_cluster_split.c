@@ -14,30 +14,23 @@
 #include "mf/cluster.h"
 #include "mf/status.h"
 #include "mf/store.h"
+#include "temp_dir.h"
 
 #define DIM 8
 #define ROWS 18
 #define K 4
 
-static char dir[] = "/tmp/mf_test_split_XXXXXX";
 static char path[512];
 static float emb[ROWS * DIM];
 static float mag[ROWS];
 
 static void setup(void)
 {
-    cr_assert_not_null(mkdtemp(dir));
+    temp_dir_make("split");
     snprintf(path, sizeof path, "%s/in.h5", dir);
 }
 
-static void teardown(void)
-{
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    (void)!system(cmd);
-}
-
-TestSuite(cluster_split, .init = setup, .fini = teardown);
+TestSuite(cluster_split, .init = setup, .fini = temp_dir_remove);
 
 static void make_rows(void)
 {
@@ -106,12 +99,14 @@ static mf_store *write_store(void)
 
 static const mf_cluster_scale scale = {.lo = 0.2, .valley = 0.4, .hi = 0.96, .two_modes = 1};
 
-static void cluster(mf_cluster_method m, mf_knn_graph *g, int64_t *label)
+/* Cluster with method m at tau (and tau2) 0.8; returns the parameters, for the split. */
+static mf_cluster_params cluster(mf_cluster_method m, mf_knn_graph *g, int64_t *label)
 {
     mf_cluster_params p = mf_cluster_default_params();
     mf_cluster_method_defaults(&p, m);
     p.tau = 0.8f, p.tau2 = 0.8f;
     cr_assert_eq(mf_cluster_run(g, mag, &p, label, NULL), 0, "%s", mf_last_error());
+    return p;
 }
 
 Test(cluster_split, a_chain_splits_into_its_pairs_and_the_identity_stays)
@@ -120,12 +115,9 @@ Test(cluster_split, a_chain_splits_into_its_pairs_and_the_identity_stays)
     mf_knn_graph *g = exact_graph();
     mf_store *s = write_store();
     int64_t label[ROWS];
-    cluster(MF_CLUSTER_COMPONENTS, g, label);
+    mf_cluster_params p = cluster(MF_CLUSTER_COMPONENTS, g, label);
     for (int i = 7; i < ROWS; i++)
         cr_assert_eq(label[i], label[6], "the chain is one cluster before the split");
-    mf_cluster_params p = mf_cluster_default_params();
-    mf_cluster_method_defaults(&p, MF_CLUSTER_COMPONENTS);
-    p.tau = 0.8f;
     mf_cluster_chains ch;
     cr_assert_eq(mf_cluster_split_chains(g, mag, &p, &scale, s, label, &ch), 0, "%s",
                  mf_last_error());
@@ -152,9 +144,7 @@ Test(cluster_split, anchors_split_the_same_chain)
     mf_knn_graph *g = exact_graph();
     mf_store *s = write_store();
     int64_t label[ROWS];
-    cluster(MF_CLUSTER_ANCHORS, g, label);
-    mf_cluster_params p = mf_cluster_default_params();
-    p.tau = 0.8f, p.tau2 = 0.8f;
+    mf_cluster_params p = cluster(MF_CLUSTER_ANCHORS, g, label);
     mf_cluster_chains ch;
     cr_assert_eq(mf_cluster_split_chains(g, mag, &p, &scale, s, label, &ch), 0, "%s",
                  mf_last_error());
@@ -174,12 +164,9 @@ Test(cluster_split, no_room_to_raise_tau_leaves_the_chain_and_says_so)
     mf_knn_graph *g = exact_graph();
     mf_store *s = write_store();
     int64_t label[ROWS], before[ROWS];
-    cluster(MF_CLUSTER_COMPONENTS, g, label);
+    mf_cluster_params p = cluster(MF_CLUSTER_COMPONENTS, g, label);
     for (int i = 0; i < ROWS; i++)
         before[i] = label[i];
-    mf_cluster_params p = mf_cluster_default_params();
-    mf_cluster_method_defaults(&p, MF_CLUSTER_COMPONENTS);
-    p.tau = 0.8f;
     mf_cluster_scale flat = scale;
     flat.hi = flat.valley; /* what mf-cluster --keep-chains passes */
     mf_cluster_chains ch;

@@ -13,20 +13,13 @@
 #include "mf/export.h"
 #include "mf/report.h"
 #include "mf/status.h"
+#include "temp_dir.h"
 #include "report/html.h"
 
-static char dir[] = "/tmp/mf_test_export_XXXXXX";
 
-static void setup(void) { cr_assert_not_null(mkdtemp(dir)); }
+static void setup(void) { temp_dir_make("export"); }
 
-static void teardown(void)
-{
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    (void)!system(cmd);
-}
-
-TestSuite(export, .init = setup, .fini = teardown);
+TestSuite(export, .init = setup, .fini = temp_dir_remove);
 
 Test(export, id_kinds)
 {

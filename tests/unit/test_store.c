@@ -11,26 +11,19 @@
 
 #include "mf/status.h"
 #include "mf/store.h"
+#include "temp_dir.h"
 
 #define DIM 8
 
-static char dir[] = "/tmp/mf_test_store_XXXXXX";
 static char path[512];
 
 static void setup(void)
 {
-    cr_assert_not_null(mkdtemp(dir));
+    temp_dir_make("store");
     snprintf(path, sizeof path, "%s/s.h5", dir);
 }
 
-static void teardown(void)
-{
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    (void)!system(cmd);
-}
-
-TestSuite(store, .init = setup, .fini = teardown);
+TestSuite(store, .init = setup, .fini = temp_dir_remove);
 
 /* Deterministic rows: value depends on the global row index only. */
 static void make_rows(uint64_t first, size_t n, float *emb, char **ids, int64_t *labels)
