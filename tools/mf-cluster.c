@@ -228,7 +228,7 @@ static int split_chains(config *c, const mf_knn_graph *g, const float *mag, mf_s
     if (c->keep_chains)
         sc.hi = sc.valley; /* judge, but no room to raise tau: every chain is left */
     rc = mf_cluster_split_chains(g, mag, &c->cp, &sc, s, label, &c->chains);
-    if (rc == 0 && !c->keep_chains && c->chains.found) {
+    if (rc == 0 && !c->keep_chains && (c->chains.found || c->chains.merged)) {
         mf_cluster_stats before = *st;
         rc = mf_cluster_stats_of(g->n, label, st);
         st->suspect = before.suspect, st->suspect_rows = before.suspect_rows;
@@ -273,20 +273,29 @@ static cJSON *summary_json(const config *c, const mf_knn_graph *g, const mf_knn_
     cJSON_AddNumberToObject(o, "chains", (double)c->chains.found);
     cJSON_AddNumberToObject(o, "chain_rows", (double)c->chains.rows);
     cJSON_AddNumberToObject(o, "chains_left", (double)c->chains.left);
+    cJSON_AddNumberToObject(o, "merges_split", (double)c->chains.merged);
     return o;
 }
 
 static void print_chains(const mf_cluster_chains *ch, int kept)
 {
-    if (!ch->found)
+    if (ch->merged)
+        mf_cli_info("%zu clusters held several identities: at a higher tau they parted into "
+                    "large pieces as unlike as different identities, and were split",
+                    ch->merged);
+    if (!ch->found) {
+        if (ch->rounds)
+            mf_cli_info("splits made %zu clusters in %d rounds, tau raised to %.3f",
+                        ch->pieces, ch->rounds, ch->tau);
         return;
+    }
     const char *what = kept ? "kept as made (--keep-chains)" : "clustered again";
     mf_cli_warn("chains of identities: %zu of the clusters (%zu rows; the largest %zu rows, "
                 "mean cosine %.3f between its rows) have rows less alike than neighbouring "
                 "rows of different identities: %s",
                 ch->found, ch->rows, ch->largest_rows, ch->largest_coherence, what);
     if (ch->rounds)
-        mf_cli_info("chains split into %zu clusters in %d rounds, tau raised to %.3f",
+        mf_cli_info("splits made %zu clusters in %d rounds, tau raised to %.3f",
                     ch->pieces, ch->rounds, ch->tau);
     if (ch->left && !kept)
         mf_cli_warn("%zu chains (%zu rows) remain at the same-identity mode: give --tau or "

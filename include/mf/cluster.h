@@ -110,6 +110,9 @@ typedef struct mf_cluster_chains {
     size_t found, rows;        /* chains in the method's result, rows in them */
     size_t largest_rows;       /* the largest chain's rows and coherence */
     double largest_coherence;
+    size_t merged;             /* clusters of a few identities split (all rounds): raising
+                                  tau parted them into large pieces as unlike as
+                                  different identities */
     size_t pieces;             /* clusters the splits made (all rounds) */
     size_t left, left_rows;    /* chains still there when tau reached the mode */
     int rounds;                /* rounds that split something */

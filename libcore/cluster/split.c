@@ -28,51 +28,62 @@
 #define RAISE_SHARE 0.25 /* tau step per round, share of (mode - valley) */
 #define MAX_ROUNDS 8
 
-/* Coherence of every cluster of more than min_rows rows (NAN for the others). */
-static int coherence(mf_store *s, const int64_t *label, size_t n, const size_t *size,
-                     size_t clusters, size_t min_rows, double *coh)
+/* Sums of the unit embeddings of every cluster of more than min_rows rows (one pass over
+ * the store): slot[c] indexes sum (dim values per tracked cluster), -1 if not tracked. */
+typedef struct sums {
+    int64_t *slot;
+    double *sum;
+    size_t dim;
+} sums;
+
+static void sums_free(sums *cs) { free(cs->slot), free(cs->sum); }
+
+static int sum_clusters(mf_store *s, const int64_t *label, const size_t *size, size_t clusters,
+                        size_t min_rows, sums *cs)
 {
-    size_t dim = mf_store_dim(s), tracked = 0;
-    int64_t *slot = malloc(clusters * sizeof *slot);
-    if (!slot)
+    size_t dim = mf_store_dim(s), n = mf_store_rows(s), tracked = 0;
+    cs->dim = dim;
+    cs->sum = NULL;
+    cs->slot = malloc((clusters + 1) * sizeof *cs->slot);
+    if (!cs->slot)
         return mf_set_error(MF_ERR_NOMEM, "out of memory for %zu clusters", clusters);
-    for (size_t c = 0; c < clusters; c++) {
-        slot[c] = size[c] > min_rows ? (int64_t)tracked++ : -1;
-        coh[c] = NAN;
-    }
-    double *sum = calloc(tracked * dim + 1, sizeof *sum);
+    for (size_t c = 0; c < clusters; c++)
+        cs->slot[c] = size[c] > min_rows ? (int64_t)tracked++ : -1;
+    cs->sum = calloc(tracked * dim + 1, sizeof *cs->sum);
     mf_store_cursor *cur = NULL;
     const mf_store_block *b;
-    int rc = sum ? mf_store_cursor_open(&cur, s, MF_COL_EMBEDDING, 0, n)
-                 : mf_set_error(MF_ERR_NOMEM, "out of memory for %zu cluster sums", tracked);
+    int rc = cs->sum ? mf_store_cursor_open(&cur, s, MF_COL_EMBEDDING, 0, n)
+                     : mf_set_error(MF_ERR_NOMEM, "out of memory for %zu cluster sums", tracked);
     while (rc == 0 && tracked && (rc = mf_store_cursor_next(cur, &b)) > 0) {
         rc = 0;
         for (size_t i = 0; i < b->n; i++) {
             int64_t l = label[b->start + i];
-            if (l < 0 || slot[l] < 0)
+            if (l < 0 || cs->slot[l] < 0)
                 continue;
             const float *x = b->embedding + i * dim;
             double norm = 0;
             for (size_t d = 0; d < dim; d++)
                 norm += (double)x[d] * x[d];
             norm = norm > 0 ? 1 / sqrt(norm) : 0;
-            double *acc = sum + (size_t)slot[l] * dim;
+            double *acc = cs->sum + (size_t)cs->slot[l] * dim;
             for (size_t d = 0; d < dim; d++)
                 acc[d] += x[d] * norm;
         }
     }
     mf_store_cursor_close(cur);
-    for (size_t c = 0; rc >= 0 && c < clusters; c++) {
-        if (slot[c] < 0)
-            continue;
-        const double *acc = sum + (size_t)slot[c] * dim;
-        double sq = 0, S = (double)size[c];
-        for (size_t d = 0; d < dim; d++)
-            sq += acc[d] * acc[d];
-        coh[c] = (sq - S) / (S * (S - 1));
-    }
-    free(slot), free(sum);
     return rc < 0 ? rc : 0;
+}
+
+/* Mean cosine between a row of tracked cluster a (size sa) and one of b: s_a . s_b / (sa sb);
+ * with a == b, between two distinct rows: (|s_a|^2 - sa) / (sa (sa - 1)), the coherence. */
+static double mean_cosine(const sums *cs, size_t a, double sa, size_t b, double sb)
+{
+    const double *x = cs->sum + (size_t)cs->slot[a] * cs->dim;
+    const double *y = cs->sum + (size_t)cs->slot[b] * cs->dim;
+    double dot = 0;
+    for (size_t d = 0; d < cs->dim; d++)
+        dot += x[d] * y[d];
+    return a == b ? (dot - sa) / (sa * (sa - 1)) : dot / (sa * sb);
 }
 
 /* The graph restricted to `rows` (sorted): each row keeps its neighbours inside, in
@@ -103,11 +114,11 @@ static int subgraph(const mf_knn_graph *g, const int64_t *rows, size_t m, const 
     return rc;
 }
 
-/* Cluster the m rows of cluster c (sorted) again at tau; pieces get ids from *next on
- * (rows the method leaves unassigned get -1). */
+/* Cluster the m rows of cluster c (sorted; label says who is in c) again at tau, into dst:
+ * pieces get ids from *next on, rows the method leaves unassigned get -1. */
 static int recluster(const mf_knn_graph *g, const float *mag, const mf_cluster_params *p,
                      float tau, float anchor_cut, int64_t c, const int64_t *rows, size_t m,
-                     int64_t *label, int64_t *local, int64_t *next, size_t *pieces)
+                     const int64_t *label, int64_t *local, int64_t *dst, int64_t *next)
 {
     int64_t *sub_label = malloc(m * sizeof *sub_label);
     float *sub_mag = mag ? malloc(m * sizeof *sub_mag) : NULL;
@@ -139,11 +150,9 @@ static int recluster(const mf_knn_graph *g, const float *mag, const mf_cluster_p
     for (size_t i = 0; rc == 0 && i < m; i++)
         most = sub_label[i] > most ? sub_label[i] : most;
     for (size_t i = 0; rc == 0 && i < m; i++)
-        label[rows[i]] = sub_label[i] < 0 ? -1 : *next + sub_label[i];
-    if (rc == 0) {
+        dst[rows[i]] = sub_label[i] < 0 ? -1 : *next + sub_label[i];
+    if (rc == 0)
         *next += most + 1;
-        *pieces += (size_t)(most + 1);
-    }
     mf_knn_free(sub);
     free(sub_label), free(sub_mag);
     return rc;
@@ -184,12 +193,35 @@ static int renumber(int64_t *label, size_t n, int64_t next)
     return 0;
 }
 
+/* Do the large pieces of trial ids [lo_id, hi_id) include two that are as unlike as
+ * rows of different identities? */
+static int separated(const sums *ps, const size_t *piece_size, int64_t lo_id, int64_t hi_id,
+                     double lo)
+{
+    for (int64_t a = lo_id; a < hi_id; a++)
+        for (int64_t b = a + 1; ps->slot[a] >= 0 && b < hi_id; b++)
+            if (ps->slot[b] >= 0 && mean_cosine(ps, (size_t)a, (double)piece_size[a], (size_t)b,
+                                                (double)piece_size[b]) < lo)
+                return 1;
+    return 0;
+}
+
+/* Sizes of the clusters 0..clusters-1 of label (rows at -1 count nowhere). */
+static size_t *cluster_sizes(const int64_t *label, size_t n, size_t clusters)
+{
+    size_t *size = calloc(clusters + 1, sizeof *size);
+    for (size_t i = 0; size && i < n; i++)
+        if (label[i] >= 0)
+            size[label[i]]++;
+    return size;
+}
+
 int mf_cluster_split_chains(const mf_knn_graph *g, const float *magnitude,
                             const mf_cluster_params *p, const mf_cluster_scale *sc,
                             mf_store *s, int64_t *label, mf_cluster_chains *out)
 {
     memset(out, 0, sizeof *out);
-    size_t n = g->n;
+    size_t n = g->n, k = (size_t)g->k;
     if (mf_store_rows(s) != n)
         return mf_set_error(MF_ERR_ARG, "split chains: the store has %zu rows, the graph %zu",
                             (size_t)mf_store_rows(s), n);
@@ -199,52 +231,81 @@ int mf_cluster_split_chains(const mf_knn_graph *g, const float *magnitude,
     int64_t next = 0;
     for (size_t i = 0; i < n; i++)
         next = label[i] >= next ? label[i] + 1 : next;
-    int64_t *local = malloc(n * sizeof *local);
-    int rc = local ? 0 : mf_set_error(MF_ERR_NOMEM, "out of memory for %zu rows", n);
+    int64_t *local = malloc(n * sizeof *local), *trial = malloc(n * sizeof *trial);
+    int64_t *order = malloc(n * sizeof *order);
+    int rc = local && trial && order ? 0
+                                     : mf_set_error(MF_ERR_NOMEM, "out of memory for %zu rows", n);
     double step = RAISE_SHARE * (sc->hi - sc->valley);
     float tau = p->tau;
     for (int round = 0; rc == 0 && round < MAX_ROUNDS; round++) {
         size_t clusters = (size_t)next;
-        size_t *size = calloc(clusters + 1, sizeof *size);
+        size_t *size = cluster_sizes(label, n, clusters), *piece_size = NULL;
         size_t *first = malloc((clusters + 1) * sizeof *first);
-        double *coh = malloc((clusters + 1) * sizeof *coh);
-        int64_t *order = malloc(n * sizeof *order);
-        if (!size || !first || !coh || !order)
+        int64_t *trial_from = malloc((clusters + 1) * sizeof *trial_from);
+        sums cs = {0}, ps = {0};
+        if (!size || !first || !trial_from)
             rc = mf_set_error(MF_ERR_NOMEM, "out of memory for %zu clusters", clusters);
-        for (size_t i = 0; rc == 0 && i < n; i++)
-            if (label[i] >= 0)
-                size[label[i]]++;
         if (rc == 0)
-            rc = coherence(s, label, n, size, clusters, (size_t)g->k, coh);
+            rc = sum_clusters(s, label, size, clusters, k, &cs);
         if (rc == 0)
             group_rows(label, n, size, clusters, first, order);
         /* a chain's edges below the valley are the suspect ones: from there, by steps */
         tau = (float)(fmax(tau, sc->valley) + step);
         int can_raise = step > 0 && tau < sc->hi;
-        size_t found = 0;
+        /* every large cluster is clustered again at tau, on trial */
+        int64_t trials = 0;
+        for (size_t i = 0; i < n; i++)
+            trial[i] = -1;
         for (size_t c = 0; rc == 0 && c < clusters; c++) {
-            if (!(coh[c] < sc->lo))
+            trial_from[c] = trials;
+            if (can_raise && cs.slot[c] >= 0)
+                rc = recluster(g, magnitude, p, tau, anchor_cut, (int64_t)c, order + first[c],
+                               size[c], label, local, trial, &trials);
+        }
+        trial_from[clusters] = trials;
+        if (rc == 0 && can_raise) {
+            piece_size = cluster_sizes(trial, n, (size_t)trials);
+            rc = piece_size ? sum_clusters(s, trial, piece_size, (size_t)trials, k, &ps)
+                            : mf_set_error(MF_ERR_NOMEM, "out of memory for pieces");
+        }
+        /* kept: a chain (its rows less alike than different identities), or a cluster
+         * whose trial holds two large pieces that unlike */
+        size_t split = 0;
+        for (size_t c = 0; rc == 0 && c < clusters; c++) {
+            if (cs.slot[c] < 0)
                 continue;
-            found++;
-            if (round == 0) {
+            double coh = mean_cosine(&cs, c, (double)size[c], c, (double)size[c]);
+            int chain = coh < sc->lo;
+            if (chain && round == 0) {
                 out->found++, out->rows += size[c];
                 if (out->largest_rows < size[c])
-                    out->largest_rows = size[c], out->largest_coherence = coh[c];
+                    out->largest_rows = size[c], out->largest_coherence = coh;
             }
-            if (can_raise)
-                rc = recluster(g, magnitude, p, tau, anchor_cut, (int64_t)c, order + first[c],
-                               size[c], label, local, &next, &out->pieces);
-            else
-                out->left++, out->left_rows += size[c];
+            if (!can_raise) {
+                if (chain)
+                    out->left++, out->left_rows += size[c];
+                continue;
+            }
+            if (!chain && !separated(&ps, piece_size, trial_from[c], trial_from[c + 1], sc->lo))
+                continue;
+            out->merged += !chain;
+            for (size_t r = first[c]; r < first[c] + size[c]; r++) {
+                int64_t t = trial[order[r]];
+                label[order[r]] = t < 0 ? -1 : next + (t - trial_from[c]);
+            }
+            next += trial_from[c + 1] - trial_from[c];
+            out->pieces += (size_t)(trial_from[c + 1] - trial_from[c]);
+            split++;
         }
-        free(size), free(first), free(coh), free(order);
-        if (!found || !can_raise)
+        free(size), free(first), free(trial_from), free(piece_size);
+        sums_free(&cs), sums_free(&ps);
+        if (!split)
             break;
         out->rounds = round + 1;
         out->tau = tau;
     }
-    free(local);
-    if (rc == 0 && out->found)
+    free(local), free(trial), free(order);
+    if (rc == 0 && (out->found || out->merged))
         rc = renumber(label, n, next);
     return rc;
 }

@@ -223,3 +223,60 @@ Test(cluster_split, peaks_splits_a_chain_of_low_magnitude_rows)
     mf_store_close(s);
     mf_knn_free(g);
 }
+
+/* Two identities of 6 rows at 84 degrees (cosine 0.1 between them) and one row on their
+ * bisector (cosine 0.73 to both) that bridges them at tau 0.7; rows 13-17 a third
+ * identity. The bridged cluster is no chain (mean cosine 0.5), but one step up the
+ * bridge parts it into two pieces of more than k rows whose rows are as unlike as
+ * different identities: it is split, the third identity is not. */
+static void make_bridged_rows(void)
+{
+    const double turn = 84 * M_PI / 180;
+    /* each row's small private part: A on e4/e5, B on e6/e7, the third on e4..e7; the
+     * bridge leans towards rows 0, 1 (+e4) and 6, 7 (+e6), so its k = 4 nearest rows are
+     * two of each identity */
+    static const int axis[ROWS] = {4, 4, 5, 5, 5, 5, 6, 6, 7, 7, 7, 7, 0, 4, 5, 6, 7, 4};
+    static const float sign[ROWS] = {1, 1, 1, 1, -1, -1, 1, 1, 1, 1, -1, -1, 0, 1, 1, 1, 1, -1};
+    for (int i = 0; i < ROWS * DIM; i++)
+        emb[i] = 0;
+    for (int i = 0; i < ROWS; i++) {
+        float *v = emb + i * DIM;
+        mag[i] = 30;
+        if (i == 12) { /* the bridge */
+            v[0] = (float)cos(turn / 2), v[1] = (float)sin(turn / 2), v[4] = v[6] = 0.1f;
+            continue;
+        }
+        double a = i < 6 ? 0 : turn;
+        if (i < 12)
+            v[0] = (float)(0.975 * cos(a)), v[1] = (float)(0.975 * sin(a));
+        else
+            v[2] = 0.975f;
+        v[axis[i]] = 0.22f * sign[i];
+    }
+}
+
+Test(cluster_split, two_identities_joined_by_a_bridge_are_parted)
+{
+    make_bridged_rows();
+    mf_knn_graph *g = exact_graph();
+    mf_store *s = write_store();
+    int64_t label[ROWS];
+    mf_cluster_params p = mf_cluster_default_params();
+    mf_cluster_method_defaults(&p, MF_CLUSTER_COMPONENTS);
+    p.tau = 0.7f;
+    cr_assert_eq(mf_cluster_run(g, mag, &p, label, NULL), 0, "%s", mf_last_error());
+    for (int i = 1; i < 13; i++)
+        cr_assert_eq(label[i], label[0], "row %d: the bridge joins both before the split", i);
+    mf_cluster_chains ch;
+    cr_assert_eq(mf_cluster_split_chains(g, mag, &p, &scale, s, label, &ch), 0, "%s",
+                 mf_last_error());
+    const int64_t want[ROWS] = {0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 2, 3, 3, 3, 3, 3};
+    for (int i = 0; i < ROWS; i++)
+        cr_expect_eq(label[i], want[i], "row %d: cluster %ld, want %ld", i, (long)label[i],
+                     (long)want[i]);
+    cr_expect_eq(ch.found, 0, "no chain");
+    cr_expect_eq(ch.merged, 1);
+    cr_expect_eq(ch.pieces, 3);
+    mf_store_close(s);
+    mf_knn_free(g);
+}
