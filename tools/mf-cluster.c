@@ -215,19 +215,33 @@ static int read_store(mf_store *s, float **mag, int64_t **truth, const char *tru
     return rc;
 }
 
+/* The graph's cosine scale, measured once: it places the thresholds not given and
+ * judges the clusters afterwards. A graph with too few edges to tell one is an error only
+ * when a threshold must come from it (*have = 0 otherwise: nothing to judge by). */
+static int measure_scale(config *c, const mf_knn_graph *g, const float *mag,
+                         mf_cluster_scale *sc, int *have)
+{
+    int rc = mf_cluster_scale_of(g, mag, &c->cp, sc);
+    int given = !isnan(c->cp.tau) &&
+                (c->cp.method != MF_CLUSTER_ANCHORS || !c->cp.weight || !isnan(c->cp.tau2));
+    *have = rc == 0;
+    if (rc == 0)
+        mf_cluster_place(sc, &c->cp, c->why, sizeof c->why);
+    else if (rc == MF_ERR_ARG && given) {
+        snprintf(c->why, sizeof c->why, "thresholds given");
+        rc = 0;
+    }
+    return rc;
+}
+
 /* Chains found (and, unless --keep-chains, split); the stats then describe the result. */
 static int split_chains(config *c, const mf_knn_graph *g, const float *mag, mf_store *s,
-                        int64_t *label, mf_cluster_stats *st)
+                        const mf_cluster_scale *scale, int64_t *label, mf_cluster_stats *st)
 {
-    mf_cluster_scale sc;
-    int rc = mf_cluster_scale_of(g, mag, &c->cp, &sc);
-    if (rc == MF_ERR_ARG)
-        return 0; /* too few edges to tell a scale (tau was given): nothing to judge by */
-    if (rc < 0)
-        return rc;
+    mf_cluster_scale sc = *scale;
     if (c->keep_chains)
         sc.hi = sc.valley; /* judge, but no room to raise tau: every chain is left */
-    rc = mf_cluster_split_chains(g, mag, &c->cp, &sc, s, label, &c->chains);
+    int rc = mf_cluster_split_chains(g, mag, &c->cp, &sc, s, label, &c->chains);
     if (rc == 0 && !c->keep_chains && (c->chains.found || c->chains.merged)) {
         mf_cluster_stats before = *st;
         rc = mf_cluster_stats_of(g->n, label, st);
@@ -409,8 +423,10 @@ int main(int argc, char **argv)
         rc = get_graph(&c, s, mag, graph_out, &g, &ki);
     else
         mf_output_abort(graph_out);
+    mf_cluster_scale scale;
+    int have_scale = 0;
     if (rc == 0)
-        rc = mf_cluster_auto(g, mag, &c.cp, c.why, sizeof c.why);
+        rc = measure_scale(&c, g, mag, &scale, &have_scale);
     if (rc == 0 && c.calibrate) {
         double f;
         rc = mf_cluster_calibrate(g, mag, truth, &c.cp, &f);
@@ -426,8 +442,8 @@ int main(int argc, char **argv)
         t0 = mf_now();
         rc = mf_cluster_run(g, mag, &c.cp, label, &st);
     }
-    if (rc == 0)
-        rc = split_chains(&c, g, mag, s, label, &st);
+    if (rc == 0 && have_scale)
+        rc = split_chains(&c, g, mag, s, &scale, label, &st);
     if (rc == 0)
         js = summary_json(&c, g, &ki, &st, mf_now() - t0);
     if (rc == 0 && out)

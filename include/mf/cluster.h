@@ -97,6 +97,11 @@ typedef struct mf_cluster_scale {
 int mf_cluster_scale_of(const mf_knn_graph *g, const float *magnitude,
                         const mf_cluster_params *p, mf_cluster_scale *out);
 
+/* The thresholds of p that are NAN placed on a scale already measured (what
+ * mf_cluster_auto does after mf_cluster_scale_of), with the sentence in why. */
+void mf_cluster_place(const mf_cluster_scale *sc, mf_cluster_params *p, char *why,
+                      size_t why_len);
+
 /* Chains: clusters of more than k rows whose rows are on average less alike than two
  * neighbouring rows of different identities (coherence, the mean cosine between two of
  * their rows, below scale->lo). Each is clustered again by p's method on its own edges

@@ -178,37 +178,48 @@ int mf_cluster_scale_of(const mf_knn_graph *g, const float *magnitude,
 int mf_cluster_auto(const mf_knn_graph *g, const float *magnitude, mf_cluster_params *p,
                     char *why, size_t why_len)
 {
-    char dummy[8];
-    if (!why)
-        why = dummy, why_len = sizeof dummy;
     int leaves = p->method == MF_CLUSTER_ANCHORS && p->weight;
     if (!isnan(p->tau) && (!leaves || !isnan(p->tau2))) {
-        snprintf(why, why_len, "thresholds given");
+        if (why)
+            snprintf(why, why_len, "thresholds given");
         return 0;
     }
     mf_cluster_scale sc;
     int rc = mf_cluster_scale_of(g, magnitude, p, &sc);
-    if (rc < 0)
-        return rc;
-    double span = sc.hi - sc.valley;
+    if (rc == 0)
+        mf_cluster_place(&sc, p, why, why_len);
+    return rc;
+}
+
+void mf_cluster_place(const mf_cluster_scale *sc, mf_cluster_params *p, char *why,
+                      size_t why_len)
+{
+    char dummy[8];
+    if (!why)
+        why = dummy, why_len = sizeof dummy;
+    double span = sc->hi - sc->valley;
     int tau_auto = isnan(p->tau), tau2_auto = isnan(p->tau2);
     if (tau_auto)
-        p->tau = (float)(sc.valley + tau_share[p->method] * span);
+        p->tau = (float)(sc->valley + tau_share[p->method] * span);
     if (tau2_auto)
-        p->tau2 = (float)(sc.valley + tau2_share * span);
-    const char *between = sc.between_anchors ? "anchors" : "rows";
+        p->tau2 = (float)(sc->valley + tau2_share * span);
+    if (!tau_auto && (!tau2_auto || p->method != MF_CLUSTER_ANCHORS || !p->weight)) {
+        snprintf(why, why_len, "thresholds given");
+        return;
+    }
+    const char *between = sc->between_anchors ? "anchors" : "rows";
     char head[200];
-    if (sc.two_modes)
+    if (sc->two_modes)
         snprintf(head, sizeof head,
                  "edge cosines between %s (%zu sampled) have a different-identity mode at "
                  "%.3f and a same-identity mode at %.3f, valley at %.3f",
-                 between, sc.edges, sc.lo, sc.hi, sc.valley);
+                 between, sc->edges, sc->lo, sc->hi, sc->valley);
     else
         snprintf(head, sizeof head,
                  "no valley found in the edge cosines between %s (%zu sampled): the two "
                  "populations overlap; median %.3f taken as the valley, 90th percentile "
                  "%.3f as the mode",
-                 between, sc.edges, sc.valley, sc.hi);
+                 between, sc->edges, sc->valley, sc->hi);
     char rule[96] = "tau given";
     if (tau_auto)
         snprintf(rule, sizeof rule, "tau = valley + %.2f x (mode - valley) = %.3f",
@@ -216,5 +227,4 @@ int mf_cluster_auto(const mf_knn_graph *g, const float *magnitude, mf_cluster_pa
     snprintf(why, why_len, "%s; %s%s", head, rule,
              tau2_auto && p->method == MF_CLUSTER_ANCHORS ? "; leaves attach at the valley"
                                                           : "");
-    return 0;
 }
