@@ -225,8 +225,10 @@ int mf_cluster_split_chains(const mf_knn_graph *g, const float *magnitude,
     if (mf_store_rows(s) != n)
         return mf_set_error(MF_ERR_ARG, "split chains: the store has %zu rows, the graph %zu",
                             (size_t)mf_store_rows(s), n);
+    /* only anchors re-clusters around the anchor cut: the other methods need no sort */
     float anchor_cut = -INFINITY;
-    if (p->weight && mf_cluster_quantile(magnitude, n, p->anchor_quantile, &anchor_cut) < 0)
+    if (p->method == MF_CLUSTER_ANCHORS && p->weight &&
+        mf_cluster_quantile(magnitude, n, p->anchor_quantile, &anchor_cut) < 0)
         return MF_ERR_NOMEM;
     int64_t next = 0;
     for (size_t i = 0; i < n; i++)
