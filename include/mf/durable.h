@@ -28,7 +28,9 @@
  * Resumable outputs (MF_OUTPUT_RESUMABLE, mf-embed's store) use the fixed temporary name
  * "<path>.partial", so that a later run can find it: if one exists and no live run holds
  * its lock, mf_output_resumed() says so and the caller decides (resume, or
- * mf_output_restart); a partial locked by a live run is refused (MF_ERR_BUSY).
+ * mf_output_restart); a partial locked by a live run is refused (MF_ERR_BUSY). A partial
+ * gets its name already locked, so of two runs started at once one writes and the other
+ * is refused, and a run never takes over a partial its writer has just published.
  *
  * Outputs are opened and committed from one thread (the tools' main thread). */
 #ifndef MF_DURABLE_H

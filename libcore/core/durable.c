@@ -468,7 +468,7 @@ static int claim_name(mf_output *o)
         rc = mf_set_error(MF_ERR_ARG, "'%s' is named twice as an output of this run", o->path);
     else if ((o->claim[1] = run_push(st.st_dev, st.st_ino, base_of(o->target), RUN_OUTPUT)) < 0)
         rc = (int)o->claim[1];
-    if (rc == 0 && !(o->flags & MF_OUTPUT_RESUMABLE))
+    if (rc == 0) /* a resumable run leaves one too if it dies while making its partial */
         remove_stale_temps(dir, base_of(o->target));
     free(dir);
     return rc;
@@ -488,52 +488,42 @@ static int open_direct(mf_output *o)
     return 0;
 }
 
-static int open_resumable(mf_output *o)
+/* Rename from -> to unless `to` exists (EEXIST then). Where renameat2 is missing, a
+ * hard link does the same. */
+static int rename_noreplace(const char *from, const char *to)
 {
-    size_t n = strlen(o->target) + sizeof PARTIAL_MARK;
-    if (!(o->temp = malloc(n)))
-        return mf_set_error(MF_ERR_NOMEM, "out of memory");
-    snprintf(o->temp, n, "%s" PARTIAL_MARK, o->target);
-    o->fd = open(o->temp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
-    if (o->fd < 0 && errno == EEXIST) {
-        o->fd = open(o->temp, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-        struct stat st;
-        if (o->fd >= 0 && (fstat(o->fd, &st) != 0 || !S_ISREG(st.st_mode)))
-            return mf_set_error(MF_ERR_ARG,
-                                "'%s' exists and is not a regular file: move it away", o->temp);
-        o->resumed = o->fd >= 0;
-    }
-    if (o->fd < 0)
-        return mf_set_error(MF_ERR_IO, "cannot create '%s': %s", o->temp, strerror(errno));
-    if (lock_fd(o->fd) == 0)
-        return mf_set_error(MF_ERR_BUSY, "'%s' is being written by another running process",
-                            o->temp);
-    return 0;
+    int rc = renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE);
+    if (rc != 0 && (errno == EINVAL || errno == ENOSYS))
+        rc = link(from, to) == 0 ? unlink(from) : -1;
+    return rc;
 }
 
-/* A new "<target>.partial-<pid>-<rand>" file or folder, created exclusively. */
-static int open_temp(mf_output *o)
+/* A new "<target>.partial-<pid>-<rand>" file or folder, created exclusively and locked
+ * (a folder through its marker file). *name is malloc'ed; returns the locked fd or -1. */
+static int create_unique(const char *target, int is_dir, char **name)
 {
-    size_t n = strlen(o->target) + sizeof TEMP_MARK + 24;
-    if (!(o->temp = malloc(n)))
-        return mf_set_error(MF_ERR_NOMEM, "out of memory");
-    int is_dir = !!(o->flags & MF_OUTPUT_DIRECTORY);
+    size_t n = strlen(target) + sizeof TEMP_MARK + 24;
+    if (!(*name = malloc(n))) {
+        errno = ENOMEM;
+        return -1;
+    }
+    int fd = -1;
     for (int attempt = 0; attempt < 100; attempt++) {
         unsigned short r = 0;
         if (getrandom(&r, sizeof r, GRND_NONBLOCK) != sizeof r)
             r = (unsigned short)(attempt * 40503u + (unsigned)getpid());
-        snprintf(o->temp, n, "%s" TEMP_MARK "%ld-%04x", o->target, (long)getpid(), r);
+        snprintf(*name, n, "%s" TEMP_MARK "%ld-%04x", target, (long)getpid(), r);
         if (!is_dir) {
-            o->fd = open(o->temp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
-            if (o->fd >= 0)
+            fd = open(*name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
+            if (fd >= 0)
                 break;
-        } else if (mkdir(o->temp, 0777) == 0) {
+        } else if (mkdir(*name, 0777) == 0) {
             char lock[PATH_MAX];
-            snprintf(lock, sizeof lock, "%s/%s", o->temp, DIR_LOCK);
-            o->fd = open(lock, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-            if (o->fd < 0) {
+            snprintf(lock, sizeof lock, "%s/%s", *name, DIR_LOCK);
+            fd = open(lock, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+            if (fd < 0) {
                 int err = errno;
-                rmdir(o->temp);
+                rmdir(*name);
                 errno = err;
             }
             break;
@@ -541,9 +531,98 @@ static int open_temp(mf_output *o)
         if (errno != EEXIST)
             break;
     }
+    if (fd >= 0)
+        lock_fd(fd); /* a filesystem without locks still gets a unique temporary */
+    return fd;
+}
+
+/* Make "<target>.partial", locked from the moment it has that name: it is created and
+ * locked under a unique name, then renamed into place unless a partial is there already.
+ * 1 made, 0 one exists, < 0 error. (Created under its own name, a partial would be
+ * visible unlocked for an instant: a second run could take its lock, and the first
+ * would then remove it as its own failed creation, under the second run's feet.) */
+static int create_partial(mf_output *o)
+{
+    char *unique = NULL;
+    int fd = create_unique(o->target, 0, &unique);
+    if (fd < 0) {
+        int rc = mf_set_error(MF_ERR_IO, "cannot create a file beside '%s': %s", o->path,
+                              strerror(errno));
+        free(unique);
+        return rc;
+    }
+    int rc = rename_noreplace(unique, o->temp), err = errno;
+    if (rc == 0) {
+        o->fd = fd;
+    } else {
+        unlink(unique);
+        close(fd);
+    }
+    free(unique);
+    if (rc == 0)
+        return 1;
+    return err == EEXIST ? 0
+                         : mf_set_error(MF_ERR_IO, "cannot create '%s': %s", o->temp,
+                                        strerror(err));
+}
+
+/* Open and lock an existing "<target>.partial". 1 opened, 0 it vanished or was replaced
+ * while we opened it (its run published or removed it: try again), < 0 error, including
+ * MF_ERR_BUSY while a live run holds it. */
+static int open_partial(mf_output *o)
+{
+    int fd = open(o->temp, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? 0
+                               : mf_set_error(MF_ERR_IO, "cannot open '%s': %s", o->temp,
+                                              strerror(errno));
+    struct stat held, named;
+    if (fstat(fd, &held) != 0 || !S_ISREG(held.st_mode)) {
+        close(fd);
+        return mf_set_error(MF_ERR_ARG, "'%s' exists and is not a regular file: move it away",
+                            o->temp);
+    }
+    if (lock_fd(fd) == 0) {
+        close(fd);
+        return mf_set_error(MF_ERR_BUSY, "'%s' is being written by another running process",
+                            o->temp);
+    }
+    /* The lock was taken after the open: the file may have stopped being the partial. */
+    if (stat(o->temp, &named) != 0 || named.st_dev != held.st_dev ||
+        named.st_ino != held.st_ino) {
+        close(fd);
+        return 0;
+    }
+    o->fd = fd;
+    o->resumed = 1;
+    return 1;
+}
+
+static int open_resumable(mf_output *o)
+{
+    size_t n = strlen(o->target) + sizeof PARTIAL_MARK;
+    if (!(o->temp = malloc(n)))
+        return mf_set_error(MF_ERR_NOMEM, "out of memory");
+    snprintf(o->temp, n, "%s" PARTIAL_MARK, o->target);
+    /* Each turn loses only to another run that made, published or removed the partial
+     * meanwhile; a few turns settle any realistic race. */
+    for (int turn = 0; turn < 16; turn++) {
+        int rc = create_partial(o);
+        if (rc == 0)
+            rc = open_partial(o);
+        if (rc != 0)
+            return rc < 0 ? rc : 0;
+    }
+    return mf_set_error(MF_ERR_BUSY, "'%s' keeps changing: other runs are writing it", o->temp);
+}
+
+/* A new "<target>.partial-<pid>-<rand>" file or folder, created exclusively. */
+static int open_temp(mf_output *o)
+{
+    o->fd = create_unique(o->target, !!(o->flags & MF_OUTPUT_DIRECTORY), &o->temp);
     if (o->fd < 0)
-        return mf_set_error(MF_ERR_IO, "cannot create '%s': %s", o->temp, strerror(errno));
-    lock_fd(o->fd); /* a filesystem without locks still gets a unique temporary */
+        return mf_set_error(MF_ERR_IO, "cannot create '%s': %s", o->temp ? o->temp : o->path,
+                            strerror(errno));
     return 0;
 }
 
@@ -661,9 +740,7 @@ static int publish(mf_output *o)
     } else if (overwrite) {
         rc = rename(o->temp, o->target);
     } else {
-        rc = renameat2(AT_FDCWD, o->temp, AT_FDCWD, o->target, RENAME_NOREPLACE);
-        if (rc != 0 && (errno == EINVAL || errno == ENOSYS)) /* no renameat2 here */
-            rc = link(o->temp, o->target) == 0 ? unlink(o->temp) : -1;
+        rc = rename_noreplace(o->temp, o->target);
     }
     if (rc != 0)
         return errno == EEXIST || errno == ENOTEMPTY

@@ -88,7 +88,8 @@ for c in "${cases[@]}"; do
     wait $b; rb=$?
     set -e
     for r in $ra $rb; do [ "$r" -lt 128 ] || fail "$name: a concurrent run crashed ($r)"; done
-    [ "$ra" -le 3 ] || [ "$rb" -le 3 ] || fail "$name: both concurrent runs failed: $(cat p1.err p2.err)"
+    # one may refuse (the other holds the output), but one must finish
+    case " $ra $rb " in *" 0 "* | *" 3 "*) ;; *) fail "$name: no concurrent run finished ($ra, $rb): $(cat p1.err p2.err)" ;; esac
     same_as_ref "$how" "ref_$name/$out" "p_$name/$out" || fail "$name: concurrent runs published a wrong output"
     [ "$name" = embed ] || no_temps "p_$name/$out" || fail "$name: concurrent runs left temporaries"
 done
