@@ -95,7 +95,9 @@ int mf_output_commit(mf_output *o);
 int mf_output_commit_all(mf_output **o, size_t n);
 /* Make what was written durable and release the file now (its stream is closed); the
  * temporary stays for a later commit. For sets of many files (WebDataset shards) that
- * would otherwise keep one descriptor each open until the end. */
+ * would otherwise keep one descriptor each open until the end. While sealed temporaries
+ * wait, a marker "<folder>/.mfkit-sealed.partial-<pid>-<4 hex>" (locked, removed after)
+ * tells other runs that they belong to a live run. */
 int mf_output_seal(mf_output *o);
 /* Give up: remove the temporary (a resumable partial too) and free o. NULL is a no-op. */
 void mf_output_abort(mf_output *o);

@@ -249,6 +249,37 @@ static int is_temp_suffix(const char *s)
     return strlen(hex) == 4 && strspn(hex, "0123456789abcdef") == 4;
 }
 
+/* ---- sealed temporaries ----------------------------------------------------------------
+ * A sealed temporary (mf_output_seal) has no descriptor left, so no lock of its own. One
+ * marker per folder and run, "<dir>/.mfkit-sealed.partial-<pid>-<4 hex>", locked while
+ * the run lives, vouches for every temporary in that folder whose name carries the run's
+ * pid: it is made before the first seal there closes a descriptor, and removed when the
+ * last sealed temporary of the run in that folder is published or removed. A marker of
+ * a dead run has a free lock and is removed like any stale temporary. (On a folder shared
+ * by several hosts a pid may be vouched for by another host's run: the temporary is then
+ * left alone, which errs on the safe side.) */
+#define SEALED_BASE ".mfkit-sealed"
+
+/* Does a live run with this pid ("<digits>", pid_len long) hold a marker in dir? */
+static int vouched_for(const char *dir, const char *pid, size_t pid_len)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return 1; /* cannot tell: keep the temporary */
+    size_t blen = strlen(SEALED_BASE TEMP_MARK);
+    int alive = 0;
+    struct dirent *e;
+    while (!alive && (e = readdir(d))) {
+        char path[PATH_MAX];
+        if (strncmp(e->d_name, SEALED_BASE TEMP_MARK, blen) == 0 &&
+            strncmp(e->d_name + blen, pid, pid_len) == 0 && e->d_name[blen + pid_len] == '-' &&
+            snprintf(path, sizeof path, "%s/%s", dir, e->d_name) < (int)sizeof path)
+            alive = is_locked(path) != 0;
+    }
+    closedir(d);
+    return alive;
+}
+
 /* Remove temporaries of `base` in `dir` whose run has died. */
 static void remove_stale_temps(const char *dir, const char *base)
 {
@@ -267,7 +298,9 @@ static void remove_stale_temps(const char *dir, const char *base)
         struct stat st;
         if (lstat(path, &st) != 0)
             continue;
-        if (S_ISREG(st.st_mode) && is_locked(path) == 0) {
+        const char *pid = e->d_name + blen + mlen;
+        if (S_ISREG(st.st_mode) && is_locked(path) == 0 &&
+            !vouched_for(dir, pid, strspn(pid, "0123456789"))) {
             if (unlink(path) == 0)
                 mf_log(MF_LOG_INFO, "removed '%s', left by a run that did not finish", path);
         } else if (S_ISDIR(st.st_mode) &&
@@ -353,6 +386,7 @@ struct mf_output {
     FILE *stream;
     int resumed;
     int sealed;                        /* durable and closed; only the rename is left */
+    long marker;                       /* closed: the marker vouching for it, else -1 */
     long claim[2];                     /* this output's entries in the run's list, -1 if none */
     off_t reserved_end;                /* mf_output_reserve: space allocated up to here */
     mf_output *next_live, **prev_live; /* the list of outputs not yet committed */
@@ -381,11 +415,14 @@ static void live_remove(mf_output *o)
     o->prev_live = NULL;
 }
 
+static void marker_release(long i);
+
 static void output_free(mf_output *o)
 {
     if (!o)
         return;
     live_remove(o);
+    marker_release(o->marker); /* its temporary is published or removed by now */
     run_retire(o->claim[0]);
     run_retire(o->claim[1]);
     if (o->stream && o->stream != stdout)
@@ -468,8 +505,10 @@ static int claim_name(mf_output *o)
         rc = mf_set_error(MF_ERR_ARG, "'%s' is named twice as an output of this run", o->path);
     else if ((o->claim[1] = run_push(st.st_dev, st.st_ino, base_of(o->target), RUN_OUTPUT)) < 0)
         rc = (int)o->claim[1];
-    if (rc == 0) /* a resumable run leaves one too if it dies while making its partial */
+    if (rc == 0) { /* a resumable run leaves one too if it dies while making its partial */
         remove_stale_temps(dir, base_of(o->target));
+        remove_stale_temps(dir, SEALED_BASE);
+    }
     free(dir);
     return rc;
 }
@@ -626,6 +665,74 @@ static int open_temp(mf_output *o)
     return 0;
 }
 
+/* The run's markers (see "sealed temporaries"), one per folder. */
+typedef struct seal_marker {
+    dev_t dev;
+    ino_t ino;
+    char *path;    /* NULL once released */
+    int fd;        /* holds the lock */
+    size_t vouches; /* sealed temporaries not yet published or removed */
+} seal_marker;
+static seal_marker *markers;
+static size_t n_markers;
+
+/* The marker for the folder of o's temporary, made if needed; its index, or < 0. */
+static long marker_take(const mf_output *o)
+{
+    char *dir = dir_of(o->temp);
+    struct stat st;
+    if (!dir || stat(dir, &st) != 0) {
+        free(dir);
+        return mf_set_error(MF_ERR_IO, "cannot seal '%s': its folder is gone", o->path);
+    }
+    long free_slot = -1;
+    for (size_t i = 0; i < n_markers; i++) {
+        if (markers[i].path && markers[i].dev == st.st_dev && markers[i].ino == st.st_ino) {
+            markers[i].vouches++;
+            free(dir);
+            return (long)i;
+        }
+        if (!markers[i].path && free_slot < 0)
+            free_slot = (long)i;
+    }
+    if (free_slot < 0) {
+        seal_marker *grown = realloc(markers, (n_markers + 1) * sizeof *grown);
+        if (!grown) {
+            free(dir);
+            return mf_set_error(MF_ERR_NOMEM, "out of memory");
+        }
+        markers = grown;
+        free_slot = (long)n_markers++;
+    }
+    size_t n = strlen(dir) + sizeof SEALED_BASE + 1;
+    char *base = malloc(n), *name = NULL;
+    int fd = -1;
+    if (base) {
+        snprintf(base, n, "%s/%s", dir, SEALED_BASE);
+        fd = create_unique(base, 0, &name);
+    }
+    int err = base ? errno : ENOMEM;
+    free(base);
+    free(dir);
+    if (fd < 0) {
+        free(name);
+        return mf_set_error(MF_ERR_IO, "cannot seal '%s': cannot make a marker beside it: %s",
+                            o->path, strerror(err));
+    }
+    markers[free_slot] = (seal_marker){st.st_dev, st.st_ino, name, fd, 1};
+    return free_slot;
+}
+
+static void marker_release(long i)
+{
+    if (i < 0 || --markers[i].vouches > 0)
+        return;
+    unlink(markers[i].path);
+    close(markers[i].fd);
+    free(markers[i].path);
+    markers[i].path = NULL;
+}
+
 int mf_output_open(mf_output **out, const char *path, unsigned flags)
 {
     *out = NULL;
@@ -640,6 +747,7 @@ int mf_output_open(mf_output **out, const char *path, unsigned flags)
     o->flags = flags;
     o->fd = -1;
     o->claim[0] = o->claim[1] = -1;
+    o->marker = -1;
     live_add(o);
     int rc = 0;
     if ((flags & MF_OUTPUT_MAKE_PARENTS) && strcmp(path, "-") != 0)
@@ -799,6 +907,12 @@ int mf_output_seal(mf_output *o)
     if (o->direct || (o->flags & (MF_OUTPUT_DIRECTORY | MF_OUTPUT_RESUMABLE)))
         return mf_set_error(MF_ERR_ARG, "'%s' cannot be sealed", o->path);
     int rc = make_durable(o);
+    if (o->marker < 0) { /* before the descriptor, and its lock, go */
+        long m = marker_take(o);
+        if (m < 0)
+            return (int)m;
+        o->marker = m;
+    }
     if (o->stream)
         fclose(o->stream);
     o->stream = NULL;

@@ -1,6 +1,7 @@
 /* Durable outputs: runs that race for one resumable output. */
 #include <criterion/criterion.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,4 +77,79 @@ Test(durable, racing_resumable_runs_publish_a_whole_output)
         snprintf(partial, sizeof partial, "%s.partial", path);
         cr_assert_neq(access(partial, F_OK), 0, "round %d: a partial was left behind", round);
     }
+}
+
+/* Files in dir whose name contains `part`. */
+static int count_named(const char *part)
+{
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "ls -a '%s' | grep -c -- '%s'", dir, part);
+    FILE *p = popen(cmd, "r");
+    int n = -1;
+    cr_assert_not_null(p);
+    cr_assert_eq(fscanf(p, "%d", &n), 1);
+    pclose(p);
+    return n;
+}
+
+/* A child writes and seals `path`, says so on `ready`, then waits for a byte on `go` and
+ * publishes (exit 0) - or is killed before. */
+static pid_t start_sealer(int ready[2], int go[2])
+{
+    cr_assert_eq(pipe(ready), 0);
+    cr_assert_eq(pipe(go), 0);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        close(ready[0]);
+        close(go[1]); /* so that a parent that gave up ends the wait */
+        mf_output *o;
+        char byte = 0;
+        if (mf_output_open(&o, path, MF_OUTPUT_OVERWRITE) < 0 ||
+            fputs("sealed\n", mf_output_stream(o)) < 0 || mf_output_seal(o) < 0)
+            _exit(1);
+        if (write(ready[1], "r", 1) != 1 || read(go[0], &byte, 1) != 1)
+            _exit(1);
+        _exit(mf_output_commit(o) < 0 ? 1 : 0);
+    }
+    close(ready[1]);
+    close(go[0]);
+    char byte;
+    cr_assert_eq(read(ready[0], &byte, 1), 1, "the sealing child failed");
+    return pid;
+}
+
+/* A sealed temporary has closed its descriptor (WebDataset shards: one per shard): a
+ * second run opening the same output meanwhile must not take it for a dead run's. */
+Test(durable, a_sealed_temporary_of_a_live_run_is_kept)
+{
+    int ready[2], go[2];
+    pid_t pid = start_sealer(ready, go);
+    mf_output *o;
+    cr_assert_eq(mf_output_open(&o, path, MF_OUTPUT_OVERWRITE), 0);
+    mf_output_abort(o);
+    cr_assert_eq(count_named("out.txt.partial-"), 1,
+                 "the live run's sealed temporary was taken for a dead run's and removed");
+    cr_assert_eq(write(go[1], "g", 1), 1);
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+              "the live run could not publish: its sealed temporary was removed");
+    cr_assert_eq(access(path, F_OK), 0);
+    cr_assert_eq(count_named(".partial"), 0, "a temporary or the marker was left");
+}
+
+/* ... while a dead run's sealed temporary and its marker go at the next open. */
+Test(durable, a_sealed_temporary_of_a_dead_run_is_removed)
+{
+    int ready[2], go[2];
+    pid_t pid = start_sealer(ready, go);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    cr_assert_eq(count_named(".partial-"), 2, "expected the sealed temporary and the marker");
+    mf_output *o;
+    cr_assert_eq(mf_output_open(&o, path, MF_OUTPUT_OVERWRITE), 0);
+    cr_assert_eq(count_named(".partial-"), 1, "only this run's temporary should be left");
+    mf_output_abort(o);
+    cr_assert_eq(count_named(".partial"), 0);
 }
