@@ -155,6 +155,8 @@ static int shard_of(mf_store *s, mf_shard_part *p, char **group)
  * --allow-partial, missing shards are a warning. */
 static int check_shard_set(mf_store_source *src, int n, int allow_partial)
 {
+    if (n <= 0)
+        return 0;
     mf_shard_part *parts = calloc((size_t)n, sizeof *parts);
     char **groups = calloc((size_t)n, sizeof *groups);
     int rc = parts && groups ? 0 : mf_set_error(MF_ERR_NOMEM, "out of memory");
