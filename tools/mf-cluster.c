@@ -54,16 +54,16 @@ static const mf_cli_opt options[] = {
     {"tsv", 0, NULL, "print id, cluster, magnitude as TSV on stdout", OPT_TSV},
     {"method", 0, "NAME", "anchors (default), components, peaks, infomap, leiden", OPT_METHOD},
     {"tau", 't', "COS", "edge threshold (cosine; default: chosen from the graph)", OPT_TAU},
-    {"tau2", 0, "COS", "anchors: threshold for attaching low-quality samples (default: "
-     "the graph's valley)", OPT_TAU2},
+    {"tau2", 0, "COS", "anchors, infomap, leiden: threshold for attaching low-quality "
+     "samples (default: the graph's valley)", OPT_TAU2},
     {"anchor-quantile", 0, "Q",
-     "anchors: share of lowest-magnitude samples that are not "
-     "anchors (default 0.3)",
+     "anchors, infomap, leiden: share of lowest-magnitude samples that are not "
+     "anchors but leaves (default 0.3)",
      OPT_QUANT},
     {"resolution", 0, "R",
-     "leiden: CPM resolution (default 0.04); a community of S rows holds while about "
-     "2 k w / S exceeds it (w: mean edge cosine), so identities far larger than k need "
-     "less",
+     "leiden: CPM resolution (default 0.015); a community of S rows holds while about "
+     "k w / S exceeds it (w: mean edge cosine), so identities far larger than ~1,400 "
+     "rows need less",
      OPT_RES},
     {"weight", 'w', "magnitude|none", "quality weighting (default magnitude)", OPT_WEIGHT},
     {"calibrate", 0, NULL, "choose the thresholds that maximise BCubed F on labelled rows",
@@ -97,7 +97,8 @@ static const mf_cli_tool tool = {
     "mf-cluster",
     "[options] <store.h5>",
     "Cluster a store's samples into identities on a FAISS kNN graph; high-magnitude\n"
-    "samples anchor identities, low-magnitude ones attach but never bridge two.\n"
+    "samples anchor identities, low-magnitude ones attach but never bridge two\n"
+    "(anchors, infomap and leiden; components and peaks let every sample vote).\n"
     "Without --tau, thresholds come from the graph: the valley between the same- and\n"
     "different-identity modes of its edge cosines (docs/CLUSTER.md); the summary says\n"
     "what was found and chosen. A cluster of more than k rows that are on average less\n"
@@ -223,7 +224,7 @@ static int measure_scale(config *c, const mf_knn_graph *g, const float *mag,
 {
     int rc = mf_cluster_scale_of(g, mag, &c->cp, sc);
     int given = !isnan(c->cp.tau) &&
-                (c->cp.method != MF_CLUSTER_ANCHORS || !c->cp.weight || !isnan(c->cp.tau2));
+                (!mf_cluster_uses_leaves(&c->cp) || !isnan(c->cp.tau2));
     *have = rc == 0;
     if (rc == 0)
         mf_cluster_place(sc, &c->cp, c->why, sizeof c->why);
@@ -261,7 +262,7 @@ static cJSON *summary_json(const config *c, const mf_knn_graph *g, const mf_knn_
     cJSON_AddStringToObject(o, "weight", c->cp.weight ? "magnitude" : "none");
     cJSON_AddNumberToObject(o, "tau", dec4(c->cp.tau));
     cJSON_AddStringToObject(o, "thresholds", c->why);
-    if (c->cp.method == MF_CLUSTER_ANCHORS) {
+    if (mf_cluster_uses_leaves(&c->cp)) {
         cJSON_AddNumberToObject(o, "tau2", dec4(c->cp.tau2));
         cJSON_AddNumberToObject(o, "anchor_quantile", dec4(c->cp.anchor_quantile));
     }

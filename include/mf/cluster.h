@@ -48,9 +48,10 @@ typedef struct mf_cluster_params {
     mf_cluster_method method;
     int weight;             /* 1: magnitude is quality (default); 0: ignore it */
     float tau;              /* edge threshold (cosine); NAN: chosen from the graph */
-    float tau2;             /* anchors: leaf attachment threshold; NAN: from the graph */
-    double anchor_quantile; /* anchors: share of samples (lowest magnitude) that are not
-                               anchors, in [0, 1) */
+    float tau2;             /* leaf attachment threshold (methods with leaves, below);
+                               NAN: from the graph */
+    double anchor_quantile; /* share of samples (lowest magnitude) that are not anchors,
+                               in [0, 1) (methods with leaves) */
     double resolution;      /* leiden: CPM resolution */
 } mf_cluster_params;
 
@@ -69,8 +70,15 @@ typedef struct mf_cluster_stats {
 #define MF_CLUSTER_SUSPECT_RATIO 10
 
 mf_cluster_params mf_cluster_default_params(void);
+/* Whether p's method works on anchors and leaves: anchors, infomap and leiden with
+ * quality weighting cluster only the anchors (rows at or above the anchor_quantile's
+ * magnitude) and hang every other row, as a leaf, from its nearest anchor neighbour at
+ * >= tau2 (or from an attached leaf); a leaf never joins two clusters. Low-quality rows
+ * drift towards shared 'unrecognisable' directions and are alike between identities:
+ * let them vote and they bind identities into collectors. */
+int mf_cluster_uses_leaves(const mf_cluster_params *p);
 /* Default thresholds of a method filled into p: tau and tau2 NAN (chosen from the graph
- * by mf_cluster_auto), anchor_quantile 0.3, resolution 0.04. */
+ * by mf_cluster_auto), anchor_quantile 0.3, resolution 0.015. */
 void mf_cluster_method_defaults(mf_cluster_params *p, mf_cluster_method m);
 
 /* Choose the thresholds of p that are NAN (tau, tau2) from the graph, without labels:

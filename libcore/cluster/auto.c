@@ -178,8 +178,7 @@ int mf_cluster_scale_of(const mf_knn_graph *g, const float *magnitude,
 int mf_cluster_auto(const mf_knn_graph *g, const float *magnitude, mf_cluster_params *p,
                     char *why, size_t why_len)
 {
-    int leaves = p->method == MF_CLUSTER_ANCHORS && p->weight;
-    if (!isnan(p->tau) && (!leaves || !isnan(p->tau2))) {
+    if (!isnan(p->tau) && (!mf_cluster_uses_leaves(p) || !isnan(p->tau2))) {
         if (why)
             snprintf(why, why_len, "thresholds given");
         return 0;
@@ -203,7 +202,7 @@ void mf_cluster_place(const mf_cluster_scale *sc, mf_cluster_params *p, char *wh
         p->tau = (float)(sc->valley + tau_share[p->method] * span);
     if (tau2_auto)
         p->tau2 = (float)(sc->valley + tau2_share * span);
-    if (!tau_auto && (!tau2_auto || p->method != MF_CLUSTER_ANCHORS || !p->weight)) {
+    if (!tau_auto && (!tau2_auto || !mf_cluster_uses_leaves(p))) {
         snprintf(why, why_len, "thresholds given");
         return;
     }
@@ -225,6 +224,5 @@ void mf_cluster_place(const mf_cluster_scale *sc, mf_cluster_params *p, char *wh
         snprintf(rule, sizeof rule, "tau = valley + %.2f x (mode - valley) = %.3f",
                  tau_share[p->method], p->tau);
     snprintf(why, why_len, "%s; %s%s", head, rule,
-             tau2_auto && p->method == MF_CLUSTER_ANCHORS ? "; leaves attach at the valley"
-                                                          : "");
+             tau2_auto && mf_cluster_uses_leaves(p) ? "; leaves attach at the valley" : "");
 }

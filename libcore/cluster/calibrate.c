@@ -52,7 +52,7 @@ static int scan(calib_ctx *c, mf_cluster_params *p, float *fparam, double *dpara
 }
 
 /* Leiden's CPM resolution is a density: a community of S rows holds while about
- * 2 k w / S (w: mean edge weight) exceeds it, so its useful values span two orders of
+ * k w / S (w: mean edge weight) exceeds it, so its useful values span two orders of
  * magnitude (large identities need small ones): scanned on a doubling grid. */
 static int scan_resolution(calib_ctx *c, mf_cluster_params *p, double *best)
 {
@@ -83,7 +83,7 @@ int mf_cluster_calibrate(const mf_knn_graph *g, const float *magnitude, const in
     /* igraph methods cost seconds per run: one coarse round only. */
     for (int round = 0; rc == 0 && round < (igraph ? 1 : 2); round++) {
         rc = scan(&c, p, &p->tau, NULL, 0.2, 0.9, step, &best);
-        if (rc == 0 && p->method == MF_CLUSTER_ANCHORS) {
+        if (rc == 0 && mf_cluster_uses_leaves(p)) {
             rc = scan(&c, p, &p->tau2, NULL, 0.1, 0.8, 0.05, &best);
             if (rc == 0 && p->weight)
                 rc = scan(&c, p, NULL, &p->anchor_quantile, 0.0, 0.6, 0.1, &best);

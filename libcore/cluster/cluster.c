@@ -37,7 +37,12 @@ void mf_cluster_method_defaults(mf_cluster_params *p, mf_cluster_method m)
     p->tau = NAN;
     p->tau2 = NAN;
     p->anchor_quantile = 0.3;
-    p->resolution = 0.04;
+    /* CPM: a community of S rows in a kNN graph holds while about k w / S (w: its mean
+     * edge cosine) exceeds the resolution (measured: ~500 rows at 0.04), so 0.015 lets
+     * identities of ~1,400 rows stay whole. The minimax of the gap to calibration over
+     * bench_robust's grid, both draws, among 0.005-0.04: below it look-alike
+     * identities merge, above it large identities break. */
+    p->resolution = 0.015;
 }
 
 mf_cluster_params mf_cluster_default_params(void)
@@ -149,56 +154,50 @@ int mf_cluster_quantile(const float *v, size_t n, double q, float *out)
     return 0;
 }
 
-static int attach_via_leaves(const mf_knn_graph *g, float tau2, int64_t *parent,
-                             unsigned char *assigned);
-
-/* anchors: see cluster.h. assigned[i] = 0 for leaves that found no anchor. */
-static int anchors(const mf_knn_graph *g, const float *mag, const mf_cluster_params *p,
-                   int64_t *parent, unsigned char *assigned)
+int mf_cluster_uses_leaves(const mf_cluster_params *p)
 {
-    size_t n = g->n;
-    int k = g->k;
+    return p->weight && (p->method == MF_CLUSTER_ANCHORS || p->method == MF_CLUSTER_INFOMAP ||
+                         p->method == MF_CLUSTER_LEIDEN);
+}
+
+/* is_anchor[i]: row i's magnitude is at or above the anchor quantile's (every row
+ * without quality weighting). Malloc'ed into *out. */
+static int anchor_mask(const float *mag, size_t n, const mf_cluster_params *p,
+                       unsigned char **out)
+{
     float cut = -INFINITY;
     if (p->weight && mf_cluster_quantile(mag, n, p->anchor_quantile, &cut) < 0)
         return MF_ERR_NOMEM;
-    unsigned char *is_anchor = malloc(n), *keep = malloc(n * (size_t)k);
-    if (!is_anchor || !keep) {
-        free(is_anchor), free(keep);
-        return mf_set_error(MF_ERR_NOMEM, "out of memory for %zu x %d edge flags", n, k);
-    }
+    unsigned char *is_anchor = malloc(n ? n : 1);
+    if (!is_anchor)
+        return mf_set_error(MF_ERR_NOMEM, "out of memory for %zu anchor flags", n);
     for (size_t i = 0; i < n; i++)
         is_anchor[i] = !p->weight || mag[i] >= cut;
+    *out = is_anchor;
+    return 0;
+}
+
+/* anchors: the anchors' edges at >= tau, joined. */
+static int join_anchors(const mf_knn_graph *g, const unsigned char *is_anchor, float tau,
+                        int64_t *parent)
+{
+    size_t n = g->n;
+    int k = g->k;
+    unsigned char *keep = malloc(n * (size_t)k);
+    if (!keep)
+        return mf_set_error(MF_ERR_NOMEM, "out of memory for %zu x %d edge flags", n, k);
 #pragma omp parallel for schedule(dynamic, 256)
     for (size_t i = 0; i < n; i++)
         for (int r = 0; r < k; r++) {
             int64_t j = g->nbr[i * k + r];
-            keep[i * k + r] =
-                j >= 0 && is_anchor[i] && is_anchor[j] && g->sim[i * k + r] >= p->tau;
+            keep[i * k + r] = j >= 0 && is_anchor[i] && is_anchor[j] && g->sim[i * k + r] >= tau;
         }
     for (size_t i = 0; i < n; i++)
         for (int r = 0; r < k; r++)
             if (keep[i * k + r])
                 mf_uf_union(parent, (int64_t)i, g->nbr[i * k + r]);
     free(keep);
-    /* Leaves hang from their best anchor neighbour; they never join anything else, so
-     * the order of attachment does not matter. */
-    for (size_t i = 0; i < n; i++) {
-        if (is_anchor[i])
-            continue;
-        for (int r = 0; r < k; r++) {
-            int64_t j = g->nbr[i * k + r];
-            if (j < 0 || g->sim[i * k + r] < p->tau2)
-                break;
-            if (is_anchor[j]) {
-                parent[i] = mf_uf_find(parent, j);
-                break;
-            }
-        }
-    }
-    for (size_t i = 0; i < n; i++)
-        assigned[i] = is_anchor[i] || parent[i] != (int64_t)i;
-    free(is_anchor);
-    return attach_via_leaves(g, p->tau2, parent, assigned);
+    return 0;
 }
 
 /* Leaves whose neighbours are all leaves (the lowest-quality faces crowd together near
@@ -239,18 +238,73 @@ static int attach_via_leaves(const mf_knn_graph *g, float tau2, int64_t *parent,
     return 0;
 }
 
-static int run_union_find(const mf_knn_graph *g, const float *mag, const mf_cluster_params *p,
-                          int64_t *label)
+/* Every row that is no anchor hangs from its best anchor neighbour at >= tau2, else
+ * (attach_via_leaves) from an attached leaf; parent holds the anchors' clusters.
+ * assigned[i] = 0 for leaves that found nothing. Leaves never join anything else, so the
+ * order of attachment does not matter. */
+static int hang_leaves(const mf_knn_graph *g, const unsigned char *is_anchor, float tau2,
+                       int64_t *parent, unsigned char *assigned)
+{
+    size_t n = g->n;
+    int k = g->k;
+    for (size_t i = 0; i < n; i++) {
+        if (is_anchor[i])
+            continue;
+        for (int r = 0; r < k; r++) {
+            int64_t j = g->nbr[i * k + r];
+            if (j < 0 || g->sim[i * k + r] < tau2)
+                break;
+            if (is_anchor[j]) {
+                parent[i] = mf_uf_find(parent, j);
+                break;
+            }
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        assigned[i] = is_anchor[i] || parent[i] != (int64_t)i;
+    return attach_via_leaves(g, tau2, parent, assigned);
+}
+
+/* igraph's communities (of the anchors, or of every row) as union-find sets. */
+static int join_communities(const mf_knn_graph *g, const unsigned char *is_anchor,
+                            const mf_cluster_params *p, int64_t *parent)
+{
+    size_t n = g->n;
+    int64_t *community = malloc(n * sizeof *community), *first = malloc(n * sizeof *first);
+    int rc = community && first
+                 ? mf_cluster_igraph(g, is_anchor, p, community)
+                 : mf_set_error(MF_ERR_NOMEM, "out of memory for %zu community labels", n);
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        first[i] = -1;
+    for (size_t i = 0; rc == 0 && i < n; i++) { /* ids are dense: 0 .. communities - 1 */
+        int64_t c = community[i];
+        if (c < 0)
+            continue;
+        if (first[c] < 0)
+            first[c] = (int64_t)i;
+        else
+            mf_uf_union(parent, first[c], (int64_t)i);
+    }
+    free(community), free(first);
+    return rc;
+}
+
+/* Every method: the clusters of the anchors (every row, for methods without leaves) as
+ * union-find sets, then the leaves hung from them. */
+static int run_method(const mf_knn_graph *g, const float *mag, const mf_cluster_params *p,
+                      int64_t *label)
 {
     size_t n = g->n;
     int64_t *parent = malloc(n * sizeof *parent);
-    unsigned char *assigned = malloc(n);
+    unsigned char *assigned = malloc(n), *is_anchor = NULL;
     float *conf = NULL;
-    int rc = 0;
-    if (!parent || !assigned)
-        rc = mf_set_error(MF_ERR_NOMEM, "out of memory clustering %zu rows", n);
+    int leaves = mf_cluster_uses_leaves(p);
+    int rc = parent && assigned ? 0
+                                : mf_set_error(MF_ERR_NOMEM, "out of memory clustering %zu rows", n);
     for (size_t i = 0; rc == 0 && i < n; i++)
         parent[i] = (int64_t)i, assigned[i] = 1;
+    if (rc == 0 && (leaves || p->method == MF_CLUSTER_ANCHORS))
+        rc = anchor_mask(mag, n, p, &is_anchor);
     if (rc == 0 && p->method == MF_CLUSTER_COMPONENTS)
         components(g, p->tau, parent);
     else if (rc == 0 && p->method == MF_CLUSTER_PEAKS) {
@@ -263,11 +317,15 @@ static int run_union_find(const mf_knn_graph *g, const float *mag, const mf_clus
         }
         if (rc == 0)
             peaks(g, p->weight ? mag : conf, p->tau, parent);
-    } else if (rc == 0)
-        rc = anchors(g, mag, p, parent, assigned);
+    } else if (rc == 0 && p->method == MF_CLUSTER_ANCHORS)
+        rc = join_anchors(g, is_anchor, p->tau, parent);
+    else if (rc == 0)
+        rc = join_communities(g, leaves ? is_anchor : NULL, p, parent);
+    if (rc == 0 && leaves)
+        rc = hang_leaves(g, is_anchor, p->tau2, parent, assigned);
     if (rc == 0)
         mf_uf_labels(parent, assigned, n, label);
-    free(parent), free(assigned), free(conf);
+    free(parent), free(assigned), free(conf), free(is_anchor);
     return rc;
 }
 
@@ -315,13 +373,11 @@ int mf_cluster_run(const mf_knn_graph *g, const float *magnitude, const mf_clust
     mf_cluster_params chosen = *p;
     int rc = mf_cluster_auto(g, magnitude, &chosen, NULL, 0);
     p = &chosen;
-    if (rc == 0 && (p->method == MF_CLUSTER_INFOMAP || p->method == MF_CLUSTER_LEIDEN))
-        rc = mf_cluster_igraph(g, magnitude, p, label);
-    else if (rc == 0)
-        rc = run_union_find(g, magnitude, p, label);
+    if (rc == 0)
+        rc = run_method(g, magnitude, p, label);
     if (rc == 0 && stats)
         rc = mf_cluster_stats_of(g->n, label, stats);
-    if (rc == 0 && stats && p->method == MF_CLUSTER_ANCHORS && p->weight)
+    if (rc == 0 && stats && mf_cluster_uses_leaves(p))
         rc = suspect_clusters(g, magnitude, p, label, stats);
     return rc;
 }

@@ -20,17 +20,18 @@ static int lists(const mf_knn_graph *g, int64_t i, int64_t j, float tau)
     return 0;
 }
 
-/* Fill edges (pairs) and weights with the thresholded graph. */
-static int collect_edges(const mf_knn_graph *g, float tau, igraph_vector_int_t *edges,
-                         igraph_vector_t *w)
+/* Fill edges (pairs) and weights with the thresholded graph between anchors (between
+ * every row when is_anchor is NULL). */
+static int collect_edges(const mf_knn_graph *g, const unsigned char *is_anchor, float tau,
+                         igraph_vector_int_t *edges, igraph_vector_t *w)
 {
     for (size_t i = 0; i < g->n; i++)
-        for (int r = 0; r < g->k; r++) {
+        for (int r = 0; r < g->k && (!is_anchor || is_anchor[i]); r++) {
             int64_t j = g->nbr[i * g->k + r];
             float s = g->sim[i * g->k + r];
             if (j < 0 || s < tau)
                 break;
-            if ((int64_t)i > j && lists(g, (int64_t)i, j, tau))
+            if ((is_anchor && !is_anchor[j]) || ((int64_t)i > j && lists(g, (int64_t)i, j, tau)))
                 continue;
             if (igraph_vector_int_push_back(edges, (igraph_integer_t)i) ||
                 igraph_vector_int_push_back(edges, (igraph_integer_t)j) ||
@@ -40,20 +41,10 @@ static int collect_edges(const mf_knn_graph *g, float tau, igraph_vector_int_t *
     return 0;
 }
 
-static int node_weights(const float *mag, size_t n, int weight, igraph_vector_t *v)
-{
-    if (igraph_vector_resize(v, (igraph_integer_t)n))
-        return mf_set_error(MF_ERR_NOMEM, "out of memory for vertex weights");
-    double mean = 0;
-    for (size_t i = 0; weight && i < n; i++)
-        mean += mag[i] / (double)n;
-    for (size_t i = 0; i < n; i++)
-        VECTOR(*v)[i] = weight && mean > 0 && mag[i] > 0 ? mag[i] / mean : 1.0;
-    return 0;
-}
-
-int mf_cluster_igraph(const mf_knn_graph *g, const float *magnitude, const mf_cluster_params *p,
-                      int64_t *label)
+/* Every row weighs the same: quality acts through who is an anchor, not through weights
+ * (with magnitudes as node weights, Leiden's penalty let low-quality rows gather). */
+int mf_cluster_igraph(const mf_knn_graph *g, const unsigned char *is_anchor,
+                      const mf_cluster_params *p, int64_t *label)
 {
     igraph_t graph;
     igraph_vector_int_t edges, memb;
@@ -62,9 +53,11 @@ int mf_cluster_igraph(const mf_knn_graph *g, const float *magnitude, const mf_cl
     igraph_vector_int_init(&memb, 0);
     igraph_vector_init(&ew, 0);
     igraph_vector_init(&vw, 0);
-    int rc = collect_edges(g, p->tau, &edges, &ew);
+    int rc = collect_edges(g, is_anchor, p->tau, &edges, &ew);
+    if (rc == 0 && igraph_vector_resize(&vw, (igraph_integer_t)g->n))
+        rc = mf_set_error(MF_ERR_NOMEM, "out of memory for vertex weights");
     if (rc == 0)
-        rc = node_weights(magnitude, g->n, p->weight, &vw);
+        igraph_vector_fill(&vw, 1.0);
     if (rc == 0 && igraph_create(&graph, &edges, (igraph_integer_t)g->n, IGRAPH_UNDIRECTED))
         rc = mf_set_error(MF_ERR_INTERNAL, "igraph: cannot create the graph");
     if (rc == 0) {
@@ -89,6 +82,9 @@ int mf_cluster_igraph(const mf_knn_graph *g, const float *magnitude, const mf_cl
             label[i] = VECTOR(memb)[i];
         int64_t groups = mf_labels_densify(g->n, label, label);
         rc = groups < 0 ? (int)groups : 0;
+        for (size_t i = 0; rc == 0 && is_anchor && i < g->n; i++)
+            if (!is_anchor[i])
+                label[i] = -1; /* ids stay below the number of rows, as join_communities needs */
     }
     igraph_vector_int_destroy(&edges);
     igraph_vector_int_destroy(&memb);
@@ -99,9 +95,10 @@ int mf_cluster_igraph(const mf_knn_graph *g, const float *magnitude, const mf_cl
 
 #else
 
-int mf_cluster_igraph(const mf_knn_graph *g, const float *magnitude, const mf_cluster_params *p,
-                      int64_t *label)
+int mf_cluster_igraph(const mf_knn_graph *g, const unsigned char *is_anchor,
+                      const mf_cluster_params *p, int64_t *label)
 {
+    (void)g, (void)is_anchor, (void)label;
     return mf_set_error(MF_ERR_UNSUPPORTED,
                         "cluster: %s needs the igraph library "
                         "(libigraph-dev), which this build lacks",

@@ -139,7 +139,7 @@ static int recluster(const mf_knn_graph *g, const float *mag, const mf_cluster_p
     /* anchors: the same rows are anchors as in the whole graph, through the quantile that
      * puts the sub-cluster's cut at the global one (the half keeps the index off a
      * rounding edge); a chain of leaves only has no anchor to hang from */
-    int anchored = p->method == MF_CLUSTER_ANCHORS && p->weight;
+    int anchored = mf_cluster_uses_leaves(p);
     q.anchor_quantile = anchored ? ((double)below + 0.5) / (double)m : p->anchor_quantile;
     if (rc == 0 && anchored && below == m)
         for (size_t i = 0; i < m; i++)
@@ -225,9 +225,9 @@ int mf_cluster_split_chains(const mf_knn_graph *g, const float *magnitude,
     if (mf_store_rows(s) != n)
         return mf_set_error(MF_ERR_ARG, "split chains: the store has %zu rows, the graph %zu",
                             (size_t)mf_store_rows(s), n);
-    /* only anchors re-clusters around the anchor cut: the other methods need no sort */
+    /* only methods with leaves re-cluster around the anchor cut: the others need no sort */
     float anchor_cut = -INFINITY;
-    if (p->method == MF_CLUSTER_ANCHORS && p->weight &&
+    if (mf_cluster_uses_leaves(p) &&
         mf_cluster_quantile(magnitude, n, p->anchor_quantile, &anchor_cut) < 0)
         return MF_ERR_NOMEM;
     int64_t next = 0;

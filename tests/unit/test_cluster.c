@@ -61,21 +61,40 @@ Test(cluster, peaks_follow_confidence)
     mf_knn_free(g);
 }
 
-Test(cluster, anchors_leaves_never_bridge)
+/* anchors, and infomap and leiden when igraph is there: the methods with leaves. */
+static const mf_cluster_method leaf_methods[] = {MF_CLUSTER_ANCHORS,
+#ifdef MF_HAVE_IGRAPH
+                                                 MF_CLUSTER_INFOMAP, MF_CLUSTER_LEIDEN
+#endif
+};
+
+Test(cluster, leaves_never_bridge)
 {
     mf_knn_graph *g = two_triangles();
+    for (size_t m = 0; m < sizeof leaf_methods / sizeof *leaf_methods; m++) {
+        mf_cluster_params p = mf_cluster_default_params();
+        mf_cluster_method_defaults(&p, leaf_methods[m]);
+        const char *name = mf_cluster_method_name(p.method);
+        cr_assert(mf_cluster_uses_leaves(&p), "%s", name);
+        int64_t l[7];
+        p.tau = 0.5f, p.tau2 = 0.2f, p.anchor_quantile = 0.3; /* rows 2 and 3 are leaves */
+        mf_cluster_stats st;
+        cr_assert_eq(mf_cluster_run(g, mag7, &p, l, &st), 0, "%s: %s", name, mf_last_error());
+        expect_labels(l, (int64_t[]){0, 0, 0, 1, 1, 1, 2}, 7);
+        /* at tau 0 every edge counts, yet the bridge (2-3) is between leaves: no join */
+        p.tau = 0.0f;
+        cr_assert_eq(mf_cluster_run(g, mag7, &p, l, &st), 0, "%s", name);
+        expect_labels(l, (int64_t[]){0, 0, 0, 1, 1, 1, 2}, 7);
+        p.tau = 0.5f, p.tau2 = 0.95f; /* leaves find no anchor close enough: unassigned */
+        cr_assert_eq(mf_cluster_run(g, mag7, &p, l, &st), 0, "%s", name);
+        expect_labels(l, (int64_t[]){0, 0, -1, -1, 1, 1, 2}, 7);
+        cr_expect_eq(st.unassigned, 2, "%s", name);
+    }
+    /* Without weighting all are anchors; the bridge is mutual, so tau decides. */
     mf_cluster_params p = mf_cluster_default_params();
     int64_t l[7];
-    p.tau = 0.5f, p.tau2 = 0.2f, p.anchor_quantile = 0.3; /* rows 2 and 3 are leaves */
-    mf_cluster_stats st;
-    cr_assert_eq(mf_cluster_run(g, mag7, &p, l, &st), 0);
-    expect_labels(l, (int64_t[]){0, 0, 0, 1, 1, 1, 2}, 7);
-    p.tau2 = 0.95f; /* leaves find no anchor close enough: unassigned */
-    cr_assert_eq(mf_cluster_run(g, mag7, &p, l, &st), 0);
-    expect_labels(l, (int64_t[]){0, 0, -1, -1, 1, 1, 2}, 7);
-    cr_expect_eq(st.unassigned, 2);
-    /* Without weighting all are anchors; the bridge is mutual, so tau decides. */
     p.weight = 0, p.tau = 0.2f;
+    cr_assert(!mf_cluster_uses_leaves(&p));
     cr_assert_eq(mf_cluster_run(g, NULL, &p, l, NULL), 0);
     expect_labels(l, (int64_t[]){0, 0, 0, 0, 0, 0, 1}, 7);
     mf_knn_free(g);
@@ -89,8 +108,9 @@ Test(cluster, igraph_methods_split_triangles)
     int64_t l[7];
     for (int m = MF_CLUSTER_INFOMAP; m <= MF_CLUSTER_LEIDEN; m++) {
         mf_cluster_method_defaults(&p, m);
-        p.tau = 0.2f;
-        cr_assert_eq(mf_cluster_run(g, mag7, &p, l, NULL), 0, "%s", mf_last_error());
+        p.weight = 0, p.tau = 0.2f; /* every row votes: the communities, not tau, part them */
+        p.resolution = 0.05; /* CPM joins two triangles over a 0.3 bridge below 2 x 0.3 / 18 */
+        cr_assert_eq(mf_cluster_run(g, NULL, &p, l, NULL), 0, "%s", mf_last_error());
         expect_labels(l, (int64_t[]){0, 0, 0, 1, 1, 1, 2}, 7);
     }
     mf_knn_free(g);
