@@ -47,6 +47,7 @@ typedef struct config {
     mf_cluster_params cp;
     mf_knn_params kp;
     mf_cluster_chains chains;
+    mf_cluster_collectors collectors;
 } config;
 
 static const mf_cli_opt options[] = {
@@ -71,7 +72,8 @@ static const mf_cli_opt options[] = {
     {"truth", 0, "DATASET", "labels used by --calibrate (default label)", OPT_TRUTH},
     {"keep-chains", 0, NULL,
      "keep clusters whose rows are less alike than different identities' neighbours as "
-     "the method made them (default: cluster them again at a higher tau)",
+     "the method made them (default: cluster them again at a higher tau), and drift "
+     "collectors (default: their rows unassigned); both are still reported",
      OPT_KEEP_CHAINS},
     {"k", 'k', "K", "neighbours per sample (default 30)", OPT_K},
     {"index", 0, "FACTORY",
@@ -251,6 +253,20 @@ static int split_chains(config *c, const mf_knn_graph *g, const float *mag, mf_s
     return rc;
 }
 
+/* Drift collectors found (and, unless --keep-chains, their rows unassigned). */
+static int dissolve_collectors(config *c, const mf_knn_graph *g, const float *mag, mf_store *s,
+                               int64_t *label, mf_cluster_stats *st)
+{
+    int rc = mf_cluster_find_collectors(g, mag, &c->cp, s, c->keep_chains, label,
+                                        &c->collectors);
+    if (rc == 0 && !c->keep_chains && c->collectors.found) {
+        mf_cluster_stats before = *st;
+        rc = mf_cluster_stats_of(g->n, label, st);
+        st->suspect = before.suspect, st->suspect_rows = before.suspect_rows;
+    }
+    return rc;
+}
+
 /* Thresholds are floats: print them as the decimals the user gave. */
 static double dec4(double v) { return round(v * 1e4) / 1e4; }
 
@@ -289,6 +305,8 @@ static cJSON *summary_json(const config *c, const mf_knn_graph *g, const mf_knn_
     cJSON_AddNumberToObject(o, "chain_rows", (double)c->chains.rows);
     cJSON_AddNumberToObject(o, "chains_left", (double)c->chains.left);
     cJSON_AddNumberToObject(o, "merges_split", (double)c->chains.merged);
+    cJSON_AddNumberToObject(o, "collectors", (double)c->collectors.found);
+    cJSON_AddNumberToObject(o, "collector_rows", (double)c->collectors.rows);
     return o;
 }
 
@@ -336,6 +354,13 @@ static void print_summary(const mf_cluster_stats *st, const mf_knn_graph *g,
                        "this graph; give --tau or try --calibrate",
                        st->largest, g->n);
     print_chains(&c->chains, c->keep_chains);
+    if (c->collectors.found)
+        mf_cli_warn("drift collectors: %zu clusters (%zu rows; the largest %zu rows, its mean "
+                    "direction at cosine %.2f to the low-quality rows') are mostly low-quality "
+                    "rows of many identities, alike because they drifted the same way: %s",
+                    c->collectors.found, c->collectors.rows, c->collectors.largest_rows,
+                    c->collectors.largest_cosine,
+                    c->keep_chains ? "kept as made (--keep-chains)" : "their rows left unassigned");
     if (st->suspect)
         mf_cli_warn("%zu clusters (%zu rows) hold %dx more low-quality rows per anchor than "
                     "an identity has: likely collectors of junk; check them or raise --tau2",
@@ -445,6 +470,8 @@ int main(int argc, char **argv)
     }
     if (rc == 0 && have_scale)
         rc = split_chains(&c, g, mag, s, &scale, label, &st);
+    if (rc == 0)
+        rc = dissolve_collectors(&c, g, mag, s, label, &st);
     if (rc == 0)
         js = summary_json(&c, g, &ki, &st, mf_now() - t0);
     if (rc == 0 && out)

@@ -136,6 +136,22 @@ int mf_cluster_split_chains(const mf_knn_graph *g, const float *magnitude,
                             const mf_cluster_params *p, const mf_cluster_scale *sc,
                             struct mf_store *s, int64_t *label, mf_cluster_chains *out);
 
+/* Drift collectors: clusters of more than k rows, most of them leaves (below the anchor
+ * cut), whose mean direction is as close to the leaves' mean direction as a random
+ * sample of leaves of that size would be: the low-quality rows of many identities,
+ * alike because they drifted the same way (libcore/cluster/collector.c). Their rows are
+ * left unassigned (-1) and label renumbered by first row; keep: only count them. Needs
+ * quality weighting (nothing is found without it); s must hold the graph's rows. */
+typedef struct mf_cluster_collectors {
+    size_t found, rows;  /* collectors, rows in them */
+    size_t largest_rows; /* the largest one's rows and the cosine of its mean direction */
+    double largest_cosine; /* to the leaves' */
+} mf_cluster_collectors;
+
+int mf_cluster_find_collectors(const mf_knn_graph *g, const float *magnitude,
+                               const mf_cluster_params *p, struct mf_store *s, int keep,
+                               int64_t *label, mf_cluster_collectors *out);
+
 /* "anchors" -> MF_CLUSTER_ANCHORS, ...; -1 if unknown. */
 int mf_cluster_method_parse(const char *name);
 const char *mf_cluster_method_name(mf_cluster_method m);

@@ -19,4 +19,29 @@ int mf_cluster_quantile(const float *v, size_t n, double q, float *out);
 int mf_cluster_igraph(const mf_knn_graph *g, const unsigned char *is_anchor,
                       const mf_cluster_params *p, int64_t *label);
 
+/* ---- sums.c: cluster sums of unit embeddings (one pass over the store) ---------------- */
+
+struct mf_store;
+
+/* slot[c] indexes sum (dim values per tracked cluster), -1 if not tracked. */
+typedef struct mf_cluster_sums {
+    int64_t *slot;
+    double *sum;
+    size_t dim;
+} mf_cluster_sums;
+
+/* Sums of every cluster of more than min_rows rows (size[c]: rows of cluster c). */
+int mf_cluster_sums_of(struct mf_store *s, const int64_t *label, const size_t *size,
+                       size_t clusters, size_t min_rows, mf_cluster_sums *cs);
+void mf_cluster_sums_free(mf_cluster_sums *cs);
+/* Mean cosine between a row of tracked cluster a (size sa) and one of b: s_a . s_b /
+ * (sa sb); with a == b, between two distinct rows: (|s_a|^2 - sa) / (sa (sa - 1)), the
+ * coherence. */
+double mf_cluster_mean_cosine(const mf_cluster_sums *cs, size_t a, double sa, size_t b,
+                              double sb);
+/* Sizes of the clusters 0..clusters-1 of label (rows at -1 count nowhere); malloc'ed. */
+size_t *mf_cluster_sizes(const int64_t *label, size_t n, size_t clusters);
+/* Labels (all < next) numbered 0.. by first row again, after a check left gaps. */
+int mf_cluster_renumber(int64_t *label, size_t n, int64_t next);
+
 #endif

@@ -28,64 +28,6 @@
 #define RAISE_SHARE 0.25 /* tau step per round, share of (mode - valley) */
 #define MAX_ROUNDS 8
 
-/* Sums of the unit embeddings of every cluster of more than min_rows rows (one pass over
- * the store): slot[c] indexes sum (dim values per tracked cluster), -1 if not tracked. */
-typedef struct sums {
-    int64_t *slot;
-    double *sum;
-    size_t dim;
-} sums;
-
-static void sums_free(sums *cs) { free(cs->slot), free(cs->sum); }
-
-static int sum_clusters(mf_store *s, const int64_t *label, const size_t *size, size_t clusters,
-                        size_t min_rows, sums *cs)
-{
-    size_t dim = mf_store_dim(s), n = mf_store_rows(s), tracked = 0;
-    cs->dim = dim;
-    cs->sum = NULL;
-    cs->slot = malloc((clusters + 1) * sizeof *cs->slot);
-    if (!cs->slot)
-        return mf_set_error(MF_ERR_NOMEM, "out of memory for %zu clusters", clusters);
-    for (size_t c = 0; c < clusters; c++)
-        cs->slot[c] = size[c] > min_rows ? (int64_t)tracked++ : -1;
-    cs->sum = calloc(tracked * dim + 1, sizeof *cs->sum);
-    mf_store_cursor *cur = NULL;
-    const mf_store_block *b;
-    int rc = cs->sum ? mf_store_cursor_open(&cur, s, MF_COL_EMBEDDING, 0, n)
-                     : mf_set_error(MF_ERR_NOMEM, "out of memory for %zu cluster sums", tracked);
-    while (rc == 0 && tracked && (rc = mf_store_cursor_next(cur, &b)) > 0) {
-        rc = 0;
-        for (size_t i = 0; i < b->n; i++) {
-            int64_t l = label[b->start + i];
-            if (l < 0 || cs->slot[l] < 0)
-                continue;
-            const float *x = b->embedding + i * dim;
-            double norm = 0;
-            for (size_t d = 0; d < dim; d++)
-                norm += (double)x[d] * x[d];
-            norm = norm > 0 ? 1 / sqrt(norm) : 0;
-            double *acc = cs->sum + (size_t)cs->slot[l] * dim;
-            for (size_t d = 0; d < dim; d++)
-                acc[d] += x[d] * norm;
-        }
-    }
-    mf_store_cursor_close(cur);
-    return rc < 0 ? rc : 0;
-}
-
-/* Mean cosine between a row of tracked cluster a (size sa) and one of b: s_a . s_b / (sa sb);
- * with a == b, between two distinct rows: (|s_a|^2 - sa) / (sa (sa - 1)), the coherence. */
-static double mean_cosine(const sums *cs, size_t a, double sa, size_t b, double sb)
-{
-    const double *x = cs->sum + (size_t)cs->slot[a] * cs->dim;
-    const double *y = cs->sum + (size_t)cs->slot[b] * cs->dim;
-    double dot = 0;
-    for (size_t d = 0; d < cs->dim; d++)
-        dot += x[d] * y[d];
-    return a == b ? (dot - sa) / (sa * (sa - 1)) : dot / (sa * sb);
-}
-
 /* The graph restricted to `rows` (sorted): each row keeps its neighbours inside, in
  * order, the rest of its list padded as missing. local[] maps a graph row to its index
  * in rows (valid for members only). */
@@ -174,46 +116,17 @@ static void group_rows(const int64_t *label, size_t n, const size_t *size, size_
     first[0] = 0;
 }
 
-/* Labels numbered 0.. by first row again (ids of split chains leave gaps). */
-static int renumber(int64_t *label, size_t n, int64_t next)
-{
-    int64_t *map = malloc((size_t)next * sizeof *map);
-    if (!map)
-        return mf_set_error(MF_ERR_NOMEM, "out of memory renumbering clusters");
-    for (int64_t c = 0; c < next; c++)
-        map[c] = -1;
-    int64_t id = 0;
-    for (size_t i = 0; i < n; i++)
-        if (label[i] >= 0) {
-            if (map[label[i]] < 0)
-                map[label[i]] = id++;
-            label[i] = map[label[i]];
-        }
-    free(map);
-    return 0;
-}
-
 /* Do the large pieces of trial ids [lo_id, hi_id) include two that are as unlike as
  * rows of different identities? */
-static int separated(const sums *ps, const size_t *piece_size, int64_t lo_id, int64_t hi_id,
+static int separated(const mf_cluster_sums *ps, const size_t *piece_size, int64_t lo_id, int64_t hi_id,
                      double lo)
 {
     for (int64_t a = lo_id; a < hi_id; a++)
         for (int64_t b = a + 1; ps->slot[a] >= 0 && b < hi_id; b++)
-            if (ps->slot[b] >= 0 && mean_cosine(ps, (size_t)a, (double)piece_size[a], (size_t)b,
+            if (ps->slot[b] >= 0 && mf_cluster_mean_cosine(ps, (size_t)a, (double)piece_size[a], (size_t)b,
                                                 (double)piece_size[b]) < lo)
                 return 1;
     return 0;
-}
-
-/* Sizes of the clusters 0..clusters-1 of label (rows at -1 count nowhere). */
-static size_t *cluster_sizes(const int64_t *label, size_t n, size_t clusters)
-{
-    size_t *size = calloc(clusters + 1, sizeof *size);
-    for (size_t i = 0; size && i < n; i++)
-        if (label[i] >= 0)
-            size[label[i]]++;
-    return size;
 }
 
 int mf_cluster_split_chains(const mf_knn_graph *g, const float *magnitude,
@@ -241,14 +154,14 @@ int mf_cluster_split_chains(const mf_knn_graph *g, const float *magnitude,
     float tau = p->tau;
     for (int round = 0; rc == 0 && round < MAX_ROUNDS; round++) {
         size_t clusters = (size_t)next;
-        size_t *size = cluster_sizes(label, n, clusters), *piece_size = NULL;
+        size_t *size = mf_cluster_sizes(label, n, clusters), *piece_size = NULL;
         size_t *first = malloc((clusters + 1) * sizeof *first);
         int64_t *trial_from = malloc((clusters + 1) * sizeof *trial_from);
-        sums cs = {0}, ps = {0};
+        mf_cluster_sums cs = {0}, ps = {0};
         if (!size || !first || !trial_from)
             rc = mf_set_error(MF_ERR_NOMEM, "out of memory for %zu clusters", clusters);
         if (rc == 0)
-            rc = sum_clusters(s, label, size, clusters, k, &cs);
+            rc = mf_cluster_sums_of(s, label, size, clusters, k, &cs);
         if (rc == 0)
             group_rows(label, n, size, clusters, first, order);
         /* a chain's edges below the valley are the suspect ones: from there, by steps */
@@ -266,8 +179,8 @@ int mf_cluster_split_chains(const mf_knn_graph *g, const float *magnitude,
         }
         trial_from[clusters] = trials;
         if (rc == 0 && can_raise) {
-            piece_size = cluster_sizes(trial, n, (size_t)trials);
-            rc = piece_size ? sum_clusters(s, trial, piece_size, (size_t)trials, k, &ps)
+            piece_size = mf_cluster_sizes(trial, n, (size_t)trials);
+            rc = piece_size ? mf_cluster_sums_of(s, trial, piece_size, (size_t)trials, k, &ps)
                             : mf_set_error(MF_ERR_NOMEM, "out of memory for pieces");
         }
         /* kept: a chain (its rows less alike than different identities), or a cluster
@@ -276,7 +189,7 @@ int mf_cluster_split_chains(const mf_knn_graph *g, const float *magnitude,
         for (size_t c = 0; rc == 0 && c < clusters; c++) {
             if (cs.slot[c] < 0)
                 continue;
-            double coh = mean_cosine(&cs, c, (double)size[c], c, (double)size[c]);
+            double coh = mf_cluster_mean_cosine(&cs, c, (double)size[c], c, (double)size[c]);
             int chain = coh < sc->lo;
             if (chain && round == 0) {
                 out->found++, out->rows += size[c];
@@ -300,7 +213,7 @@ int mf_cluster_split_chains(const mf_knn_graph *g, const float *magnitude,
             split++;
         }
         free(size), free(first), free(trial_from), free(piece_size);
-        sums_free(&cs), sums_free(&ps);
+        mf_cluster_sums_free(&cs), mf_cluster_sums_free(&ps);
         if (!split)
             break;
         out->rounds = round + 1;
@@ -308,6 +221,6 @@ int mf_cluster_split_chains(const mf_knn_graph *g, const float *magnitude,
     }
     free(local), free(trial), free(order);
     if (rc == 0 && (out->found || out->merged))
-        rc = renumber(label, n, next);
+        rc = mf_cluster_renumber(label, n, next);
     return rc;
 }
