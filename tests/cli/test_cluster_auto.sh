@@ -69,4 +69,20 @@ echo "components at tau 0: BCubed F $fkept kept, $fsplit split"
 at_least "$fsplit" "$(awk -v x="$fkept" 'BEGIN { print x + 0.3 }')" || fail "split no better"
 $PY -c 'import json, sys; j = json.load(open(sys.argv[1]))
 assert j["chains"] == 1 and j["chain_rows"] == 3000, j' split.json || fail "chains not recorded"
+
+# Magnitude that hardly tracks quality: low-quality rows of many identities, drifted the
+# same way, gather into coherent clusters; they are found by direction and their rows
+# left unassigned, and the summary and the record say so.
+mf-synth -q -o drift.h5 --profile magnoise --rows 3000 --identities 100 --seed 4
+mf-cluster -q -o drift.c.h5 -g drift.knn.h5 --json drift.h5 >drift.json
+mf-cluster -g drift.knn.h5 drift.h5 2>drift.err
+grep -q "warning: drift collectors: .* their rows left unassigned" drift.err ||
+  fail "drift collectors not reported"
+$PY - drift.json drift.c.h5 <<'PY' || fail "drift collectors not recorded or not unassigned"
+import json, sys, h5py
+j = json.load(open(sys.argv[1]))
+assert j["collectors"] >= 1 and j["collector_rows"] > 30, j
+assert j["unassigned"] >= j["collector_rows"], j
+assert json.loads(h5py.File(sys.argv[2]).attrs["mf_cluster"])["collectors"] == j["collectors"]
+PY
 echo "ok"

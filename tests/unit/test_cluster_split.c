@@ -1,5 +1,6 @@
-/* test_cluster_split.c - chains of identities told by coherence and split, on a crafted
- * store whose answer is known exactly.
+/* test_cluster_split.c - the checks after clustering, on crafted stores whose answer is
+ * known exactly: chains of identities told by coherence and split, clusters of a few
+ * identities parted, drift collectors told by direction and left unassigned.
  *
  * Rows 0-5: one identity (unit vectors near e3, pairwise cosine >= 0.9).
  * Rows 6-17: a chain of six pairs in the e0-e1 plane at angles 0,10, 40,50, ..., 200,210
@@ -10,6 +11,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "mf/cluster.h"
 #include "mf/status.h"
@@ -277,6 +279,90 @@ Test(cluster_split, two_identities_joined_by_a_bridge_are_parted)
     cr_expect_eq(ch.found, 0, "no chain");
     cr_expect_eq(ch.merged, 1);
     cr_expect_eq(ch.pieces, 3);
+    mf_store_close(s);
+    mf_knn_free(g);
+}
+
+/* Drift collectors, on other rows (same store shape): e0 is the 'unrecognisable'
+ * direction. Rows 0-5: an identity near e3 (anchors, magnitude 30); rows 6-13: 0.9 e0
+ * plus a private part, low-quality rows of many identities (6 and 7 anchors, 8-13
+ * leaves at magnitude 10); rows 14-17: blurred faces of the identity, 0.8 e3 + 0.6 e0
+ * (leaves at 11). With anchor quantile 0.6 the leaves are rows 8-17; their mean has
+ * length r = 0.845 and points at cosine 0.923 to e0. */
+static void make_drift_rows(void)
+{
+    make_rows(); /* rows 0-5 as before */
+    for (int i = 6; i < ROWS; i++) {
+        float *v = emb + i * DIM;
+        for (int d = 0; d < DIM; d++)
+            v[d] = 0;
+        if (i < 14) {
+            v[0] = 0.9f, v[4 + (i - 6) % 4] = i < 10 ? 0.436f : -0.436f;
+            mag[i] = i < 8 ? 30 : 10;
+        } else {
+            v[3] = 0.8f, v[0] = 0.6f;
+            mag[i] = 11;
+        }
+    }
+}
+
+static mf_cluster_params drift_params(void)
+{
+    mf_cluster_params p = mf_cluster_default_params();
+    p.anchor_quantile = 0.6;
+    return p;
+}
+
+/* Rows 6-13 point where the leaves point (0.923 against 0.876 for a random sample of 8
+ * leaves, less the margin) with 2 anchors of 8: a collector, left unassigned. Rows 4, 5
+ * and 14-17 are also mostly leaves (2 anchors of 6) but point at the identity (0.73):
+ * kept. Rows 0-3 have no leaf at all. */
+Test(cluster_split, a_drift_collector_is_left_unassigned)
+{
+    make_drift_rows();
+    mf_knn_graph *g = exact_graph();
+    mf_store *s = write_store();
+    int64_t label[ROWS] = {0, 0, 0, 0, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2};
+    mf_cluster_params p = drift_params();
+    mf_cluster_collectors co;
+    cr_assert_eq(mf_cluster_find_collectors(g, mag, &p, s, 0, label, &co), 0, "%s",
+                 mf_last_error());
+    const int64_t want[ROWS] = {0, 0, 0, 0, 1, 1, -1, -1, -1, -1, -1, -1, -1, -1, 1, 1, 1, 1};
+    for (int i = 0; i < ROWS; i++)
+        cr_expect_eq(label[i], want[i], "row %d: cluster %ld, want %ld", i, (long)label[i],
+                     (long)want[i]);
+    cr_expect_eq(co.found, 1);
+    cr_expect_eq(co.rows, 8);
+    cr_expect_eq(co.largest_rows, 8);
+    cr_expect(fabs(co.largest_cosine - 0.923) < 0.002, "cosine %g", co.largest_cosine);
+    mf_store_close(s);
+    mf_knn_free(g);
+}
+
+/* The same cluster with half its rows anchors is made of identities (a component chained
+ * through them can point along the drift too): kept; and keep = 1 only counts. */
+Test(cluster_split, a_cluster_of_anchors_is_no_collector_and_keep_only_counts)
+{
+    make_drift_rows();
+    mf_knn_graph *g = exact_graph();
+    mf_store *s = write_store();
+    const int64_t before[ROWS] = {0, 0, 0, 0, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2};
+    int64_t label[ROWS];
+    mf_cluster_params p = drift_params();
+    mf_cluster_collectors co;
+    memcpy(label, before, sizeof label);
+    cr_assert_eq(mf_cluster_find_collectors(g, mag, &p, s, 1, label, &co), 0);
+    cr_expect_eq(co.found, 1, "keep still finds it");
+    for (int i = 0; i < ROWS; i++)
+        cr_expect_eq(label[i], before[i], "row %d changed under keep", i);
+    mag[8] = mag[9] = 30; /* 4 anchors of 8 (the quantile's cut stays at 30) */
+    cr_assert_eq(mf_cluster_find_collectors(g, mag, &p, s, 0, label, &co), 0);
+    cr_expect_eq(co.found, 0);
+    for (int i = 0; i < ROWS; i++)
+        cr_expect_eq(label[i], before[i], "row %d changed", i);
+    p.weight = 0; /* no quality, no leaves: nothing to find */
+    cr_assert_eq(mf_cluster_find_collectors(g, NULL, &p, s, 0, label, &co), 0);
+    cr_expect_eq(co.found, 0);
     mf_store_close(s);
     mf_knn_free(g);
 }
