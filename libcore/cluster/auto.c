@@ -12,16 +12,16 @@
  * moved a method-specific share towards the same-identity mode h (tau = v + s (h - v)):
  * a method that chains (components) needs to sit further up than one that only links a
  * sample to a single neighbour (peaks), because one wrong edge merges two identities
- * while a missing one rarely splits anything; Infomap and Leiden weigh the edges
- * themselves and do best with a little of the low mode left in (Leiden: 0.15 of the
- * span below the valley). Leaves (anchors' tau2) attach at the
+ * while a missing one rarely splits anything; Infomap and Leiden, on anchors only, weigh
+ * the edges themselves and do best right at the valley. Leaves (tau2) attach at the
  * valley itself: there a low-quality face is as likely to be its neighbour's identity as
  * not, and it joins only one cluster. The shares were measured over the mf-synth grid
  * of bench/bench_robust.sh (docs/CLUSTER.md), not on one store: each is the share whose
  * worst gap to the method calibrated on labels, over all 17 settings, is smallest, with
  * its neighbours on the grid of shares no worse than 0.03 where one exists (with chains
  * split, split.c, anchors and peaks do best right at the valley: 0.05 and -0.05);
- * components' share was checked on a second draw of the grid as well.
+ * components', infomap's and leiden's shares were chosen over both draws of the grid
+ * and checked on a third.
  * When the density shows no valley (a weak model: the two populations overlap), the
  * median edge stands for the valley, the 90th percentile for the same-identity mode and
  * the 25th for the different-identity one, and the sentence says so; the tool then warns
@@ -44,7 +44,7 @@
 /* Share of the way from the valley to the same-identity mode, per method. */
 static const double tau_share[MF_CLUSTER_METHODS] = {
     [MF_CLUSTER_ANCHORS] = 0.05, [MF_CLUSTER_COMPONENTS] = 0.4, [MF_CLUSTER_PEAKS] = -0.05,
-    [MF_CLUSTER_INFOMAP] = 0.1,  [MF_CLUSTER_LEIDEN] = -0.15,
+    [MF_CLUSTER_INFOMAP] = 0.0,  [MF_CLUSTER_LEIDEN] = 0.0,
 };
 static const double tau2_share = 0.0;
 

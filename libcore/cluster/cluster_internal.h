@@ -34,6 +34,8 @@ typedef struct mf_cluster_sums {
 int mf_cluster_sums_of(struct mf_store *s, const int64_t *label, const size_t *size,
                        size_t clusters, size_t min_rows, mf_cluster_sums *cs);
 void mf_cluster_sums_free(mf_cluster_sums *cs);
+/* acc[0..dim) += x / |x| (nothing for a zero x). */
+void mf_cluster_add_unit(double *acc, const float *x, size_t dim);
 /* Mean cosine between a row of tracked cluster a (size sa) and one of b: s_a . s_b /
  * (sa sb); with a == b, between two distinct rows: (|s_a|^2 - sa) / (sa (sa - 1)), the
  * coherence. */

@@ -42,13 +42,7 @@ static int leaves_sum(mf_store *s, const float *mag, float cut, double *d, size_
         for (size_t i = 0; i < b->n; i++) {
             if (!(mag[b->start + i] < cut))
                 continue;
-            const float *x = b->embedding + i * dim;
-            double norm = 0;
-            for (size_t j = 0; j < dim; j++)
-                norm += (double)x[j] * x[j];
-            norm = norm > 0 ? 1 / sqrt(norm) : 0;
-            for (size_t j = 0; j < dim; j++)
-                d[j] += x[j] * norm;
+            mf_cluster_add_unit(d, b->embedding + i * dim, dim);
             (*count)++;
         }
     }

@@ -8,6 +8,16 @@
 #include "mf/status.h"
 #include "mf/store.h"
 
+void mf_cluster_add_unit(double *acc, const float *x, size_t dim)
+{
+    double norm = 0;
+    for (size_t d = 0; d < dim; d++)
+        norm += (double)x[d] * x[d];
+    norm = norm > 0 ? 1 / sqrt(norm) : 0;
+    for (size_t d = 0; d < dim; d++)
+        acc[d] += x[d] * norm;
+}
+
 void mf_cluster_sums_free(mf_cluster_sums *cs) { free(cs->slot), free(cs->sum); }
 
 int mf_cluster_sums_of(mf_store *s, const int64_t *label, const size_t *size, size_t clusters,
@@ -32,14 +42,8 @@ int mf_cluster_sums_of(mf_store *s, const int64_t *label, const size_t *size, si
             int64_t l = label[b->start + i];
             if (l < 0 || cs->slot[l] < 0)
                 continue;
-            const float *x = b->embedding + i * dim;
-            double norm = 0;
-            for (size_t d = 0; d < dim; d++)
-                norm += (double)x[d] * x[d];
-            norm = norm > 0 ? 1 / sqrt(norm) : 0;
-            double *acc = cs->sum + (size_t)cs->slot[l] * dim;
-            for (size_t d = 0; d < dim; d++)
-                acc[d] += x[d] * norm;
+            mf_cluster_add_unit(cs->sum + (size_t)cs->slot[l] * dim, b->embedding + i * dim,
+                                dim);
         }
     }
     mf_store_cursor_close(cur);
