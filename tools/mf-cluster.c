@@ -55,8 +55,10 @@ static const mf_cli_opt options[] = {
     {"tsv", 0, NULL, "print id, cluster, magnitude as TSV on stdout", OPT_TSV},
     {"method", 0, "NAME", "anchors (default), components, peaks, infomap, leiden", OPT_METHOD},
     {"tau", 't', "COS", "edge threshold (cosine; default: chosen from the graph)", OPT_TAU},
-    {"tau2", 0, "COS", "anchors, infomap, leiden: threshold for attaching low-quality "
-     "samples (default: the graph's valley)", OPT_TAU2},
+    {"tau2", 0, "COS",
+     "anchors, infomap, leiden: threshold for attaching low-quality "
+     "samples (default: the graph's valley)",
+     OPT_TAU2},
     {"anchor-quantile", 0, "Q",
      "anchors, infomap, leiden: share of lowest-magnitude samples that are not "
      "anchors but leaves (default 0.3)",
@@ -225,8 +227,7 @@ static int measure_scale(config *c, const mf_knn_graph *g, const float *mag,
                          mf_cluster_scale *sc, int *have)
 {
     int rc = mf_cluster_scale_of(g, mag, &c->cp, sc);
-    int given = !isnan(c->cp.tau) &&
-                (!mf_cluster_uses_leaves(&c->cp) || !isnan(c->cp.tau2));
+    int given = !isnan(c->cp.tau) && (!mf_cluster_uses_leaves(&c->cp) || !isnan(c->cp.tau2));
     *have = rc == 0;
     if (rc == 0)
         mf_cluster_place(sc, &c->cp, c->why, sizeof c->why);
@@ -257,8 +258,8 @@ static int split_chains(config *c, const mf_knn_graph *g, const float *mag, mf_s
 static int dissolve_collectors(config *c, const mf_knn_graph *g, const float *mag, mf_store *s,
                                int64_t *label, mf_cluster_stats *st)
 {
-    int rc = mf_cluster_find_collectors(g, mag, &c->cp, s, c->keep_chains, label,
-                                        &c->collectors);
+    int rc =
+        mf_cluster_find_collectors(g, mag, &c->cp, s, c->keep_chains, label, &c->collectors);
     if (rc == 0 && !c->keep_chains && c->collectors.found) {
         mf_cluster_stats before = *st;
         rc = mf_cluster_stats_of(g->n, label, st);
@@ -318,8 +319,8 @@ static void print_chains(const mf_cluster_chains *ch, int kept)
                     ch->merged);
     if (!ch->found) {
         if (ch->rounds)
-            mf_cli_info("splits made %zu clusters in %d rounds, tau raised to %.3f",
-                        ch->pieces, ch->rounds, ch->tau);
+            mf_cli_info("splits made %zu clusters in %d rounds, tau raised to %.3f", ch->pieces,
+                        ch->rounds, ch->tau);
         return;
     }
     const char *what = kept ? "kept as made (--keep-chains)" : "clustered again";
@@ -328,8 +329,8 @@ static void print_chains(const mf_cluster_chains *ch, int kept)
                 "rows of different identities: %s",
                 ch->found, ch->rows, ch->largest_rows, ch->largest_coherence, what);
     if (ch->rounds)
-        mf_cli_info("splits made %zu clusters in %d rounds, tau raised to %.3f",
-                    ch->pieces, ch->rounds, ch->tau);
+        mf_cli_info("splits made %zu clusters in %d rounds, tau raised to %.3f", ch->pieces,
+                    ch->rounds, ch->tau);
     if (ch->left && !kept)
         mf_cli_warn("%zu chains (%zu rows) remain at the same-identity mode: give --tau or "
                     "try --calibrate",
@@ -351,8 +352,8 @@ static void print_summary(const mf_cluster_stats *st, const mf_knn_graph *g,
     mf_cli_info("thresholds: %s", c->why);
     if (st->largest * 2 > g->n)
         mf_cli_warn("one giant cluster holds %zu of %zu rows: the thresholds do not suit "
-                       "this graph; give --tau or try --calibrate",
-                       st->largest, g->n);
+                    "this graph; give --tau or try --calibrate",
+                    st->largest, g->n);
     print_chains(&c->chains, c->keep_chains);
     if (c->collectors.found)
         mf_cli_warn("drift collectors: %zu clusters (%zu rows; the largest %zu rows, its mean "
@@ -360,7 +361,8 @@ static void print_summary(const mf_cluster_stats *st, const mf_knn_graph *g,
                     "rows of many identities, alike because they drifted the same way: %s",
                     c->collectors.found, c->collectors.rows, c->collectors.largest_rows,
                     c->collectors.largest_cosine,
-                    c->keep_chains ? "kept as made (--keep-chains)" : "their rows left unassigned");
+                    c->keep_chains ? "kept as made (--keep-chains)"
+                                   : "their rows left unassigned");
     if (st->suspect)
         mf_cli_warn("%zu clusters (%zu rows) hold %dx more low-quality rows per anchor than "
                     "an identity has: likely collectors of junk; check them or raise --tau2",

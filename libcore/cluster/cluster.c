@@ -190,7 +190,8 @@ static int join_anchors(const mf_knn_graph *g, const unsigned char *is_anchor, f
     for (size_t i = 0; i < n; i++)
         for (int r = 0; r < k; r++) {
             int64_t j = g->nbr[i * k + r];
-            keep[i * k + r] = j >= 0 && is_anchor[i] && is_anchor[j] && g->sim[i * k + r] >= tau;
+            keep[i * k + r] =
+                j >= 0 && is_anchor[i] && is_anchor[j] && g->sim[i * k + r] >= tau;
         }
     for (size_t i = 0; i < n; i++)
         for (int r = 0; r < k; r++)
@@ -299,8 +300,9 @@ static int run_method(const mf_knn_graph *g, const float *mag, const mf_cluster_
     unsigned char *assigned = malloc(n), *is_anchor = NULL;
     float *conf = NULL;
     int leaves = mf_cluster_uses_leaves(p);
-    int rc = parent && assigned ? 0
-                                : mf_set_error(MF_ERR_NOMEM, "out of memory clustering %zu rows", n);
+    int rc = parent && assigned
+                 ? 0
+                 : mf_set_error(MF_ERR_NOMEM, "out of memory clustering %zu rows", n);
     for (size_t i = 0; rc == 0 && i < n; i++)
         parent[i] = (int64_t)i, assigned[i] = 1;
     if (rc == 0 && (leaves || p->method == MF_CLUSTER_ANCHORS))
@@ -333,9 +335,8 @@ static int run_method(const mf_knn_graph *g, const float *mag, const mf_cluster_
  * a cluster of more than k rows with MF_CLUSTER_SUSPECT_RATIO times that many has
  * gathered low-quality rows (junk near the drift direction) that no identity's
  * neighbourhood accounts for. */
-static int suspect_clusters(const mf_knn_graph *g, const float *mag,
-                            const mf_cluster_params *p, const int64_t *label,
-                            mf_cluster_stats *st)
+static int suspect_clusters(const mf_knn_graph *g, const float *mag, const mf_cluster_params *p,
+                            const int64_t *label, mf_cluster_stats *st)
 {
     size_t n = g->n;
     float cut = -INFINITY;

@@ -66,11 +66,15 @@ int mf_cluster_find_collectors(const mf_knn_graph *g, const float *magnitude,
         return MF_ERR_NOMEM;
     size_t clusters = 0, leaves = 0;
     for (size_t i = 0; i < n; i++)
-        clusters = label[i] >= 0 && (size_t)label[i] >= clusters ? (size_t)label[i] + 1 : clusters;
+        clusters =
+            label[i] >= 0 && (size_t)label[i] >= clusters ? (size_t)label[i] + 1 : clusters;
     double *d = malloc((dim + 1) * sizeof *d);
-    size_t *size = mf_cluster_sizes(label, n, clusters), *anchors = calloc(clusters + 1, sizeof *anchors);
+    size_t *size = mf_cluster_sizes(label, n, clusters),
+           *anchors = calloc(clusters + 1, sizeof *anchors);
     mf_cluster_sums cs = {0};
-    int rc = d && size && anchors ? 0 : mf_set_error(MF_ERR_NOMEM, "out of memory for %zu clusters", clusters);
+    int rc = d && size && anchors
+                 ? 0
+                 : mf_set_error(MF_ERR_NOMEM, "out of memory for %zu clusters", clusters);
     if (rc == 0)
         rc = leaves_sum(s, magnitude, cut, d, &leaves);
     if (rc == 0)

@@ -31,7 +31,8 @@ static int collect_edges(const mf_knn_graph *g, const unsigned char *is_anchor, 
             float s = g->sim[i * g->k + r];
             if (j < 0 || s < tau)
                 break;
-            if ((is_anchor && !is_anchor[j]) || ((int64_t)i > j && lists(g, (int64_t)i, j, tau)))
+            if ((is_anchor && !is_anchor[j]) ||
+                ((int64_t)i > j && lists(g, (int64_t)i, j, tau)))
                 continue;
             if (igraph_vector_int_push_back(edges, (igraph_integer_t)i) ||
                 igraph_vector_int_push_back(edges, (igraph_integer_t)j) ||
@@ -84,7 +85,8 @@ int mf_cluster_igraph(const mf_knn_graph *g, const unsigned char *is_anchor,
         rc = groups < 0 ? (int)groups : 0;
         for (size_t i = 0; rc == 0 && is_anchor && i < g->n; i++)
             if (!is_anchor[i])
-                label[i] = -1; /* ids stay below the number of rows, as join_communities needs */
+                label[i] =
+                    -1; /* ids stay below the number of rows, as join_communities needs */
     }
     igraph_vector_int_destroy(&edges);
     igraph_vector_int_destroy(&memb);

@@ -34,8 +34,9 @@ int mf_cluster_sums_of(mf_store *s, const int64_t *label, const size_t *size, si
     cs->sum = calloc(tracked * dim + 1, sizeof *cs->sum);
     mf_store_cursor *cur = NULL;
     const mf_store_block *b;
-    int rc = cs->sum ? mf_store_cursor_open(&cur, s, MF_COL_EMBEDDING, 0, n)
-                     : mf_set_error(MF_ERR_NOMEM, "out of memory for %zu cluster sums", tracked);
+    int rc = cs->sum
+                 ? mf_store_cursor_open(&cur, s, MF_COL_EMBEDDING, 0, n)
+                 : mf_set_error(MF_ERR_NOMEM, "out of memory for %zu cluster sums", tracked);
     while (rc == 0 && tracked && (rc = mf_store_cursor_next(cur, &b)) > 0) {
         rc = 0;
         for (size_t i = 0; i < b->n; i++) {
@@ -50,7 +51,8 @@ int mf_cluster_sums_of(mf_store *s, const int64_t *label, const size_t *size, si
     return rc < 0 ? rc : 0;
 }
 
-double mf_cluster_mean_cosine(const mf_cluster_sums *cs, size_t a, double sa, size_t b, double sb)
+double mf_cluster_mean_cosine(const mf_cluster_sums *cs, size_t a, double sa, size_t b,
+                              double sb)
 {
     const double *x = cs->sum + (size_t)cs->slot[a] * cs->dim;
     const double *y = cs->sum + (size_t)cs->slot[b] * cs->dim;
