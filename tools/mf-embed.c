@@ -216,6 +216,14 @@ static int forward(void *ctx, int n, const uint8_t *faces, float *feat, float *m
     return mf_runner_forward(j->runner, n, MF_FACE_SIZE, MF_FACE_SIZE, faces, feat, mag);
 }
 
+/* int8's faces off the calibrated ranges: the pipeline gathers them across batches. */
+static int rerun_wanted(void *ctx, int i) { return mf_runner_rerun_wanted(((job *)ctx)->runner, i); }
+
+static int rerun(void *ctx, int n, const uint8_t *faces, float *feat, float *mag)
+{
+    return mf_runner_rerun(((job *)ctx)->runner, n, faces, feat, mag);
+}
+
 static int sink_rows(void *ctx, size_t n, const float *feat, const float *mag,
                      const char *const *ids, const int64_t *labels)
 {
@@ -376,6 +384,7 @@ int main(int argc, char **argv)
     mf_model *model = res.model;
     mf_runner_params rp = mf_runner_default_params();
     rp.max_batch = c.batch, rp.threads = threads, rp.precision = c.precision;
+    rp.int8_reruns = MF_RERUNS_DEFERRED;
     if (mf_runner_create(&res.runner, model, &rp) < 0)
         return fail(NULL);
     mf_runner *runner = res.runner;
@@ -430,6 +439,7 @@ int main(int argc, char **argv)
     ep.batch = c.batch;
     ep.resize = c.resize;
     ep.decode.max_pixels = (uint64_t)(c.max_megapixels * 1e6);
+    ep.again_wanted = rerun_wanted, ep.again_run = rerun;
     mf_embed_sink sink = {sink_rows, sink_failed, sink_batch_done, &j};
     mf_embed_stats st;
     int rc = mf_embed_run(src, seen, &ep, mf_model_dim(model), forward, &j, &sink, &stop_signal,

@@ -29,18 +29,32 @@
 #define MF_EMBED_BATCH 16
 #define MF_EMBED_MAX_BATCH 1024
 
-typedef struct mf_embed_params {
-    int batch;               /* faces per network call; MF_EMBED_BATCH */
-    int resize;              /* resize images that are not 112x112 and have no landmarks */
-    mf_decode_params decode; /* pixel limit, orientation */
-} mf_embed_params;
-
-mf_embed_params mf_embed_default_params(void);
-
 /* Run the network on n faces (n x 112 x 112 x 3 BGR u8): n x dim raw features and n
  * magnitudes. Returns 0 or a negative mf_status. */
 typedef int (*mf_embed_forward_fn)(void *ctx, int n, const uint8_t *faces, float *features,
                                    float *magnitudes);
+
+/* Rows may wait for faces run again (mf_embed_params.again_run): at most this many
+ * batches, and no more once this many rows wait. */
+#define MF_EMBED_HOLD 16
+#define MF_EMBED_HOLD_ROWS 256
+
+typedef struct mf_embed_params {
+    int batch;               /* faces per network call; MF_EMBED_BATCH */
+    int resize;              /* resize images that are not 112x112 and have no landmarks */
+    mf_decode_params decode; /* pixel limit, orientation */
+    /* Optional second pass (int8's faces off the calibrated ranges, run in fp32): after
+     * each forward call, again_wanted(ctx, i) says whether face i is to run again. Such
+     * faces are gathered across batches and run together through again_run (at most
+     * `batch` at once, with forward's ctx), since a network runs one face at a time far
+     * slower than a batch. Rows wait, in input order, until their faces are done (at
+     * most MF_EMBED_HOLD batches or about MF_EMBED_HOLD_ROWS rows: what a kill can cost
+     * on top of the batch at hand). NULL: none. */
+    int (*again_wanted)(void *ctx, int i);
+    mf_embed_forward_fn again_run;
+} mf_embed_params;
+
+mf_embed_params mf_embed_default_params(void);
 
 typedef struct mf_embed_sink {
     int (*rows)(void *ctx, size_t n, const float *features, const float *magnitudes,

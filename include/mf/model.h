@@ -114,9 +114,18 @@ typedef struct mf_runner_params {
     int max_batch;          /* largest batch (1..4096); 16 */
     int threads;            /* OpenMP threads (>= 1); 1 */
     mf_precision precision; /* MF_PRECISION_FP32 */
-    int int8_reruns;        /* 1: int8 runs faces off the calibrated ranges again in fp32
-                               (mf_runner_fp32_reruns); 0 only to time the network alone */
+    int int8_reruns;        /* MF_RERUNS_INLINE: int8 runs faces off the calibrated ranges
+                               again in fp32 within each call (mf_runner_fp32_reruns) */
 } mf_runner_params;
+
+/* int8_reruns: what int8 does with faces off the calibrated ranges. */
+enum {
+    MF_RERUNS_NONE = 0,   /* nothing: only to time the network alone */
+    MF_RERUNS_INLINE = 1, /* each call runs them again before it returns */
+    /* the caller gathers them (mf_runner_rerun_wanted) across calls and runs them
+     * together (mf_runner_rerun): fp32 at batch 1 costs ~3x a face at batch 16 */
+    MF_RERUNS_DEFERRED = 2,
+};
 
 mf_runner_params mf_runner_default_params(void);
 
@@ -145,6 +154,13 @@ int mf_runner_forward_f32(mf_runner *r, int n, const float *nchw, float *feature
  * their width are run again in fp32 (their features are then fp32's, bit for bit); how
  * many so far. 0 at other precisions. */
 long long mf_runner_fp32_reruns(const mf_runner *r);
+/* MF_RERUNS_DEFERRED: whether face i (0..n-1) of the last forward call left the ranges
+ * and should be run again; always 0 at other precisions or settings. */
+int mf_runner_rerun_wanted(const mf_runner *r, int i);
+/* Run n (1..max_batch) such faces (BGR u8, as mf_runner_forward) in fp32: their
+ * features and magnitudes, bit for bit those of the fp32 path at this batch. */
+int mf_runner_rerun(mf_runner *r, int n, const uint8_t *bgr, float *features,
+                    float *magnitudes);
 
 /* int8 calibration: run faces through the fp32 network and record, per channel of
  * what every convolution reads, the range to quantise. Faces should be a sample of

@@ -243,7 +243,6 @@ static void *producer(void *arg)
     }
 }
 
-/* Consumer side of one batch: network, then rows, failures, batch_done. */
 /* A row whose features or magnitude are not finite (a model with huge or NaN weights, an
  * overflow on one image) must never reach a store as data: it becomes a failed input. */
 static int row_is_finite(const float *feat, float mag, int dim)
@@ -285,18 +284,11 @@ static int sink_batch_rows(const batch *b, float *feat, float *mag, int dim,
     return rc;
 }
 
-static int consume(const batch *b, float *feat, float *mag, int dim,
-                   mf_embed_forward_fn forward, void *fctx, const mf_embed_sink *sink,
-                   mf_embed_stats *st)
+/* The batch's rows, then its failures, then batch_done: what the sink sees of a batch. */
+static int hand_over(const batch *b, float *feat, float *mag, int dim,
+                     const mf_embed_sink *sink, mf_embed_stats *st)
 {
-    int rc = 0;
-    if (b->n > 0) {
-        double t0 = mf_now();
-        rc = forward(fctx, b->n, b->faces, feat, mag);
-        st->network_seconds += mf_now() - t0;
-        if (rc == 0)
-            rc = sink_batch_rows(b, feat, mag, dim, sink, st);
-    }
+    int rc = b->n > 0 ? sink_batch_rows(b, feat, mag, dim, sink, st) : 0;
     for (size_t i = 0; i < b->n_fail && rc == 0; i++) {
         rc = sink->failed(sink->ctx, b->fail_id[i], b->fail_reason[i]);
         st->failed++;
@@ -304,6 +296,145 @@ static int consume(const batch *b, float *feat, float *mag, int dim,
     if (rc == 0 && sink->batch_done)
         rc = sink->batch_done(sink->ctx);
     return rc;
+}
+
+/* ---- faces run again (mf_embed_params.again_run) ------------------------------------ */
+
+/* A batch waiting for faces of its own to run again, with its network outputs. */
+typedef struct held {
+    batch b; /* swapped with the consumer's batch, whose buffers go back to the producer */
+    float *feat, *mag;
+} held;
+
+typedef struct again {
+    held slots[MF_EMBED_HOLD];
+    int count, rows; /* batches and rows held, in input order */
+    int (*wanted)(void *ctx, int i);
+    mf_embed_forward_fn run;
+    void *ctx;
+    int capacity, dim;
+    int pending, *who; /* faces to run again: slot * capacity + row */
+    uint8_t *faces;    /* (capacity) faces gathered for one run */
+    float *feat, *mag; /* (capacity) their outputs */
+} again;
+
+static void again_release(again *ag)
+{
+    for (int i = 0; i < MF_EMBED_HOLD; i++) {
+        batch_release(&ag->slots[i].b);
+        free(ag->slots[i].feat);
+        free(ag->slots[i].mag);
+    }
+    free(ag->who);
+    free(ag->faces);
+    free(ag->feat);
+    free(ag->mag);
+}
+
+static int again_init(again *ag, const mf_embed_params *p, void *ctx, int capacity, int dim)
+{
+    memset(ag, 0, sizeof *ag);
+    ag->wanted = p->again_wanted, ag->run = p->again_run, ag->ctx = ctx;
+    ag->capacity = capacity, ag->dim = dim;
+    ag->who = malloc((size_t)MF_EMBED_HOLD * capacity * sizeof *ag->who);
+    ag->faces = malloc((size_t)capacity * FACE_BYTES);
+    ag->feat = malloc((size_t)capacity * dim * sizeof *ag->feat);
+    ag->mag = malloc((size_t)capacity * sizeof *ag->mag);
+    return ag->who && ag->faces && ag->feat && ag->mag ? 0 : MF_ERR_NOMEM;
+}
+
+/* Slot i's buffers, allocated when first used (most runs never hold a batch). */
+static int again_slot(again *ag, int i)
+{
+    held *h = &ag->slots[i];
+    if (h->feat)
+        return 0;
+    if (batch_init(&h->b, ag->capacity) < 0 ||
+        !(h->feat = malloc((size_t)ag->capacity * ag->dim * sizeof *h->feat)) ||
+        !(h->mag = malloc((size_t)ag->capacity * sizeof *h->mag)))
+        return mf_set_error(MF_ERR_NOMEM, "out of memory holding rows for faces run again");
+    return 0;
+}
+
+static int any_wanted(const again *ag, const batch *b)
+{
+    for (int i = 0; i < b->n; i++)
+        if (ag->wanted(ag->ctx, i))
+            return 1;
+    return 0;
+}
+
+/* Run the pending faces again, in runs of up to `capacity`, into their held rows; then
+ * hand every held batch over in order. */
+static int again_flush(again *ag, const mf_embed_sink *sink, mf_embed_stats *st)
+{
+    int rc = 0, cap = ag->capacity, dim = ag->dim;
+    for (int s = 0; s < ag->pending && rc == 0; s += cap) {
+        int m = ag->pending - s < cap ? ag->pending - s : cap;
+        for (int j = 0; j < m; j++) {
+            const held *h = &ag->slots[ag->who[s + j] / cap];
+            memcpy(ag->faces + (size_t)j * FACE_BYTES,
+                   h->b.faces + (size_t)(ag->who[s + j] % cap) * FACE_BYTES, FACE_BYTES);
+        }
+        double t0 = mf_now();
+        rc = ag->run(ag->ctx, m, ag->faces, ag->feat, ag->mag);
+        st->network_seconds += mf_now() - t0;
+        for (int j = 0; j < m && rc == 0; j++) {
+            held *h = &ag->slots[ag->who[s + j] / cap];
+            int row = ag->who[s + j] % cap;
+            memcpy(h->feat + (size_t)row * dim, ag->feat + (size_t)j * dim,
+                   (size_t)dim * sizeof *h->feat);
+            h->mag[row] = ag->mag[j];
+        }
+    }
+    for (int i = 0; i < ag->count; i++) {
+        if (rc == 0)
+            rc = hand_over(&ag->slots[i].b, ag->slots[i].feat, ag->slots[i].mag, dim, sink, st);
+        batch_clear(&ag->slots[i].b);
+    }
+    ag->count = ag->rows = ag->pending = 0;
+    return rc;
+}
+
+/* Hold `b` (its contents move to a slot; b gets the slot's empty buffers) with its
+ * outputs, noting the faces to run again; flush once enough wait. */
+static int again_hold(again *ag, batch *b, const float *feat, const float *mag,
+                      const mf_embed_sink *sink, mf_embed_stats *st)
+{
+    int i = ag->count, cap = ag->capacity;
+    int rc = again_slot(ag, i);
+    if (rc < 0)
+        return rc;
+    held *h = &ag->slots[i];
+    batch t = h->b;
+    h->b = *b;
+    *b = t;
+    memcpy(h->feat, feat, (size_t)h->b.n * ag->dim * sizeof *feat);
+    memcpy(h->mag, mag, (size_t)h->b.n * sizeof *mag);
+    for (int r = 0; r < h->b.n; r++)
+        if (ag->wanted(ag->ctx, r))
+            ag->who[ag->pending++] = i * cap + r;
+    ag->count++, ag->rows += h->b.n;
+    if (ag->pending >= cap || ag->count == MF_EMBED_HOLD || ag->rows >= MF_EMBED_HOLD_ROWS)
+        return again_flush(ag, sink, st);
+    return 0;
+}
+
+/* Consumer side of one batch: the network, then the sink (or the wait for faces run
+ * again, when some are pending or this batch has some). */
+static int consume(batch *b, float *feat, float *mag, int dim, mf_embed_forward_fn forward,
+                   void *fctx, again *ag, const mf_embed_sink *sink, mf_embed_stats *st)
+{
+    if (b->n > 0) {
+        double t0 = mf_now();
+        int rc = forward(fctx, b->n, b->faces, feat, mag);
+        st->network_seconds += mf_now() - t0;
+        if (rc < 0)
+            return rc;
+    }
+    if (ag && (ag->count || any_wanted(ag, b)))
+        return again_hold(ag, b, feat, mag, sink, st);
+    return hand_over(b, feat, mag, dim, sink, st);
 }
 
 int mf_embed_run(mf_source *src, mf_idset *seen, const mf_embed_params *p, int dim,
@@ -327,9 +458,16 @@ int mf_embed_run(mf_source *src, mf_idset *seen, const mf_embed_params *p, int d
     int rc = feat && mag ? 0 : MF_ERR_NOMEM; /* the message is set below */
     for (int i = 0; i < N_BATCHES && rc == 0; i++)
         rc = batch_init(&pl.batches[i], pl.capacity);
+    again again_state, *ag = NULL;
+    if (rc == 0 && p->again_wanted && p->again_run) {
+        ag = &again_state;
+        rc = again_init(ag, p, forward_ctx, pl.capacity, dim);
+    }
     if (rc < 0) {
         for (int i = 0; i < N_BATCHES; i++) /* zeroed or initialised: both release */
             batch_release(&pl.batches[i]);
+        if (ag)
+            again_release(ag);
         free(feat);
         free(mag);
         return mf_set_error(MF_ERR_NOMEM, "out of memory for %d-image batches", pl.capacity);
@@ -345,11 +483,17 @@ int mf_embed_run(mf_source *src, mf_idset *seen, const mf_embed_params *p, int d
         rc = mf_set_error(MF_ERR_INTERNAL, "cannot start the decoding thread");
     for (int done = rc < 0; !done;) {
         batch *b = take(&pl, &pl.full, 0);
-        if (b->fatal)
-            rc = mf_set_error(b->fatal, "reading inputs: %s", b->error);
-        else
-            rc = consume(b, feat, mag, dim, forward, forward_ctx, sink, stats);
-        done = b->last || b->fatal || rc < 0;
+        int last = b->last, fatal = b->fatal; /* b's contents may move to a held slot */
+        if (fatal) {
+            rc = ag ? again_flush(ag, sink, stats) : 0; /* what was read before stays */
+            if (rc == 0)
+                rc = mf_set_error(fatal, "reading inputs: %s", b->error);
+        } else {
+            rc = consume(b, feat, mag, dim, forward, forward_ctx, ag, sink, stats);
+            if (rc == 0 && ag && last)
+                rc = again_flush(ag, sink, stats);
+        }
+        done = last || fatal || rc < 0;
         if (rc < 0) {
             pthread_mutex_lock(&pl.lock);
             pl.consumer_quit = 1;
@@ -365,6 +509,8 @@ int mf_embed_run(mf_source *src, mf_idset *seen, const mf_embed_params *p, int d
     stats->wall_seconds = mf_now() - t0;
     for (int i = 0; i < N_BATCHES; i++)
         batch_release(&pl.batches[i]);
+    if (ag)
+        again_release(ag); /* rows still held here: the run failed, they were not stored */
     pthread_cond_destroy(&pl.changed);
     pthread_mutex_destroy(&pl.lock);
     free(feat);

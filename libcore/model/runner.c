@@ -37,7 +37,8 @@ struct mf_runner {
     float *flat;            /* (max_batch, widths[3]*MF_HEAD_AREA) head input */
     float *obs_lo, *obs_hi; /* calibration: running min/max of each conv's input channels */
     float *excess;          /* int8: (max_batch) how far each face left the calibrated ranges */
-    mf_runner *rerun;       /* int8: fp32, one face at a time, for the faces that left them */
+    mf_runner *rerun;       /* int8: fp32 for the faces that left them */
+    int rerun_mode;         /* MF_RERUNS_* */
     long long reruns;
     char describe[160];
 };
@@ -64,7 +65,8 @@ void mf_cpu_describe(char *buf, size_t len) { mf_isa_describe(buf, len); }
 mf_runner_params mf_runner_default_params(void)
 {
     return (mf_runner_params){
-        .max_batch = 16, .threads = 1, .precision = MF_PRECISION_FP32, .int8_reruns = 1};
+        .max_batch = 16, .threads = 1, .precision = MF_PRECISION_FP32,
+        .int8_reruns = MF_RERUNS_INLINE};
 }
 
 static mf_conv_shape shape_of(const mf_conv *c, int n, int h)
@@ -215,13 +217,15 @@ static void plan(const mf_runner *r, int n, size_t *act, size_t *scratch)
 
 /* int8: the excess of every face, measured whether or not it is acted on (so that the
  * network timed alone does the same work), and the fp32 runner for the reruns. */
-static int create_rerun(mf_runner *r, int reruns)
+static int create_rerun(mf_runner *r, int mode)
 {
-    mf_runner_params p = {.max_batch = 1, .threads = r->threads,
-                          .precision = MF_PRECISION_FP32};
+    /* Inline reruns meet the faces of one call, mostly one: batch 1 spares its memory. */
+    mf_runner_params p = {.max_batch = mode == MF_RERUNS_DEFERRED ? r->max_batch : 1,
+                          .threads = r->threads, .precision = MF_PRECISION_FP32};
+    r->rerun_mode = mode;
     if (!(r->excess = calloc(r->max_batch, sizeof(float))))
         return mf_set_error(MF_ERR_NOMEM, "runner: out of memory");
-    return reruns ? mf_runner_create(&r->rerun, r->m, &p) : 0;
+    return mode != MF_RERUNS_NONE ? mf_runner_create(&r->rerun, r->m, &p) : 0;
 }
 
 int mf_runner_create(mf_runner **out, const mf_model *m, const mf_runner_params *p)
@@ -431,7 +435,7 @@ static int rerun_outliers(mf_runner *r, int n, const uint8_t *bgr, const float *
                           float *features, float *magnitudes)
 {
     const size_t face = 3 * MF_MODEL_INPUT * MF_MODEL_INPUT, dim = r->m->dim;
-    for (int i = 0; r->rerun && i < n; i++) {
+    for (int i = 0; r->rerun_mode == MF_RERUNS_INLINE && i < n; i++) {
         if (r->excess[i] <= RERUN_EXCESS)
             continue;
         float *feat = features + i * dim, *mag = magnitudes ? magnitudes + i : NULL;
@@ -446,6 +450,24 @@ static int rerun_outliers(mf_runner *r, int n, const uint8_t *bgr, const float *
 }
 
 long long mf_runner_fp32_reruns(const mf_runner *r) { return r->reruns; }
+
+int mf_runner_rerun_wanted(const mf_runner *r, int i)
+{
+    return r->rerun_mode == MF_RERUNS_DEFERRED && i >= 0 && i < r->max_batch &&
+           r->excess[i] > RERUN_EXCESS;
+}
+
+int mf_runner_rerun(mf_runner *r, int n, const uint8_t *bgr, float *features,
+                    float *magnitudes)
+{
+    if (!r->rerun || r->rerun_mode != MF_RERUNS_DEFERRED)
+        return mf_set_error(MF_ERR_ARG, "runner: reruns are not deferred to the caller");
+    int rc = mf_runner_forward(r->rerun, n, MF_MODEL_INPUT, MF_MODEL_INPUT, bgr, features,
+                               magnitudes);
+    if (rc == 0)
+        r->reruns += n;
+    return rc;
+}
 
 int mf_runner_forward(mf_runner *r, int n, int height, int width, const uint8_t *bgr,
                       float *features, float *magnitudes)

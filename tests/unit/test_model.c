@@ -578,6 +578,22 @@ Test(model, int8_calibration_round_trip_and_same_bits_everywhere)
  * ranges far (values beyond them are clamped): calibrated on low-contrast grey copies,
  * the real faces all leave the ranges and come out with fp32's bits, through both entry
  * points; the grey copies stay int8. */
+/* The tiny model calibrated on low-contrast grey copies of the reference faces (which
+ * the real faces then leave far): the copies, malloc'ed. */
+static uint8_t *calibrate_on_grey_copies(mf_model *m, const refset *rs)
+{
+    const size_t face = 112 * 112 * 3;
+    uint8_t *grey = malloc(rs->n * face);
+    for (size_t p = 0; p < rs->n * face; p++)
+        grey[p] = (uint8_t)(128 + (rs->images[p] - 128) / 16);
+    mf_calibration *cal;
+    cr_assert_eq(mf_calibration_new(&cal, m, rs->n, 1), 0);
+    cr_assert_eq(mf_calibration_add(cal, rs->n, grey), 0);
+    cr_assert_eq(mf_model_set_calibration(m, cal), 0);
+    mf_calibration_free(cal);
+    return grey;
+}
+
 Test(model, int8_reruns_faces_outside_the_ranges_in_fp32)
 {
     char dir[] = "/tmp/mf-test-rerun-XXXXXX", file[4200];
@@ -585,14 +601,7 @@ Test(model, int8_reruns_faces_outside_the_ranges_in_fp32)
     mf_model *m;
     tiny_and_temp_file(&m, &rs, dir, file, sizeof file, "unused");
     const size_t face = 112 * 112 * 3, feats = (size_t)rs.n * rs.dim;
-    uint8_t *grey = malloc(rs.n * face);
-    for (size_t p = 0; p < rs.n * face; p++)
-        grey[p] = (uint8_t)(128 + (rs.images[p] - 128) / 16);
-    mf_calibration *cal;
-    cr_assert_eq(mf_calibration_new(&cal, m, rs.n, 1), 0);
-    cr_assert_eq(mf_calibration_add(cal, rs.n, grey), 0);
-    cr_assert_eq(mf_model_set_calibration(m, cal), 0);
-    mf_calibration_free(cal);
+    uint8_t *grey = calibrate_on_grey_copies(m, &rs);
 
     mf_runner_params rp = mf_runner_default_params();
     rp.max_batch = rs.n, rp.threads = 2, rp.precision = MF_PRECISION_INT8;
@@ -623,6 +632,44 @@ Test(model, int8_reruns_faces_outside_the_ranges_in_fp32)
     mf_runner_free(r), mf_runner_free(ref);
     rmdir(dir);
     mf_model_free(m), free(grey), free(want), free(got), free(mag), free(in);
+    free_refset(&rs);
+}
+
+/* Deferred reruns: forward leaves the faces off the ranges in int8 and names them; the
+ * caller runs them together, with fp32's bits. */
+Test(model, int8_deferred_reruns_are_named_and_run_by_the_caller)
+{
+    char dir[] = "/tmp/mf-test-rerun-XXXXXX", file[4200];
+    refset rs;
+    mf_model *m;
+    tiny_and_temp_file(&m, &rs, dir, file, sizeof file, "unused");
+    const size_t feats = (size_t)rs.n * rs.dim;
+    uint8_t *grey = calibrate_on_grey_copies(m, &rs);
+    mf_runner_params rp = mf_runner_default_params();
+    rp.max_batch = rs.n, rp.threads = 2, rp.precision = MF_PRECISION_INT8;
+    rp.int8_reruns = MF_RERUNS_DEFERRED;
+    mf_runner *r, *ref;
+    cr_assert_eq(mf_runner_create(&r, m, &rp), 0, "%s", mf_last_error());
+    cr_assert_eq(mf_runner_new(&ref, m, rs.n, 2), 0);
+    float *want = malloc(feats * sizeof(float)), *got = malloc(feats * sizeof(float));
+    float *mag = malloc(rs.n * sizeof(float));
+    cr_assert_eq(mf_runner_forward(ref, rs.n, 112, 112, rs.images, want, NULL), 0);
+    cr_assert_eq(mf_runner_forward(r, rs.n, 112, 112, rs.images, got, NULL), 0);
+    cr_expect_eq(mf_runner_fp32_reruns(r), 0, "forward ran faces again itself");
+    cr_expect(memcmp(got, want, feats * sizeof(float)) != 0, "the faces did not run int8");
+    for (int i = 0; i < (int)rs.n; i++)
+        cr_expect(mf_runner_rerun_wanted(r, i), "face %d left the ranges: not named", i);
+    cr_assert_eq(mf_runner_rerun(r, rs.n, rs.images, got, mag), 0, "%s", mf_last_error());
+    cr_expect_eq(mf_runner_fp32_reruns(r), rs.n);
+    cr_expect_arr_eq(got, want, feats * sizeof(float), "the faces run again are not fp32's");
+    expect_magnitudes(got, mag, rs.n, rs.dim);
+
+    cr_assert_eq(mf_runner_forward(r, rs.n, 112, 112, grey, got, NULL), 0);
+    for (int i = 0; i < (int)rs.n; i++)
+        cr_expect(!mf_runner_rerun_wanted(r, i), "grey copy %d named", i);
+    mf_runner_free(r), mf_runner_free(ref);
+    rmdir(dir);
+    mf_model_free(m), free(grey), free(want), free(got), free(mag);
     free_refset(&rs);
 }
 
