@@ -594,83 +594,92 @@ static uint8_t *calibrate_on_grey_copies(mf_model *m, const refset *rs)
     return grey;
 }
 
-Test(model, int8_reruns_faces_outside_the_ranges_in_fp32)
-{
-    char dir[] = "/tmp/mf-test-rerun-XXXXXX", file[4200];
+/* The tiny model calibrated on grey copies, an int8 runner with reruns `mode`, an fp32
+ * runner, and the fp32 features of the real faces (`want`). */
+typedef struct rerun_case {
+    char dir[32], file[4200];
     refset rs;
     mf_model *m;
-    tiny_and_temp_file(&m, &rs, dir, file, sizeof file, "unused");
-    const size_t face = 112 * 112 * 3, feats = (size_t)rs.n * rs.dim;
-    uint8_t *grey = calibrate_on_grey_copies(m, &rs);
-
-    mf_runner_params rp = mf_runner_default_params();
-    rp.max_batch = rs.n, rp.threads = 2, rp.precision = MF_PRECISION_INT8;
+    uint8_t *grey;
     mf_runner *r, *ref;
-    cr_assert_eq(mf_runner_create(&r, m, &rp), 0, "%s", mf_last_error());
-    cr_assert_eq(mf_runner_new(&ref, m, rs.n, 2), 0);
-    float *want = malloc(feats * sizeof(float)), *got = malloc(feats * sizeof(float));
-    float *mag = malloc(rs.n * sizeof(float));
-    cr_assert_eq(mf_runner_forward(ref, rs.n, 112, 112, rs.images, want, NULL), 0);
-    cr_assert_eq(mf_runner_forward(r, rs.n, 112, 112, rs.images, got, mag), 0);
-    cr_expect_eq(mf_runner_fp32_reruns(r), rs.n);
-    cr_expect_arr_eq(got, want, feats * sizeof(float), "the real faces are not fp32's");
-    expect_magnitudes(got, mag, rs.n, rs.dim);
+    float *want, *got, *mag;
+    size_t feats;
+} rerun_case;
 
-    float *in = malloc(rs.n * face * sizeof(float)); /* the same faces as NCHW floats */
-    for (int i = 0; i < rs.n; i++)
-        for (int c = 0; c < 3; c++)
+static void rerun_case_open(rerun_case *c, int mode)
+{
+    snprintf(c->dir, sizeof c->dir, "/tmp/mf-test-rerun-XXXXXX");
+    tiny_and_temp_file(&c->m, &c->rs, c->dir, c->file, sizeof c->file, "unused");
+    c->feats = (size_t)c->rs.n * c->rs.dim;
+    c->grey = calibrate_on_grey_copies(c->m, &c->rs);
+    mf_runner_params rp = mf_runner_default_params();
+    rp.max_batch = c->rs.n, rp.threads = 2, rp.precision = MF_PRECISION_INT8;
+    rp.int8_reruns = mode;
+    cr_assert_eq(mf_runner_create(&c->r, c->m, &rp), 0, "%s", mf_last_error());
+    cr_assert_eq(mf_runner_new(&c->ref, c->m, c->rs.n, 2), 0);
+    c->want = malloc(c->feats * sizeof(float)), c->got = malloc(c->feats * sizeof(float));
+    c->mag = malloc(c->rs.n * sizeof(float));
+    cr_assert_eq(mf_runner_forward(c->ref, c->rs.n, 112, 112, c->rs.images, c->want, NULL), 0);
+}
+
+static void rerun_case_close(rerun_case *c)
+{
+    mf_runner_free(c->r), mf_runner_free(c->ref);
+    rmdir(c->dir);
+    mf_model_free(c->m), free(c->grey), free(c->want), free(c->got), free(c->mag);
+    free_refset(&c->rs);
+}
+
+Test(model, int8_reruns_faces_outside_the_ranges_in_fp32)
+{
+    rerun_case c;
+    rerun_case_open(&c, MF_RERUNS_INLINE);
+    const size_t face = 112 * 112 * 3, bytes = c.feats * sizeof(float);
+    const int n = c.rs.n;
+    cr_assert_eq(mf_runner_forward(c.r, n, 112, 112, c.rs.images, c.got, c.mag), 0);
+    cr_expect_eq(mf_runner_fp32_reruns(c.r), n);
+    cr_expect_arr_eq(c.got, c.want, bytes, "the real faces are not fp32's");
+    expect_magnitudes(c.got, c.mag, n, c.rs.dim);
+
+    float *in = malloc((size_t)n * face * sizeof(float)); /* the same faces as NCHW floats */
+    for (size_t i = 0; i < (size_t)n; i++)
+        for (int ch = 0; ch < 3; ch++)
             for (int p = 0; p < 112 * 112; p++)
-                in[(i * 3 + c) * 112 * 112 + p] = rs.images[i * face + p * 3 + c] / 255.0f;
-    cr_assert_eq(mf_runner_forward_f32(r, rs.n, in, got, NULL), 0);
-    cr_expect_eq(mf_runner_fp32_reruns(r), 2 * rs.n);
-    cr_expect_arr_eq(got, want, feats * sizeof(float), "float input: not fp32's");
+                in[(i * 3 + ch) * 112 * 112 + p] = c.rs.images[i * face + p * 3 + ch] / 255.0f;
+    cr_assert_eq(mf_runner_forward_f32(c.r, n, in, c.got, NULL), 0);
+    cr_expect_eq(mf_runner_fp32_reruns(c.r), 2 * n);
+    cr_expect_arr_eq(c.got, c.want, bytes, "float input: not fp32's");
 
-    cr_assert_eq(mf_runner_forward(ref, rs.n, 112, 112, grey, want, NULL), 0);
-    cr_assert_eq(mf_runner_forward(r, rs.n, 112, 112, grey, got, NULL), 0);
-    cr_expect_eq(mf_runner_fp32_reruns(r), 2 * rs.n, "a grey copy ran again");
-    cr_expect(memcmp(got, want, feats * sizeof(float)) != 0, "the grey copies did not run int8");
-    mf_runner_free(r), mf_runner_free(ref);
-    rmdir(dir);
-    mf_model_free(m), free(grey), free(want), free(got), free(mag), free(in);
-    free_refset(&rs);
+    cr_assert_eq(mf_runner_forward(c.ref, n, 112, 112, c.grey, c.want, NULL), 0);
+    cr_assert_eq(mf_runner_forward(c.r, n, 112, 112, c.grey, c.got, NULL), 0);
+    cr_expect_eq(mf_runner_fp32_reruns(c.r), 2 * n, "a grey copy ran again");
+    cr_expect(memcmp(c.got, c.want, bytes) != 0, "the grey copies did not run int8");
+    free(in);
+    rerun_case_close(&c);
 }
 
 /* Deferred reruns: forward leaves the faces off the ranges in int8 and names them; the
  * caller runs them together, with fp32's bits. */
 Test(model, int8_deferred_reruns_are_named_and_run_by_the_caller)
 {
-    char dir[] = "/tmp/mf-test-rerun-XXXXXX", file[4200];
-    refset rs;
-    mf_model *m;
-    tiny_and_temp_file(&m, &rs, dir, file, sizeof file, "unused");
-    const size_t feats = (size_t)rs.n * rs.dim;
-    uint8_t *grey = calibrate_on_grey_copies(m, &rs);
-    mf_runner_params rp = mf_runner_default_params();
-    rp.max_batch = rs.n, rp.threads = 2, rp.precision = MF_PRECISION_INT8;
-    rp.int8_reruns = MF_RERUNS_DEFERRED;
-    mf_runner *r, *ref;
-    cr_assert_eq(mf_runner_create(&r, m, &rp), 0, "%s", mf_last_error());
-    cr_assert_eq(mf_runner_new(&ref, m, rs.n, 2), 0);
-    float *want = malloc(feats * sizeof(float)), *got = malloc(feats * sizeof(float));
-    float *mag = malloc(rs.n * sizeof(float));
-    cr_assert_eq(mf_runner_forward(ref, rs.n, 112, 112, rs.images, want, NULL), 0);
-    cr_assert_eq(mf_runner_forward(r, rs.n, 112, 112, rs.images, got, NULL), 0);
-    cr_expect_eq(mf_runner_fp32_reruns(r), 0, "forward ran faces again itself");
-    cr_expect(memcmp(got, want, feats * sizeof(float)) != 0, "the faces did not run int8");
-    for (int i = 0; i < (int)rs.n; i++)
-        cr_expect(mf_runner_rerun_wanted(r, i), "face %d left the ranges: not named", i);
-    cr_assert_eq(mf_runner_rerun(r, rs.n, rs.images, got, mag), 0, "%s", mf_last_error());
-    cr_expect_eq(mf_runner_fp32_reruns(r), rs.n);
-    cr_expect_arr_eq(got, want, feats * sizeof(float), "the faces run again are not fp32's");
-    expect_magnitudes(got, mag, rs.n, rs.dim);
+    rerun_case c;
+    rerun_case_open(&c, MF_RERUNS_DEFERRED);
+    const size_t bytes = c.feats * sizeof(float);
+    const int n = c.rs.n;
+    cr_assert_eq(mf_runner_forward(c.r, n, 112, 112, c.rs.images, c.got, NULL), 0);
+    cr_expect_eq(mf_runner_fp32_reruns(c.r), 0, "forward ran faces again itself");
+    cr_expect(memcmp(c.got, c.want, bytes) != 0, "the faces did not run int8");
+    for (int i = 0; i < n; i++)
+        cr_expect(mf_runner_rerun_wanted(c.r, i), "face %d left the ranges: not named", i);
+    cr_assert_eq(mf_runner_rerun(c.r, n, c.rs.images, c.got, c.mag), 0, "%s", mf_last_error());
+    cr_expect_eq(mf_runner_fp32_reruns(c.r), n);
+    cr_expect_arr_eq(c.got, c.want, bytes, "the faces run again are not fp32's");
+    expect_magnitudes(c.got, c.mag, n, c.rs.dim);
 
-    cr_assert_eq(mf_runner_forward(r, rs.n, 112, 112, grey, got, NULL), 0);
-    for (int i = 0; i < (int)rs.n; i++)
-        cr_expect(!mf_runner_rerun_wanted(r, i), "grey copy %d named", i);
-    mf_runner_free(r), mf_runner_free(ref);
-    rmdir(dir);
-    mf_model_free(m), free(grey), free(want), free(got), free(mag);
-    free_refset(&rs);
+    cr_assert_eq(mf_runner_forward(c.r, n, 112, 112, c.grey, c.got, NULL), 0);
+    for (int i = 0; i < n; i++)
+        cr_expect(!mf_runner_rerun_wanted(c.r, i), "grey copy %d named", i);
+    rerun_case_close(&c);
 }
 
 /* Files written by builds with 4-row AVX2 panels load everywhere (repacked). */
