@@ -242,7 +242,7 @@ static int do_shard(config *c, mf_store *s, cJSON *js)
     mf_cli_shard(c->shard, &K, &N);
     mf_run_add_input(c->plan);
     mf_knn_plan *p;
-    int rc = mf_knn_plan_load(&p, c->plan);
+    int rc = mf_knn_plan_load_header(&p, c->plan); /* /lists is read in blocks */
     if (rc < 0)
         return rc;
     char job[128];

@@ -42,7 +42,9 @@ typedef struct mf_knn_plan {
     int dim, k;            /* embedding width, neighbours per row */
     int nlist, assign;     /* lists (after splitting); lists per row: its own + probes */
     float *centroids;      /* (nlist, dim) */
-    int32_t *lists;        /* (n, assign): each row's own list, then the lists it probes */
+    int32_t *lists;        /* (n, assign): each row's own list, then the lists it probes;
+                              NULL when left in the file (mf_knn_plan_load_header) */
+    char *path;            /* the plan's file, when loaded from one */
     char fingerprint[64];  /* the store's (mf_knn_fingerprint) */
     char id[32];           /* hash of everything above: names the plan in its parts */
     char job[256];         /* what it was made from (mf_knn_plan_job) */
@@ -71,6 +73,14 @@ int mf_knn_plan_build(mf_knn_plan **out, struct mf_store *s, const mf_knn_plan_p
  * published on success, removed on failure. */
 int mf_knn_plan_save(const mf_knn_plan *p, mf_output *out);
 int mf_knn_plan_load(mf_knn_plan **out, const char *path);
+/* Everything but /lists (n x assign int32: 1.3 GB at 10M rows), which stays in the file
+ * and is read in blocks by mf_knn_plan_each_block: what a shard task loads. */
+int mf_knn_plan_load_header(mf_knn_plan **out, const char *path);
+/* Call fn(ctx, first, n, lists) for consecutive blocks of rows (lists: n x assign, each
+ * value checked to be a list), from memory or from the plan's file; stops at fn < 0. */
+int mf_knn_plan_each_block(const mf_knn_plan *p,
+                           int (*fn)(void *ctx, size_t first, size_t n, const int32_t *lists),
+                           void *ctx);
 void mf_knn_plan_free(mf_knn_plan *p);
 
 /* A shard's partial graph: the k best neighbours found for the m rows that are members

@@ -51,8 +51,8 @@ static int finish_h5(hid_t f, mf_output *out, int bad, const char *what)
     if (H5Fclose(f) < 0)
         bad = 1;
     if (bad) {
-        int rc = mf_set_error(MF_ERR_IO, "cannot write %s '%s': %s", what,
-                              mf_output_path(out), mf_h5_reason());
+        int rc = mf_set_error(MF_ERR_IO, "cannot write %s '%s': %s", what, mf_output_path(out),
+                              mf_h5_reason());
         mf_output_abort(out);
         return rc;
     }
@@ -167,14 +167,15 @@ int mf_knn_plan_save(const mf_knn_plan *p, mf_output *out)
     hid_t f = create_h5(out, "create the plan");
     if (f < 0)
         return MF_ERR_IO;
-    int bad = write_2d(f, "centroids", H5T_NATIVE_FLOAT, (size_t)p->nlist, p->dim, p->centroids) ||
-              write_2d(f, "lists", H5T_NATIVE_INT32, p->n, p->assign, p->lists) ||
-              mf_h5_write_str_attr(f, "mf_format", MF_PLAN_FORMAT) ||
-              mf_h5_write_u64_attr(f, "rows", p->n) || mf_h5_write_u64_attr(f, "dim", p->dim) ||
-              mf_h5_write_u64_attr(f, "k", p->k) || mf_h5_write_u64_attr(f, "nlist", p->nlist) ||
-              mf_h5_write_u64_attr(f, "assign", p->assign) ||
-              mf_h5_write_str_attr(f, "fingerprint", p->fingerprint) ||
-              mf_h5_write_str_attr(f, "plan", p->id) || mf_h5_write_str_attr(f, "job", p->job);
+    int bad =
+        write_2d(f, "centroids", H5T_NATIVE_FLOAT, (size_t)p->nlist, p->dim, p->centroids) ||
+        write_2d(f, "lists", H5T_NATIVE_INT32, p->n, p->assign, p->lists) ||
+        mf_h5_write_str_attr(f, "mf_format", MF_PLAN_FORMAT) ||
+        mf_h5_write_u64_attr(f, "rows", p->n) || mf_h5_write_u64_attr(f, "dim", p->dim) ||
+        mf_h5_write_u64_attr(f, "k", p->k) || mf_h5_write_u64_attr(f, "nlist", p->nlist) ||
+        mf_h5_write_u64_attr(f, "assign", p->assign) ||
+        mf_h5_write_str_attr(f, "fingerprint", p->fingerprint) ||
+        mf_h5_write_str_attr(f, "plan", p->id) || mf_h5_write_str_attr(f, "job", p->job);
     return finish_h5(f, out, bad, "plan");
 }
 
@@ -184,6 +185,7 @@ void mf_knn_plan_free(mf_knn_plan *p)
         return;
     free(p->centroids);
     free(p->lists);
+    free(p->path);
     free(p);
 }
 
@@ -202,8 +204,9 @@ static int read_str_into(hid_t f, const char *path, const char *name, char *buf,
     char *v = NULL;
     mf_h5_read_str_attr(f, name, &v);
     int rc = v && strlen(v) < len ? 0
-                                  : mf_set_error(MF_ERR_FORMAT, "'%s': bad or missing "
-                                                                "attribute '%s'",
+                                  : mf_set_error(MF_ERR_FORMAT,
+                                                 "'%s': bad or missing "
+                                                 "attribute '%s'",
                                                  path, name);
     if (rc == 0)
         snprintf(buf, len, "%s", v);
@@ -222,7 +225,16 @@ static int check_format(hid_t f, const char *path, const char *want, const char 
     return rc;
 }
 
-int mf_knn_plan_load(mf_knn_plan **out, const char *path)
+/* Values of a block of /lists that are not lists: the first bad row, or -1. */
+static long long bad_list_row(const int32_t *lists, size_t n, int assign, int nlist)
+{
+    for (size_t i = 0; i < n * assign; i++)
+        if (lists[i] < 0 || lists[i] >= nlist)
+            return (long long)(i / assign);
+    return -1;
+}
+
+static int load_plan(mf_knn_plan **out, const char *path, int with_lists)
 {
     mf_h5_quiet();
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
@@ -249,23 +261,83 @@ int mf_knn_plan_load(mf_knn_plan **out, const char *path)
         p->assign = (int)assign;
         rc = mf_size_mul(n, assign * sizeof(int32_t), &cells, "plan lists");
     }
-    if (rc == 0 && (!(p->lists = malloc(cells)) ||
+    if (rc == 0 && (!(p->path = strdup(path)) || (with_lists && !(p->lists = malloc(cells))) ||
                     !(p->centroids = malloc(nlist * dim * sizeof(float)))))
         rc = mf_set_error(MF_ERR_NOMEM, "out of memory for the plan '%s'", path);
     if (rc == 0)
         rc = read_2d(f, path, "centroids", H5T_NATIVE_FLOAT, nlist, (int)dim, p->centroids);
-    if (rc == 0)
+    if (rc == 0 && with_lists)
         rc = read_2d(f, path, "lists", H5T_NATIVE_INT32, n, (int)assign, p->lists);
     H5Fclose(f);
-    for (size_t i = 0; rc == 0 && i < n * assign; i++)
-        if (p->lists[i] < 0 || p->lists[i] >= (int64_t)nlist)
-            rc = mf_set_error(MF_ERR_FORMAT, "plan '%s': bad list of row %zu", path, i / assign);
+    long long bad =
+        rc == 0 && with_lists ? bad_list_row(p->lists, n, (int)assign, (int)nlist) : -1;
+    if (bad >= 0)
+        rc = mf_set_error(MF_ERR_FORMAT, "plan '%s': bad list of row %lld", path, bad);
     if (rc < 0) {
         mf_knn_plan_free(p);
         return rc;
     }
     *out = p;
     return 0;
+}
+
+int mf_knn_plan_load(mf_knn_plan **out, const char *path) { return load_plan(out, path, 1); }
+
+int mf_knn_plan_load_header(mf_knn_plan **out, const char *path)
+{
+    return load_plan(out, path, 0);
+}
+
+/* Rows of /lists per block read from the file: 33 lists x 4 bytes x 64k = 8.6 MB. */
+#define PLAN_BLOCK_ROWS 65536
+
+int mf_knn_plan_each_block(const mf_knn_plan *p,
+                           int (*fn)(void *ctx, size_t first, size_t n, const int32_t *lists),
+                           void *ctx)
+{
+    if (p->lists)
+        return fn(ctx, 0, p->n, p->lists);
+    if (!p->path)
+        return mf_set_error(MF_ERR_ARG, "graph plan: no lists in memory and no file");
+    mf_h5_quiet();
+    hid_t f = H5Fopen(p->path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0)
+        return mf_h5_open_error(MF_ERR_IO, p->path, "open the plan");
+    hid_t d = H5Dopen2(f, "lists", H5P_DEFAULT), fs = d >= 0 ? H5Dget_space(d) : -1;
+    hsize_t dims[2] = {0, 0};
+    int rc = 0;
+    if (fs < 0 || H5Sget_simple_extent_ndims(fs) != 2 ||
+        H5Sget_simple_extent_dims(fs, dims, NULL) < 0 || dims[0] != p->n ||
+        dims[1] != (hsize_t)p->assign)
+        rc = mf_set_error(MF_ERR_SCHEMA, "plan '%s': /lists is not %zu x %d", p->path, p->n,
+                          p->assign);
+    size_t rows = p->n < PLAN_BLOCK_ROWS ? p->n : PLAN_BLOCK_ROWS;
+    int32_t *buf = rc == 0 ? malloc(rows * p->assign * sizeof *buf) : NULL;
+    if (rc == 0 && !buf)
+        rc = mf_set_error(MF_ERR_NOMEM, "out of memory reading the plan's lists");
+    for (size_t first = 0; rc == 0 && first < p->n; first += rows) {
+        size_t m = p->n - first < rows ? p->n - first : rows;
+        hsize_t start[2] = {first, 0}, count[2] = {m, (hsize_t)p->assign};
+        hid_t ms = H5Screate_simple(2, count, NULL);
+        if (H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ||
+            H5Dread(d, H5T_NATIVE_INT32, ms, fs, H5P_DEFAULT, buf) < 0)
+            rc = mf_set_error(MF_ERR_FORMAT, "plan '%s': cannot read /lists: %s", p->path,
+                              mf_h5_reason());
+        H5Sclose(ms);
+        long long bad = rc == 0 ? bad_list_row(buf, m, p->assign, p->nlist) : -1;
+        if (bad >= 0)
+            rc = mf_set_error(MF_ERR_FORMAT, "plan '%s': bad list of row %lld", p->path,
+                              (long long)first + bad);
+        if (rc == 0)
+            rc = fn(ctx, first, m, buf);
+    }
+    free(buf);
+    if (fs >= 0)
+        H5Sclose(fs);
+    if (d >= 0)
+        H5Dclose(d);
+    H5Fclose(f);
+    return rc;
 }
 
 int mf_knn_part_save(const mf_knn_part *p, const char *job, mf_output *out)
@@ -345,7 +417,8 @@ int mf_knn_part_load(mf_knn_part **out, const char *path, int data)
         if (rc == 0)
             rc = read_2d(f, path, "similarities", H5T_NATIVE_FLOAT, m, (int)k, p->sim);
         for (size_t i = 0; rc == 0 && i < m; i++)
-            if (p->rows[i] < 0 || p->rows[i] >= (int64_t)n || (i && p->rows[i] <= p->rows[i - 1]))
+            if (p->rows[i] < 0 || p->rows[i] >= (int64_t)n ||
+                (i && p->rows[i] <= p->rows[i - 1]))
                 rc = mf_set_error(MF_ERR_FORMAT, "graph part '%s': bad row %zu", path, i);
         for (size_t i = 0; rc == 0 && i < m * k; i++)
             if (p->nbr[i] < -1 || p->nbr[i] >= (int64_t)n || !(p->sim[i] == p->sim[i]))

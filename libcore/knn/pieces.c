@@ -102,12 +102,12 @@ int mf_knn_plan_build(mf_knn_plan **out, mf_store *s, const mf_knn_plan_params *
     size_t n = mf_store_rows(s), cells;
     int dim = mf_store_dim(s);
     if (n < 2 || pp->k < 1 || (size_t)pp->k >= n || pp->probes < 0 || pp->sample < 1)
-        return mf_set_error(MF_ERR_ARG, "graph plan: need k (%d) in [1, rows-1] with rows = %zu",
-                            pp->k, n);
+        return mf_set_error(MF_ERR_ARG,
+                            "graph plan: need k (%d) in [1, rows-1] with rows = %zu", pp->k, n);
     if (n > INT32_MAX)
         return mf_set_error(MF_ERR_LIMIT, "graph plan: at most %d rows", INT32_MAX);
-    size_t nl = pp->nlist > 0 ? (size_t)pp->nlist
-                              : (size_t)ceil(pp->lists_per_sqrt * sqrt((double)n));
+    size_t nl =
+        pp->nlist > 0 ? (size_t)pp->nlist : (size_t)ceil(pp->lists_per_sqrt * sqrt((double)n));
     nl = nl < 1 ? 1 : nl > n / 2 ? (n / 2 ? n / 2 : 1) : nl;
     size_t m = nl * (size_t)pp->sample < n ? nl * (size_t)pp->sample : n;
     mf_knn_plan *p = calloc(1, sizeof *p);
@@ -144,8 +144,10 @@ int mf_knn_plan_build(mf_knn_plan **out, mf_store *s, const mf_knn_plan_params *
         return rc;
     }
     plan_id(p);
-    mf_log(MF_LOG_DEBUG, "graph plan: %d lists (%zu asked) from %zu sample rows in %.1f s, "
-           "%d lists per row in %.1f s", p->nlist, nl, m, t1 - t0, p->assign, mf_now() - t1);
+    mf_log(MF_LOG_DEBUG,
+           "graph plan: %d lists (%zu asked) from %zu sample rows in %.1f s, "
+           "%d lists per row in %.1f s",
+           p->nlist, nl, m, t1 - t0, p->assign, mf_now() - t1);
     *out = p;
     return 0;
 }
@@ -162,8 +164,8 @@ static int list_owner(double before, double cost, double total, int shards)
 
 typedef struct {
     const mf_knn_plan *plan;
-    int32_t *slot;   /* (n) row -> place in wave, -1 */
-    float *wave;     /* (slots, dim) normalised rows of the wave */
+    int32_t *slot; /* (n) row -> place in wave, -1 */
+    float *wave;   /* (slots, dim) normalised rows of the wave */
 } wave_ctx;
 
 static int load_wave(void *ctx, size_t start, size_t n, float *x)
@@ -241,47 +243,118 @@ static double list_cost(const shard_state *st, int l)
     return m * (m + q);
 }
 
-static int find_lists(shard_state *st, int shard, int shards)
+/* First pass over the plan's lists: each list's members and probing rows, counted at
+ * ms[l + 1] and qs[l + 1]. */
+static int count_block(void *ctx, size_t first, size_t n, const int32_t *lists)
 {
-    const mf_knn_plan *p = st->plan;
-    int A = p->assign;
-    int rc = mf_knn_group_rows(p->n, p->lists, 1, A, p->nlist, &st->ms, &st->mrows);
-    if (rc == 0)
-        rc = mf_knn_group_rows(p->n, p->lists + 1, A - 1, A, p->nlist, &st->qs, &st->qrows);
-    if (rc < 0)
-        return rc;
-    double total = 0, before = 0;
-    for (int l = 0; l < p->nlist; l++)
-        total += list_cost(st, l);
-    st->lo = p->nlist, st->hi = 0;
-    for (int l = 0; l < p->nlist; l++) {
-        if (list_owner(before, list_cost(st, l), total, shards) == shard) {
-            st->lo = l < st->lo ? l : st->lo;
-            st->hi = l + 1;
-        }
-        before += list_cost(st, l);
-    }
-    if (st->hi < st->lo)
-        st->hi = st->lo;
-    for (int l = st->lo; l < st->hi; l++) {
-        size_t m = st->ms[l + 1] - st->ms[l], q = st->qs[l + 1] - st->qs[l];
-        st->maxm = m > st->maxm ? m : st->maxm;
-        st->maxq = m + q > st->maxq ? m + q : st->maxq;
+    (void)first;
+    shard_state *st = ctx;
+    int A = st->plan->assign;
+    for (size_t i = 0; i < n; i++) {
+        st->ms[lists[i * A] + 1]++;
+        for (int j = 1; j < A; j++)
+            st->qs[lists[i * A + j] + 1]++;
     }
     return 0;
 }
 
+/* Second pass: the rows of the shard's lists [lo, hi) only, in row order per list
+ * (fill: the next free place of each of those lists, members then probing rows). */
+typedef struct {
+    shard_state *st;
+    size_t *mfill, *qfill;
+} fill_ctx;
+
+static int fill_block(void *ctx, size_t first, size_t n, const int32_t *lists)
+{
+    fill_ctx *c = ctx;
+    shard_state *st = c->st;
+    int A = st->plan->assign, lo = st->lo, hi = st->hi;
+    for (size_t i = 0; i < n; i++) {
+        const int32_t *li = lists + i * A;
+        if (li[0] >= lo && li[0] < hi)
+            st->mrows[c->mfill[li[0] - lo]++] = (int32_t)(first + i);
+        for (int j = 1; j < A; j++)
+            if (li[j] >= lo && li[j] < hi)
+                st->qrows[c->qfill[li[j] - lo]++] = (int32_t)(first + i);
+    }
+    return 0;
+}
+
+/* Turn the counts at start[l + 1] into CSR starts of the lists [lo, hi) only: lists
+ * before lo start (and end) at 0, lists from hi on at the end of hi - 1. */
+static size_t own_starts(size_t *start, int nlist, int lo, int hi)
+{
+    size_t total = 0;
+    for (int l = 0; l < nlist; l++) {
+        size_t c = l >= lo && l < hi ? start[l + 1] : 0;
+        start[l] = total;
+        total += c;
+    }
+    start[nlist] = total;
+    return total;
+}
+
+/* The shard's lists (contiguous, of about equal join cost) and their rows, from two
+ * passes over the plan's lists, which may stay in the plan's file: a shard holds the
+ * rows of its own lists only (1 + probes entries per row in all, over all shards). */
+static int find_lists(shard_state *st, int shard, int shards)
+{
+    const mf_knn_plan *p = st->plan;
+    st->ms = calloc((size_t)p->nlist + 1, sizeof *st->ms);
+    st->qs = calloc((size_t)p->nlist + 1, sizeof *st->qs);
+    if (!st->ms || !st->qs)
+        return mf_set_error(MF_ERR_NOMEM, "out of memory grouping rows by list");
+    int rc = mf_knn_plan_each_block(p, count_block, st);
+    if (rc < 0)
+        return rc;
+    double total = 0, before = 0;
+    for (int l = 0; l < p->nlist; l++)
+        total += (double)st->ms[l + 1] * (double)(st->ms[l + 1] + st->qs[l + 1]);
+    st->lo = p->nlist, st->hi = 0;
+    for (int l = 0; l < p->nlist; l++) {
+        double cost = (double)st->ms[l + 1] * (double)(st->ms[l + 1] + st->qs[l + 1]);
+        if (list_owner(before, cost, total, shards) == shard) {
+            st->lo = l < st->lo ? l : st->lo;
+            st->hi = l + 1;
+        }
+        before += cost;
+    }
+    if (st->hi < st->lo)
+        st->hi = st->lo;
+    for (int l = st->lo; l < st->hi; l++) {
+        size_t m = st->ms[l + 1], q = st->qs[l + 1];
+        st->maxm = m > st->maxm ? m : st->maxm;
+        st->maxq = m + q > st->maxq ? m + q : st->maxq;
+    }
+    size_t nm = own_starts(st->ms, p->nlist, st->lo, st->hi);
+    size_t nq = own_starts(st->qs, p->nlist, st->lo, st->hi);
+    int span = st->hi - st->lo;
+    fill_ctx c = {st, malloc((span ? span : 1) * sizeof(size_t)),
+                  malloc((span ? span : 1) * sizeof(size_t))};
+    st->mrows = malloc((nm ? nm : 1) * sizeof *st->mrows);
+    st->qrows = malloc((nq ? nq : 1) * sizeof *st->qrows);
+    if (!c.mfill || !c.qfill || !st->mrows || !st->qrows)
+        rc = mf_set_error(MF_ERR_NOMEM, "out of memory for the rows of the shard's lists");
+    for (int l = st->lo; rc == 0 && l < st->hi; l++)
+        c.mfill[l - st->lo] = st->ms[l], c.qfill[l - st->lo] = st->qs[l];
+    if (rc == 0)
+        rc = mf_knn_plan_each_block(p, fill_block, &c);
+    free(c.mfill), free(c.qfill);
+    return rc;
+}
+
 /* Call fn(ctx, row) for every member and probing row of lists [l0, l1). */
-#define FOR_ROWS_OF(st, l0, l1, r, body)                                                    \
-    do {                                                                                   \
-        for (size_t e_ = (st)->ms[l0]; e_ < (st)->ms[l1]; e_++) {                          \
-            int32_t r = (st)->mrows[e_];                                                   \
-            body;                                                                          \
-        }                                                                                  \
-        for (size_t e_ = (st)->qs[l0]; e_ < (st)->qs[l1]; e_++) {                          \
-            int32_t r = (st)->qrows[e_];                                                   \
-            body;                                                                          \
-        }                                                                                  \
+#define FOR_ROWS_OF(st, l0, l1, r, body)                                                       \
+    do {                                                                                       \
+        for (size_t e_ = (st)->ms[l0]; e_ < (st)->ms[l1]; e_++) {                              \
+            int32_t r = (st)->mrows[e_];                                                       \
+            body;                                                                              \
+        }                                                                                      \
+        for (size_t e_ = (st)->qs[l0]; e_ < (st)->qs[l1]; e_++) {                              \
+            int32_t r = (st)->qrows[e_];                                                       \
+            body;                                                                              \
+        }                                                                                      \
     } while (0)
 
 /* The part's rows: members and probing rows of the shard's lists, increasing. */
@@ -333,8 +406,9 @@ static void plan_wave(const shard_state *st, int l0, int *l1, size_t cap, int32_
 /* Bytes the shard holds besides the wave buffer. */
 static size_t fixed_bytes(const mf_knn_plan *p, const shard_state *st, size_t m, int nt)
 {
-    return p->n * p->assign * 4 * 2 + (size_t)p->nlist * (p->dim * 4 + 24) + p->n * 8 +
-           m * (8 + (size_t)p->k * 12) +
+    size_t own = (st->ms[p->nlist] + st->qs[p->nlist]) * 4; /* the shard's lists' rows */
+    return (p->lists ? p->n * p->assign * 4 : 0) + own + (size_t)p->nlist * (p->dim * 4 + 24) +
+           p->n * 8 + m * (8 + (size_t)p->k * 12) +
            (size_t)nt * ((TILE + p->dim) * st->maxm * 4 + TILE * p->dim * 4 + st->maxq * 4) +
            MF_KNN_OVERHEAD;
 }
@@ -357,7 +431,8 @@ static int run_waves(shard_state *st, mf_knn_part *part, mf_store *s, size_t mem
     }
     size_t distinct = part->m < cap ? part->m : cap;
     size_t maxm = st->maxm ? st->maxm : 1, maxq = st->maxq ? st->maxq : 1;
-    wave_ctx w = {p, malloc(p->n * sizeof(int32_t)), malloc((distinct ? distinct : 1) * row_bytes)};
+    wave_ctx w = {p, malloc(p->n * sizeof(int32_t)),
+                  malloc((distinct ? distinct : 1) * row_bytes)};
     join_buf *jb = calloc(nt, sizeof *jb);
     int ok = w.slot && w.wave && jb;
     for (int t = 0; ok && t < nt; t++) {
@@ -376,8 +451,8 @@ static int run_waves(shard_state *st, mf_knn_part *part, mf_store *s, size_t mem
         pairs += list_cost(st, l);
     mf_knn_meter meter = {.per = 1000000};
     if (rc == 0 && progress)
-        meter.bar = mf_progress_new("graph shard", (uint64_t)(pairs / 1e6), "Mpairs",
-                                    progress > 1);
+        meter.bar =
+            mf_progress_new("graph shard", (uint64_t)(pairs / 1e6), "Mpairs", progress > 1);
     int blas_threads = openblas_get_num_threads(), waves = 0;
     openblas_set_num_threads(1);
     for (int l0 = st->lo, l1; rc == 0 && l0 < st->hi; l0 = l1, waves++) {
@@ -400,8 +475,10 @@ static int run_waves(shard_state *st, mf_knn_part *part, mf_store *s, size_t mem
     }
     openblas_set_num_threads(blas_threads);
     mf_knn_meter_end(&meter);
-    mf_log(MF_LOG_DEBUG, "graph shard %d/%d: lists %d..%d, %zu rows, %.3g pairs, %d passes "
-           "over the store", part->shard, part->shards, st->lo, st->hi, part->m, pairs, waves);
+    mf_log(MF_LOG_DEBUG,
+           "graph shard %d/%d: lists %d..%d, %zu rows, %.3g pairs, %d passes "
+           "over the store",
+           part->shard, part->shards, st->lo, st->hi, part->m, pairs, waves);
     for (int t = 0; jb && t < nt; t++)
         free(jb[t].all), free(jb[t].own), free(jb[t].score), free(jb[t].sel);
     free(jb), free(w.slot), free(w.wave);
@@ -414,9 +491,11 @@ int mf_knn_shard_build(mf_knn_part **out, const mf_knn_plan *plan, mf_store *s, 
     if (shards < 1 || shard < 0 || shard >= shards)
         return mf_set_error(MF_ERR_ARG, "shard %d/%d: need 0 <= K < N", shard, shards);
     if (mf_store_rows(s) != plan->n || mf_store_dim(s) != plan->dim)
-        return mf_set_error(MF_ERR_MISMATCH, "the plan is for %zu rows x %d, the store '%s' "
-                            "has %zu x %d", plan->n, plan->dim, mf_store_path(s),
-                            (size_t)mf_store_rows(s), mf_store_dim(s));
+        return mf_set_error(MF_ERR_MISMATCH,
+                            "the plan is for %zu rows x %d, the store '%s' "
+                            "has %zu x %d",
+                            plan->n, plan->dim, mf_store_path(s), (size_t)mf_store_rows(s),
+                            mf_store_dim(s));
     mf_knn_part *part = calloc(1, sizeof *part);
     if (!part)
         return mf_set_error(MF_ERR_NOMEM, "out of memory");
@@ -447,14 +526,14 @@ static int check_set(mf_knn_part **hdr, const char *const *paths, size_t np, int
                      int *order)
 {
     mf_shard_part *parts = calloc(np, sizeof *parts);
-    char (*groups)[160] = calloc(np, sizeof *groups);
+    char(*groups)[160] = calloc(np, sizeof *groups);
     int rc = parts && groups ? 0 : mf_set_error(MF_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < np && rc == 0; i++) {
         const mf_knn_part *b = hdr[i];
         snprintf(groups[i], sizeof groups[i], "plan %s of %s, %lld rows, k %d", b->plan,
                  b->fingerprint, (long long)b->n, b->k);
-        parts[i] = (mf_shard_part){.name = paths[i], .k = b->shard, .n = b->shards,
-                                   .group = groups[i]};
+        parts[i] = (mf_shard_part){
+            .name = paths[i], .k = b->shard, .n = b->shards, .group = groups[i]};
     }
     if (rc == 0 && (rc = mf_shard_set_check(parts, np, allow_partial)) > 0)
         rc = 0; /* shards missing, allowed: their rows keep what the others found */
