@@ -237,10 +237,12 @@ static void join_list(mf_knn_part *part, const shard_state *st, int l, const flo
     }
 }
 
+/* A list's join cost: its m members against its members and q probing rows. */
+static double join_cost(size_t m, size_t q) { return (double)m * ((double)m + (double)q); }
+
 static double list_cost(const shard_state *st, int l)
 {
-    double m = (double)(st->ms[l + 1] - st->ms[l]), q = (double)(st->qs[l + 1] - st->qs[l]);
-    return m * (m + q);
+    return join_cost(st->ms[l + 1] - st->ms[l], st->qs[l + 1] - st->qs[l]);
 }
 
 /* First pass over the plan's lists: each list's members and probing rows, counted at
@@ -310,10 +312,10 @@ static int find_lists(shard_state *st, int shard, int shards)
         return rc;
     double total = 0, before = 0;
     for (int l = 0; l < p->nlist; l++)
-        total += (double)st->ms[l + 1] * (double)(st->ms[l + 1] + st->qs[l + 1]);
+        total += join_cost(st->ms[l + 1], st->qs[l + 1]); /* counts, not yet starts */
     st->lo = p->nlist, st->hi = 0;
     for (int l = 0; l < p->nlist; l++) {
-        double cost = (double)st->ms[l + 1] * (double)(st->ms[l + 1] + st->qs[l + 1]);
+        double cost = join_cost(st->ms[l + 1], st->qs[l + 1]);
         if (list_owner(before, cost, total, shards) == shard) {
             st->lo = l < st->lo ? l : st->lo;
             st->hi = l + 1;
